@@ -1,0 +1,1 @@
+"""Backbones as torch modules, all on one encoder-decoder framework."""

@@ -1,0 +1,428 @@
+"""Model configuration: backbones and heads, with SLEAP's class names, fields and defaults.
+
+Every class here mirrors a class of `sleap.nn.config.model` so that a SLEAP
+`training_config.json` loads as is and means the same thing. Validation happens when a
+config is created or assigned, so an impossible stride or an unknown encoder is caught
+before any network is built, with the field, the value and what is allowed.
+"""
+
+from __future__ import annotations
+
+from typing import ClassVar, Literal
+
+from pydantic import Field, field_validator, model_validator
+
+from posekit.config.base import ConfigBase, OneOfConfig
+
+RESNET_VERSIONS = ("ResNet50", "ResNet101", "ResNet152")
+RESNET_WEIGHTS = ("random", "frozen", "tunable")
+
+PRETRAINED_ENCODERS = (
+    "vgg16",
+    "vgg19",
+    "resnet18",
+    "resnet34",
+    "resnet50",
+    "resnet101",
+    "resnet152",
+    "resnext50",
+    "resnext101",
+    "inceptionv3",
+    "inceptionresnetv2",
+    "densenet121",
+    "densenet169",
+    "densenet201",
+    "seresnet18",
+    "seresnet34",
+    "seresnet50",
+    "seresnet101",
+    "seresnet152",
+    "seresnext50",
+    "seresnext101",
+    "senet154",
+    "mobilenet",
+    "mobilenetv2",
+    "efficientnetb0",
+    "efficientnetb1",
+    "efficientnetb2",
+    "efficientnetb3",
+    "efficientnetb4",
+    "efficientnetb5",
+    "efficientnetb6",
+    "efficientnetb7",
+)
+
+
+def _is_power_of_two(value: int) -> bool:
+    return isinstance(value, int) and value >= 1 and (value & (value - 1)) == 0
+
+
+def check_stride(name: str, value: int | None) -> int | None:
+    """Strides must be powers of two: every down/upsampling step halves or doubles."""
+    if value is None:
+        return value
+    if not _is_power_of_two(value):
+        raise ValueError(
+            f"{name}={value} is not a power of two; use one of 1, 2, 4, 8, 16, 32, 64"
+        )
+    return value
+
+
+def _check_output_vs_max(cls_name: str, output_stride: int, max_stride: int) -> None:
+    if output_stride > max_stride:
+        raise ValueError(
+            f"{cls_name}: output_stride={output_stride} is larger than max_stride={max_stride}; "
+            f"the decoder can only upsample, so output_stride must be <= max_stride"
+        )
+
+
+def _positive_sigma(value: float) -> float:
+    if not value > 0:
+        raise ValueError(f"sigma={value} must be a positive number of input pixels (e.g. 2.5)")
+    return value
+
+
+# --------------------------------------------------------------------------- backbones
+
+
+class LEAPConfig(ConfigBase):
+    """LEAP CNN backbone: plain conv blocks with pooling, then upsampling without skips."""
+
+    max_stride: int = 8
+    output_stride: int = 1
+    filters: int = Field(64, ge=1)
+    filters_rate: float = Field(2, gt=0)
+    up_interpolate: bool = False
+    stacks: int = Field(1, ge=1)
+
+    _v_strides = field_validator("max_stride", "output_stride")(
+        lambda v, info: check_stride(info.field_name, v)
+    )
+
+    @model_validator(mode="after")
+    def _strides(self) -> LEAPConfig:
+        _check_output_vs_max(type(self).__name__, self.output_stride, self.max_stride)
+        return self
+
+
+class UNetConfig(ConfigBase):
+    """UNet backbone: conv blocks, pooling, and an upsampling path with skip connections."""
+
+    stem_stride: int | None = None
+    max_stride: int = 16
+    output_stride: int = 1
+    filters: int = Field(64, ge=1)
+    filters_rate: float = Field(2, gt=0)
+    middle_block: bool = True
+    up_interpolate: bool = False
+    stacks: int = Field(1, ge=1)
+
+    _v_strides = field_validator("stem_stride", "max_stride", "output_stride")(
+        lambda v, info: check_stride(info.field_name, v)
+    )
+
+    @model_validator(mode="after")
+    def _strides(self) -> UNetConfig:
+        _check_output_vs_max(type(self).__name__, self.output_stride, self.max_stride)
+        if self.stem_stride is not None and self.stem_stride > self.max_stride:
+            raise ValueError(
+                f"UNetConfig: stem_stride={self.stem_stride} is larger than "
+                f"max_stride={self.max_stride}; the stem is part of the downsampling"
+            )
+        return self
+
+
+class HourglassConfig(ConfigBase):
+    """Stacked hourglass backbone (Associative Embedding variant).
+
+    The seed's prose calls the filter step `filters_increase`; SLEAP's attribute is
+    `filter_increase`. Both are accepted; `filter_increase` is written.
+    """
+
+    _aliases: ClassVar[dict[str, str]] = {"filters_increase": "filter_increase"}
+
+    stem_stride: int = 4
+    max_stride: int = 64
+    output_stride: int = 4
+    stem_filters: int = Field(128, ge=1)
+    filters: int = Field(256, ge=1)
+    filter_increase: int = Field(128, ge=0)
+    stacks: int = Field(3, ge=1)
+
+    _v_strides = field_validator("stem_stride", "max_stride", "output_stride")(
+        lambda v, info: check_stride(info.field_name, v)
+    )
+
+    @model_validator(mode="after")
+    def _strides(self) -> HourglassConfig:
+        _check_output_vs_max(type(self).__name__, self.output_stride, self.max_stride)
+        if self.stem_stride > self.max_stride:
+            raise ValueError(
+                f"HourglassConfig: stem_stride={self.stem_stride} is larger than "
+                f"max_stride={self.max_stride}"
+            )
+        return self
+
+
+class UpsamplingConfig(ConfigBase):
+    """Decoder (upsampling stack) used on top of ResNet encoders.
+
+    SLEAP's attribute is `batch_norm`; its documentation calls it `conv_batchnorm`. Both
+    are accepted; `batch_norm` is written.
+    """
+
+    _aliases: ClassVar[dict[str, str]] = {"conv_batchnorm": "batch_norm"}
+
+    method: Literal["interpolation", "transposed_conv"] = "interpolation"
+    skip_connections: Literal["add", "concatenate"] | None = None
+    block_stride: int = 2
+    filters: int = Field(64, ge=1)
+    filters_rate: float = Field(1, gt=0)
+    refine_convs: int = Field(2, ge=0)
+    batch_norm: bool = True
+    transposed_conv_kernel_size: int = Field(4, ge=1)
+
+    _v_strides = field_validator("block_stride")(lambda v, info: check_stride(info.field_name, v))
+
+
+class ResNetConfig(ConfigBase):
+    """ResNet v1 (50/101/152) backbone with optional upsampling decoder."""
+
+    version: str = "ResNet50"
+    weights: str = "frozen"
+    upsampling: UpsamplingConfig | None = None
+    max_stride: int = 32
+    output_stride: int = 4
+
+    @field_validator("version")
+    @classmethod
+    def _version(cls, v: str) -> str:
+        if v not in RESNET_VERSIONS:
+            raise ValueError(f"version={v!r} is not a known ResNet; use one of {RESNET_VERSIONS}")
+        return v
+
+    @field_validator("weights")
+    @classmethod
+    def _weights(cls, v: str) -> str:
+        if v not in RESNET_WEIGHTS:
+            raise ValueError(f"weights={v!r} is not allowed; use one of {RESNET_WEIGHTS}")
+        return v
+
+    _v_strides = field_validator("max_stride", "output_stride")(
+        lambda v, info: check_stride(info.field_name, v)
+    )
+
+    @model_validator(mode="after")
+    def _strides(self) -> ResNetConfig:
+        if not 4 <= self.max_stride <= 32:
+            raise ValueError(
+                f"ResNetConfig: max_stride={self.max_stride} is outside 4..32; ResNet "
+                f"reaches stride 32 at most"
+            )
+        _check_output_vs_max(type(self).__name__, self.output_stride, self.max_stride)
+        return self
+
+
+class PretrainedEncoderConfig(ConfigBase):
+    """UNet-like backbone on an ImageNet-pretrained encoder (segmentation-models style)."""
+
+    encoder: str = "efficientnetb0"
+    pretrained: bool = True
+    decoder_filters: int = Field(256, ge=1)
+    decoder_filters_rate: float = Field(1.0, gt=0)
+    output_stride: int = 2
+    decoder_batchnorm: bool = True
+
+    @field_validator("encoder")
+    @classmethod
+    def _encoder(cls, v: str) -> str:
+        if v not in PRETRAINED_ENCODERS:
+            import difflib
+
+            close = difflib.get_close_matches(v, PRETRAINED_ENCODERS, n=1)
+            hint = f" (did you mean {close[0]!r}?)" if close else ""
+            raise ValueError(
+                f"encoder={v!r} is not a known encoder{hint}; use one of "
+                f"{', '.join(PRETRAINED_ENCODERS)}"
+            )
+        return v
+
+    @field_validator("output_stride")
+    @classmethod
+    def _stride(cls, v: int) -> int:
+        check_stride("output_stride", v)
+        if v > 32:
+            raise ValueError(f"output_stride={v} is larger than the encoders' stride of 32")
+        return v
+
+
+class BackboneConfig(OneOfConfig):
+    """Which backbone to build: exactly one field set."""
+
+    leap: LEAPConfig | None = None
+    unet: UNetConfig | None = None
+    hourglass: HourglassConfig | None = None
+    resnet: ResNetConfig | None = None
+    pretrained_encoder: PretrainedEncoderConfig | None = None
+
+
+# --------------------------------------------------------------------------- heads
+
+
+class _MapHeadConfig(ConfigBase):
+    """Fields shared by heads that output maps at a stride."""
+
+    sigma: float = 5.0
+    output_stride: int = 1
+    loss_weight: float = 1.0
+
+    _v_sigma = field_validator("sigma")(lambda v: _positive_sigma(v))
+    _v_strides = field_validator("output_stride")(
+        lambda v, info: check_stride(info.field_name, v)
+    )
+
+
+class SingleInstanceConfmapsHeadConfig(_MapHeadConfig):
+    """One confidence map per part; one instance per image (global peak)."""
+
+    part_names: list[str] | None = None
+    sigma: float = 5.0
+    output_stride: int = 1
+    loss_weight: float = 1.0
+    offset_refinement: bool = False
+
+
+class CentroidsHeadConfig(_MapHeadConfig):
+    """One map of instance centroids (anchor part or bounding-box midpoint)."""
+
+    anchor_part: str | None = None
+    sigma: float = 5.0
+    output_stride: int = 1
+    loss_weight: float = 1.0
+    offset_refinement: bool = False
+
+
+class CenteredInstanceConfmapsHeadConfig(_MapHeadConfig):
+    """Confidence maps of the instance centred in a crop (top-down second stage)."""
+
+    anchor_part: str | None = None
+    part_names: list[str] | None = None
+    sigma: float = 5.0
+    output_stride: int = 1
+    loss_weight: float = 1.0
+    offset_refinement: bool = False
+
+
+class MultiInstanceConfmapsHeadConfig(_MapHeadConfig):
+    """Confidence maps with one peak per instance per part (bottom-up)."""
+
+    part_names: list[str] | None = None
+    sigma: float = 5.0
+    output_stride: int = 1
+    loss_weight: float = 1.0
+    offset_refinement: bool = False
+
+
+class PartAffinityFieldsHeadConfig(_MapHeadConfig):
+    """Part affinity fields: 2 channels (x, y of the unit vector) per skeleton edge."""
+
+    edges: list[tuple[str, str]] | None = None
+    sigma: float = 15.0
+    output_stride: int = 1
+    loss_weight: float = 1.0
+
+
+class ClassMapsHeadConfig(_MapHeadConfig):
+    """Class (identity) maps around each landmark, one channel per class."""
+
+    classes: list[str] | None = None
+    sigma: float = 5.0
+    output_stride: int = 1
+    loss_weight: float = 1.0
+
+
+class ClassVectorsHeadConfig(ConfigBase):
+    """Class (identity) vector per crop: pooled features -> dense layers -> logits."""
+
+    classes: list[str] | None = None
+    num_fc_layers: int = Field(1, ge=0)
+    num_fc_units: int = Field(64, ge=1)
+    global_pool: bool = True
+    output_stride: int = 1
+    loss_weight: float = 1.0
+
+    _v_strides = field_validator("output_stride")(
+        lambda v, info: check_stride(info.field_name, v)
+    )
+
+
+class MultiInstanceConfig(ConfigBase):
+    """Bottom-up: multi-instance confidence maps + part affinity fields."""
+
+    confmaps: MultiInstanceConfmapsHeadConfig = Field(
+        default_factory=MultiInstanceConfmapsHeadConfig
+    )
+    pafs: PartAffinityFieldsHeadConfig = Field(default_factory=PartAffinityFieldsHeadConfig)
+
+
+class MultiClassBottomUpConfig(ConfigBase):
+    """Bottom-up with identities: multi-instance confidence maps + class maps."""
+
+    confmaps: MultiInstanceConfmapsHeadConfig = Field(
+        default_factory=MultiInstanceConfmapsHeadConfig
+    )
+    class_maps: ClassMapsHeadConfig = Field(default_factory=ClassMapsHeadConfig)
+
+
+class MultiClassTopDownConfig(ConfigBase):
+    """Top-down with identities: centered-instance confidence maps + class vectors."""
+
+    confmaps: CenteredInstanceConfmapsHeadConfig = Field(
+        default_factory=CenteredInstanceConfmapsHeadConfig
+    )
+    class_vectors: ClassVectorsHeadConfig = Field(default_factory=ClassVectorsHeadConfig)
+
+
+class HeadsConfig(OneOfConfig):
+    """Which model type (head family) to build: exactly one field set."""
+
+    single_instance: SingleInstanceConfmapsHeadConfig | None = None
+    centroid: CentroidsHeadConfig | None = None
+    centered_instance: CenteredInstanceConfmapsHeadConfig | None = None
+    multi_instance: MultiInstanceConfig | None = None
+    multi_class_bottomup: MultiClassBottomUpConfig | None = None
+    multi_class_topdown: MultiClassTopDownConfig | None = None
+
+
+class ModelConfig(ConfigBase):
+    """Backbone + heads, and an optional model folder to initialise weights from."""
+
+    backbone: BackboneConfig = Field(default_factory=BackboneConfig)
+    heads: HeadsConfig = Field(default_factory=HeadsConfig)
+    base_checkpoint: str | None = None
+
+
+__all__ = [
+    "BackboneConfig",
+    "CenteredInstanceConfmapsHeadConfig",
+    "CentroidsHeadConfig",
+    "ClassMapsHeadConfig",
+    "ClassVectorsHeadConfig",
+    "HeadsConfig",
+    "HourglassConfig",
+    "LEAPConfig",
+    "ModelConfig",
+    "MultiClassBottomUpConfig",
+    "MultiClassTopDownConfig",
+    "MultiInstanceConfig",
+    "MultiInstanceConfmapsHeadConfig",
+    "PartAffinityFieldsHeadConfig",
+    "PretrainedEncoderConfig",
+    "ResNetConfig",
+    "SingleInstanceConfmapsHeadConfig",
+    "UNetConfig",
+    "UpsamplingConfig",
+    "PRETRAINED_ENCODERS",
+    "RESNET_VERSIONS",
+    "RESNET_WEIGHTS",
+]
