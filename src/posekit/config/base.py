@@ -10,7 +10,7 @@ from __future__ import annotations
 import difflib
 from typing import Any, ClassVar
 
-from pydantic import BaseModel, ConfigDict, model_validator
+from pydantic import BaseModel, ConfigDict, ValidationError, model_validator
 
 
 class ConfigBase(BaseModel):
@@ -72,7 +72,7 @@ class OneOfConfig(ConfigBase):
         set_fields = [name for name in type(self).model_fields if getattr(self, name) is not None]
         if len(set_fields) > 1:
             raise ValueError(
-                f"{type(self).__name__} takes exactly one of "
+                f"{type(self).__name__} takes at most one of "
                 f"{', '.join(type(self).model_fields)}; got {len(set_fields)}: "
                 f"{', '.join(set_fields)}. Set all but one of them to null."
             )
@@ -99,3 +99,21 @@ class OneOfConfig(ConfigBase):
                 f"{', '.join(type(self).model_fields)}"
             )
         return value
+
+
+def format_validation_error(err: ValidationError, source: str | None = None) -> str:
+    """One readable message for a pydantic error: where, what, the value given.
+
+    pydantic's own text adds documentation links and input types; a user editing a
+    config file needs the dotted field path, the complaint and the offending value.
+    Whole sections (dicts) are not echoed back, they are too long to be useful.
+    """
+    lines = []
+    for e in err.errors(include_url=False):
+        loc = ".".join(str(part) for part in e["loc"]) or "(top level)"
+        msg = e["msg"].removeprefix("Value error, ")
+        value = e.get("input")
+        shown = "" if isinstance(value, dict | list) else f" (got {value!r})"
+        lines.append(f"{loc}: {msg}{shown}")
+    head = f"invalid config{f' in {source}' if source else ''}"
+    return head + ":\n  " + "\n  ".join(lines)

@@ -270,14 +270,14 @@ class BackboneConfig(OneOfConfig):
 
 
 class _MapHeadConfig(ConfigBase):
-    """Fields shared by heads that output maps at a stride."""
+    """Checks shared by heads that output maps at a stride.
 
-    sigma: float = 5.0
-    output_stride: int = 1
-    loss_weight: float = 1.0
+    The fields themselves are declared by each head, in SLEAP's order, so that configs
+    are written with SLEAP's key order (inherited fields would come first).
+    """
 
-    _v_sigma = field_validator("sigma")(lambda v: _positive_sigma(v))
-    _v_strides = field_validator("output_stride")(
+    _v_sigma = field_validator("sigma", check_fields=False)(lambda v: _positive_sigma(v))
+    _v_strides = field_validator("output_stride", check_fields=False)(
         lambda v, info: check_stride(info.field_name, v)
     )
 

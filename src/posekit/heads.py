@@ -1,0 +1,216 @@
+"""Output heads: what each SLEAP head family predicts and how its layer is built.
+
+A head is a small description (name, channels, stride, loss) plus a `make_layer` that
+builds the torch layer attaching to a backbone feature of `output_stride`. Layers carry
+the SLEAP Keras layer name (the head's class name) so trained SLEAP weights load by name.
+Map heads are a linear 1x1 convolution; the class-vectors head pools (or flattens) the
+feature and runs dense layers to one logit per class.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+import torch
+from torch import nn
+
+from posekit.errors import PosekitError
+
+
+@dataclass
+class Head:
+    """Base head description. Subclasses fix `name`, the activation and the loss."""
+
+    output_stride: int = 1
+    loss_weight: float = 1.0
+    sigma: float | None = None
+
+    activation = "linear"
+    loss_function = "mse"
+
+    @property
+    def name(self) -> str:
+        return type(self).__name__
+
+    @property
+    def channels(self) -> int:
+        raise NotImplementedError
+
+    @property
+    def is_map(self) -> bool:
+        """True when the head outputs an image-like map (all but class vectors)."""
+        return True
+
+    def make_layer(self, in_channels: int) -> nn.Module:
+        conv = nn.Conv2d(in_channels, self.channels, kernel_size=1)
+        if self.activation == "sigmoid":
+            return _Sigmoid1x1(conv)
+        return conv
+
+
+class _Sigmoid1x1(nn.Conv2d):
+    """1x1 conv with a sigmoid, as SLEAP's Keras layer with activation="sigmoid"."""
+
+    def __init__(self, conv: nn.Conv2d):
+        super().__init__(conv.in_channels, conv.out_channels, kernel_size=1)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return torch.sigmoid(super().forward(x))
+
+
+@dataclass
+class SingleInstanceConfmapsHead(Head):
+    """One confidence map per part; one animal per image."""
+
+    part_names: list[str] = field(default_factory=list)
+
+    @property
+    def channels(self) -> int:
+        return len(self.part_names)
+
+
+@dataclass
+class CentroidConfmapsHead(Head):
+    """A single map with a peak at every instance's centroid (anchor part)."""
+
+    anchor_part: str | None = None
+
+    @property
+    def channels(self) -> int:
+        return 1
+
+
+@dataclass
+class CenteredInstanceConfmapsHead(Head):
+    """Confidence maps of the instance centred in a crop."""
+
+    part_names: list[str] = field(default_factory=list)
+    anchor_part: str | None = None
+
+    @property
+    def channels(self) -> int:
+        return len(self.part_names)
+
+
+@dataclass
+class MultiInstanceConfmapsHead(Head):
+    """Confidence maps with a peak for every instance of every part."""
+
+    part_names: list[str] = field(default_factory=list)
+
+    @property
+    def channels(self) -> int:
+        return len(self.part_names)
+
+
+@dataclass
+class PartAffinityFieldsHead(Head):
+    """Unit vectors along each skeleton edge: channels [edge0_x, edge0_y, edge1_x, ...]."""
+
+    edges: list[tuple[str, str]] = field(default_factory=list)
+
+    @property
+    def channels(self) -> int:
+        return 2 * len(self.edges)
+
+
+@dataclass
+class ClassMapsHead(Head):
+    """One identity map per class around that animal's landmarks."""
+
+    classes: list[str] = field(default_factory=list)
+    activation = "sigmoid"
+
+    @property
+    def channels(self) -> int:
+        return len(self.classes)
+
+
+@dataclass
+class ClassVectorsHead(Head):
+    """Identity of the crop's animal: pooled features -> dense layers -> class probabilities.
+
+    Like SLEAP's Keras layer the output is softmax probabilities, so imported and native
+    models give the same numbers; the training loss is Keras' categorical cross-entropy.
+    """
+
+    classes: list[str] = field(default_factory=list)
+    num_fc_layers: int = 1
+    num_fc_units: int = 64
+    global_pool: bool = True
+    activation = "softmax"
+    loss_function = "categorical_crossentropy"
+
+    @property
+    def channels(self) -> int:
+        return len(self.classes)
+
+    @property
+    def is_map(self) -> bool:
+        return False
+
+    def make_layer(self, in_channels: int, feature_size: tuple[int, int] | None = None) -> nn.Module:
+        return ClassVectorsLayer(self, in_channels, feature_size)
+
+
+@dataclass
+class OffsetRefinementHead(Head):
+    """Sub-pixel offsets per part: channels [part0_dx, part0_dy, ...] in output-grid units."""
+
+    part_names: list[str] = field(default_factory=list)
+    sigma_threshold: float = 0.2
+
+    @property
+    def channels(self) -> int:
+        return 2 * len(self.part_names)
+
+
+class ClassVectorsLayer(nn.Module):
+    """Global max pool (or flatten) -> `num_fc_layers` x (dense + ReLU) -> dense logits.
+
+    Flattening follows Keras' NHWC order so imported SLEAP dense weights line up.
+    """
+
+    def __init__(self, head: ClassVectorsHead, in_channels: int, feature_size=None):
+        super().__init__()
+        self.global_pool = head.global_pool
+        if head.global_pool:
+            features = in_channels
+        else:
+            if feature_size is None:
+                raise PosekitError(
+                    "ClassVectorsHead with global_pool=false flattens its input feature, so "
+                    "the input image size must be known when the model is built; pass "
+                    "input_shape, or set global_pool: true"
+                )
+            features = in_channels * feature_size[0] * feature_size[1]
+        for i in range(head.num_fc_layers):
+            self.add_module(f"pre_classification{i}_fc", nn.Linear(features, head.num_fc_units))
+            features = head.num_fc_units
+        self.num_fc_layers = head.num_fc_layers
+        self.add_module(head.name, nn.Linear(features, head.channels))
+        self._out_name = head.name
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        if self.global_pool:
+            x = torch.amax(x, dim=(2, 3))
+        else:
+            x = x.permute(0, 2, 3, 1).flatten(1)
+        for i in range(self.num_fc_layers):
+            x = torch.relu(getattr(self, f"pre_classification{i}_fc")(x))
+        return torch.softmax(getattr(self, self._out_name)(x), dim=-1)
+
+
+HEAD_CLASSES = {
+    cls.__name__: cls
+    for cls in (
+        SingleInstanceConfmapsHead,
+        CentroidConfmapsHead,
+        CenteredInstanceConfmapsHead,
+        MultiInstanceConfmapsHead,
+        PartAffinityFieldsHead,
+        ClassMapsHead,
+        ClassVectorsHead,
+        OffsetRefinementHead,
+    )
+}

@@ -1,0 +1,211 @@
+"""Peak finding on confidence maps, batched and device-agnostic.
+
+Two finders, as in SLEAP:
+
+- **global peaks** (single-instance and centered-instance models): one peak per sample
+  and channel, the arg-maximum of the map. A peak whose value is *below* the threshold
+  becomes NaN but keeps its value, because SLEAP reports that value as the point score.
+- **local peaks** (centroid and multi-instance models): every pixel that is above the
+  threshold and *strictly* greater than all eight neighbours. Strictness matters: a flat
+  plateau yields no peak, exactly like SLEAP's dilation-based non-maximum suppression.
+
+Everything here works in **grid units** of the map (pixel ``(row, col)`` of the map ->
+point ``(x=col, y=row)``). Subpixel refinement lives in `refinement.py`; conversion to
+image coordinates (stride, input scaling, crop origin) in `refinement.to_image_coordinates`.
+The convenience wrappers `find_global_peaks` and `find_local_peaks` chain both steps.
+
+All functions take NCHW tensors on any device and return tensors on the same device.
+"""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:  # pragma: no cover
+    import torch
+
+DEFAULT_PEAK_THRESHOLD = 0.2
+
+
+def _check_maps(cms: torch.Tensor, name: str = "confidence maps") -> None:
+    if cms.ndim != 4:
+        raise ValueError(
+            f"{name} must be a 4-D tensor (N, C, H, W); got shape {tuple(cms.shape)}. "
+            "Add a batch axis with `x[None]` for a single sample."
+        )
+
+
+def find_global_peaks_rough(
+    cms: torch.Tensor, threshold: float = DEFAULT_PEAK_THRESHOLD
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """Grid-aligned global maximum of every channel of every sample.
+
+    Args:
+        cms: confidence maps, shape (N, C, H, W).
+        threshold: peaks with a value strictly below this become NaN (SLEAP's rule; a
+            value equal to the threshold is kept).
+
+    Returns:
+        ``(points, values)``: points (N, C, 2) float32 as (x, y) grid indices, NaN where
+        below threshold; values (N, C), the map value at the arg-maximum (kept even when
+        the point is NaN).
+    """
+    import torch
+
+    _check_maps(cms)
+    n, c, h, w = cms.shape
+    flat = cms.reshape(n, c, h * w)
+    values, idx = flat.max(dim=-1)
+    ys = torch.div(idx, w, rounding_mode="floor")
+    xs = idx - ys * w
+    points = torch.stack([xs, ys], dim=-1).to(torch.float32)
+    below = values < threshold
+    points = torch.where(below[..., None], torch.full_like(points, float("nan")), points)
+    return points, values
+
+
+def _neighbourhood_max(cms: torch.Tensor) -> torch.Tensor:
+    """Maximum over the 8 neighbours of each pixel (the pixel itself excluded).
+
+    Outside the map counts as -inf, so border pixels can be peaks.
+    """
+    import torch
+    import torch.nn.functional as F
+
+    h, w = cms.shape[-2:]
+    padded = F.pad(cms, (1, 1, 1, 1), value=float("-inf"))
+    out = None
+    for dy in range(3):
+        for dx in range(3):
+            if dy == 1 and dx == 1:
+                continue
+            view = padded[..., dy : dy + h, dx : dx + w]
+            out = view if out is None else torch.maximum(out, view)
+    return out
+
+
+def find_local_peaks_rough(
+    cms: torch.Tensor, threshold: float = DEFAULT_PEAK_THRESHOLD
+) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor]:
+    """All strict local maxima above a threshold.
+
+    A pixel is a peak when its value is strictly greater than ``threshold`` and strictly
+    greater than each of its eight neighbours.
+
+    Args:
+        cms: confidence maps, shape (N, C, H, W).
+        threshold: minimum value (exclusive).
+
+    Returns:
+        ``(points, values, sample_inds, channel_inds)``: points (P, 2) float32 (x, y) grid
+        indices, values (P,), and the int64 sample and channel of each peak. Peaks are
+        ordered by sample, then channel, then row-major position.
+    """
+    import torch
+
+    _check_maps(cms)
+    is_peak = (cms > _neighbourhood_max(cms)) & (cms > threshold)
+    subs = torch.nonzero(is_peak, as_tuple=False)  # (P, 4): n, c, y, x
+    values = cms[subs[:, 0], subs[:, 1], subs[:, 2], subs[:, 3]]
+    points = subs[:, [3, 2]].to(torch.float32)
+    return points, values, subs[:, 0], subs[:, 1]
+
+
+def find_global_peaks(
+    cms: torch.Tensor,
+    threshold: float = DEFAULT_PEAK_THRESHOLD,
+    refinement: str | None = "integral",
+    integral_patch_size: int = 5,
+    offsets: torch.Tensor | None = None,
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """Global peaks with subpixel refinement, in grid units.
+
+    Args:
+        cms: (N, C, H, W) confidence maps.
+        threshold: see `find_global_peaks_rough`.
+        refinement: ``"integral"`` (SLEAP's default), ``"local"`` (quarter-pixel step
+            towards the larger neighbour) or None. Ignored when ``offsets`` is given.
+        integral_patch_size: odd patch size for integral refinement.
+        offsets: optional (N, 2C, H, W) output of an offset-refinement head; when given,
+            the learned offset at each peak pixel replaces the deterministic refinement.
+
+    Returns:
+        ``(points, values)`` with points (N, C, 2) in grid units (NaN below threshold).
+    """
+    import torch
+
+    from posekit.inference.refinement import refine_peaks
+
+    points, values = find_global_peaks_rough(cms, threshold)
+    n, c = values.shape
+    flat = points.reshape(n * c, 2)
+    valid = ~torch.isnan(flat[:, 0])
+    if (refinement is None and offsets is None) or not bool(valid.any()):
+        return points, values
+    sample_inds = torch.arange(n, device=cms.device).repeat_interleave(c)
+    channel_inds = torch.arange(c, device=cms.device).repeat(n)
+    refined = refine_peaks(
+        cms,
+        flat[valid],
+        sample_inds[valid],
+        channel_inds[valid],
+        refinement=refinement,
+        integral_patch_size=integral_patch_size,
+        offsets=offsets,
+    )
+    flat = flat.clone()
+    flat[valid] = refined
+    return flat.reshape(n, c, 2), values
+
+
+def find_local_peaks(
+    cms: torch.Tensor,
+    threshold: float = DEFAULT_PEAK_THRESHOLD,
+    refinement: str | None = "integral",
+    integral_patch_size: int = 5,
+    offsets: torch.Tensor | None = None,
+) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor]:
+    """Local peaks with subpixel refinement, in grid units.
+
+    Same arguments as `find_global_peaks`; returns
+    ``(points (P, 2), values (P,), sample_inds (P,), channel_inds (P,))``.
+    """
+    from posekit.inference.refinement import refine_peaks
+
+    points, values, sample_inds, channel_inds = find_local_peaks_rough(cms, threshold)
+    if points.shape[0] == 0 or (refinement is None and offsets is None):
+        return points, values, sample_inds, channel_inds
+    points = refine_peaks(
+        cms,
+        points,
+        sample_inds,
+        channel_inds,
+        refinement=refinement,
+        integral_patch_size=integral_patch_size,
+        offsets=offsets,
+    )
+    return points, values, sample_inds, channel_inds
+
+
+def top_k_per_sample(
+    values: torch.Tensor, sample_inds: torch.Tensor, k: int | None
+) -> torch.Tensor:
+    """Indices (into the peak list) of the ``k`` highest-valued peaks of each sample.
+
+    Used for ``max_instances`` on centroids. The kept indices are returned in their
+    original order, so peaks stay grouped by sample. ``k=None`` keeps everything.
+    """
+    import torch
+
+    if k is None or values.numel() == 0:
+        return torch.arange(values.shape[0], device=values.device)
+    if k < 1:
+        raise ValueError(f"max_instances must be at least 1 or None; got {k}")
+    keep = []
+    for s in torch.unique(sample_inds).tolist():
+        inds = torch.nonzero(sample_inds == s, as_tuple=False)[:, 0]
+        if inds.numel() > k:
+            order = torch.argsort(values[inds], descending=True, stable=True)[:k]
+            inds = inds[order]
+        keep.append(inds)
+    return torch.sort(torch.cat(keep)).values

@@ -1,0 +1,171 @@
+"""Subpixel refinement of grid-aligned peaks, and conversion to image coordinates.
+
+Confidence maps are predicted on a coarse grid (one map pixel per ``stride`` input
+pixels), so a grid-aligned peak is only accurate to ``stride / 2``. SLEAP recovers the
+lost precision in one of three ways, all reproduced here:
+
+- **integral regression** (default): the centre of mass of a small patch (5 x 5) around
+  the grid peak, ``offset = sum(g * cm) / sum(cm)`` with ``g = arange(5) - 2`` per axis.
+  Pixels outside the map count as zero, as with TensorFlow's ``crop_and_resize``.
+- **learned offsets**: an offset-refinement head predicts the offset (in grid units) at
+  every pixel; channels are ``[part0_dx, part0_dy, part1_dx, part1_dy, ...]``.
+- **local**: a quarter-pixel step towards the larger neighbour along each axis.
+
+`to_image_coordinates` then applies SLEAP's conventions: map pixel ``i`` sits at input
+pixel ``i * stride`` (no half-pixel shift); with input scaling ``s != 1`` the point is
+divided by ``s`` and 0.5 is added (SLEAP's compensation for TensorFlow's resize
+alignment; reproduced so predictions match SLEAP's), and top-down crops add their origin.
+"""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:  # pragma: no cover
+    import torch
+
+
+def _patch_gather(
+    cms: torch.Tensor,
+    points: torch.Tensor,
+    sample_inds: torch.Tensor,
+    channel_inds: torch.Tensor,
+    size: int,
+) -> torch.Tensor:
+    """(P, size, size) patches of ``cms`` centred on integer ``points``, zero outside."""
+    import torch
+    import torch.nn.functional as F
+
+    half = size // 2
+    padded = F.pad(cms, (half, half, half, half), value=0.0)
+    xs = points[:, 0].round().long()
+    ys = points[:, 1].round().long()
+    g = torch.arange(size, device=cms.device)
+    rows = (ys[:, None] + g[None, :])[:, :, None]  # (P, size, 1) in padded coordinates
+    cols = (xs[:, None] + g[None, :])[:, None, :]  # (P, 1, size)
+    n_idx = sample_inds.long()[:, None, None]
+    c_idx = channel_inds.long()[:, None, None]
+    return padded[n_idx, c_idx, rows, cols]
+
+
+def integral_offsets(
+    cms: torch.Tensor,
+    points: torch.Tensor,
+    sample_inds: torch.Tensor,
+    channel_inds: torch.Tensor,
+    patch_size: int = 5,
+) -> torch.Tensor:
+    """Centre-of-mass offsets (P, 2) of ``patch_size`` patches around grid peaks.
+
+    Args:
+        cms: (N, C, H, W) confidence maps.
+        points: (P, 2) integer-valued (x, y) grid peaks.
+        sample_inds, channel_inds: (P,) which map each peak belongs to.
+        patch_size: odd side of the patch.
+    """
+    import torch
+
+    if patch_size < 1 or patch_size % 2 == 0:
+        raise ValueError(f"integral_patch_size must be a positive odd number; got {patch_size}")
+    patches = _patch_gather(cms, points, sample_inds, channel_inds, patch_size).to(torch.float32)
+    g = torch.arange(patch_size, device=cms.device, dtype=torch.float32) - (patch_size - 1) / 2
+    z = patches.sum(dim=(1, 2))
+    dx = (patches * g[None, None, :]).sum(dim=(1, 2)) / z
+    dy = (patches * g[None, :, None]).sum(dim=(1, 2)) / z
+    return torch.stack([dx, dy], dim=-1)
+
+
+def local_direction_offsets(
+    cms: torch.Tensor,
+    points: torch.Tensor,
+    sample_inds: torch.Tensor,
+    channel_inds: torch.Tensor,
+    delta: float = 0.25,
+) -> torch.Tensor:
+    """Quarter-pixel offsets (P, 2) towards the larger neighbour on each axis."""
+    import torch
+
+    patches = _patch_gather(cms, points, sample_inds, channel_inds, 3).to(torch.float32)
+    dx = patches[:, 1, 2] - patches[:, 1, 0]
+    dy = patches[:, 2, 1] - patches[:, 0, 1]
+    return torch.sign(torch.stack([dx, dy], dim=-1)) * delta
+
+
+def learned_offsets(
+    offsets: torch.Tensor,
+    points: torch.Tensor,
+    sample_inds: torch.Tensor,
+    channel_inds: torch.Tensor,
+) -> torch.Tensor:
+    """Offsets (P, 2) read from an offset-refinement head at each grid peak.
+
+    Args:
+        offsets: (N, 2C, H, W) with channels ``[part0_dx, part0_dy, part1_dx, ...]`` in
+            grid units, at the same stride as the confidence maps.
+    """
+    import torch
+
+    if offsets.ndim != 4 or offsets.shape[1] % 2:
+        raise ValueError(
+            "offset maps must be (N, 2 * n_parts, H, W) with [dx, dy] per part; "
+            f"got shape {tuple(offsets.shape)}"
+        )
+    h, w = offsets.shape[-2:]
+    xs = points[:, 0].round().long().clamp(0, w - 1)
+    ys = points[:, 1].round().long().clamp(0, h - 1)
+    n = sample_inds.long()
+    c = channel_inds.long()
+    dx = offsets[n, 2 * c, ys, xs]
+    dy = offsets[n, 2 * c + 1, ys, xs]
+    return torch.stack([dx, dy], dim=-1).to(torch.float32)
+
+
+def refine_peaks(
+    cms: torch.Tensor,
+    points: torch.Tensor,
+    sample_inds: torch.Tensor,
+    channel_inds: torch.Tensor,
+    refinement: str | None = "integral",
+    integral_patch_size: int = 5,
+    offsets: torch.Tensor | None = None,
+) -> torch.Tensor:
+    """Refined (P, 2) grid coordinates of grid-aligned peaks.
+
+    Learned ``offsets`` take precedence (SLEAP uses the offset head whenever the model
+    has one); otherwise ``refinement`` picks ``"integral"``, ``"local"`` or None.
+    """
+    if points.shape[0] == 0:
+        return points
+    if offsets is not None:
+        return points + learned_offsets(offsets, points, sample_inds, channel_inds)
+    if refinement is None:
+        return points
+    if refinement == "integral":
+        return points + integral_offsets(
+            cms, points, sample_inds, channel_inds, patch_size=integral_patch_size
+        )
+    if refinement == "local":
+        return points + local_direction_offsets(cms, points, sample_inds, channel_inds)
+    raise ValueError(f"refinement must be 'integral', 'local' or None; got {refinement!r}")
+
+
+def to_image_coordinates(
+    points: torch.Tensor,
+    stride: float,
+    input_scale: float = 1.0,
+    crop_offsets: torch.Tensor | None = None,
+) -> torch.Tensor:
+    """Grid coordinates -> full-image coordinates, SLEAP's way.
+
+    ``(points * stride)``; then if ``input_scale != 1``: ``/ input_scale + 0.5``; then
+    ``+ crop_offsets`` (broadcast over the node axis: pass (M, 2) for (M, C, 2) points).
+    NaNs stay NaN.
+    """
+    out = points * float(stride)
+    if input_scale != 1.0:
+        out = out / float(input_scale) + 0.5
+    if crop_offsets is not None:
+        if out.ndim == 3 and crop_offsets.ndim == 2:
+            crop_offsets = crop_offsets[:, None, :]
+        out = out + crop_offsets.to(out.dtype)
+    return out

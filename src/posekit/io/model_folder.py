@@ -1,0 +1,187 @@
+"""Model folders: SLEAP's (config + Keras `.h5`) and posekit's (config + safetensors).
+
+`load_model` reads either kind and returns a ready `Model` in eval mode, with its job
+config and skeleton attached, so inference needs nothing else. A posekit folder holds
+
+- `training_config.json`: the job config in SLEAP's format (SLEAP can read it too),
+- `model.safetensors`: the weights,
+- `posekit_model.json`: what the config does not say (input channels, input size,
+  part names, edges and classes as built).
+
+Folders are written to a temporary sibling and renamed into place, so an interrupted
+save never leaves a half-written model.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import tempfile
+from pathlib import Path
+from typing import Any
+
+from posekit.errors import PosekitError
+
+WEIGHTS_FILE = "model.safetensors"
+INFO_FILE = "posekit_model.json"
+CONFIG_FILE = "training_config.json"
+FORMAT_VERSION = 1
+
+
+def _load_job_config(folder: Path):
+    from posekit.config.job import TrainingJobConfig
+
+    for name in (CONFIG_FILE, "initial_config.json"):
+        path = folder / name
+        if path.exists():
+            return TrainingJobConfig.load_json(path)
+    raise PosekitError(
+        f"{folder} has no training_config.json or initial_config.json; a model folder needs "
+        f"the config the model was trained with"
+    )
+
+
+def _skeleton(config) -> Any:
+    skeletons = config.data.labels.skeletons
+    if not skeletons:
+        return None
+    return skeletons[0].to_sleap_io()
+
+
+def _sleap_in_channels(config, h5_path: Path) -> int:
+    from posekit.io.keras_h5 import read_keras_input_shape
+
+    shape = read_keras_input_shape(h5_path)
+    if shape is not None and shape[-1] is not None:
+        return int(shape[-1])
+    return 3 if config.data.preprocessing.ensure_rgb else 1
+
+
+def _sleap_input_size(h5_path: Path) -> tuple[int, int] | None:
+    from posekit.io.keras_h5 import read_keras_input_shape
+
+    shape = read_keras_input_shape(h5_path)
+    if shape is None or shape[0] is None or shape[1] is None:
+        return None
+    return int(shape[0]), int(shape[1])
+
+
+def load_model(path: str | os.PathLike, device: str = "cpu"):
+    """Load a SLEAP or posekit model folder into a ready `Model` (eval mode).
+
+    `path` may be the folder or its `best_model.h5` / `model.safetensors`.
+    """
+    from posekit.model import Model
+
+    folder = Path(path)
+    if folder.is_file():
+        folder = folder.parent
+    if not folder.exists():
+        raise PosekitError(f"model folder not found: {folder}")
+    config = _load_job_config(folder)
+    skeleton = _skeleton(config)
+
+    if (folder / WEIGHTS_FILE).exists():
+        from safetensors.torch import load_file
+
+        info_path = folder / INFO_FILE
+        info = json.loads(info_path.read_text()) if info_path.exists() else {}
+        input_size = tuple(info["input_size"]) if info.get("input_size") else None
+        model = Model.from_config(
+            config.model,
+            in_channels=int(info.get("in_channels", 1)),
+            part_names=info.get("part_names"),
+            edges=[tuple(e) for e in info.get("edges") or []] or None,
+            classes=info.get("classes"),
+            skeleton=skeleton,
+            input_size=input_size,
+        )
+        state = load_file(str(folder / WEIGHTS_FILE))
+        result = model.load_state_dict(state, strict=False)
+        if result.missing_keys or result.unexpected_keys:
+            raise PosekitError(
+                f"{folder / WEIGHTS_FILE} does not match the model its config describes: "
+                f"missing {result.missing_keys[:10]}, unexpected {result.unexpected_keys[:10]}"
+            )
+    else:
+        h5 = folder / "best_model.h5"
+        if not h5.exists():
+            candidates = sorted(folder.glob("*.h5"))
+            if not candidates:
+                raise PosekitError(
+                    f"{folder} has neither {WEIGHTS_FILE} (posekit) nor best_model.h5 (SLEAP)"
+                )
+            h5 = candidates[0]
+        from posekit.io.keras_h5 import load_keras_weights
+
+        model = Model.from_config(
+            config.model,
+            in_channels=_sleap_in_channels(config, h5),
+            skeleton=skeleton,
+            input_size=_sleap_input_size(h5),
+        )
+        load_keras_weights(model, h5)
+    model.config = config
+    model.skeleton = skeleton
+    model.source_folder = folder
+    return model.to(device).eval()
+
+
+def _atomic_folder(out_dir: Path, write) -> Path:
+    """Write a folder via `write(tmp_dir)` into a temporary sibling, then swap it in."""
+    out_dir = Path(out_dir)
+    out_dir.parent.mkdir(parents=True, exist_ok=True)
+    tmp = Path(tempfile.mkdtemp(prefix=f".{out_dir.name}.", dir=out_dir.parent))
+    try:
+        write(tmp)
+        if out_dir.exists():
+            old = out_dir.with_name(f".{out_dir.name}.old")
+            if old.exists():
+                shutil.rmtree(old)
+            os.replace(out_dir, old)
+            os.replace(tmp, out_dir)
+            shutil.rmtree(old, ignore_errors=True)
+        else:
+            os.replace(tmp, out_dir)
+    except BaseException:
+        shutil.rmtree(tmp, ignore_errors=True)
+        raise
+    return out_dir
+
+
+def save_model(model, out_dir: str | os.PathLike, config=None) -> Path:
+    """Write `model` as a posekit model folder (atomically)."""
+    from safetensors.torch import save_file
+
+    config = config if config is not None else model.config
+    if config is None:
+        raise PosekitError("save_model needs the job config the model was built from")
+
+    def write(tmp: Path) -> None:
+        state = {k: v.detach().cpu().contiguous() for k, v in model.state_dict().items()}
+        save_file(state, str(tmp / WEIGHTS_FILE))
+        config.save_json(tmp / CONFIG_FILE)
+        info = {
+            "format_version": FORMAT_VERSION,
+            "model_type": model.model_type,
+            "in_channels": model.in_channels,
+            "input_size": list(model.input_size) if model.input_size else None,
+            "part_names": model.part_names,
+            "edges": [list(map(str, e)) for e in _edge_names(model)],
+            "classes": model.classes,
+        }
+        (tmp / INFO_FILE).write_text(json.dumps(info, indent=2))
+
+    return _atomic_folder(Path(out_dir), write)
+
+
+def _edge_names(model) -> list[tuple[str, str]]:
+    names = model.part_names
+    return [(names[a], names[b]) for a, b in model.edges]
+
+
+def convert(sleap_model_dir: str | os.PathLike, out_dir: str | os.PathLike) -> Path:
+    """Convert a trained SLEAP model folder into a posekit model folder."""
+    model = load_model(sleap_model_dir)
+    return save_model(model, out_dir)

@@ -1,0 +1,179 @@
+"""Peak finders and refinement on synthetic maps with known peaks."""
+
+from __future__ import annotations
+
+import math
+
+import pytest
+import torch
+
+from posekit.inference.peaks import (
+    find_global_peaks,
+    find_global_peaks_rough,
+    find_local_peaks,
+    find_local_peaks_rough,
+    top_k_per_sample,
+)
+from posekit.inference.refinement import (
+    integral_offsets,
+    learned_offsets,
+    refine_peaks,
+    to_image_coordinates,
+)
+
+DEVICES = ["cpu"] + (["cuda"] if torch.cuda.is_available() else [])
+
+
+def gaussian(h, w, x0, y0, sigma=0.75, amp=1.0):
+    yy, xx = torch.meshgrid(
+        torch.arange(h, dtype=torch.float32), torch.arange(w, dtype=torch.float32), indexing="ij"
+    )
+    return amp * torch.exp(-((xx - x0) ** 2 + (yy - y0) ** 2) / (2 * sigma**2))
+
+
+@pytest.mark.parametrize("device", DEVICES)
+def test_global_rough_exact_grid_peak_per_channel(device):
+    cms = torch.zeros(2, 3, 16, 20, device=device)
+    expected = {(0, 0): (3, 4), (0, 1): (19, 0), (0, 2): (7, 15), (1, 0): (0, 0), (1, 1): (11, 9)}
+    for (n, c), (x, y) in expected.items():
+        cms[n, c, y, x] = 0.9
+    cms[1, 2, 5, 6] = 0.1  # below threshold: NaN point, value kept
+    points, values = find_global_peaks_rough(cms, threshold=0.2)
+    assert points.shape == (2, 3, 2) and values.shape == (2, 3)
+    for (n, c), (x, y) in expected.items():
+        assert points[n, c].tolist() == [x, y]
+        assert values[n, c].item() == pytest.approx(0.9)
+    assert torch.isnan(points[1, 2]).all()
+    assert values[1, 2].item() == pytest.approx(0.1)
+
+
+def test_global_threshold_is_inclusive_like_sleap():
+    cms = torch.zeros(1, 1, 5, 5)
+    cms[0, 0, 2, 2] = 0.2
+    points, _ = find_global_peaks_rough(cms, threshold=0.2)
+    assert points[0, 0].tolist() == [2.0, 2.0]
+    points, _ = find_global_peaks_rough(cms, threshold=0.2001)
+    assert torch.isnan(points[0, 0]).all()
+
+
+@pytest.mark.parametrize("device", DEVICES)
+@pytest.mark.parametrize("x0,y0", [(10.3, 7.6), (5.75, 20.45), (16.0, 16.0)])
+def test_integral_refinement_subpixel_accuracy(device, x0, y0):
+    cms = gaussian(32, 32, x0, y0)[None, None].to(device)
+    points, values = find_global_peaks(cms, refinement="integral")
+    err = (points[0, 0].cpu() - torch.tensor([x0, y0])).abs().max().item()
+    assert err < 0.05
+    # The rough peak alone is off by up to half a pixel.
+    rough, _ = find_global_peaks(cms, refinement=None)
+    assert rough[0, 0].tolist() == [round(x0), round(y0)]
+    assert values[0, 0].item() == pytest.approx(cms.max().item())
+
+
+def test_integral_offset_formula_by_hand():
+    # Patch values only at (dx=+1, dy=0) with weight 1 and at centre with weight 3:
+    # offset x = (1*1 + 0*3) / 4 = 0.25, y = 0.
+    cms = torch.zeros(1, 1, 9, 9)
+    cms[0, 0, 4, 4] = 3.0
+    cms[0, 0, 4, 5] = 1.0
+    pts = torch.tensor([[4.0, 4.0]])
+    off = integral_offsets(cms, pts, torch.tensor([0]), torch.tensor([0]))
+    assert off[0].tolist() == pytest.approx([0.25, 0.0])
+
+
+def test_integral_patch_is_zero_outside_map():
+    # Peak at the corner: the missing half of the patch counts as zero, so the
+    # centre of mass moves inside the map (as TensorFlow's crop_and_resize does).
+    cms = torch.zeros(1, 1, 6, 6)
+    cms[0, 0, 0, 0] = 1.0
+    cms[0, 0, 0, 1] = 1.0
+    pts, _ = find_global_peaks(cms)
+    assert pts[0, 0].tolist() == pytest.approx([0.5, 0.0])
+
+
+@pytest.mark.parametrize("device", DEVICES)
+def test_local_peaks_find_every_instance_with_refinement(device):
+    true = [(5.2, 6.1), (20.7, 9.4), (12.0, 25.3)]
+    cm = sum(gaussian(32, 32, x, y) for x, y in true)
+    cms = torch.stack([cm, torch.zeros_like(cm)])[:, None].to(device)  # 2 samples, 1 channel
+    points, values, samples, channels = find_local_peaks(cms, threshold=0.2)
+    assert points.shape == (3, 2)
+    assert samples.tolist() == [0, 0, 0] and channels.tolist() == [0, 0, 0]
+    got = sorted(points.cpu().tolist())
+    for (x, y), (gx, gy) in zip(sorted(true), got):
+        assert abs(gx - x) < 0.05 and abs(gy - y) < 0.05
+    assert values.min().item() > 0.9
+
+
+def test_local_peaks_strict_maximum_threshold_and_border():
+    cms = torch.zeros(1, 2, 8, 8)
+    cms[0, 0, 2, 2] = 0.5  # isolated peak
+    cms[0, 0, 5, 5] = 0.6  # plateau of two equal pixels: not strict -> no peak
+    cms[0, 0, 5, 6] = 0.6
+    cms[0, 0, 0, 7] = 0.4  # border peak counts
+    cms[0, 1, 3, 3] = 0.2  # equal to threshold: excluded (strict)
+    cms[0, 1, 6, 1] = 0.21
+    points, values, samples, channels = find_local_peaks_rough(cms, threshold=0.2)
+    found = {(c, x, y) for c, (x, y) in zip(channels.tolist(), points.tolist())}
+    assert found == {(0, 2.0, 2.0), (0, 7.0, 0.0), (1, 1.0, 6.0)}
+    assert sorted(values.tolist()) == pytest.approx([0.21, 0.4, 0.5])
+
+
+def test_learned_offsets_channel_layout():
+    cms = torch.zeros(1, 2, 6, 6)
+    cms[0, 0, 1, 2] = 1.0
+    cms[0, 1, 4, 3] = 1.0
+    offsets = torch.zeros(1, 4, 6, 6)
+    offsets[0, 0, 1, 2] = 0.3  # part0 dx
+    offsets[0, 1, 1, 2] = -0.2  # part0 dy
+    offsets[0, 2, 4, 3] = -0.4  # part1 dx
+    offsets[0, 3, 4, 3] = 0.1  # part1 dy
+    points, _ = find_global_peaks(cms, offsets=offsets)
+    assert points[0, 0].tolist() == pytest.approx([2.3, 0.8])
+    assert points[0, 1].tolist() == pytest.approx([2.6, 4.1])
+    pts, _, s, c = find_local_peaks(cms, offsets=offsets)
+    assert sorted(pts.tolist()) == pytest.approx(sorted([[2.3, 0.8], [2.6, 4.1]]))
+    direct = learned_offsets(offsets, torch.tensor([[3.0, 4.0]]), torch.tensor([0]), torch.tensor([1]))
+    assert direct[0].tolist() == pytest.approx([-0.4, 0.1])
+
+
+def test_local_direction_refinement_and_bad_name():
+    cms = torch.zeros(1, 1, 5, 5)
+    cms[0, 0, 2, 2] = 1.0
+    cms[0, 0, 2, 3] = 0.5  # right neighbour larger than left
+    cms[0, 0, 1, 2] = 0.3  # top neighbour larger than bottom
+    pts = refine_peaks(cms, torch.tensor([[2.0, 2.0]]), torch.tensor([0]), torch.tensor([0]), "local")
+    assert pts[0].tolist() == pytest.approx([2.25, 1.75])
+    with pytest.raises(ValueError, match="refinement must be"):
+        refine_peaks(cms, torch.tensor([[2.0, 2.0]]), torch.tensor([0]), torch.tensor([0]), "bogus")
+
+
+def test_to_image_coordinates_stride_scale_and_crop():
+    pts = torch.tensor([[[3.0, 4.0], [float("nan"), float("nan")]]])
+    out = to_image_coordinates(pts, stride=4)
+    assert out[0, 0].tolist() == [12.0, 16.0]
+    assert torch.isnan(out[0, 1]).all()
+    out = to_image_coordinates(pts, stride=4, input_scale=0.5)
+    assert out[0, 0].tolist() == [24.5, 32.5]
+    out = to_image_coordinates(pts, stride=2, crop_offsets=torch.tensor([[100.0, 50.0]]))
+    assert out[0, 0].tolist() == [106.0, 58.0]
+
+
+def test_top_k_per_sample_keeps_best():
+    values = torch.tensor([0.5, 0.9, 0.7, 0.3, 0.8, 0.1])
+    samples = torch.tensor([0, 0, 0, 1, 1, 1])
+    keep = top_k_per_sample(values, samples, 2)
+    assert keep.tolist() == [1, 2, 3, 4]
+    assert top_k_per_sample(values, samples, None).tolist() == list(range(6))
+    with pytest.raises(ValueError, match="max_instances"):
+        top_k_per_sample(values, samples, 0)
+
+
+def test_bad_rank_is_reported():
+    with pytest.raises(ValueError, match=r"\(N, C, H, W\)"):
+        find_global_peaks_rough(torch.zeros(4, 4))
+
+
+def test_sigma_matches_gaussian_definition():
+    # Sanity of the helper used above: value one sigma away is exp(-1/2).
+    g = gaussian(9, 9, 4.0, 4.0, sigma=2.0)
+    assert g[4, 6].item() == pytest.approx(math.exp(-0.5))
