@@ -26,6 +26,10 @@ def _ids(cases):
 
 
 MODEL_CASES = _cases(("model_from_config", "training_profile"))
+# Pretrained encoders are torch encoders whose layer names differ from Keras'.
+NAMED_CASES = [
+    c for c in MODEL_CASES if not c["config"]["ModelConfig"]["backbone"].get("pretrained_encoder")
+]
 
 
 @pytest.mark.skipif(not PARAMS.exists(), reason="../shared is absent")
@@ -37,18 +41,23 @@ def test_model_matches_sleap_counts_and_head_shapes(case):
     cfg = ModelConfig.model_validate(case["config"]["ModelConfig"])
     n, h, w, c = case["input_shape"]
     info = posekit.summary(cfg, input_shape=(h, w, c))
-    assert info["total_params"] == case["total_params"]
-    assert info["trainable_params"] == case["trainable_params"]
-    assert info["non_trainable_params"] == case["non_trainable_params"]
+    if cfg.backbone.pretrained_encoder is None:
+        # Pretrained encoders come from a different library than Keras' segmentation_models,
+        # so only shapes are compared for them (counts are tabulated in the README).
+        assert info["total_params"] == case["total_params"]
+        assert info["trainable_params"] == case["trainable_params"]
+        assert info["non_trainable_params"] == case["non_trainable_params"]
     got = {o["name"]: o["shape"] for o in info["outputs"]}
     for out in case["outputs"]:
-        nn_, hh, ww, cc = out["shape"]
-        assert got[out["layer"]] == ([n, cc, hh, ww] if len(out["shape"]) == 4 else out["shape"])
+        shape = out["shape"]
+        if len(shape) == 4:  # NHWC -> NCHW
+            shape = [shape[0], shape[3], shape[1], shape[2]]
+        assert list(got[out["layer"]]) == shape
     assert info["output_stride"] == case["backbone_output_stride"]
 
 
 @pytest.mark.skipif(not PARAMS.exists(), reason="../shared is absent")
-@pytest.mark.parametrize("case", MODEL_CASES, ids=_ids(MODEL_CASES))
+@pytest.mark.parametrize("case", NAMED_CASES, ids=_ids(NAMED_CASES))
 def test_model_layer_names_match_keras(case):
     from posekit.config.model import ModelConfig
     from posekit.io.keras_h5 import _weighted_modules

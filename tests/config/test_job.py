@@ -133,7 +133,7 @@ def test_save_is_atomic_and_keeps_old_file_on_failure(tmp_path: Path, monkeypatc
     assert oct(target.stat().st_mode & 0o777) == oct(0o644)
 
 
-def test_relative_paths_resolve_against_config_folder(tmp_path: Path):
+def test_relative_paths_resolve_against_config_folder(tmp_path: Path, monkeypatch):
     folder = tmp_path / "project" / "configs"
     cfg = TrainingJobConfig()
     cfg.data.labels.training_labels = "../labels/train.slp"
@@ -143,7 +143,7 @@ def test_relative_paths_resolve_against_config_folder(tmp_path: Path):
     cfg.save_yaml(folder / "job.yaml")
 
     # Load from another working directory: the config's folder still decides.
-    os.chdir(tmp_path)
+    monkeypatch.chdir(tmp_path)
     job = load_config(folder / "job.yaml")
     assert job.data.labels.training_labels == "../labels/train.slp"  # kept as written
     assert job.source_dir == folder

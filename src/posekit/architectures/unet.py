@@ -64,7 +64,7 @@ class UNet(EncoderDecoder):
     """UNet encoder-decoder (Ronneberger et al. 2015) with SLEAP's options.
 
     Args are SLEAP's `UNet` attributes with its defaults, plus `in_channels`. The
-    default (4 down/up blocks, 64 filters) has about 31M parameters.
+    default (4 down/up blocks, 64 filters) has about 34.5M parameters.
     """
 
     def __init__(
@@ -178,9 +178,7 @@ class UNet(EncoderDecoder):
         top = self.down_blocks + self.stem_blocks
         for i in range(self.up_blocks):
             filters_in = self._level_filters(top - 1 - i)
-            filters_out = (
-                self._level_filters(top - 2 - i) if self.block_contraction else filters_in
-            )
+            filters_out = self._level_filters(top - 2 - i) if self.block_contraction else filters_in
             blocks.append(
                 BlockSpec(
                     SimpleUpsamplingBlock,

@@ -113,7 +113,8 @@ def format_validation_error(err: ValidationError, source: str | None = None) -> 
         loc = ".".join(str(part) for part in e["loc"]) or "(top level)"
         msg = e["msg"].removeprefix("Value error, ")
         value = e.get("input")
-        shown = "" if isinstance(value, dict | list) else f" (got {value!r})"
+        quiet = isinstance(value, dict | list) or f"={value!r}" in msg  # already said
+        shown = "" if quiet else f" (got {value!r})"
         lines.append(f"{loc}: {msg}{shown}")
     head = f"invalid config{f' in {source}' if source else ''}"
     return head + ":\n  " + "\n  ".join(lines)

@@ -45,7 +45,11 @@ def _check_range(cls_name: str, low_name: str, low: float, high_name: str, high:
 
 
 class LabelsConfig(ConfigBase):
-    """Which labels to train, validate and test on, and the skeletons they use."""
+    """Which labels to train, validate and test on, and the skeletons they use.
+
+    `skeletons` hold `SkeletonConfig`s; dumps (`to_dict`, `to_json`) write them in SLEAP's
+    jsonpickle form, `to_yaml` in the plain form. Both forms load.
+    """
 
     training_labels: str | None = None
     validation_labels: str | None = None
@@ -195,9 +199,7 @@ class OptimizationConfig(ConfigBase):
     learning_rate_schedule: LearningRateScheduleConfig = Field(
         default_factory=LearningRateScheduleConfig
     )
-    hard_keypoint_mining: HardKeypointMiningConfig = Field(
-        default_factory=HardKeypointMiningConfig
-    )
+    hard_keypoint_mining: HardKeypointMiningConfig = Field(default_factory=HardKeypointMiningConfig)
     early_stopping: EarlyStoppingConfig = Field(default_factory=EarlyStoppingConfig)
 
     @field_validator("optimizer", mode="before")
@@ -382,7 +384,9 @@ class TrainingJobConfig(ConfigBase):
                 "training_labels": res(labels.training_labels),
                 "validation_labels": res(labels.validation_labels),
                 "test_labels": res(labels.test_labels),
-                "search_path_hints": [str(self.resolve_path(h)) for h in labels.search_path_hints if h],
+                "search_path_hints": [
+                    str(self.resolve_path(h)) for h in labels.search_path_hints if h
+                ],
             }
         )
         new_model = self.model.model_copy(

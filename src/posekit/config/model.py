@@ -62,9 +62,7 @@ def check_stride(name: str, value: int | None) -> int | None:
     if value is None:
         return value
     if not _is_power_of_two(value):
-        raise ValueError(
-            f"{name}={value} is not a power of two; use one of 1, 2, 4, 8, 16, 32, 64"
-        )
+        raise ValueError(f"{name}={value} is not a power of two; use one of 1, 2, 4, 8, 16, 32, 64")
     return value
 
 
@@ -351,9 +349,7 @@ class ClassVectorsHeadConfig(ConfigBase):
     output_stride: int = 1
     loss_weight: float = 1.0
 
-    _v_strides = field_validator("output_stride")(
-        lambda v, info: check_stride(info.field_name, v)
-    )
+    _v_strides = field_validator("output_stride")(lambda v, info: check_stride(info.field_name, v))
 
 
 class MultiInstanceConfig(ConfigBase):

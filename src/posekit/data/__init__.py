@@ -1,1 +1,50 @@
+"""Data pipeline: labels via sleap-io, preprocessing, augmentation, crops and targets.
 
+Submodules (imported lazily, so `import posekit.data` does not load torch):
+`labels` (loading, moved videos, splits, frame decoding), `preprocessing` (SLEAP's
+PreprocessingConfig on NCHW batches), `instance_cropping` (centroids, crop sizes, crops),
+`targets` (confidence maps, PAFs, class maps/vectors, offsets), `augmentation`
+(`BatchAugmenter`), `dataset` (`PoseDataset`, `DataPipeline`), `synthetic` (rendered data).
+"""
+
+from __future__ import annotations
+
+import importlib
+from typing import Any
+
+_LAZY = {
+    "PoseLabels": "posekit.data.labels",
+    "load_labels": "posekit.data.labels",
+    "load_training_labels": "posekit.data.labels",
+    "split_labels": "posekit.data.labels",
+    "Preprocessor": "posekit.data.preprocessing",
+    "preprocess_frames": "posekit.data.preprocessing",
+    "AugmentationParams": "posekit.data.augmentation",
+    "BatchAugmenter": "posekit.data.augmentation",
+    "DataPipeline": "posekit.data.dataset",
+    "PoseDataset": "posekit.data.dataset",
+    "collate_samples": "posekit.data.dataset",
+    "batch_to_device": "posekit.data.dataset",
+    "find_instance_crop_size": "posekit.data.instance_cropping",
+    "instance_centroids": "posekit.data.instance_cropping",
+    "extract_crops": "posekit.data.instance_cropping",
+    "crop_origins": "posekit.data.instance_cropping",
+    "make_synthetic_labels": "posekit.data.synthetic",
+    "save_synthetic_dataset": "posekit.data.synthetic",
+    "render_synthetic_frames": "posekit.data.synthetic",
+}
+
+__all__ = sorted(_LAZY)
+
+
+def __getattr__(name: str) -> Any:
+    module = _LAZY.get(name)
+    if module is None:
+        raise AttributeError(f"module 'posekit.data' has no attribute {name!r}")
+    value = getattr(importlib.import_module(module), name)
+    globals()[name] = value
+    return value
+
+
+def __dir__() -> list[str]:
+    return sorted(__all__)

@@ -1,1 +1,44 @@
+"""Training: labels to a trained posekit model folder, on one CPU or many GPUs.
 
+`train(config, labels, ...)` is the entry point (`posekit train` on the command line).
+Submodules load lazily so `import posekit.training` does not import torch or Lightning:
+`train` (the orchestration), `lightning_module` (losses per head, optimizer), `losses`
+(MSE, OHKM, Keras cross-entropy), `datamodule` (epoch lengths, rank shards), `callbacks`
+(run folder, schedule, progress), `recommend` (`--auto` settings), `overrides`
+(`key.path=value`), `cli` (`run_train`).
+"""
+
+from __future__ import annotations
+
+import importlib
+from typing import Any
+
+_LAZY = {
+    "train": "posekit.training.train",
+    "load_base_checkpoint": "posekit.training.train",
+    "PoseLightningModule": "posekit.training.lightning_module",
+    "NonFiniteLossError": "posekit.training.lightning_module",
+    "PoseDataModule": "posekit.training.datamodule",
+    "EpochSampler": "posekit.training.datamodule",
+    "KerasReduceLROnPlateau": "posekit.training.callbacks",
+    "RunOutputs": "posekit.training.callbacks",
+    "recommend": "posekit.training.recommend",
+    "apply_overrides": "posekit.training.overrides",
+    "parse_overrides": "posekit.training.overrides",
+    "ohkm_loss": "posekit.training.losses",
+}
+
+__all__ = sorted(_LAZY)
+
+
+def __getattr__(name: str) -> Any:
+    module = _LAZY.get(name)
+    if module is None:
+        raise AttributeError(f"module 'posekit.training' has no attribute {name!r}")
+    value = getattr(importlib.import_module(module), name)
+    globals()[name] = value
+    return value
+
+
+def __dir__() -> list[str]:
+    return sorted(__all__)

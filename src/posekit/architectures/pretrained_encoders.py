@@ -1,0 +1,398 @@
+"""UNet with an ImageNet-pretrained encoder (SLEAP's `UnetPretrainedEncoder`).
+
+SLEAP builds this backbone with the Keras `segmentation_models` package: a classification
+network without its classifier as encoder, and a UNet decoder whose block `i` upsamples
+by 2 (nearest), concatenates `[upsampled, skip]` with the encoder feature at the new
+stride (strides 16, 8, 4, 2; none at stride 1) and applies two 3x3 conv -> BatchNorm ->
+ReLU layers (`decoder_stage{i}a`, `decoder_stage{i}b`; convs without bias when followed
+by BatchNorm, He-uniform init). VGG encoders, which end in a max-pool, get a "center"
+of two such 512-filter layers first. The number of decoder blocks sets the output
+stride: `log2(32 / output_stride)`, with `decoder_filters * decoder_filters_rate ** i`
+filters in block `i`. The decoder modules carry those Keras layer names.
+
+posekit takes the encoders from segmentation-models-pytorch (or timm through smp's
+`tu-` wrapper where smp has none), so each encoder is the PyTorch network of that name,
+not a layer-for-layer copy of the Keras one: parameter counts differ somewhat (see
+`benchmarks/pretrained_encoder_counts.md`) and SLEAP-trained weights of these backbones
+cannot be imported. Output shapes and strides are SLEAP's.
+
+Input handling follows SLEAP: no ImageNet normalisation is applied (inputs stay in
+[0, 1]); with pretrained weights a grayscale input is tiled to 3 channels (SLEAP's
+`ensure_rgb`, equivalent to summing the first conv's weights over RGB); without
+pretrained weights the first conv takes the input channels directly.
+
+smp and timm are imported only when a model is built (optional extra `pretrained`).
+ImageNet weights are loaded by smp/timm's own code (Hugging Face Hub cache, or the torch
+hub cache for timm models with a plain URL), so they work offline once cached; a failed
+download raises one `PosekitError` that says what to fetch and where it goes.
+"""
+
+from __future__ import annotations
+
+import math
+from collections import OrderedDict
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from posekit.architectures.common import Backbone, batch_norm, check_input_size
+from posekit.errors import PosekitError
+
+if TYPE_CHECKING:  # pragma: no cover
+    from posekit.config.model import PretrainedEncoderConfig
+
+ENCODER_SOURCES: dict[str, str] = {
+    "vgg16": "vgg16",
+    "vgg19": "vgg19",
+    "resnet18": "resnet18",
+    "resnet34": "resnet34",
+    "resnet50": "resnet50",
+    "resnet101": "resnet101",
+    "resnet152": "resnet152",
+    "resnext50": "resnext50_32x4d",
+    "resnext101": "resnext101_32x4d",
+    "inceptionv3": "tu-inception_v3",
+    "inceptionresnetv2": "inceptionresnetv2",
+    "densenet121": "densenet121",
+    "densenet169": "densenet169",
+    "densenet201": "densenet201",
+    "seresnet18": "tu-legacy_seresnet18",
+    "seresnet34": "tu-legacy_seresnet34",
+    "seresnet50": "se_resnet50",
+    "seresnet101": "se_resnet101",
+    "seresnet152": "se_resnet152",
+    "seresnext50": "se_resnext50_32x4d",
+    "seresnext101": "se_resnext101_32x4d",
+    "senet154": "senet154",
+    "mobilenet": "tu-mobilenetv1_100",
+    "mobilenetv2": "mobilenet_v2",
+    **{f"efficientnetb{i}": f"efficientnet-b{i}" for i in range(8)},
+}
+"""SLEAP encoder name -> segmentation-models-pytorch encoder name (`tu-`: timm model)."""
+
+ENCODER_MAX_STRIDE = 32
+CENTER_FILTERS = 512
+
+
+def _import_smp():
+    try:
+        import segmentation_models_pytorch as smp
+    except ImportError as err:  # pragma: no cover - depends on the environment
+        raise PosekitError(
+            "pretrained-encoder backbones need segmentation-models-pytorch and timm; "
+            "install them with: pip install 'posekit[pretrained]'"
+        ) from err
+    return smp
+
+
+def _conv_bn_relu(name: str, in_ch: int, out_ch: int, use_bn: bool) -> nn.Sequential:
+    """segmentation_models' `Conv3x3BnReLU`: bias only without BatchNorm, He-uniform init."""
+    conv = nn.Conv2d(in_ch, out_ch, 3, padding=1, bias=not use_bn)
+    nn.init.kaiming_uniform_(conv.weight, nonlinearity="relu")  # == Keras he_uniform
+    if conv.bias is not None:
+        nn.init.zeros_(conv.bias)
+    layers: list[tuple[str, nn.Module]] = [(f"{name}_conv", conv)]
+    if use_bn:
+        layers.append((f"{name}_bn", batch_norm(out_ch)))
+    layers.append((f"{name}_relu", nn.ReLU()))
+    return nn.Sequential(OrderedDict(layers))
+
+
+class DecoderBlock(nn.Module):
+    """`decoder_stage{i}`: nearest upsampling to the next stride, skip concat, 2 convs."""
+
+    def __init__(
+        self, stage: int, in_channels: int, skip_channels: int, filters: int, use_bn: bool
+    ) -> None:
+        super().__init__()
+        self.stage = stage
+        self.skip_channels = skip_channels
+        name = f"decoder_stage{stage}"
+        self.add_module(f"{name}a", _conv_bn_relu(f"{name}a", in_channels + skip_channels, filters, use_bn))
+        self.add_module(f"{name}b", _conv_bn_relu(f"{name}b", filters, filters, use_bn))
+        self.out_channels = filters
+
+    def forward(
+        self, x: torch.Tensor, size: tuple[int, int], skip: torch.Tensor | None = None
+    ) -> torch.Tensor:
+        """Upsample `x` to `size` (2x for aligned encoders) and fuse `skip` if any."""
+        x = F.interpolate(x, size=size, mode="nearest")
+        if skip is not None:
+            if tuple(skip.shape[-2:]) != tuple(size):
+                # Only encoders with unpadded convs (timm's inception_v3) get here.
+                skip = F.interpolate(skip, size=size, mode="bilinear", align_corners=False)
+            x = torch.cat([x, skip], dim=1)
+        x = getattr(self, f"decoder_stage{self.stage}a")(x)
+        return getattr(self, f"decoder_stage{self.stage}b")(x)
+
+
+class TileChannels(nn.Module):
+    """SLEAP's `ensure_rgb`: repeat a single channel 3 times."""
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:  # noqa: D102
+        return x.expand(-1, 3, -1, -1) if x.shape[1] == 1 else x
+
+
+def _weights_tag(smp_name: str) -> str | None:
+    """smp's weights tag for ImageNet ("imagenet", else the first one smp offers)."""
+    from segmentation_models_pytorch.encoders import encoders
+
+    settings = encoders[smp_name]["pretrained_settings"]
+    return "imagenet" if "imagenet" in settings else next(iter(settings), None)
+
+
+def _weights_source(smp_name: str) -> str:
+    """Human-readable origin of the pretrained weights, for error messages."""
+    if smp_name.startswith("tu-"):
+        import timm
+
+        cfg = timm.models.get_pretrained_cfg(smp_name[3:])
+        if cfg is not None and cfg.hf_hub_id:
+            return f"Hugging Face repo {cfg.hf_hub_id} (timm {smp_name[3:]})"
+        if cfg is not None and cfg.url:
+            hub = Path(torch.hub.get_dir()) / "checkpoints" / cfg.url.rsplit("/", 1)[-1]
+            return f"{cfg.url} (torch hub cache file {hub})"
+        return f"timm {smp_name[3:]}"
+    from segmentation_models_pytorch.encoders import encoders
+
+    tag = _weights_tag(smp_name)
+    s = encoders[smp_name]["pretrained_settings"][tag]
+    return f"Hugging Face repo {s['repo_id']} (revision {s['revision']}, files config.json and model.safetensors)"
+
+
+def _hf_cache_dir() -> str:
+    try:
+        from huggingface_hub import constants
+
+        return str(constants.HF_HUB_CACHE)
+    except ImportError:  # pragma: no cover
+        return "~/.cache/huggingface/hub"
+
+
+def _load_state_file(encoder: nn.Module, path: Path, encoder_name: str) -> None:
+    """Load an encoder state dict from a local `.safetensors`, `.pth` or `.bin` file."""
+    if not path.is_file():
+        raise PosekitError(f"encoder weights file {path} does not exist")
+    if path.suffix == ".safetensors":
+        from safetensors.torch import load_file
+
+        state = load_file(str(path), device="cpu")
+    else:
+        state = torch.load(path, map_location="cpu", weights_only=True)
+        if isinstance(state, dict) and "state_dict" in state:
+            state = state["state_dict"]
+    problem = "no tensors match"
+    for target in (encoder, getattr(encoder, "model", None)):
+        if target is None:
+            continue
+        try:
+            result = target.load_state_dict(state, strict=False)
+        except RuntimeError as err:  # shape mismatches
+            problem = str(err).splitlines()[-1].strip()
+            continue
+        if not result.missing_keys:
+            return
+        problem = (
+            f"it lacks {len(result.missing_keys)} of the encoder's tensors "
+            f"(e.g. {', '.join(result.missing_keys[:3])})"
+        )
+    raise PosekitError(
+        f"{path} does not hold weights for the {encoder_name} encoder: {problem}; pass a "
+        f"state dict saved from this encoder"
+    )
+
+
+def build_encoder(
+    encoder: str,
+    in_channels: int = 3,
+    pretrained: bool = False,
+    weights_path: str | Path | None = None,
+) -> nn.Module:
+    """The smp encoder for a SLEAP encoder name (features at strides 1, 2, ..., 32)."""
+    if encoder not in ENCODER_SOURCES:
+        import difflib
+
+        close = difflib.get_close_matches(encoder, ENCODER_SOURCES, n=1)
+        hint = f" (did you mean {close[0]!r}?)" if close else ""
+        raise PosekitError(
+            f"encoder={encoder!r} is not a known encoder{hint}; use one of "
+            f"{', '.join(ENCODER_SOURCES)}"
+        )
+    smp = _import_smp()
+    name = ENCODER_SOURCES[encoder]
+    if pretrained and torch.empty(0).is_meta:
+        # Built on the meta device (structure only): there is nothing to load weights into.
+        pretrained = False
+    download = pretrained and weights_path is None
+    weights: str | bool | None = None
+    if download:
+        weights = True if name.startswith("tu-") else _weights_tag(name)
+    try:
+        module = smp.encoders.get_encoder(name, in_channels=in_channels, depth=5, weights=weights)
+    except Exception as err:  # download/cache failures surface as many exception types
+        if not download:
+            raise
+        raise PosekitError(
+            f"could not load ImageNet weights for encoder {encoder!r} ({type(err).__name__}: "
+            f"{str(err)[:300]}). They come from {_weights_source(name)}; without network, "
+            f"fetch them on a connected machine (build the model once there) and copy the "
+            f"Hugging Face cache ({_hf_cache_dir()}) or torch hub cache "
+            f"({Path(torch.hub.get_dir()) / 'checkpoints'}), or pass a local state dict file "
+            f"with weights_path=..., or set pretrained=False"
+        ) from err
+    if pretrained and weights_path is not None:
+        _load_state_file(module, Path(weights_path).expanduser(), encoder)
+    return module
+
+
+class UnetPretrainedEncoder(Backbone):
+    """UNet decoder on an (optionally ImageNet-pretrained) classification encoder.
+
+    Args:
+        encoder: SLEAP's encoder name (`posekit.config.model.PRETRAINED_ENCODERS`).
+        decoder_filters: filters of each decoder block, deepest first; their number sets
+            the output stride `32 / 2 ** len(decoder_filters)` (SLEAP's attribute).
+        pretrained: load ImageNet weights into the encoder (smp/timm download + cache).
+            Under `torch.device("meta")` only the structure is built (nothing is loaded).
+        in_channels: input channels (1 for grayscale; tiled to RGB when pretrained).
+        decoder_batchnorm: BatchNorm in the decoder convs. SLEAP 1.4.1 ignores its config
+            field and always uses BatchNorm; posekit honours it (default True = SLEAP).
+        weights_path: a local encoder state dict (`.safetensors`/`.pth`) to load instead
+            of downloading (keys as in smp's encoder, or the timm model for `tu-` ones).
+
+    `forward_features` returns `[{stride: tensor}]` with every decoder block's output
+    (strides 16, 8, ..., `output_stride`), as SLEAP's intermediate features.
+    """
+
+    stacks = 1
+
+    def __init__(
+        self,
+        encoder: str = "efficientnetb0",
+        decoder_filters: tuple[int, ...] | list[int] = (256, 256, 128, 128),
+        pretrained: bool = True,
+        in_channels: int = 1,
+        decoder_batchnorm: bool = True,
+        *,
+        weights_path: str | Path | None = None,
+    ) -> None:
+        super().__init__()
+        self.encoder_name = encoder
+        self.decoder_filters = tuple(int(f) for f in decoder_filters)
+        if len(self.decoder_filters) > 5:
+            raise PosekitError(
+                f"decoder_filters has {len(self.decoder_filters)} entries; at most 5 "
+                f"upsampling blocks fit an encoder of stride 32 (output stride 1)"
+            )
+        self.pretrained = bool(pretrained)
+        self.in_channels = int(in_channels)
+        self.decoder_batchnorm = bool(decoder_batchnorm)
+
+        tile = self.pretrained and self.in_channels == 1
+        self.ensure_rgb = TileChannels() if tile else None
+        self.encoder = build_encoder(
+            encoder, 3 if tile else self.in_channels, self.pretrained, weights_path
+        )
+        enc_channels = list(self.encoder.out_channels)  # strides 1, 2, 4, 8, 16, 32
+        channels = enc_channels[-1]
+
+        self.center: nn.Sequential | None = None
+        if encoder.startswith("vgg"):
+            self.center = nn.Sequential(
+                OrderedDict(
+                    [
+                        ("center_block1", _conv_bn_relu("center_block1", channels, CENTER_FILTERS, self.decoder_batchnorm)),
+                        ("center_block2", _conv_bn_relu("center_block2", CENTER_FILTERS, CENTER_FILTERS, self.decoder_batchnorm)),
+                    ]
+                )
+            )
+            channels = CENTER_FILTERS
+
+        blocks = []
+        stride = ENCODER_MAX_STRIDE
+        self._feature_channels: dict[int, int] = {}
+        for i, filters in enumerate(self.decoder_filters):
+            stride //= 2
+            # Skips at strides 16, 8, 4, 2 (segmentation_models' four skip layers).
+            skip = enc_channels[int(math.log2(stride))] if stride >= 2 else 0
+            block = DecoderBlock(i, channels, skip, filters, self.decoder_batchnorm)
+            blocks.append(block)
+            channels = filters
+            self._feature_channels[stride] = channels
+        self.decoder = nn.ModuleList(blocks)
+        if not blocks:
+            self._feature_channels[ENCODER_MAX_STRIDE] = channels
+
+    @classmethod
+    def from_config(
+        cls,
+        config: PretrainedEncoderConfig,
+        in_channels: int = 1,
+        *,
+        weights_path: str | Path | None = None,
+    ) -> UnetPretrainedEncoder:
+        """Build from a `PretrainedEncoderConfig` the way SLEAP does."""
+        blocks = int(math.log2(ENCODER_MAX_STRIDE // config.output_stride))
+        filters = [
+            int(config.decoder_filters * config.decoder_filters_rate**i) for i in range(blocks)
+        ]
+        return cls(
+            encoder=config.encoder,
+            decoder_filters=filters,
+            pretrained=config.pretrained,
+            in_channels=in_channels,
+            decoder_batchnorm=config.decoder_batchnorm,
+            weights_path=weights_path,
+        )
+
+    @property
+    def encoder_source(self) -> str:
+        """The smp (or `tu-` timm) encoder this backbone uses."""
+        return ENCODER_SOURCES[self.encoder_name]
+
+    @property
+    def down_blocks(self) -> int:
+        return 5
+
+    @property
+    def up_blocks(self) -> int:
+        return len(self.decoder_filters)
+
+    @property
+    def maximum_stride(self) -> int:
+        return ENCODER_MAX_STRIDE
+
+    @property
+    def output_stride(self) -> int:
+        return 2 ** (self.down_blocks - self.up_blocks)
+
+    @property
+    def feature_channels(self) -> dict[int, int]:
+        return dict(self._feature_channels)
+
+    def forward_features(self, x: torch.Tensor) -> list[dict[int, torch.Tensor]]:
+        """`[{stride: tensor}]`: the output of every decoder block."""
+        check_input_size(x, self.maximum_stride)
+        h, w = x.shape[-2:]
+        if self.ensure_rgb is not None:
+            x = self.ensure_rgb(x)
+        feats = self.encoder(x)
+        out = feats[-1]
+        if self.center is not None:
+            out = self.center(out)
+        result: dict[int, torch.Tensor] = {}
+        stride = ENCODER_MAX_STRIDE
+        for block in self.decoder:
+            stride //= 2
+            skip = feats[int(math.log2(stride))] if block.skip_channels else None
+            out = block(out, (h // stride, w // stride), skip)
+            result[stride] = out
+        if not self.decoder:
+            result[stride] = out
+        return [result]
+
+
+__all__ = ["ENCODER_SOURCES", "UnetPretrainedEncoder", "build_encoder"]

@@ -1,0 +1,560 @@
+"""Torch datasets for every SLEAP model type, with batched on-device target generation.
+
+Two stages, so that decoding stays in DataLoader workers and everything numeric runs on
+the training device, once per batch:
+
+1. `PoseDataset` (CPU, per item) decodes a frame and yields a *raw sample*: uint8 image
+   and points in frame pixels. Full-frame models (single instance, centroid, bottom-up)
+   get one sample per labelled frame; top-down models (centered instance, multi-class
+   top-down) get one per user instance: a *context crop* around the instance, larger than
+   the model crop when augmentation can rotate or shrink it, so corners stay real pixels.
+   `collate_samples` stacks raw samples into a raw batch.
+2. `DataPipeline.process(raw_batch, augment=..., device=...)` runs on the device:
+   augmentation (`BatchAugmenter`) -> float/RGB/grayscale/ImageNet normalisation ->
+   `input_scaling` resize -> pad to stride (full frames) or crop of `crop_size` around
+   the centroid of the augmented points (top-down) -> targets for every head.
+
+SLEAP's order is kept (augment, normalise, resize, find centroids, crop, make targets),
+so a top-down crop is re-centred on the augmented instance exactly as SLEAP does.
+
+The processed batch is ``{"image": (N, C, H, W) float32, <head name>: target, ...}``
+with targets keyed by the SLEAP head class names that the model's output dict uses
+(`SingleInstanceConfmapsHead`, `CentroidConfmapsHead`, `CenteredInstanceConfmapsHead`,
+`MultiInstanceConfmapsHead`, `PartAffinityFieldsHead`, `ClassMapsHead`,
+`ClassVectorsHead`, `OffsetRefinementHead`) plus metadata: ``points`` (N, I, K, 2) in
+model-input pixels, ``class_ids`` (N, I) (-1 = none), ``class_index`` (N,) for top-down,
+``crop_origin`` (N, 2) of top-down crops in scaled-frame pixels (meaningful without
+augmentation: frame point = (point_in_crop + crop_origin) / input_scaling), and
+``frame_index`` / ``video_index`` / ``frame_idx`` / ``instance_index``.
+
+`PoseDataset(..., with_targets=True)` runs stage 2 per item instead (CPU), for simple
+loops, tests and validation.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Sequence
+from typing import Any
+
+import numpy as np
+import torch
+
+from posekit.data.augmentation import AugmentationParams, BatchAugmenter
+from posekit.data.instance_cropping import (
+    crop_origins,
+    extract_crops,
+    find_instance_crop_size,
+    instance_centroids,
+)
+from posekit.data.labels import PoseLabels, check_part_names
+from posekit.data.preprocessing import Preprocessor, pad_to_stride, resize_images
+from posekit.data.targets import (
+    OFFSET_THRESHOLD,
+    centroid_confidence_maps,
+    class_maps,
+    class_vectors,
+    confidence_maps,
+    head_sigma,
+    offset_maps,
+    part_affinity_fields,
+)
+from posekit.errors import PosekitError
+
+TOPDOWN_MODEL_TYPES = ("centered_instance", "multi_class_topdown")
+MULTI_CLASS_MODEL_TYPES = ("multi_class_bottomup", "multi_class_topdown")
+_METADATA_KEYS = ("frame_index", "video_index", "frame_idx", "instance_index")
+
+
+def _get(config: Any, path: str, default: Any = None) -> Any:
+    """Dotted attribute/dict lookup that tolerates missing sections."""
+    value = config
+    for name in path.split("."):
+        if value is None:
+            return default
+        value = value.get(name) if isinstance(value, dict) else getattr(value, name, None)
+    return default if value is None else value
+
+
+def _heads_config(config: Any):
+    from posekit.config.model import HeadsConfig
+
+    heads = _get(config, "model.heads")
+    if heads is None:
+        raise PosekitError("the config has no model.heads; set one model type under model.heads")
+    if isinstance(heads, dict):
+        heads = HeadsConfig.model_validate(heads)
+    return heads
+
+
+def _max_stride(config: Any) -> int:
+    backbone = _get(config, "model.backbone")
+    if backbone is None:
+        return 1
+    if isinstance(backbone, dict):
+        chosen = next((v for v in backbone.values() if v), None)
+        return int((chosen or {}).get("max_stride", 32))
+    chosen = backbone.which_oneof() if hasattr(backbone, "which_oneof") else None
+    return int(getattr(chosen, "max_stride", 32)) if chosen is not None else 1
+
+
+def collate_samples(samples: Sequence[dict[str, Any]]) -> dict[str, Any]:
+    """Stack a list of (raw or processed) samples into a batch: tensors stacked on dim 0."""
+    if not samples:
+        raise PosekitError("cannot collate an empty list of samples")
+    batch: dict[str, Any] = {}
+    for key in samples[0]:
+        values = [s[key] for s in samples]
+        first = values[0]
+        if isinstance(first, torch.Tensor):
+            batch[key] = torch.stack(values)
+        elif isinstance(first, int | float | np.integer | np.floating | bool):
+            batch[key] = torch.as_tensor(values)
+        else:
+            batch[key] = values
+    return batch
+
+
+def batch_to_device(batch: dict[str, Any], device: torch.device | str) -> dict[str, Any]:
+    """Move every tensor of a batch to `device` (non-blocking where possible)."""
+    return {
+        k: v.to(device, non_blocking=True) if isinstance(v, torch.Tensor) else v
+        for k, v in batch.items()
+    }
+
+
+class DataPipeline:
+    """Everything that turns labels into model inputs and targets for one model.
+
+    Build with `DataPipeline.from_config(job_config, train_labels)`; then
+    `pipeline.dataset(labels)` gives datasets and `pipeline.process(raw_batch, ...)`
+    finishes batches on the device.
+
+    Attributes:
+        model_type: the `model.heads` field that is set (e.g. "centered_instance").
+        heads: `posekit.heads.Head` descriptions in SLEAP's output order.
+        part_names: node order of points and confidence-map channels.
+        edge_inds: PAF edges as indices into `part_names`.
+        symmetry_inds: node pairs swapped by flips.
+        class_names: identity classes (tracks).
+        preprocessor: the `Preprocessor` (pad_to_stride includes the model's max stride).
+        max_stride: the backbone's maximum stride.
+        crop_size: top-down crop side in scaled pixels (None for full-frame models).
+        anchor_index: anchor node for centroids (None: bounding-box midpoint).
+        augmenter: the `BatchAugmenter` used when `process(..., augment=True)`.
+    """
+
+    def __init__(
+        self,
+        model_type: str,
+        heads: list[Any],
+        part_names: list[str],
+        edge_inds: list[tuple[int, int]],
+        symmetry_inds: list[tuple[int, int]],
+        class_names: list[str],
+        preprocessor: Preprocessor,
+        max_stride: int = 1,
+        crop_size: int | None = None,
+        anchor_index: int | None = None,
+        augmenter: BatchAugmenter | None = None,
+    ) -> None:
+        self.model_type = model_type
+        self.heads = list(heads)
+        self.part_names = list(part_names)
+        self.edge_inds = [tuple(e) for e in edge_inds]
+        self.symmetry_inds = [tuple(s) for s in symmetry_inds]
+        self.class_names = list(class_names)
+        self.preprocessor = preprocessor
+        self.max_stride = int(max_stride)
+        self.crop_size = None if crop_size is None else int(crop_size)
+        self.anchor_index = anchor_index
+        self.augmenter = augmenter
+        if self.is_topdown and self.crop_size is None:
+            raise PosekitError(f"{model_type} models need a crop size")
+
+    # ------------------------------------------------------------------ building
+
+    @classmethod
+    def from_config(
+        cls,
+        config: Any,
+        labels: PoseLabels,
+        max_stride: int | None = None,
+        seed: int | None = None,
+    ) -> DataPipeline:
+        """From a `TrainingJobConfig` (object or nested dict) and the training labels.
+
+        Reads `data.preprocessing`, `data.instance_cropping`, `model.heads`,
+        `model.backbone` (max stride, unless `max_stride` is given) and
+        `optimization.augmentation_config`. Part names, edges and classes the heads
+        leave null come from the labels (skeleton, tracks); the automatic crop size is
+        measured on `labels`, so pass the training labels.
+        """
+        from posekit.model import make_heads
+
+        heads_cfg = _heads_config(config)
+        model_type, heads = make_heads(
+            heads_cfg,
+            part_names=labels.node_names,
+            edges=labels.skeleton.edges,
+            classes=labels.class_names,
+        )
+        stride = int(max_stride) if max_stride is not None else _max_stride(config)
+        part_names = next(
+            (list(h.part_names) for h in heads if getattr(h, "part_names", None)),
+            labels.node_names,
+        )
+        if model_type == "centroid":
+            part_names = labels.node_names
+        check_part_names(labels.node_names, part_names, f"model.heads.{model_type}")
+        index = {n: i for i, n in enumerate(part_names)}
+        edges: list[tuple[int, int]] = []
+        for head in heads:
+            for a, b in getattr(head, "edges", None) or []:
+                if a not in index or b not in index:
+                    raise PosekitError(
+                        f"skeleton mismatch: PAF edge ({a!r}, {b!r}) names a part that is not "
+                        f"in {part_names}; fix model.heads.{model_type}.pafs.edges"
+                    )
+                edges.append((index[a], index[b]))
+        names_sym = [
+            (index[a], index[b]) for a, b in labels.skeleton.symmetries if a in index and b in index
+        ]
+        classes = next((list(h.classes) for h in heads if getattr(h, "classes", None)), [])
+
+        anchor = next((h.anchor_part for h in heads if getattr(h, "anchor_part", None)), None)
+        anchor = anchor or _get(config, "data.instance_cropping.center_on_part")
+        anchor_index = None
+        if anchor is not None:
+            if anchor not in index:
+                raise PosekitError(
+                    f"anchor part {anchor!r} (model.heads.{model_type}.anchor_part or "
+                    f"data.instance_cropping.center_on_part) is not one of {part_names}"
+                )
+            anchor_index = index[anchor]
+
+        preprocessor = Preprocessor.from_config(
+            _get(config, "data.preprocessing"), pad_to_stride=stride
+        )
+        crop_size = None
+        if model_type in TOPDOWN_MODEL_TYPES:
+            crop_size = _get(config, "data.instance_cropping.crop_size")
+            if crop_size is None:
+                crop_size = find_instance_crop_size(
+                    labels.all_points(),
+                    padding=int(
+                        _get(config, "data.instance_cropping.crop_size_detection_padding", 16)
+                    ),
+                    maximum_stride=stride,
+                    input_scaling=preprocessor.input_scaling,
+                )
+        aug_cfg = _get(config, "optimization.augmentation_config")
+        augmenter = BatchAugmenter(AugmentationParams.from_config(aug_cfg), names_sym, seed=seed)
+        return cls(
+            model_type=model_type,
+            heads=heads,
+            part_names=part_names,
+            edge_inds=edges,
+            symmetry_inds=names_sym,
+            class_names=classes,
+            preprocessor=preprocessor,
+            max_stride=stride,
+            crop_size=crop_size,
+            anchor_index=anchor_index,
+            augmenter=augmenter,
+        )
+
+    @property
+    def is_topdown(self) -> bool:
+        return self.model_type in TOPDOWN_MODEL_TYPES
+
+    @property
+    def head_names(self) -> list[str]:
+        return [h.name for h in self.heads]
+
+    def context_size(self) -> int | None:
+        """Side (frame pixels) of the context crops top-down samples carry."""
+        if not self.is_topdown:
+            return None
+        base = self.crop_size / self.preprocessor.input_scaling
+        zoom = 1.0
+        if self.augmenter is not None and self.augmenter.params.geometric:
+            zoom = self.augmenter.params.max_zoom_out()
+            if self.augmenter.params.rotate and self.anchor_index is None:
+                zoom *= 1.25  # a bbox-midpoint centroid moves under rotation
+        size = int(math.ceil(base * zoom)) + 4
+        return size + (size % 2)
+
+    def dataset(
+        self, labels: PoseLabels, with_targets: bool = False, augment: bool = False
+    ) -> PoseDataset:
+        """A `PoseDataset` of `labels` for this pipeline."""
+        return PoseDataset(labels, self, with_targets=with_targets, augment=augment)
+
+    # ------------------------------------------------------------------ batches
+
+    def process(
+        self,
+        batch: dict[str, Any],
+        augment: bool = False,
+        device: torch.device | str | None = None,
+        generator: torch.Generator | None = None,
+    ) -> dict[str, Any]:
+        """Raw batch (from `collate_samples`) -> model input, targets and metadata."""
+        if device is not None:
+            batch = batch_to_device(batch, device)
+        images = batch["image"]
+        images = images.float() / 255.0 if images.dtype == torch.uint8 else images.float()
+        points = batch["points"].float()
+        class_ids = batch["class_ids"].long()
+        if augment and self.augmenter is not None and self.augmenter.enabled:
+            images, points = self.augmenter(
+                images, points, nan_outside=not self.is_topdown, generator=generator
+            )
+        images = self.preprocessor.normalize(images)
+        scale = self.preprocessor.input_scaling
+        images = resize_images(images, scale)
+        points = points * scale
+        out: dict[str, Any] = {}
+        if self.is_topdown:
+            centroids = instance_centroids(points[:, 0], self.anchor_index)
+            centre = torch.tensor(
+                [(images.shape[-1] - 1) / 2.0, (images.shape[-2] - 1) / 2.0],
+                device=images.device,
+            )
+            centroids = torch.where(torch.isnan(centroids), centre.expand_as(centroids), centroids)
+            origins = crop_origins(centroids, self.crop_size)
+            images = extract_crops(images, origins, self.crop_size)
+            points = points - origins[:, None, None, :]
+            frame_origins = batch["context_origin"].float() * scale + origins
+            if not augment and "frame_size" in batch:
+                # Like TF's crop_and_resize on the resized frame, read 0 outside it.
+                images = images * self._inside_frame(frame_origins, batch["frame_size"], scale)
+            out["crop_origin"] = frame_origins
+            out["class_index"] = class_ids[:, 0]
+        else:
+            images = pad_to_stride(images, self.preprocessor.pad_to_stride)
+        out["image"] = images
+        out.update(self.make_targets(points, class_ids, tuple(images.shape[-2:])))
+        out["points"] = points
+        out["class_ids"] = class_ids
+        for key in _METADATA_KEYS:
+            if key in batch:
+                out[key] = batch[key]
+        return out
+
+    def _inside_frame(
+        self, frame_origins: torch.Tensor, frame_size: torch.Tensor, scale: float
+    ) -> torch.Tensor:
+        """(N, 1, S, S) mask of crop pixels inside ``[0, size - 1]`` of the resized frame."""
+        size = self.crop_size
+        idx = torch.arange(size, device=frame_origins.device, dtype=torch.float32)
+        h_s = torch.floor(frame_size[:, 0].float() * scale).to(frame_origins.device)
+        w_s = torch.floor(frame_size[:, 1].float() * scale).to(frame_origins.device)
+        xs = frame_origins[:, 0, None] + idx
+        ys = frame_origins[:, 1, None] + idx
+        in_x = (xs >= -1e-4) & (xs <= (w_s - 1)[:, None] + 1e-4)
+        in_y = (ys >= -1e-4) & (ys <= (h_s - 1)[:, None] + 1e-4)
+        return (in_y[:, :, None] & in_x[:, None, :])[:, None].float()
+
+    def make_targets(
+        self, points: torch.Tensor, class_ids: torch.Tensor, image_hw: tuple[int, int]
+    ) -> dict[str, torch.Tensor]:
+        """Targets of every head for points (N, I, K, 2) in model-input pixels."""
+        targets: dict[str, torch.Tensor] = {}
+        primary_points = None
+        primary_sigma = None
+        for head in self.heads:
+            name = head.name
+            stride = int(head.output_stride)
+            if name == "SingleInstanceConfmapsHead" or name == "CenteredInstanceConfmapsHead":
+                primary_points, primary_sigma = points[:, 0], head_sigma(head.sigma, stride)
+                targets[name] = confidence_maps(
+                    primary_points, image_hw, stride, primary_sigma, drop_outside_instances=False
+                )
+            elif name == "CentroidConfmapsHead":
+                centroids = instance_centroids(points, self.anchor_index)
+                primary_points = centroids[:, :, None, :]
+                primary_sigma = head_sigma(head.sigma, stride)
+                targets[name] = centroid_confidence_maps(centroids, image_hw, stride, primary_sigma)
+            elif name == "MultiInstanceConfmapsHead":
+                primary_points, primary_sigma = points, head_sigma(head.sigma, stride)
+                targets[name] = confidence_maps(points, image_hw, stride, primary_sigma)
+            elif name == "PartAffinityFieldsHead":
+                targets[name] = part_affinity_fields(
+                    points, self.edge_inds, image_hw, stride, float(head.sigma)
+                )
+            elif name == "ClassMapsHead":
+                targets[name] = class_maps(
+                    points,
+                    class_ids,
+                    len(self.class_names),
+                    image_hw,
+                    stride,
+                    head_sigma(head.sigma, stride),
+                )
+            elif name == "ClassVectorsHead":
+                targets[name] = class_vectors(class_ids[:, 0], len(self.class_names)).to(
+                    points.device
+                )
+            elif name == "OffsetRefinementHead":
+                if primary_points is None:
+                    raise PosekitError("OffsetRefinementHead needs a confidence-map head first")
+                targets[name] = offset_maps(
+                    primary_points,
+                    image_hw,
+                    stride,
+                    primary_sigma,
+                    threshold=float(getattr(head, "sigma_threshold", OFFSET_THRESHOLD)),
+                )
+            else:  # pragma: no cover - heads come from make_heads
+                raise PosekitError(f"no targets known for head {name}")
+        return targets
+
+
+class PoseDataset(torch.utils.data.Dataset):
+    """Raw samples (or, with `with_targets`, processed samples) of `labels` for a pipeline.
+
+    Full-frame models: one item per labelled frame, frames zero-padded bottom/right to
+    the largest video size so they batch. Top-down models: one item per user instance,
+    a context crop centred on its centroid. Multi-class models skip instances without a
+    class; single-instance models use each frame's first instance (as SLEAP).
+    """
+
+    def __init__(
+        self,
+        labels: PoseLabels,
+        pipeline: DataPipeline,
+        with_targets: bool = False,
+        augment: bool = False,
+    ) -> None:
+        self.labels = labels
+        self.pipeline = pipeline
+        self.with_targets = with_targets
+        self.augment = augment
+        missing = [p for p in pipeline.part_names if p not in labels.node_names]
+        check_part_names(labels.node_names, missing or None, "the model's part names")
+        self.node_index = np.array([labels.node_names.index(p) for p in pipeline.part_names])
+        lookup = {n: i for i, n in enumerate(pipeline.class_names)}
+        self.class_lookup = np.array(
+            [lookup.get(n, -1) for n in labels.class_names] + [-1], dtype=np.int64
+        )  # index -1 (no track) maps to the trailing -1
+        used = sorted({e.video_index for e in labels.entries})
+        shapes = {i: labels.frame_shape(i) for i in used}
+        self.frame_hw = (
+            max(shapes[i][0] for i in used),
+            max(shapes[i][1] for i in used),
+        )
+        channels = {shapes[i][2] for i in used}
+        self.channels = channels.pop() if len(channels) == 1 else 3
+        require_class = pipeline.model_type in MULTI_CLASS_MODEL_TYPES
+
+        # (entry, instance) pairs for top-down; kept instance lists for full frames.
+        self.items: list[tuple[int, np.ndarray]] = []
+        for i, entry in enumerate(labels.entries):
+            classes = self.class_lookup[entry.track_inds]
+            keep = np.flatnonzero(classes >= 0) if require_class else np.arange(entry.n_instances)
+            if pipeline.model_type == "single_instance":
+                keep = keep[:1]
+            if len(keep) == 0:
+                continue
+            if pipeline.is_topdown:
+                self.items.extend((i, np.array([k])) for k in keep)
+            else:
+                self.items.append((i, keep))
+        if not self.items:
+            raise PosekitError(
+                f"no usable instances for a {pipeline.model_type} model in these labels"
+                + (" (identity models need instances with a track)" if require_class else "")
+            )
+        self.max_instances = max(len(k) for _, k in self.items)
+        inv = 1.0 / pipeline.preprocessor.input_scaling
+        self._origin_step = int(round(inv)) if abs(inv - round(inv)) < 1e-6 else 1
+        self.context_size = pipeline.context_size()
+        if self.context_size is not None:
+            self.context_size += 2 * self._origin_step
+
+    def __len__(self) -> int:
+        return len(self.items)
+
+    def _frame(self, entry_index: int) -> np.ndarray:
+        img = self.labels.read_entry(entry_index)
+        if img.shape[2] != self.channels:
+            img = np.repeat(img, 3, axis=2) if img.shape[2] == 1 else img
+        return img
+
+    def raw_sample(self, index: int) -> dict[str, Any]:
+        entry_index, inst = self.items[index]
+        entry = self.labels.entries[entry_index]
+        pts = entry.points[inst][:, self.node_index].astype(np.float32)
+        cls = self.class_lookup[entry.track_inds[inst]]
+        img = self._frame(entry_index)
+        sample: dict[str, Any] = {}
+        if self.pipeline.is_topdown:
+            size = self.context_size
+            centroid = instance_centroids(torch.from_numpy(pts[0]), self.pipeline.anchor_index)
+            # Origins on multiples of 1/input_scaling (when that is an integer) keep the
+            # resized context on the same pixel grid as the resized full frame, so crops
+            # equal SLEAP's crops of the resized frame exactly.
+            step = self._origin_step
+            x0 = int(math.floor((float(centroid[0]) - size / 2.0) / step)) * step
+            y0 = int(math.floor((float(centroid[1]) - size / 2.0) / step)) * step
+            crop = np.zeros((size, size, img.shape[2]), dtype=np.uint8)
+            h, w = img.shape[:2]
+            sx0, sy0 = max(x0, 0), max(y0, 0)
+            sx1, sy1 = min(x0 + size, w), min(y0 + size, h)
+            if sx1 > sx0 and sy1 > sy0:
+                crop[sy0 - y0 : sy1 - y0, sx0 - x0 : sx1 - x0] = img[sy0:sy1, sx0:sx1]
+            sample["image"] = torch.from_numpy(crop).permute(2, 0, 1).contiguous()
+            sample["points"] = torch.from_numpy(pts - np.array([x0, y0], dtype=np.float32))
+            sample["class_ids"] = torch.from_numpy(cls.astype(np.int64))
+            sample["context_origin"] = torch.tensor([x0, y0], dtype=torch.float32)
+            sample["frame_size"] = torch.tensor([h, w], dtype=torch.int64)
+            sample["instance_index"] = int(inst[0])
+        else:
+            h, w = self.frame_hw
+            if img.shape[0] != h or img.shape[1] != w:
+                padded = np.zeros((h, w, img.shape[2]), dtype=np.uint8)
+                padded[: img.shape[0], : img.shape[1]] = img
+                img = padded
+            n_max = self.max_instances
+            all_pts = np.full((n_max, len(self.node_index), 2), np.nan, dtype=np.float32)
+            all_pts[: len(inst)] = pts
+            all_cls = np.full((n_max,), -1, dtype=np.int64)
+            all_cls[: len(inst)] = cls
+            sample["image"] = torch.from_numpy(np.ascontiguousarray(img)).permute(2, 0, 1)
+            sample["points"] = torch.from_numpy(all_pts)
+            sample["class_ids"] = torch.from_numpy(all_cls)
+            sample["instance_index"] = -1
+        sample["frame_index"] = int(entry_index)
+        sample["video_index"] = int(entry.video_index)
+        sample["frame_idx"] = int(entry.frame_idx)
+        return sample
+
+    def __getitem__(self, index: int) -> dict[str, Any]:
+        sample = self.raw_sample(index)
+        if not self.with_targets:
+            return sample
+        batch = self.pipeline.process(collate_samples([sample]), augment=self.augment)
+        return {
+            k: (v[0] if isinstance(v, torch.Tensor) and v.dim() > 0 else v)
+            for k, v in batch.items()
+        }
+
+    def loader(
+        self, batch_size: int = 4, shuffle: bool = True, **kwargs
+    ) -> torch.utils.data.DataLoader:
+        """A `DataLoader` over this dataset with `collate_samples`."""
+        return torch.utils.data.DataLoader(
+            self, batch_size=batch_size, shuffle=shuffle, collate_fn=collate_samples, **kwargs
+        )
+
+
+__all__ = [
+    "MULTI_CLASS_MODEL_TYPES",
+    "TOPDOWN_MODEL_TYPES",
+    "DataPipeline",
+    "PoseDataset",
+    "batch_to_device",
+    "collate_samples",
+]

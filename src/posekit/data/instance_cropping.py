@@ -1,0 +1,182 @@
+"""Instance centroids, crop sizes and batched crops for top-down models.
+
+Conventions (SLEAP 1.4.1, `sleap/nn/data/instance_centroids.py` and
+`instance_cropping.py`):
+
+- Centroid: the anchor part when it is set and visible; otherwise the midpoint of the
+  bounding box of the instance's visible points.
+- Crop placement: a crop of ``S`` pixels covers the box whose *pixel centres* run from
+  ``x0 = cx - (S - 1) / 2`` to ``x0 + S - 1``, i.e. crop pixel ``j`` samples image
+  coordinate ``x0 + j`` (bilinear, zero outside ``[0, W - 1]`` as TF's
+  `crop_and_resize`). So the centroid lands at crop coordinate ``(S - 1) / 2 = S/2 - 0.5``
+  (between the two middle pixels for even S), and ``point_in_crop = point - origin`` with
+  ``origin = (x0, y0)``; ``point = point_in_crop + origin`` maps predictions back.
+- Automatic crop size: the largest bounding-box side (width or height) of any user
+  instance, after `input_scaling`, plus `crop_size_detection_padding`, rounded up to a
+  multiple of the model's maximum stride.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Iterable
+
+import numpy as np
+import torch
+
+
+def bbox_midpoints(points: torch.Tensor) -> torch.Tensor:
+    """Midpoint of the bounding box of the visible points: (..., K, 2) -> (..., 2)."""
+    visible = ~torch.isnan(points)
+    big = torch.finfo(points.dtype).max
+    lo = torch.where(visible, points, torch.full_like(points, big)).amin(dim=-2)
+    hi = torch.where(visible, points, torch.full_like(points, -big)).amax(dim=-2)
+    mid = (lo + hi) * 0.5
+    none = ~visible.any(dim=-2)
+    return torch.where(none, torch.full_like(mid, float("nan")), mid)
+
+
+def instance_centroids(points: torch.Tensor, anchor_index: int | None = None) -> torch.Tensor:
+    """Centroids (..., 2) of instances (..., K, 2).
+
+    The anchor part's position when `anchor_index` is given and that point is visible,
+    else the bounding-box midpoint of the visible points; NaN for an empty instance.
+    """
+    mid = bbox_midpoints(points)
+    if anchor_index is None:
+        return mid
+    anchor = points[..., anchor_index, :]
+    return torch.where(torch.isnan(anchor), mid, anchor)
+
+
+def find_instance_crop_size(
+    points: Iterable[np.ndarray] | np.ndarray,
+    padding: int = 0,
+    maximum_stride: int = 2,
+    input_scaling: float = 1.0,
+    min_crop_size: int | None = None,
+) -> int:
+    """Crop side that holds every instance: max bbox side * scale + padding, rounded up.
+
+    Args:
+        points: instances as arrays (K, 2) (or one array (n, K, 2)) in frame pixels.
+        padding: `crop_size_detection_padding` (pixels added to the largest side).
+        maximum_stride: the model's max stride; the result is a multiple of it.
+        input_scaling: the preprocessing scale applied before cropping.
+        min_crop_size: optional lower bound on the side before rounding.
+    """
+    arr_list = [np.asarray(p, dtype=np.float64).reshape(-1, 2) for p in points]
+    max_length = 0.0
+    for pts in arr_list:
+        pts = pts[~np.isnan(pts).any(axis=1)] * float(input_scaling)
+        if len(pts) == 0:
+            continue
+        extent = pts.max(axis=0) - pts.min(axis=0)
+        max_length = max(max_length, float(extent.max()))
+    if min_crop_size is not None:
+        max_length = max(max_length, float(min_crop_size))
+    max_length += float(padding)
+    stride = max(int(maximum_stride), 1)
+    return max(int(math.ceil(max_length / stride) * stride), stride)
+
+
+def crop_origins(centroids: torch.Tensor, crop_size: int | tuple[int, int]) -> torch.Tensor:
+    """Top-left pixel-centre coordinate (x0, y0) of crops centred on `centroids` (..., 2)."""
+    ch, cw = _hw(crop_size)
+    delta = torch.tensor([(cw - 1) / 2.0, (ch - 1) / 2.0], dtype=centroids.dtype)
+    return centroids - delta.to(centroids.device)
+
+
+def _hw(size: int | tuple[int, int]) -> tuple[int, int]:
+    if isinstance(size, int | np.integer):
+        return int(size), int(size)
+    return int(size[0]), int(size[1])
+
+
+def bilinear_sample(
+    images: torch.Tensor, sample_inds: torch.Tensor, xs: torch.Tensor, ys: torch.Tensor
+) -> torch.Tensor:
+    """Sample images at pixel coordinates, TF `crop_and_resize` style.
+
+    Args:
+        images: (N, C, H, W).
+        sample_inds: (M,) which image each output reads.
+        xs, ys: (M, h, w) coordinates (pixel centres on integers).
+
+    Returns:
+        (M, C, h, w): bilinear values, 0 where a coordinate lies outside ``[0, size-1]``.
+        Integer coordinates copy pixels exactly.
+    """
+    n, c, h_img, w_img = images.shape
+    x0f = torch.floor(xs)
+    y0f = torch.floor(ys)
+    wx = (xs - x0f).to(images.dtype)
+    wy = (ys - y0f).to(images.dtype)
+    x0 = x0f.long().clamp(0, w_img - 1)
+    y0 = y0f.long().clamp(0, h_img - 1)
+    x1 = (x0f.long() + 1).clamp(0, w_img - 1)
+    y1 = (y0f.long() + 1).clamp(0, h_img - 1)
+    inside = (xs >= 0) & (xs <= w_img - 1) & (ys >= 0) & (ys <= h_img - 1)
+
+    # Index the channel-first flattened batch so no image is copied per crop.
+    flat = images.transpose(0, 1).reshape(c, n * h_img * w_img)
+    base = (sample_inds.long().to(images.device) * (h_img * w_img)).view(-1, 1, 1)
+
+    def gather(yy: torch.Tensor, xx: torch.Tensor) -> torch.Tensor:
+        lin = (base + yy * w_img + xx).reshape(-1)
+        return flat[:, lin].reshape(c, *yy.shape).transpose(0, 1)
+
+    top = gather(y0, x0) * (1 - wx)[:, None] + gather(y0, x1) * wx[:, None]
+    bottom = gather(y1, x0) * (1 - wx)[:, None] + gather(y1, x1) * wx[:, None]
+    out = top * (1 - wy)[:, None] + bottom * wy[:, None]
+    return out * inside[:, None].to(out.dtype)
+
+
+def extract_crops(
+    images: torch.Tensor,
+    origins: torch.Tensor,
+    crop_size: int | tuple[int, int],
+    sample_inds: torch.Tensor | None = None,
+) -> torch.Tensor:
+    """Crops (M, C, h, w) whose pixel (i, j) samples image coordinate (x0 + j, y0 + i).
+
+    Args:
+        images: (N, C, H, W) full images.
+        origins: (M, 2) crop origins (x0, y0) from `crop_origins` (any real values).
+        crop_size: side (or (h, w)) of the crops.
+        sample_inds: (M,) image index of each crop; default ``arange(M)`` (M == N).
+    """
+    ch, cw = _hw(crop_size)
+    m = origins.shape[0]
+    if sample_inds is None:
+        sample_inds = torch.arange(m, device=images.device)
+    origins = origins.to(device=images.device, dtype=torch.float32)
+    jj = torch.arange(cw, device=images.device, dtype=torch.float32)
+    ii = torch.arange(ch, device=images.device, dtype=torch.float32)
+    xs = (origins[:, 0, None, None] + jj.view(1, 1, cw)).expand(m, ch, cw)
+    ys = (origins[:, 1, None, None] + ii.view(1, ch, 1)).expand(m, ch, cw)
+    if m == 0:
+        return images.new_zeros((0, images.shape[1], ch, cw))
+    return bilinear_sample(images, sample_inds.to(images.device), xs, ys)
+
+
+def crop_instances(
+    images: torch.Tensor,
+    centroids: torch.Tensor,
+    crop_size: int | tuple[int, int],
+    sample_inds: torch.Tensor | None = None,
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """Crops centred on `centroids` (M, 2) and their origins; see `extract_crops`."""
+    origins = crop_origins(centroids.float(), crop_size)
+    return extract_crops(images, origins, crop_size, sample_inds), origins
+
+
+__all__ = [
+    "bbox_midpoints",
+    "bilinear_sample",
+    "crop_instances",
+    "crop_origins",
+    "extract_crops",
+    "find_instance_crop_size",
+    "instance_centroids",
+]

@@ -1,0 +1,408 @@
+"""Inference-time graph optimisations that keep a model's outputs unchanged.
+
+`optimize_for_inference(model)` returns an eval-mode copy of a model with
+
+- **BatchNorm folded** into the convolution (or transposed convolution) that feeds it.
+  In eval mode BatchNorm is a per-channel affine map ``y = a * x + b``; when ``x`` is the
+  output of a convolution and nothing else reads that output, ``a`` and ``b`` can be
+  baked into the convolution's weights and bias and the BatchNorm replaced by an
+  identity. One memory pass per BatchNorm disappears, which matters on CPUs where
+  these networks are memory-bound.
+- **channels-last memory format** (NHWC in memory, NCHW in shape). oneDNN on CPUs and
+  cuDNN on tensor-core GPUs run convolutions natively in that layout; in NCHW they
+  reorder every activation first.
+
+Folding is decided from what the network *does*, not from how its modules are nested:
+one forward pass records which tensor each convolution produced, which tensor each
+BatchNorm read, and how many operations read each tensor. A pair is folded only when the
+BatchNorm's input is exactly the convolution's output and no other operation reads it.
+That is why SLEAP's hourglass blocks (conv -> ReLU -> BatchNorm) are left alone: their
+BatchNorm reads the ReLU's output, and the ReLU cannot be moved past the affine map.
+ResNet bottlenecks (conv -> BN pairs called from a hand-written `forward`) fold, while a
+convolution whose output also feeds a skip connection does not.
+
+`precision(...)` is the matching helper for reduced-precision inference: bfloat16
+autocast on CPUs that support it and float16 autocast on CUDA. Reduced precision changes
+outputs (bf16 keeps ~3 significant digits), so it is opt-in and separate from
+`optimize_for_inference`, whose outputs match the original to float32 rounding.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import copy
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:  # pragma: no cover
+    import torch
+    from torch import nn
+
+__all__ = [
+    "FoldedPair",
+    "cpu_supports_bf16",
+    "find_foldable_batchnorms",
+    "fold_batchnorms",
+    "optimize_for_inference",
+    "precision",
+    "resolve_precision",
+]
+
+
+@dataclass(frozen=True)
+class FoldedPair:
+    """A convolution and the BatchNorm folded into it (module paths)."""
+
+    conv: str
+    batchnorm: str
+
+
+def _conv_types() -> tuple[type, ...]:
+    """Module types whose forward is a pure (linear) convolution, so folding is exact.
+
+    Exact types only: a subclass may add a nonlinearity in `forward` (posekit's sigmoid
+    1x1 head does), after which the BatchNorm no longer commutes with it.
+    """
+    from torch import nn
+
+    from posekit.architectures.common import SameConv2d, SameConvTranspose2d
+
+    return (nn.Conv2d, nn.ConvTranspose2d, SameConv2d, SameConvTranspose2d)
+
+
+def _default_example(model: nn.Module) -> torch.Tensor:
+    """A small input the model accepts: right channels, a size divisible by its stride."""
+    import torch
+    from torch import nn
+
+    channels = getattr(model, "in_channels", None)
+    if not isinstance(channels, int):
+        first = next((m for m in model.modules() if isinstance(m, nn.Conv2d)), None)
+        channels = first.in_channels if first is not None else 1
+    size = getattr(model, "input_size", None)
+    if not size:
+        stride = int(getattr(model, "maximum_stride", 0) or 16)
+        side = max(2 * stride, 32)
+        size = (side, side)
+    try:
+        device = next(model.parameters()).device
+    except StopIteration:
+        device = torch.device("cpu")
+    return torch.rand(1, int(channels), int(size[0]), int(size[1]), device=device)
+
+
+def find_foldable_batchnorms(
+    model: nn.Module, example_input: torch.Tensor | None = None
+) -> list[FoldedPair]:
+    """Convolution -> BatchNorm pairs of `model` that can be folded without changing it.
+
+    Runs one forward pass (no gradients) on `example_input` (default: a small random
+    input built from `model.in_channels`, `model.input_size` / `model.maximum_stride`) and
+    records the data flow. A pair qualifies when
+
+    - the convolution is a plain (transposed) convolution called exactly once,
+    - the BatchNorm is called exactly once, uses running statistics, and its input is
+      the very tensor the convolution returned,
+    - no other operation reads that tensor (a skip connection, a second head, ...).
+    """
+    import torch
+    from torch.nn.modules.batchnorm import _BatchNorm
+    from torch.overrides import TorchFunctionMode
+
+    conv_types = _conv_types()
+    conv_names = {m: n for n, m in model.named_modules() if type(m) in conv_types}
+    bn_names = {
+        m: n
+        for n, m in model.named_modules()
+        if isinstance(m, _BatchNorm) and m.track_running_stats and m.running_mean is not None
+    }
+    if not conv_names or not bn_names:
+        return []
+
+    calls: dict[str, int] = {}
+    conv_out: dict[str, int] = {}  # conv path -> id of the tensor it returned
+    bn_in: dict[str, int] = {}  # bn path -> id of the tensor it read
+    readers: dict[int, int] = {}  # tensor id -> number of tensor-producing ops that read it
+    keep_alive: list[Any] = []  # tensors stay referenced so ids are never reused
+
+    def _tensors(obj: Any):
+        if isinstance(obj, torch.Tensor):
+            yield obj
+        elif isinstance(obj, list | tuple):
+            for item in obj:
+                yield from _tensors(item)
+        elif isinstance(obj, dict):
+            for item in obj.values():
+                yield from _tensors(item)
+
+    class _CountReaders(TorchFunctionMode):
+        def __torch_function__(self, func, types, args=(), kwargs=None):
+            out = func(*args, **(kwargs or {}))
+            # Only operations that produce tensors consume data; `x.dim()`, `x.shape`
+            # and friends read metadata and do not count.
+            if any(True for _ in _tensors(out)):
+                seen = set()
+                for t in _tensors((args, kwargs or {})):
+                    if id(t) not in seen:
+                        seen.add(id(t))
+                        readers[id(t)] = readers.get(id(t), 0) + 1
+                keep_alive.append(out)
+            return out
+
+    def conv_hook(module, inputs, output):
+        name = conv_names[module]
+        calls[name] = calls.get(name, 0) + 1
+        conv_out[name] = id(output)
+        keep_alive.append(output)
+
+    def bn_pre_hook(module, inputs):
+        name = bn_names[module]
+        calls[name] = calls.get(name, 0) + 1
+        bn_in[name] = id(inputs[0])
+        keep_alive.append(inputs[0])
+
+    handles = [m.register_forward_hook(conv_hook) for m in conv_names]
+    handles += [m.register_forward_pre_hook(bn_pre_hook) for m in bn_names]
+    x = example_input if example_input is not None else _default_example(model)
+    was_training = model.training
+    model.eval()
+    try:
+        with torch.no_grad(), _CountReaders():
+            result = model(x)
+        # A tensor handed back to the caller is read by the caller too.
+        for t in _tensors(result):
+            readers[id(t)] = readers.get(id(t), 0) + 1
+    finally:
+        for h in handles:
+            h.remove()
+        model.train(was_training)
+
+    producer = {tid: name for name, tid in conv_out.items() if calls.get(name) == 1}
+    pairs = []
+    for bn_name, tid in bn_in.items():
+        conv_name = producer.get(tid)
+        if conv_name is None or calls.get(bn_name) != 1 or readers.get(tid, 0) != 1:
+            continue
+        pairs.append(FoldedPair(conv_name, bn_name))
+    keep_alive.clear()
+    return pairs
+
+
+def _fold_into(conv: nn.Module, bn: nn.Module) -> None:
+    """Rewrite `conv`'s weight and bias so that `conv(x)` equals `bn(conv(x))` (eval)."""
+    import torch
+    from torch import nn
+
+    with torch.no_grad():
+        w = conv.weight
+        dtype = w.dtype
+        var = bn.running_var.to(torch.float64)
+        mean = bn.running_mean.to(torch.float64)
+        scale = torch.rsqrt(var + bn.eps)
+        if bn.weight is not None:
+            scale = scale * bn.weight.to(torch.float64)
+        shift = -mean * scale
+        if bn.bias is not None:
+            shift = shift + bn.bias.to(torch.float64)
+        bias = (
+            conv.bias.to(torch.float64)
+            if conv.bias is not None
+            else torch.zeros_like(mean, dtype=torch.float64)
+        )
+        new_bias = bias * scale + shift
+        w64 = w.to(torch.float64)
+        if isinstance(conv, nn.ConvTranspose2d):
+            # Weight (in, out / groups, kh, kw): output channel g * (out / groups) + j.
+            g = conv.groups
+            cin, cout_g = w64.shape[0], w64.shape[1]
+            w64 = w64.reshape(g, cin // g, cout_g, *w64.shape[2:])
+            w64 = w64 * scale.reshape(g, 1, cout_g, 1, 1)
+            w64 = w64.reshape(cin, cout_g, *w64.shape[3:])
+        else:
+            w64 = w64 * scale.reshape(-1, 1, 1, 1)
+        conv.weight = nn.Parameter(w64.to(dtype), requires_grad=False)
+        # A transposed conv whose kernel is smaller than its stride fills the unreached
+        # pixels with the bias alone (SameConvTranspose2d); a real bias keeps that right.
+        conv.bias = nn.Parameter(new_bias.to(dtype), requires_grad=False)
+
+
+def _set_submodule(root: nn.Module, path: str, module: nn.Module) -> None:
+    parent_path, _, name = path.rpartition(".")
+    parent = root.get_submodule(parent_path) if parent_path else root
+    setattr(parent, name, module)
+
+
+def fold_batchnorms(
+    model: nn.Module, example_input: torch.Tensor | None = None
+) -> list[FoldedPair]:
+    """Fold every foldable conv -> BatchNorm pair of `model` in place (see module doc).
+
+    The folded BatchNorms are replaced by `nn.Identity`, so module paths of everything
+    else stay the same. Only meaningful for inference: the model must stay in eval mode.
+
+    Returns:
+        The pairs that were folded.
+    """
+    from torch import nn
+
+    pairs = find_foldable_batchnorms(model, example_input)
+    for pair in pairs:
+        conv = model.get_submodule(pair.conv)
+        bn = model.get_submodule(pair.batchnorm)
+        _fold_into(conv, bn)
+        _set_submodule(model, pair.batchnorm, nn.Identity())
+    return pairs
+
+
+def _channels_last_input(module, args):
+    """Forward pre-hook: hand the network a channels-last input (shape unchanged)."""
+    import torch
+
+    if args and isinstance(args[0], torch.Tensor) and args[0].dim() == 4:
+        return (args[0].contiguous(memory_format=torch.channels_last), *args[1:])
+    return None
+
+
+def optimize_for_inference(
+    model: nn.Module,
+    channels_last: bool = True,
+    fold_batchnorm: bool = True,
+    example_input: torch.Tensor | None = None,
+    inplace: bool = False,
+) -> nn.Module:
+    """An eval-mode copy of `model` with the same outputs, faster to run.
+
+    Args:
+        model: a posekit `Model` (or any module taking an NCHW image batch).
+        channels_last: store weights channels-last and convert the input on entry (a
+            forward pre-hook), so every convolution runs in NHWC. Output shapes are
+            unchanged; outputs are channels-last strided (`.contiguous()` if needed).
+        fold_batchnorm: fold conv -> BatchNorm pairs (module doc explains which).
+        example_input: input used to trace the data flow for folding; default a small
+            random batch the model accepts. A class-vectors head without global pooling
+            needs the model's `input_size`, which posekit models carry.
+        inplace: modify `model` itself instead of a deep copy.
+
+    Returns:
+        The optimised model (eval mode, parameters without gradients). Its attribute
+        `inference_optimizations` lists what was done. Outputs equal the original's to
+        float32 rounding (max abs error well below 1e-4 on SLEAP's networks).
+    """
+    import torch
+
+    out = model if inplace else copy.deepcopy(model)
+    out.eval()
+    for p in out.parameters():
+        p.requires_grad_(False)
+    folded: list[FoldedPair] = []
+    if fold_batchnorm:
+        folded = fold_batchnorms(out, example_input)
+    if channels_last:
+        out.to(memory_format=torch.channels_last)
+        if not getattr(out, "_posekit_channels_last_hook", False):
+            out.register_forward_pre_hook(_channels_last_input)
+            out._posekit_channels_last_hook = True
+    out.inference_optimizations = {
+        "folded_batchnorm": [(p.conv, p.batchnorm) for p in folded],
+        "channels_last": bool(channels_last),
+    }
+    return out
+
+
+# --------------------------------------------------------------------------- precision
+
+
+def cpu_supports_bf16() -> bool:
+    """Whether this CPU runs bfloat16 convolutions natively (oneDNN: AVX512-BF16/AMX).
+
+    Without hardware support oneDNN emulates bf16, which is slower than float32, so
+    `precision("auto")` only picks bf16 when this is True.
+    """
+    import torch
+
+    try:
+        return bool(torch.backends.mkldnn.is_available()) and bool(
+            torch.ops.mkldnn._is_mkldnn_bf16_supported()
+        )
+    except (AttributeError, RuntimeError):  # pragma: no cover - old or unusual builds
+        return False
+
+
+_ALIASES = {
+    None: "float32",
+    "fp32": "float32",
+    "float32": "float32",
+    "32": "float32",
+    "bf16": "bfloat16",
+    "bfloat16": "bfloat16",
+    "fp16": "float16",
+    "float16": "float16",
+    "half": "float16",
+    "16": "float16",
+    "auto": "auto",
+}
+
+
+def _device_type(device: Any) -> str:
+    import torch
+
+    if device is None:
+        return "cpu"
+    if isinstance(device, torch.nn.Module):
+        try:
+            device = next(device.parameters()).device
+        except StopIteration:
+            return "cpu"
+    if isinstance(device, torch.Tensor):
+        device = device.device
+    return torch.device(device).type
+
+
+def resolve_precision(dtype: str | None = "auto", device: Any = None) -> str:
+    """The dtype name `precision(dtype, device)` will use: float32, bfloat16 or float16.
+
+    "auto" means float16 on CUDA (and MPS), bfloat16 on a CPU with native bf16 support,
+    float32 otherwise.
+    """
+    key = dtype if dtype is None else str(dtype).lower()
+    if key not in _ALIASES:
+        from posekit.errors import PosekitError
+
+        raise PosekitError(
+            f"precision={dtype!r} is not known; use 'auto', 'fp32', 'bf16' or 'fp16'"
+        )
+    name = _ALIASES[key]
+    if name != "auto":
+        return name
+    kind = _device_type(device)
+    if kind in ("cuda", "mps"):
+        return "float16"
+    if kind == "cpu" and cpu_supports_bf16():
+        return "bfloat16"
+    return "float32"
+
+
+def precision(dtype: str | None = "auto", device: Any = None):
+    """Context manager running the enclosed inference in reduced precision (autocast).
+
+    Args:
+        dtype: "auto" (see `resolve_precision`), "fp32" (no-op), "bf16" or "fp16".
+        device: a device, device string, tensor or module saying where the model runs.
+
+    Example::
+
+        with torch.inference_mode(), precision("auto", model):
+            out = model(x)
+        maps = {k: v.float() for k, v in out.items()}
+
+    Autocast keeps weights in float32 and runs convolutions and matrix products in the
+    reduced type, so the same model serves both precisions. Outputs come back in the
+    reduced type: cast them before peak finding, whose subpixel refinement needs float32.
+    """
+    import torch
+
+    name = resolve_precision(dtype, device)
+    if name == "float32":
+        return contextlib.nullcontext()
+    kind = _device_type(device)
+    return torch.autocast(device_type=kind, dtype=getattr(torch, name))

@@ -1,0 +1,177 @@
+"""The LightningModule that trains a posekit `Model` the way SLEAP trains its Keras model.
+
+Loss: every head's loss (see `posekit.training.losses`) times its `loss_weight`, summed
+over heads and over the stacks of a stacked backbone (intermediate supervision: each
+stack's outputs are compared with the same targets, so early stacks learn the task
+too). Optimizer: Adam (with AMSGrad, as SLEAP) or AdamW at `initial_learning_rate`.
+
+Batches are dicts ``{"image": (N, C, H, W) float, <head name>: target, ...}``. A
+`batch_transform` (the data package's batched augmentation and, where the targets depend
+on the augmented points, target drawing) runs on the training device in
+`on_after_batch_transfer`, so augmentation costs GPU time instead of data-loader time.
+
+The learning-rate schedule and early stopping are callbacks (`posekit.training.callbacks`),
+because SLEAP's Keras callbacks act on the epoch's validation loss after validation.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import Any
+
+import lightning as L
+import torch
+
+from posekit.errors import PosekitError
+from posekit.training.losses import head_loss
+
+TRAIN_LOSS = "train_loss"
+VAL_LOSS = "val_loss"
+
+
+class NonFiniteLossError(PosekitError):
+    """The training loss became NaN or infinite; training stopped without a bad update."""
+
+
+class PoseLightningModule(L.LightningModule):
+    """Wraps a `posekit.model.Model` for Lightning.
+
+    Args:
+        model: the network (`Model.from_config(...)`).
+        config: the `TrainingJobConfig` (its `optimization` section is used here).
+        train_transform: callable ``batch -> batch`` applied to training batches on the
+            device (augmentation); None for none.
+        eval_transform: the same for validation batches (e.g. target drawing only).
+    """
+
+    def __init__(
+        self,
+        model: torch.nn.Module,
+        config: Any,
+        train_transform: Callable[[dict], dict] | None = None,
+        eval_transform: Callable[[dict], dict] | None = None,
+    ):
+        super().__init__()
+        self.model = model
+        self.config = config
+        self.train_transform = train_transform
+        self.eval_transform = eval_transform
+        self.head_names = [h.name for h in model.heads]
+        self.last_train_losses: dict[str, float] = {}
+
+    # ------------------------------------------------------------------ forward / loss
+
+    def forward(self, x: torch.Tensor) -> dict[str, torch.Tensor]:
+        return self.model(x)
+
+    def compute_losses(
+        self, outputs: dict[str, list[torch.Tensor]], batch: dict[str, torch.Tensor]
+    ) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
+        """Total weighted loss and each head's unweighted loss summed over stacks."""
+        mining = self.config.optimization.hard_keypoint_mining
+        total = None
+        per_head: dict[str, torch.Tensor] = {}
+        for head in self.model.heads:
+            if head.name not in batch:
+                raise PosekitError(
+                    f"the training batch has no target for {head.name}; it has "
+                    f"{sorted(k for k in batch if k != 'image')}. The data pipeline must "
+                    f"produce a target for every head of the model."
+                )
+            target = batch[head.name]
+            loss = None
+            for pred in outputs[head.name]:
+                term = head_loss(head, pred, target, mining)
+                loss = term if loss is None else loss + term
+            per_head[head.name] = loss
+            weighted = loss * float(head.loss_weight)
+            total = weighted if total is None else total + weighted
+        return total, per_head
+
+    def _step(self, batch: dict[str, torch.Tensor]):
+        outputs = self.model.forward_stacks(batch["image"])
+        return self.compute_losses(outputs, batch)
+
+    # ------------------------------------------------------------------ hooks
+
+    def on_after_batch_transfer(self, batch: Any, dataloader_idx: int) -> Any:
+        trainer = self._trainer
+        training = trainer is not None and trainer.training
+        transform = self.train_transform if training else self.eval_transform
+        if transform is not None:
+            batch = transform(batch)
+        return batch
+
+    def training_step(self, batch: dict[str, torch.Tensor], batch_idx: int) -> torch.Tensor:
+        loss, per_head = self._step(batch)
+        self._check_finite(loss, per_head, batch_idx)
+        n = int(batch["image"].shape[0])
+        lr = self.trainer.optimizers[0].param_groups[0]["lr"] if self._trainer else None
+        self.log("loss", loss.detach(), prog_bar=True, on_step=True, on_epoch=False)
+        if lr is not None:
+            self.log("lr", float(lr), prog_bar=True, on_step=True, on_epoch=False)
+        self.log(
+            TRAIN_LOSS, loss.detach(), on_step=False, on_epoch=True, batch_size=n, sync_dist=True
+        )
+        for name, value in per_head.items():
+            self.log(
+                f"train/{name}",
+                value.detach(),
+                on_step=False,
+                on_epoch=True,
+                batch_size=n,
+                sync_dist=True,
+            )
+        return loss
+
+    def validation_step(self, batch: dict[str, torch.Tensor], batch_idx: int) -> torch.Tensor:
+        loss, per_head = self._step(batch)
+        n = int(batch["image"].shape[0])
+        self.log(
+            VAL_LOSS,
+            loss,
+            prog_bar=True,
+            on_step=False,
+            on_epoch=True,
+            batch_size=n,
+            sync_dist=True,
+        )
+        for name, value in per_head.items():
+            self.log(
+                f"val/{name}", value, on_step=False, on_epoch=True, batch_size=n, sync_dist=True
+            )
+        return loss
+
+    def _check_finite(self, loss: torch.Tensor, per_head: dict, batch_idx: int) -> None:
+        """Stop before a NaN/inf loss can update the weights (all ranks stop together)."""
+        bad = not bool(torch.isfinite(loss.detach()))
+        trainer = self._trainer
+        if trainer is not None and trainer.world_size > 1:
+            bad = bool(trainer.strategy.reduce_boolean_decision(bad, all=False))
+        if not bad:
+            return
+        heads = [n for n, v in per_head.items() if not bool(torch.isfinite(v.detach()))]
+        epoch = trainer.current_epoch if trainer is not None else 0
+        raise NonFiniteLossError(
+            f"training stopped: the loss became {float(loss.detach())} at epoch {epoch}, "
+            f"batch {batch_idx}"
+            + (f" (head {', '.join(heads)})" if heads else " (on another process)")
+            + ". No update was made with it and the last good checkpoint is kept. "
+            "Usual causes: a learning rate that is too high "
+            "(optimization.initial_learning_rate), NaN/inf values in the images, or "
+            "mixed precision overflow."
+        )
+
+    # ------------------------------------------------------------------ optimizer
+
+    def configure_optimizers(self):
+        opt = self.config.optimization
+        params = [p for p in self.model.parameters() if p.requires_grad]
+        lr = float(opt.initial_learning_rate)
+        if opt.optimizer == "adamw":
+            return torch.optim.AdamW(params, lr=lr)
+        # SLEAP builds tf.keras Adam with amsgrad=True; Keras' epsilon is 1e-7.
+        return torch.optim.Adam(params, lr=lr, amsgrad=True, eps=1e-7)
+
+
+__all__ = ["NonFiniteLossError", "PoseLightningModule", "TRAIN_LOSS", "VAL_LOSS"]

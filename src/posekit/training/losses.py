@@ -1,0 +1,152 @@
+"""Loss functions with the numbers SLEAP's Keras training produces.
+
+SLEAP compiles its Keras model with one loss per output, weighted by the head's
+`loss_weight` and summed:
+
+- map heads (confidence maps, PAFs, class maps, offsets): mean squared error over every
+  element, plus, when `optimization.hard_keypoint_mining.online_mining` is on, the online
+  hard keypoint mining (OHKM) term below, added to the MSE;
+- the class-vectors head: Keras' categorical cross-entropy *on probabilities* (the head
+  ends in a softmax), which renormalises the prediction to sum to one and clips it to
+  ``[1e-7, 1 - 1e-7]`` before the log. Computing it from the probabilities (instead of the
+  logits) keeps an imported SLEAP model and a posekit-trained one on the same footing.
+
+posekit tensors are NCHW, so the channel axis is 1 (SLEAP's NHWC uses the last axis).
+"""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING, Any
+
+import torch
+
+if TYPE_CHECKING:  # pragma: no cover
+    from posekit.heads import Head
+
+#: Keras' backend epsilon, used to clip probabilities in the cross-entropy.
+KERAS_EPSILON = 1e-7
+
+
+def mse(pred: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
+    """Mean squared error over all elements (Keras `MeanSquaredError`, batch-mean)."""
+    return torch.mean((pred - target) ** 2)
+
+
+def channel_losses(pred: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
+    """Sum of squared errors per channel, (C,), over batch and pixels.
+
+    The quantity OHKM ranks channels by.
+    """
+    return ((pred - target) ** 2).sum(dim=(0, 2, 3))
+
+
+def select_hard_keypoints(
+    per_channel: torch.Tensor,
+    hard_to_easy_ratio: float = 2.0,
+    min_hard_keypoints: int = 2,
+    max_hard_keypoints: int | None = None,
+) -> torch.Tensor:
+    """Indices of the channels that OHKM treats as hard, hardest first.
+
+    A channel is hard when its loss is at least `hard_to_easy_ratio` times the easiest
+    channel's loss. The count is then clamped to ``[min_hard_keypoints,
+    max_hard_keypoints]`` (and to the number of channels), so a few channels are always
+    boosted even when all are similar, and a handful of very easy channels cannot make
+    every other channel "hard".
+    """
+    n = per_channel.shape[0]
+    best = per_channel.min()
+    # As in TensorFlow: when the easiest channel is perfect (loss 0) every other channel's
+    # ratio is infinite (hard) and 0 / 0 is NaN (not hard).
+    ratio = per_channel / best
+    n_hard = int((ratio >= hard_to_easy_ratio).sum())
+    upper = (
+        n
+        if max_hard_keypoints is None or max_hard_keypoints < 0
+        else min(int(max_hard_keypoints), n)
+    )
+    k = min(max(n_hard, int(min_hard_keypoints)), upper)
+    if k <= 0:
+        return per_channel.new_zeros(0, dtype=torch.long)
+    return torch.topk(per_channel, k=k, sorted=True).indices
+
+
+def ohkm_loss(
+    pred: torch.Tensor,
+    target: torch.Tensor,
+    hard_to_easy_ratio: float = 2.0,
+    min_hard_keypoints: int = 2,
+    max_hard_keypoints: int | None = None,
+    loss_scale: float = 5.0,
+) -> torch.Tensor:
+    """Online hard keypoint mining term (SLEAP's definition).
+
+    The `k` hardest channels (see `select_hard_keypoints`) contribute their summed
+    squared error times `loss_scale`, normalised by ``batch * height * width * k``; i.e.
+    `loss_scale` times the mean per-element error of the hard channels. It is added to
+    the ordinary MSE, so hard channels get extra gradient and easy ones keep theirs.
+    """
+    if pred.dim() != 4:
+        raise ValueError(f"OHKM needs (N, C, H, W) maps, got shape {tuple(pred.shape)}")
+    per_channel = channel_losses(pred, target)
+    hard = select_hard_keypoints(
+        per_channel.detach(), hard_to_easy_ratio, min_hard_keypoints, max_hard_keypoints
+    )
+    k = hard.numel()
+    if k == 0:
+        return pred.new_zeros(())
+    n, _, h, w = pred.shape
+    return per_channel[hard].sum() * float(loss_scale) / float(n * h * w * k)
+
+
+def categorical_crossentropy(probs: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
+    """Keras `categorical_crossentropy(from_logits=False)`, mean over the batch.
+
+    `probs` are the head's softmax outputs (N, C); `target` one-hot (N, C) (all-zero rows
+    contribute zero, as in Keras).
+    """
+    p = probs / probs.sum(dim=-1, keepdim=True)
+    p = p.clamp(KERAS_EPSILON, 1.0 - KERAS_EPSILON)
+    return torch.mean(-(target * torch.log(p)).sum(dim=-1))
+
+
+def head_loss(
+    head: Head, pred: torch.Tensor, target: torch.Tensor, hard_keypoint_mining: Any = None
+) -> torch.Tensor:
+    """Unweighted loss of one head output, as SLEAP compiles it.
+
+    `hard_keypoint_mining` is a `HardKeypointMiningConfig` (or None); when its
+    `online_mining` is true the OHKM term is added to the MSE of map heads.
+    """
+    if pred.shape != target.shape:
+        raise ValueError(
+            f"{head.name}: prediction has shape {tuple(pred.shape)} but the target has "
+            f"{tuple(target.shape)}; the data pipeline and the model disagree on the "
+            f"output stride or input size"
+        )
+    target = target.to(pred.dtype)
+    if head.loss_function == "categorical_crossentropy":
+        return categorical_crossentropy(pred, target)
+    loss = mse(pred, target)
+    ohkm = hard_keypoint_mining
+    if ohkm is not None and getattr(ohkm, "online_mining", False) and pred.dim() == 4:
+        loss = loss + ohkm_loss(
+            pred,
+            target,
+            hard_to_easy_ratio=ohkm.hard_to_easy_ratio,
+            min_hard_keypoints=ohkm.min_hard_keypoints,
+            max_hard_keypoints=ohkm.max_hard_keypoints,
+            loss_scale=ohkm.loss_scale,
+        )
+    return loss
+
+
+__all__ = [
+    "KERAS_EPSILON",
+    "categorical_crossentropy",
+    "channel_losses",
+    "head_loss",
+    "mse",
+    "ohkm_loss",
+    "select_hard_keypoints",
+]
