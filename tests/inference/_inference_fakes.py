@@ -28,7 +28,9 @@ def blob_frame(h, w, channels_points, sigma=2.0):
     out = np.zeros((h, w, len(channels_points)))
     for c, pts in enumerate(channels_points):
         for x, y in pts:
-            out[..., c] = np.maximum(out[..., c], np.exp(-((xx - x) ** 2 + (yy - y) ** 2) / (2 * sigma**2)))
+            out[..., c] = np.maximum(
+                out[..., c], np.exp(-((xx - x) ** 2 + (yy - y) ** 2) / (2 * sigma**2))
+            )
     return np.round(out * 255).astype(np.uint8)
 
 
@@ -39,8 +41,18 @@ class FakeModel(nn.Module):
     -> callable(x) for anything else (PAFs, class vectors).
     """
 
-    def __init__(self, model_type, part_names, maps, edges=(), classes=None, anchor_part=None,
-                 crop_size=None, extra=None, skeleton_nodes=None):
+    def __init__(
+        self,
+        model_type,
+        part_names,
+        maps,
+        edges=(),
+        classes=None,
+        anchor_part=None,
+        crop_size=None,
+        extra=None,
+        skeleton_nodes=None,
+    ):
         super().__init__()
         self.dummy = nn.Parameter(torch.zeros(1))
         self.model_type = model_type
@@ -54,7 +66,11 @@ class FakeModel(nn.Module):
         self.input_scale = 1.0
         self.config = None
         nodes = skeleton_nodes or self._part_names
-        self.skeleton = sio.Skeleton(nodes=list(nodes), edges=[(nodes[a], nodes[b]) for a, b in self._edges]) if nodes else None
+        self.skeleton = (
+            sio.Skeleton(nodes=list(nodes), edges=[(nodes[a], nodes[b]) for a, b in self._edges])
+            if nodes
+            else None
+        )
         self.heads = [FakeHead(n, s, c) for n, (_, c, s) in maps.items()]
         self.heads += [FakeHead(n, 1, 0) for n in self.extra]
         self.calls = 0

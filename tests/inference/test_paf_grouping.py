@@ -53,7 +53,9 @@ def confmaps_for(instances, n_nodes, img_hw, stride, sigma=1.5):
     cms = torch.zeros(n_nodes, h, w)
     for inst in instances:
         for n, (x, y) in enumerate(inst):
-            cms[n] = torch.maximum(cms[n], torch.exp(-((xx - x) ** 2 + (yy - y) ** 2) / (2 * sigma**2)))
+            cms[n] = torch.maximum(
+                cms[n], torch.exp(-((xx - x) ** 2 + (yy - y) ** 2) / (2 * sigma**2))
+            )
     return cms
 
 
@@ -80,7 +82,9 @@ def test_crossing_animals_are_grouped_correctly():
     for inst in result.points:
         d = np.abs(truth - inst[None]).max(axis=(1, 2))
         assert d.min() < 0.5  # every predicted instance is one whole true animal
-    matched = {int(np.argmin(np.abs(truth - inst[None]).max(axis=(1, 2)))) for inst in result.points}
+    matched = {
+        int(np.argmin(np.abs(truth - inst[None]).max(axis=(1, 2)))) for inst in result.points
+    }
     assert matched == {0, 1}
     # Point scores are the confidence-map values; instance scores sum two line scores.
     assert np.all(result.point_scores > 0.9)
@@ -110,13 +114,13 @@ def test_line_score_formula_by_hand():
     pafs[0] = 1.0
     peaks = torch.tensor([[2.0, 2.0], [12.0, 2.0], [2.0, 18.0]])
     channels = torch.tensor([0, 1, 1])
-    (src, dst, scores), = score_paf_lines(pafs, peaks, channels, [(0, 1)], pafs_stride=1)
+    ((src, dst, scores),) = score_paf_lines(pafs, peaks, channels, [(0, 1)], pafs_stride=1)
     max_len = 0.25 * 20 * 1
     assert src.tolist() == [0] and dst.tolist() == [1, 2]
     assert scores[0, 0] == pytest.approx(1.0 + min(max_len / 10.0 - 1, 0))
     assert scores[0, 1] == pytest.approx(0.0 + min(max_len / 16.0 - 1, 0))
     # Without the penalty (short line) the score is exactly the mean dot product.
-    (_, _, s2), = score_paf_lines(
+    ((_, _, s2),) = score_paf_lines(
         pafs, torch.tensor([[2.0, 2.0], [5.0, 6.0]]), torch.tensor([0, 1]), [(0, 1)], 1
     )
     assert s2[0, 0] == pytest.approx(3.0 / 5.0)

@@ -135,7 +135,9 @@ def test_learned_offsets_channel_layout():
     pts, _, s, c = find_local_peaks(cms, offsets=offsets)
     got = sorted(pts.tolist())
     assert got[0] == pytest.approx([2.3, 0.8]) and got[1] == pytest.approx([2.6, 4.1])
-    direct = learned_offsets(offsets, torch.tensor([[3.0, 4.0]]), torch.tensor([0]), torch.tensor([1]))
+    direct = learned_offsets(
+        offsets, torch.tensor([[3.0, 4.0]]), torch.tensor([0]), torch.tensor([1])
+    )
     assert direct[0].tolist() == pytest.approx([-0.4, 0.1])
 
 
@@ -144,7 +146,9 @@ def test_local_direction_refinement_and_bad_name():
     cms[0, 0, 2, 2] = 1.0
     cms[0, 0, 2, 3] = 0.5  # right neighbour larger than left
     cms[0, 0, 1, 2] = 0.3  # top neighbour larger than bottom
-    pts = refine_peaks(cms, torch.tensor([[2.0, 2.0]]), torch.tensor([0]), torch.tensor([0]), "local")
+    pts = refine_peaks(
+        cms, torch.tensor([[2.0, 2.0]]), torch.tensor([0]), torch.tensor([0]), "local"
+    )
     assert pts[0].tolist() == pytest.approx([2.25, 1.75])
     with pytest.raises(ValueError, match="refinement must be"):
         refine_peaks(cms, torch.tensor([[2.0, 2.0]]), torch.tensor([0]), torch.tensor([0]), "bogus")

@@ -8,6 +8,7 @@ import numpy as np
 import pytest
 import sleap_io as sio
 import torch
+from _inference_fakes import FakeModel, blob_frame
 
 from posekit.errors import PosekitError
 from posekit.inference.predictors import (
@@ -20,8 +21,6 @@ from posekit.inference.predictors import (
     load_predictor,
     parse_frames,
 )
-
-from _inference_fakes import FakeModel, blob_frame
 
 
 def image_video(tmp_path, frames):
@@ -75,12 +74,20 @@ def test_predict_video_batches_skips_bad_frames_and_counts(tmp_path):
 
 def _topdown_models(crop_size=24):
     centroid = FakeModel(
-        "centroid", [], {"CentroidConfmapsHead": (0, 1, 2)}, anchor_part="a",
-        skeleton_nodes=["a", "b"], edges=[(0, 1)],
+        "centroid",
+        [],
+        {"CentroidConfmapsHead": (0, 1, 2)},
+        anchor_part="a",
+        skeleton_nodes=["a", "b"],
+        edges=[(0, 1)],
     )
     centered = FakeModel(
-        "centered_instance", ["a", "b"], {"CenteredInstanceConfmapsHead": (0, 2, 1)},
-        edges=[(0, 1)], anchor_part="a", crop_size=crop_size,
+        "centered_instance",
+        ["a", "b"],
+        {"CenteredInstanceConfmapsHead": (0, 2, 1)},
+        edges=[(0, 1)],
+        anchor_part="a",
+        crop_size=crop_size,
     )
     return centroid, centered
 
@@ -105,7 +112,9 @@ def test_topdown_crop_origin_maps_back_exactly():
         assert r.score != pytest.approx(float(np.nansum(r.point_scores)))
     shifted = TopDownPredictor(centroid, centered, progress=False, sleap_crop_offsets=True)
     (frame2,) = shifted.predict_images(_topdown_frame()[None])
-    d = np.array(sorted(r.points.tolist() for r in frame2)) - np.array(sorted(r.points.tolist() for r in frame))
+    d = np.array(sorted(r.points.tolist() for r in frame2)) - np.array(
+        sorted(r.points.tolist() for r in frame)
+    )
     np.testing.assert_allclose(d, -0.5, atol=1e-4)
 
 
@@ -184,9 +193,11 @@ def test_bottomup_multiclass_identity_from_class_maps():
     frame[:, :30, 2] = 230
     frame[:, 30:, 3] = 200
     model = FakeModel(
-        "multi_class_bottomup", ["a", "b"],
+        "multi_class_bottomup",
+        ["a", "b"],
         {"MultiInstanceConfmapsHead": (0, 2, 1), "ClassMapsHead": (2, 2, 2)},
-        edges=[(0, 1)], classes=["left", "right"],
+        edges=[(0, 1)],
+        classes=["left", "right"],
     )
     pred = BottomUpMultiClassPredictor(model, progress=False)
     (frame_pred,) = pred.predict_images(frame[None])
@@ -207,8 +218,13 @@ def test_topdown_multiclass_assigns_crops_to_classes():
         return torch.softmax(torch.stack([left, right], dim=1) * 20, dim=1)
 
     centered = FakeModel(
-        "multi_class_topdown", ["a", "b"], {"CenteredInstanceConfmapsHead": (0, 2, 1)},
-        edges=[(0, 1)], anchor_part="a", crop_size=24, classes=["L", "R"],
+        "multi_class_topdown",
+        ["a", "b"],
+        {"CenteredInstanceConfmapsHead": (0, 2, 1)},
+        edges=[(0, 1)],
+        anchor_part="a",
+        crop_size=24,
+        classes=["L", "R"],
         extra={"ClassVectorsHead": class_vectors},
     )
     frame = _topdown_frame()
@@ -228,7 +244,8 @@ def test_predict_builds_tracks_for_multiclass(tmp_path):
     frame = blob_frame(40, 60, [[(10.0, 10.0)], [(15.0, 12.0)]])
     video, _ = image_video(tmp_path, [frame[..., :1]])
     model = FakeModel(
-        "multi_class_bottomup", ["a"],
+        "multi_class_bottomup",
+        ["a"],
         {"MultiInstanceConfmapsHead": (0, 1, 1), "ClassMapsHead": (0, 1, 1)},
         classes=["only"],
     )

@@ -108,7 +108,10 @@ def test_single_instance_robot_within_10px():
             float(np.nansum(lf_pr.instances[0].points["score"])), rel=1e-5
         )
     high = load_predictor(
-        model("minimal_robot.UNet.single_instance"), peak_threshold=1.5, device="cpu", progress=False
+        model("minimal_robot.UNet.single_instance"),
+        peak_threshold=1.5,
+        device="cpu",
+        progress=False,
     )
     assert all(len(lf.instances) == 0 for lf in high.predict(labels).labeled_frames)
 
@@ -126,8 +129,8 @@ def fly_labels():
 )
 def test_multiclass_identities_agree_with_tracks(name, fly_labels):
     pred = load_predictor(model(name), device="cpu", progress=False)
-    out = pred.predict(fly_labels, frames="0-2")
-    assert len(out.labeled_frames) == 3
+    out = pred.predict(fly_labels, frames="0-1")
+    assert len(out.labeled_frames) == 2
     for lf in out.labeled_frames:
         gt = next(g for g in fly_labels.labeled_frames if g.frame_idx == lf.frame_idx)
         names = sorted(i.track.name for i in lf.instances)
@@ -149,8 +152,14 @@ def test_cli_writes_predictions(tmp_path):
     out = tmp_path / "pred.slp"
     args = argparse.Namespace(
         paths=[model("minimal_instance.UNet.bottomup"), str(MINIMAL / "minimal_instance.pkg.slp")],
-        output=str(out), frames=None, batch_size=2, peak_threshold=0.2, max_instances=None,
-        device="cpu", precision="fp32", runtime="torch",
+        output=str(out),
+        frames=None,
+        batch_size=2,
+        peak_threshold=0.2,
+        max_instances=None,
+        device="cpu",
+        precision="fp32",
+        runtime="torch",
     )
     assert run_predict(args) == 0
     labels = sio.load_slp(str(out))

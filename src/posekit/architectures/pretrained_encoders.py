@@ -189,7 +189,8 @@ def _load_state_file(encoder: nn.Module, path: Path, encoder_name: str) -> None:
         if target is None:
             continue
         try:
-            result = target.load_state_dict(state, strict=False)
+            # nn.Module's own method: some smp encoders override it without returning.
+            result = nn.Module.load_state_dict(target, state, strict=False)
         except RuntimeError as err:  # shape mismatches
             problem = str(err).splitlines()[-1].strip()
             continue

@@ -535,11 +535,27 @@ class PoseDataset(torch.utils.data.Dataset):
         sample = self.raw_sample(index)
         if not self.with_targets:
             return sample
-        batch = self.pipeline.process(collate_samples([sample]), augment=self.augment)
+        batch = self.pipeline.process(
+            collate_samples([sample]), augment=self.augment, generator=self._generator()
+        )
         return {
             k: (v[0] if isinstance(v, torch.Tensor) and v.dim() > 0 else v)
             for k, v in batch.items()
         }
+
+    def _generator(self) -> torch.Generator | None:
+        """Per-worker augmentation generator, so DataLoader workers draw different numbers.
+
+        In the main process the pipeline's augmenter (seeded) is used; in a worker, a
+        generator seeded with the worker's seed (which DataLoader varies per epoch).
+        """
+        info = torch.utils.data.get_worker_info()
+        if not self.augment or info is None:
+            return None
+        if getattr(self, "_worker_seed", None) != info.seed:
+            self._worker_seed = info.seed
+            self._worker_gen = torch.Generator().manual_seed(int(info.seed) % (2**63))
+        return self._worker_gen
 
     def loader(
         self, batch_size: int = 4, shuffle: bool = True, **kwargs

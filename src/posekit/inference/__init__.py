@@ -1,1 +1,42 @@
+"""Inference: peak finding, refinement, PAF grouping, identity assignment, predictors.
 
+Modules (each importable on its own; torch loads only when one is used):
+
+- `peaks`: global and local peak finders on (N, C, H, W) confidence maps.
+- `refinement`: integral / learned-offset / local subpixel refinement and SLEAP's
+  grid -> image coordinate conventions.
+- `paf_grouping`: bottom-up grouping of peaks into instances with part affinity fields.
+- `identity`: class-map and class-vector identity assignment for multi-class models.
+- `predictors`: `load_predictor` and one predictor per model type, producing
+  `sleap_io.Labels`.
+- `cli`: `posekit predict`.
+"""
+
+from __future__ import annotations
+
+import importlib
+from typing import Any
+
+_LAZY = {
+    "load_predictor": "posekit.inference.predictors",
+    "Predictor": "posekit.inference.predictors",
+    "SingleInstancePredictor": "posekit.inference.predictors",
+    "TopDownPredictor": "posekit.inference.predictors",
+    "BottomUpPredictor": "posekit.inference.predictors",
+    "BottomUpMultiClassPredictor": "posekit.inference.predictors",
+    "TopDownMultiClassPredictor": "posekit.inference.predictors",
+    "find_global_peaks": "posekit.inference.peaks",
+    "find_local_peaks": "posekit.inference.peaks",
+    "PAFGrouper": "posekit.inference.paf_grouping",
+}
+
+__all__ = list(_LAZY)
+
+
+def __getattr__(name: str) -> Any:
+    module = _LAZY.get(name)
+    if module is None:
+        raise AttributeError(f"module 'posekit.inference' has no attribute {name!r}")
+    value = getattr(importlib.import_module(module), name)
+    globals()[name] = value
+    return value

@@ -31,6 +31,13 @@ in a crop get that origin added back. SLEAP 1.4.1 adds ``centroid - crop_size / 
 instead, which shifts its top-down predictions by -0.5 px on both axes relative to the
 labels its models were trained on; pass ``sleap_crop_offsets=True`` to reproduce that
 shift exactly.
+
+A centered-instance model with input scaling ``s != 1`` was trained on crops of
+``crop_size`` pixels cut from frames already resized by ``s``; here the matching
+full-resolution region (``crop_size / s`` pixels) is cut and then resized. SLEAP 1.4.1
+cuts ``crop_size`` full-resolution pixels instead, so the model sees animals at the
+wrong scale (its ``centered_instance_with_scaling`` test model misses by tens of pixels
+that way, by ~2 px here).
 """
 
 from __future__ import annotations
@@ -66,7 +73,9 @@ def resolve_device(device: str | None = "auto") -> str:
             return "mps"
         return "cpu"
     if str(device).startswith("cuda") and not torch.cuda.is_available():
-        raise PosekitError(f"device {device!r} requested but CUDA is not available; use --device cpu")
+        raise PosekitError(
+            f"device {device!r} requested but CUDA is not available; use --device cpu"
+        )
     return str(device)
 
 
@@ -470,9 +479,7 @@ class Predictor:
                     image = image[..., None]
                 gt = _gt_points(lf, names) if lf is not None else None
                 item = _Item(video, int(frame_idx), image, gt)
-                if batch and (
-                    batch[0].video is not video or batch[0].image.shape != image.shape
-                ):
+                if batch and (batch[0].video is not video or batch[0].image.shape != image.shape):
                     flush()
                 batch.append(item)
                 if len(batch) >= self.batch_size:
@@ -534,7 +541,9 @@ class Predictor:
                 n_done += len(batch)
                 if progress is not None:
                     elapsed = max(time.perf_counter() - t0, 1e-9)
-                    progress.update(task, completed=n_done + counter["skipped"], fps=n_done / elapsed)
+                    progress.update(
+                        task, completed=n_done + counter["skipped"], fps=n_done / elapsed
+                    )
         finally:
             stop.set()
             reader.join(timeout=5)
@@ -777,7 +786,9 @@ class TopDownPredictor(_TopDownBase):
 
     def __init__(self, centroid_model=None, confmap_model=None, **kwargs):
         if centroid_model is None and confmap_model is None:
-            raise PosekitError("TopDownPredictor needs a centroid model, a centered-instance model, or both")
+            raise PosekitError(
+                "TopDownPredictor needs a centroid model, a centered-instance model, or both"
+            )
         if confmap_model is not None and confmap_model.model_type != "centered_instance":
             raise PosekitError(
                 f"the second top-down model must be a centered_instance model; got "
@@ -859,7 +870,9 @@ class BottomUpPredictor(Predictor):
 
         super().__init__(**kwargs)
         if model.model_type != "multi_instance":
-            raise PosekitError(f"BottomUpPredictor needs a multi_instance model; got {model.model_type}")
+            raise PosekitError(
+                f"BottomUpPredictor needs a multi_instance model; got {model.model_type}"
+            )
         self.model = model
         self.confmaps_head = _need_head(model, "MultiInstanceConfmapsHead")
         self.pafs_head = _need_head(model, "PartAffinityFieldsHead")
@@ -965,7 +978,9 @@ class BottomUpMultiClassPredictor(Predictor):
                 if np.isnan(p).all():
                     continue
                 frame.append(
-                    RawInstance(p, v, float(np.nanmean(v)), track=k, tracking_score=float(np.nanmean(c)))
+                    RawInstance(
+                        p, v, float(np.nanmean(v)), track=k, tracking_score=float(np.nanmean(c))
+                    )
                 )
             if self.max_instances is not None and len(frame) > self.max_instances:
                 frame = sorted(frame, key=lambda r: -r.score)[: self.max_instances]
@@ -1104,7 +1119,9 @@ def load_predictor(
     if types <= {"centroid", "centered_instance"}:
         return TopDownPredictor(by_type.get("centroid"), by_type.get("centered_instance"), **common)
     if types == {"multi_instance"}:
-        return BottomUpPredictor(by_type["multi_instance"], min_line_scores=min_line_scores, **common)
+        return BottomUpPredictor(
+            by_type["multi_instance"], min_line_scores=min_line_scores, **common
+        )
     if types == {"multi_class_bottomup"}:
         return BottomUpMultiClassPredictor(by_type["multi_class_bottomup"], **common)
     if types <= {"centroid", "multi_class_topdown"} and "multi_class_topdown" in types:

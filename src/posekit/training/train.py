@@ -183,7 +183,38 @@ def _check_frames_readable(labels: Any) -> None:
             labels.read_entry(i)
 
 
+def _record_label_paths(config: Any, train: Any, val: Any, val_given: Any) -> None:
+    """Keep the label files in the config (SLEAP does too), so `--resume` finds them."""
+    labels_cfg = config.data.labels
+    if train.path is not None:
+        labels_cfg.training_labels = str(Path(train.path).resolve())
+    if val_given is not None and val.path is not None:
+        labels_cfg.validation_labels = str(Path(val.path).resolve())
+
+
 # --------------------------------------------------------------------------- run folder
+
+RUN_INFO = "posekit_run.json"
+
+
+def _write_run_info(run_dir: Path, seed: int) -> None:
+    """What the config does not hold but a resumed run needs (the seed fixes the split)."""
+    import json
+
+    from posekit import __version__
+
+    text = json.dumps({"seed": int(seed), "posekit_version": __version__}, indent=2)
+    tmp = run_dir / f".{RUN_INFO}.tmp"
+    tmp.write_text(text)
+    os.replace(tmp, run_dir / RUN_INFO)
+
+
+def _read_run_info(run_dir: Path) -> dict[str, Any]:
+    import json
+
+    path = run_dir / RUN_INFO
+    return json.loads(path.read_text()) if path.exists() else {}
+
 
 
 def _env_rank() -> int:
@@ -370,6 +401,8 @@ def train(
 
         config = TrainingJobConfig.load_json(run_dir / "training_config.json")
         initial = None
+        info = _read_run_info(run_dir)
+        seed = int(info.get("seed", seed))
     else:
         config = as_job_config(config)
     config = apply_overrides(config, user_overrides)
@@ -394,6 +427,7 @@ def train(
     # ---- labels (checks happen here)
     L.seed_everything(seed, workers=True, verbose=False)
     train_labels, val_set = _load_labels(config, labels, val_labels, seed)
+    _record_label_paths(config, train_labels, val_set, val_labels)
 
     if auto and resume is None:
         from posekit.training.recommend import detect_hardware, recommend
@@ -456,6 +490,7 @@ def train(
             config.model_copy(deep=True).save_json(run_dir / "training_config.json")
         else:
             _write_configs(run_dir, config, initial)
+            _write_run_info(run_dir, seed)
 
     # ---- Lightning
     augment_rng = AugmentationGenerator(seed)

@@ -1,0 +1,206 @@
+"""Inference optimisations: BatchNorm folding and channels-last keep outputs unchanged."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+import torch
+from torch import nn
+
+from posekit.errors import PosekitError
+
+SHARED = Path(__file__).resolve().parents[1] / ".." / "shared"
+MODELS = SHARED / "sleap_models"
+PARTS = ["a", "b", "c"]
+
+
+def _randomize_bn(model: nn.Module, seed: int = 0) -> int:
+    """Give every BatchNorm non-trivial statistics (defaults would make folding a no-op)."""
+    gen = torch.Generator().manual_seed(seed)
+    count = 0
+    with torch.no_grad():
+        for m in model.modules():
+            if isinstance(m, nn.BatchNorm2d):
+                n = m.num_features
+                m.running_mean.copy_(torch.randn(n, generator=gen) * 0.5)
+                m.running_var.copy_(torch.rand(n, generator=gen) + 0.5)
+                m.weight.copy_(torch.randn(n, generator=gen))
+                m.bias.copy_(torch.randn(n, generator=gen) * 0.3)
+                count += 1
+    return count
+
+
+def _count_bn(model: nn.Module) -> int:
+    return sum(isinstance(m, nn.BatchNorm2d) for m in model.modules())
+
+
+def _max_err(a: dict, b: dict) -> float:
+    assert a.keys() == b.keys()
+    return max(float((a[k] - b[k].contiguous()).abs().max()) for k in a)
+
+
+def _resnet_model():
+    """Tiny ResNet encoder + UpsamplingStack with transposed convs, BN everywhere."""
+    from posekit.architectures.resnet import ResNetv1
+    from posekit.config.model import UpsamplingConfig
+    from posekit.heads import OffsetRefinementHead, SingleInstanceConfmapsHead
+    from posekit.model import Model
+
+    torch.manual_seed(0)
+    stacks = [
+        dict(filters=4, blocks=1, stride1=1, name="conv2"),
+        dict(filters=6, blocks=2, stride1=2, name="conv3"),
+        dict(filters=8, blocks=1, stride1=2, name="conv4"),
+    ]
+    up = UpsamplingConfig(
+        method="transposed_conv",
+        skip_connections="concatenate",
+        filters=8,
+        refine_convs=1,
+        batch_norm=True,
+        transposed_conv_kernel_size=4,
+    )
+    backbone = ResNetv1(stack_configs=stacks, upsampling=up, max_stride=16, output_stride=4)
+    heads = [SingleInstanceConfmapsHead(4, 1.0, 5.0, PARTS), OffsetRefinementHead(4, 1.0, None, PARTS)]
+    return Model(backbone, heads, "single_instance").eval()
+
+
+def test_batchnorm_folds_into_convs_and_transposed_convs_without_changing_outputs():
+    from posekit.optimize import optimize_for_inference
+
+    model = _resnet_model()
+    n_bn = _randomize_bn(model)
+    opt = optimize_for_inference(model, channels_last=False)
+    folded = opt.inference_optimizations["folded_batchnorm"]
+    # Every BN here directly follows a conv (encoder) or a transposed conv (decoder).
+    assert len(folded) == n_bn > 10 and _count_bn(opt) == 0
+    assert any("trans_conv" in conv for conv, _ in folded)
+    assert _count_bn(model) == n_bn  # the original is untouched
+    x = torch.rand(2, 1, 48, 64)
+    with torch.no_grad():
+        ref, out = model(x), opt(x)
+    assert _max_err(ref, out) < 1e-4
+    assert max(float(v.abs().max()) for v in ref.values()) > 0.1  # not a trivial comparison
+
+
+def test_hourglass_conv_relu_bn_is_not_folded_and_channels_last_keeps_outputs():
+    from posekit.architectures.hourglass import Hourglass
+    from posekit.heads import SingleInstanceConfmapsHead
+    from posekit.model import Model
+    from posekit.optimize import optimize_for_inference
+
+    torch.manual_seed(1)
+    backbone = Hourglass(
+        down_blocks=2, up_blocks=2, stem_filters=6, stem_stride=4, filters=8,
+        filter_increase=4, stacks=2,
+    )  # fmt: skip
+    model = Model(backbone, [SingleInstanceConfmapsHead(4, 1.0, 5.0, PARTS)], "single_instance")
+    model.eval()
+    n_bn = _randomize_bn(model, seed=2)
+    opt = optimize_for_inference(model)
+    assert opt.inference_optimizations["folded_batchnorm"] == []
+    assert _count_bn(opt) == n_bn
+    assert opt.inference_optimizations["channels_last"]
+    conv = next(m for m in opt.modules() if isinstance(m, nn.Conv2d) and m.in_channels > 1)
+    assert conv.weight.is_contiguous(memory_format=torch.channels_last)
+    x = torch.rand(1, 1, 64, 64)
+    with torch.no_grad():
+        assert _max_err(model(x), opt(x)) < 1e-4
+
+
+class _Toy(nn.Module):
+    """Four conv -> BN patterns, only the first of which may be folded."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        from posekit.heads import _Sigmoid1x1
+
+        self.c1, self.b1 = nn.Conv2d(1, 4, 3, padding=1), nn.BatchNorm2d(4)
+        self.c2, self.b2 = nn.Conv2d(4, 4, 3, padding=1), nn.BatchNorm2d(4)  # also a skip
+        self.c3 = _Sigmoid1x1(nn.Conv2d(4, 4, 1))  # nonlinear conv subclass
+        self.b3 = nn.BatchNorm2d(4)
+        self.c4, self.b4 = nn.Conv2d(4, 4, 1), nn.BatchNorm2d(4)  # BN applied twice
+
+    def forward(self, x):
+        x = torch.relu(self.b1(self.c1(x)))
+        y = self.c2(x)
+        x = self.b2(y) + y
+        x = self.b3(self.c3(x))
+        return self.b4(self.b4(self.c4(x)))
+
+
+def test_only_pairs_whose_conv_output_feeds_nothing_else_are_folded():
+    from posekit.optimize import find_foldable_batchnorms, optimize_for_inference
+
+    torch.manual_seed(0)
+    toy = _Toy().eval()
+    _randomize_bn(toy, seed=3)
+    x = torch.rand(2, 1, 12, 12)
+    pairs = find_foldable_batchnorms(toy, x)
+    assert [(p.conv, p.batchnorm) for p in pairs] == [("c1", "b1")]
+    opt = optimize_for_inference(toy, example_input=x)
+    assert isinstance(opt.b1, nn.Identity) and isinstance(opt.b2, nn.BatchNorm2d)
+    with torch.no_grad():
+        assert float((toy(x) - opt(x)).abs().max()) < 1e-4
+
+
+def test_transposed_conv_smaller_than_its_stride_without_bias_folds_exactly():
+    """Pixels no kernel reaches hold the bias only; after folding that is BN's shift."""
+    from posekit.architectures.common import SameConvTranspose2d
+    from posekit.optimize import optimize_for_inference
+
+    torch.manual_seed(0)
+    net = nn.Sequential(SameConvTranspose2d(3, 5, kernel_size=1, stride=2, bias=False),
+                        nn.BatchNorm2d(5)).eval()  # fmt: skip
+    _randomize_bn(net, seed=4)
+    opt = optimize_for_inference(net, example_input=torch.rand(1, 3, 4, 4))
+    assert isinstance(opt[1], nn.Identity) and opt[0].bias is not None
+    x = torch.rand(2, 3, 5, 7)
+    with torch.no_grad():
+        assert float((net(x) - opt(x)).abs().max()) < 1e-5
+
+
+@pytest.mark.skipif(not MODELS.exists(), reason="../shared is absent")
+def test_imported_sleap_unet_optimizes_to_the_same_outputs():
+    import posekit
+    from posekit.optimize import optimize_for_inference
+
+    model = posekit.load_model(MODELS / "minimal_instance.UNet.centered_instance")
+    opt = optimize_for_inference(model)
+    assert opt.inference_optimizations["folded_batchnorm"] == []  # SLEAP's UNet has no BN
+    x = torch.rand(2, 1, 96, 96)
+    with torch.no_grad():
+        assert _max_err(model(x), opt(x)) < 1e-4
+
+
+def test_precision_resolution_and_errors():
+    from posekit.optimize import cpu_supports_bf16, resolve_precision
+
+    assert resolve_precision("auto", "cuda") == "float16"
+    assert resolve_precision("auto", "cpu") == ("bfloat16" if cpu_supports_bf16() else "float32")
+    assert resolve_precision("fp32", "cuda") == "float32"
+    assert resolve_precision("BF16", "cpu") == "bfloat16"
+    with pytest.raises(PosekitError, match="precision='int8'"):
+        resolve_precision("int8")
+
+
+@pytest.mark.skipif(
+    not __import__("posekit.optimize").optimize.cpu_supports_bf16(),
+    reason="this CPU has no native bfloat16",
+)
+def test_bf16_autocast_runs_convs_in_bf16_close_to_fp32():
+    from posekit.optimize import optimize_for_inference, precision
+
+    model = _resnet_model()
+    _randomize_bn(model)
+    opt = optimize_for_inference(model)
+    x = torch.rand(1, 1, 32, 32)
+    with torch.inference_mode():
+        ref = model(x)
+        with precision("auto", opt):
+            low = opt(x)
+    name = "SingleInstanceConfmapsHead"
+    assert low[name].dtype == torch.bfloat16
+    err = float((low[name].float() - ref[name]).abs().max())
+    assert err < 0.05 * float(ref[name].abs().max())
