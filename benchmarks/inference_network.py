@@ -22,7 +22,7 @@ benchmark takes one to three minutes on two CPU cores. Numbers from a shared or 
 machine are noisy; run twice and compare before drawing conclusions.
 
 Usage:
-    python benchmarks/inference_network.py [--compile] [--batch-size 4] [--seconds 1]
+    python benchmarks/inference_network.py [--compile] [--batch-size 1] [--seconds 1]
         [--device cpu|cuda] [--threads N] [--only NAME] [--json results.json]
 """
 
@@ -179,12 +179,11 @@ def sync(device: str) -> None:
 
 
 def time_forward(fn, x, seconds: float, device: str, min_iters: int = 2) -> float:
-    """Frames per second of `fn(x)` measured for about `seconds` after 2 warm-up calls."""
+    """Frames per second of `fn(x)` measured for about `seconds` after a warm-up call."""
     import torch
 
     with torch.inference_mode():
-        for _ in range(2):
-            fn(x)
+        fn(x)
         sync(device)
         iters, start = 0, time.perf_counter()
         while True:
@@ -347,7 +346,7 @@ def print_table(rows: list[Row], modes: list[str], roofline: dict[str, float], a
 def parse_args(argv=None) -> argparse.Namespace:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("--device", default="cpu")
-    p.add_argument("--batch-size", type=int, default=4)
+    p.add_argument("--batch-size", type=int, default=1)
     p.add_argument("--seconds", type=float, default=1.0, help="per measurement")
     p.add_argument("--threads", type=int, default=None, help="torch threads (default: all)")
     p.add_argument("--compile", action="store_true", help="also time torch.compile")

@@ -12,7 +12,7 @@ from __future__ import annotations
 import json
 import sys
 import warnings
-from functools import lru_cache
+from functools import cache, lru_cache
 from pathlib import Path
 
 import pytest
@@ -55,14 +55,12 @@ def keras_counts(module: nn.Module) -> tuple[int, int, int]:
     trainable = sum(p.numel() for p in module.parameters() if p.requires_grad)
     frozen = sum(p.numel() for p in module.parameters() if not p.requires_grad)
     stats = sum(
-        b.numel()
-        for n, b in module.named_buffers()
-        if n.endswith(("running_mean", "running_var"))
+        b.numel() for n, b in module.named_buffers() if n.endswith(("running_mean", "running_var"))
     )
     return trainable + frozen + stats, trainable, frozen + stats
 
 
-@lru_cache(maxsize=None)
+@cache
 def _built(name: str) -> tuple[UnetPretrainedEncoder, dict, torch.Tensor]:
     """Model (meta device), features and output of a reference case, built once per run."""
     case = next(c for c in _cases() if c["name"] == name)
@@ -77,9 +75,7 @@ def _built(name: str) -> tuple[UnetPretrainedEncoder, dict, torch.Tensor]:
 
 def _decoder_layers(pairs) -> dict[str, list | None]:
     return {
-        name: shape
-        for name, shape in pairs
-        if name.startswith(("decoder_stage", "center_block"))
+        name: shape for name, shape in pairs if name.startswith(("decoder_stage", "center_block"))
     }
 
 
@@ -178,7 +174,9 @@ def test_local_weights_file_option(tmp_path, monkeypatch):
 
     _fake_hf_cache(tmp_path, monkeypatch, populate=False)
     donor = UnetPretrainedEncoder("mobilenetv2", (8,), pretrained=False, in_channels=3)
-    state = {k: (v + 1.5 if v.is_floating_point() else v) for k, v in donor.encoder.state_dict().items()}
+    state = {
+        k: (v + 1.5 if v.is_floating_point() else v) for k, v in donor.encoder.state_dict().items()
+    }
     save_file(state, str(tmp_path / "mnv2.safetensors"))
     model = UnetPretrainedEncoder(
         "mobilenetv2", (8,), pretrained=True, weights_path=tmp_path / "mnv2.safetensors"
@@ -188,7 +186,9 @@ def test_local_weights_file_option(tmp_path, monkeypatch):
     )
     torch.save(state, tmp_path / "wrong.pth")
     with pytest.raises(PosekitError, match="does not hold weights for the efficientnetb0"):
-        UnetPretrainedEncoder("efficientnetb0", (8,), pretrained=True, weights_path=tmp_path / "wrong.pth")
+        UnetPretrainedEncoder(
+            "efficientnetb0", (8,), pretrained=True, weights_path=tmp_path / "wrong.pth"
+        )
 
 
 def test_offline_without_cache_is_one_clear_error(tmp_path, monkeypatch):

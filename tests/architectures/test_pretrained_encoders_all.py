@@ -19,7 +19,11 @@ warnings.filterwarnings("ignore", category=DeprecationWarning)
 @pytest.mark.parametrize("encoder", PRETRAINED_ENCODERS)
 def test_every_encoder_builds_with_sleaps_output_shape(encoder):
     cfg = PretrainedEncoderConfig(
-        encoder=encoder, pretrained=False, decoder_filters=16, decoder_filters_rate=2, output_stride=4
+        encoder=encoder,
+        pretrained=False,
+        decoder_filters=16,
+        decoder_filters_rate=2,
+        output_stride=4,
     )
     with torch.device("meta"):
         model = UnetPretrainedEncoder.from_config(cfg, in_channels=1)

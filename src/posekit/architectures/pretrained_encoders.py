@@ -111,7 +111,9 @@ class DecoderBlock(nn.Module):
         self.stage = stage
         self.skip_channels = skip_channels
         name = f"decoder_stage{stage}"
-        self.add_module(f"{name}a", _conv_bn_relu(f"{name}a", in_channels + skip_channels, filters, use_bn))
+        self.add_module(
+            f"{name}a", _conv_bn_relu(f"{name}a", in_channels + skip_channels, filters, use_bn)
+        )
         self.add_module(f"{name}b", _conv_bn_relu(f"{name}b", filters, filters, use_bn))
         self.out_channels = filters
 
@@ -305,8 +307,21 @@ class UnetPretrainedEncoder(Backbone):
             self.center = nn.Sequential(
                 OrderedDict(
                     [
-                        ("center_block1", _conv_bn_relu("center_block1", channels, CENTER_FILTERS, self.decoder_batchnorm)),
-                        ("center_block2", _conv_bn_relu("center_block2", CENTER_FILTERS, CENTER_FILTERS, self.decoder_batchnorm)),
+                        (
+                            "center_block1",
+                            _conv_bn_relu(
+                                "center_block1", channels, CENTER_FILTERS, self.decoder_batchnorm
+                            ),
+                        ),
+                        (
+                            "center_block2",
+                            _conv_bn_relu(
+                                "center_block2",
+                                CENTER_FILTERS,
+                                CENTER_FILTERS,
+                                self.decoder_batchnorm,
+                            ),
+                        ),
                     ]
                 )
             )

@@ -1,0 +1,315 @@
+"""posekit vs sleap-nn: network-only throughput on the same networks and inputs.
+
+posekit and sleap-nn need different environments, so sleap-nn runs in its own
+interpreter (``--sleap-nn-python /path/to/sleap-nn-venv/bin/python``) as a subprocess:
+this script writes a small request (which networks, input shapes, timing settings), the
+child builds sleap-nn's model for each network from the same SLEAP training profile
+(sleap-nn's own SLEAP-config converter; 5 placeholder parts) or, for the default UNet,
+from sleap-nn's UNet defaults, times it exactly like the posekit side (fp32, eval,
+`torch.inference_mode`, one warm-up call, at least two timed calls and ``--seconds``) and
+prints JSON. Nothing is installed; without ``--sleap-nn-python`` only posekit is timed.
+The two sides run one after the other, never at the same time, with the same number of
+threads.
+
+Printed per network: GFLOP/frame (posekit's summary), posekit fps (optimized: BatchNorm
+folded + channels-last; eager in its own column), sleap-nn fps, the ratio posekit /
+sleap-nn, and each side's efficiency against this machine's measured fp32 matmul
+GFLOP/s. sleap-nn's builder differs between its releases; a network it cannot build is
+reported with its error instead of a number.
+
+Usage:
+    python benchmarks/compare_peers.py [--sleap-nn-python PATH] [--seconds 1]
+        [--batch-size 1] [--threads N] [--only NAME] [--timeout 900]
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import shutil
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+
+import inference_network as bench  # noqa: E402 - the sibling benchmark's helpers
+
+# The child program, run by sleap-nn's interpreter. It imports only torch, omegaconf and
+# sleap_nn, and reports every network separately so one failure does not hide the rest.
+CHILD = r'''
+import json, sys, time, traceback
+
+def main():
+    req = json.load(open(sys.argv[1]))
+    import torch
+    if req.get("threads"):
+        torch.set_num_threads(int(req["threads"]))
+    results = {"torch": torch.__version__, "threads": torch.get_num_threads(), "rows": []}
+    try:
+        import sleap_nn
+        results["sleap_nn"] = getattr(sleap_nn, "__version__", "?")
+    except Exception as err:
+        results["error"] = "cannot import sleap_nn: %r" % (err,)
+        print(json.dumps(results))
+        return
+    for net in req["networks"]:
+        row = {"name": net["name"]}
+        try:
+            model, channels = build(net, req)
+            model = model.to(req["device"]).eval()
+            row["params"] = int(sum(p.numel() for p in model.parameters()))
+            h, w, c = net["input_shape"]
+            c = channels or c
+            gen = torch.Generator().manual_seed(0)
+            x = torch.rand(req["batch_size"], c, h, w, generator=gen).to(req["device"])
+            row["fps"] = time_forward(model, x, req["seconds"], req["device"])
+        except Exception as err:
+            row["error"] = "%s: %s" % (type(err).__name__, err)
+            row["traceback"] = traceback.format_exc()[-2000:]
+        results["rows"].append(row)
+    print(json.dumps(results))
+
+def sync(device):
+    import torch
+    if device.startswith("cuda"):
+        torch.cuda.synchronize()
+
+def time_forward(model, x, seconds, device):
+    import torch
+    with torch.inference_mode():
+        model(x)
+        sync(device)
+        iters, start = 0, time.perf_counter()
+        while True:
+            model(x)
+            iters += 1
+            sync(device)
+            elapsed = time.perf_counter() - start
+            if iters >= 2 and elapsed >= seconds:
+                break
+    return iters * x.shape[0] / elapsed
+
+def _fill_names(heads, net):
+    for key in list(heads.keys()):
+        sub = heads[key]
+        if sub is None or not hasattr(sub, "keys"):
+            continue
+        if "part_names" in sub and sub["part_names"] is None:
+            sub["part_names"] = list(net["parts"])
+        if "edges" in sub and sub["edges"] is None:
+            sub["edges"] = [list(e) for e in net["edges"]]
+        if "classes" in sub and sub["classes"] is None:
+            sub["classes"] = list(net["classes"])
+
+def _model(backbone_type, backbone_cfg, heads, model_type):
+    from sleap_nn.architectures.model import Model
+    try:
+        return Model(backbone_type=backbone_type, backbone_config=backbone_cfg,
+                     head_configs=heads, model_type=model_type)
+    except TypeError:
+        return Model.from_config(backbone_type=backbone_type, backbone_config=backbone_cfg,
+                                 head_configs=heads, model_type=model_type)
+
+def build(net, req):
+    from omegaconf import OmegaConf
+    if net["kind"] == "profile":
+        from sleap_nn.config.training_job_config import TrainingJobConfig
+        cfg = TrainingJobConfig.load_sleap_config(net["path"])
+        mc = cfg.model_config
+        backbone_type = next(k for k, v in mc.backbone_config.items() if v is not None)
+        model_type = next(k for k, v in mc.head_configs.items() if v is not None)
+        backbone_cfg = mc.backbone_config[backbone_type]
+        heads = mc.head_configs[model_type]
+        _fill_names(heads, net)
+        channels = backbone_cfg.get("in_channels", None) if hasattr(backbone_cfg, "get") else None
+        return _model(backbone_type, backbone_cfg, heads, model_type), channels
+    # sleap-nn's default UNet, from its own config defaults where available.
+    try:
+        from sleap_nn.config.model_config import UNetConfig
+        backbone_cfg = OmegaConf.structured(UNetConfig())
+    except Exception:
+        backbone_cfg = OmegaConf.create(dict(
+            in_channels=1, kernel_size=3, filters=32, filters_rate=1.5, max_stride=16,
+            stem_stride=None, middle_block=True, up_interpolate=True, stacks=1,
+            convs_per_block=2, output_stride=1))
+    for key, value in net["unet"].items():
+        backbone_cfg[key] = value
+    heads = OmegaConf.create({"confmaps": {"part_names": list(net["parts"]), "sigma": 5.0,
+                                           "output_stride": net["unet"]["output_stride"]}})
+    return _model("unet", backbone_cfg, heads, "single_instance"), backbone_cfg.get("in_channels")
+
+main()
+'''
+
+
+def run_sleap_nn(python: str, networks: list[dict], args) -> dict:
+    """Time sleap-nn's models in its own interpreter; returns the child's JSON."""
+    import torch
+
+    request = {
+        "device": args.device,
+        "batch_size": args.batch_size,
+        "seconds": args.seconds,
+        "threads": args.threads or torch.get_num_threads(),
+        "networks": networks,
+    }
+    python = os.path.abspath(shutil.which(python) or python)  # abspath: keep venv symlinks
+    with tempfile.TemporaryDirectory() as tmp:
+        child = Path(tmp) / "sleap_nn_child.py"
+        child.write_text(CHILD)
+        req = Path(tmp) / "request.json"
+        req.write_text(json.dumps(request))
+        try:
+            proc = subprocess.run(
+                [python, str(child), str(req)],
+                capture_output=True,
+                text=True,
+                timeout=args.timeout,
+                cwd=tmp,  # keep posekit's source tree off the child's path
+            )
+        except (OSError, subprocess.TimeoutExpired) as err:
+            return {"error": f"could not run {python}: {err}"}
+    lines = [ln for ln in proc.stdout.splitlines() if ln.startswith("{")]
+    if proc.returncode != 0 or not lines:
+        tail = (proc.stderr or proc.stdout).strip().splitlines()[-3:]
+        return {"error": f"sleap-nn child failed (exit {proc.returncode}): {' | '.join(tail)}"}
+    return json.loads(lines[-1])
+
+
+def _request_entry(name: str, config, shape) -> dict:
+    entry = {
+        "name": name,
+        "input_shape": list(shape),
+        "parts": bench.PARTS,
+        "edges": [list(e) for e in bench.EDGES],
+        "classes": bench.CLASSES,
+    }
+    if name == bench.DEFAULT_UNET:
+        unet = config.model.backbone.unet
+        entry["kind"] = "default_unet"
+        entry["unet"] = {
+            "filters": unet.filters,
+            "filters_rate": unet.filters_rate,
+            "max_stride": unet.max_stride,
+            "output_stride": unet.output_stride,
+            "up_interpolate": unet.up_interpolate,
+            "in_channels": shape[2],
+        }
+    else:
+        entry["kind"] = "profile"
+        entry["path"] = str((bench.PROFILES / f"{name}.json").resolve())
+    return entry
+
+
+def main(argv=None) -> int:
+    import torch
+    from rich.console import Console
+    from rich.table import Table
+
+    from posekit.optimize import optimize_for_inference
+
+    p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    p.add_argument("--sleap-nn-python", default=None, help="sleap-nn venv's python")
+    p.add_argument("--device", default="cpu")
+    p.add_argument("--batch-size", type=int, default=1)
+    p.add_argument("--seconds", type=float, default=1.0)
+    p.add_argument("--threads", type=int, default=None)
+    p.add_argument("--only", default=None)
+    p.add_argument("--timeout", type=float, default=900, help="for the sleap-nn child")
+    p.add_argument("--json", default=None, help="also write the results here")
+    args = p.parse_args(argv)
+    if args.threads:
+        torch.set_num_threads(args.threads)
+    start = time.perf_counter()
+    peak = bench.matmul_gflops("float32", args.device)
+
+    rows: list[dict] = []
+    for name, config, hw in bench.networks(args.only):
+        row: dict = {"name": name}
+        rows.append(row)
+        if isinstance(config, Exception):
+            row["note"] = f"config: {config}"[:70]
+            continue
+        try:
+            model, shape = bench.build_network(config, hw, args.device)
+        except Exception as err:  # noqa: BLE001 - e.g. an encoder family not available here
+            row["note"] = f"posekit: {type(err).__name__}: {err}"[:70]
+            continue
+        row["shape"] = shape
+        row["config"] = config
+        row["gflops"] = bench.gflops_per_frame(model, shape)
+        gen = torch.Generator().manual_seed(0)
+        x = torch.rand(args.batch_size, shape[2], shape[0], shape[1], generator=gen)
+        x = x.to(args.device)
+        row["eager"] = bench.time_forward(model, x, args.seconds, args.device)
+        opt = optimize_for_inference(model, example_input=x[:1])
+        row["posekit"] = bench.time_forward(opt, x, args.seconds, args.device)
+        print(f"  posekit {name}: done", flush=True)
+
+    peer: dict = {}
+    if args.sleap_nn_python:
+        wanted = [_request_entry(r["name"], r["config"], r["shape"]) for r in rows if "shape" in r]
+        peer = run_sleap_nn(args.sleap_nn_python, wanted, args)
+        by_name = {r["name"]: r for r in peer.get("rows", [])}
+        for row in rows:
+            got = by_name.get(row["name"])
+            if got is None:
+                continue
+            row["sleap_nn"] = got.get("fps")
+            row["sleap_nn_params"] = got.get("params")
+            if got.get("error"):
+                row["note"] = f"sleap-nn: {got['error']}"[:70]
+
+    title = f"posekit vs sleap-nn, {args.device}, batch {args.batch_size}, fp32, " + (
+        f"{torch.get_num_threads()} threads"
+    )
+    table = Table(title=title)
+    for col in ("model", "GFLOP/frame", "posekit fps", "posekit eager fps", "sleap-nn fps",
+                "ratio", "posekit eff.", "sleap-nn eff.", "note"):  # fmt: skip
+        table.add_column(col, justify="left" if col in ("model", "note") else "right")
+
+    def eff(fps, gflops):
+        return None if fps is None or gflops is None else 100 * fps * gflops / peak
+
+    for row in rows:
+        pk, sn, g = row.get("posekit"), row.get("sleap_nn"), row.get("gflops")
+        ratio = None if pk is None or not sn else pk / sn
+        e1, e2 = eff(pk, g), eff(sn, g)
+        table.add_row(
+            row["name"],
+            bench._fmt(g, ".2f"),
+            bench._fmt(pk),
+            bench._fmt(row.get("eager")),
+            bench._fmt(sn) if args.sleap_nn_python else "not run",
+            bench._fmt(ratio, ".2f") + ("x" if ratio else ""),
+            bench._fmt(e1, ".0f") + ("%" if e1 is not None else ""),
+            bench._fmt(e2, ".0f") + ("%" if e2 is not None else ""),
+            row.get("note", ""),
+        )
+    console = Console(width=max(150, Console().width))
+    console.print(table)
+    console.print(f"roofline: fp32 {1024}^3 matmul {peak:.0f} GFLOP/s (this process)")
+    if peer.get("error"):
+        console.print(f"sleap-nn: {peer['error']}")
+    elif peer:
+        console.print(
+            f"sleap-nn {peer.get('sleap_nn')} on torch {peer.get('torch')}, "
+            f"{peer.get('threads')} threads"
+        )
+    if not args.sleap_nn_python:
+        console.print("sleap-nn not timed: pass --sleap-nn-python /path/to/venv/bin/python")
+    console.print(f"total {time.perf_counter() - start:.0f}s")
+    if args.json:
+        clean = [{k: v for k, v in r.items() if k != "config"} for r in rows]
+        Path(args.json).write_text(
+            json.dumps({"roofline_gflops": peak, "rows": clean, "peer": peer}, indent=2)
+        )
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
