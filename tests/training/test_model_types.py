@@ -1,0 +1,55 @@
+"""Every model type trains: its loss falls, and the run ends in a loadable model folder."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from .conftest import step_loss_recorder, tiny_config
+
+CASES = [
+    ("single_instance", "single"),
+    ("centroid", "multi"),
+    ("centered_instance", "multi"),
+    ("multi_instance", "multi"),
+    ("multi_class_bottomup", "multi"),
+    ("multi_class_topdown", "multi"),
+]
+
+
+@pytest.mark.parametrize("model_type,data", CASES)
+def test_loss_falls_and_model_loads(model_type, data, single_labels, multi_labels, tmp_path):
+    from posekit.data.instance_cropping import find_instance_crop_size
+    from posekit.data.labels import load_labels
+    from posekit.io.model_folder import load_model
+    from posekit.training import train
+
+    labels = single_labels if data == "single" else multi_labels
+    rec = step_loss_recorder()
+    run = train(
+        tiny_config(model_type, tmp_path, epochs=2, batches_per_epoch=8),
+        labels=labels,
+        run_name=model_type,
+        device="cpu",
+        progress=False,
+        callbacks=[rec],
+        seed=0,
+    )
+    losses = np.asarray(rec.losses)
+    assert len(losses) == 16
+    assert np.isfinite(losses).all()
+    assert losses[-4:].mean() < 0.8 * losses[:4].mean(), losses
+
+    model = load_model(run / "best_model")
+    assert model.model_type == model_type
+    assert model.part_names == ["head", "tail", "left", "right"] or model_type == "centroid"
+    if model_type in ("multi_class_bottomup", "multi_class_topdown"):
+        assert model.classes == ["animal0", "animal1"]
+    if model_type in ("centered_instance", "multi_class_topdown"):
+        # The automatic crop size is measured on the training split and stored.
+        pose = load_labels(labels)
+        largest = find_instance_crop_size(pose.all_points(), padding=16, maximum_stride=16)
+        assert model.crop_size is not None and model.crop_size % 16 == 0
+        assert 32 <= model.crop_size <= largest
+    else:
+        assert model.crop_size is None
