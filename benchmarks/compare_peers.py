@@ -6,7 +6,8 @@ this script writes a small request (which networks, input shapes, timing setting
 child builds sleap-nn's model for each network from the same SLEAP training profile
 (sleap-nn's own SLEAP-config converter; 5 placeholder parts) or, for the default UNet,
 from sleap-nn's UNet defaults, times it exactly like the posekit side (fp32, eval,
-`torch.inference_mode`, one warm-up call, at least two timed calls and ``--seconds``) and
+`torch.inference_mode`, one warm-up call, then batch / median call time over at least
+three calls and ``--seconds``) and
 prints JSON. Nothing is installed; without ``--sleap-nn-python`` only posekit is timed.
 The two sides run one after the other, never at the same time, with the same number of
 threads.
@@ -40,7 +41,7 @@ import inference_network as bench  # noqa: E402 - the sibling benchmark's helper
 
 # The child program, run by sleap-nn's interpreter. It imports only torch, omegaconf and
 # sleap_nn, and reports every network separately so one failure does not hide the rest.
-CHILD = r'''
+CHILD = r"""
 import json, sys, time, traceback
 
 def main():
@@ -79,19 +80,18 @@ def sync(device):
         torch.cuda.synchronize()
 
 def time_forward(model, x, seconds, device):
-    import torch
+    import statistics, torch
     with torch.inference_mode():
         model(x)
         sync(device)
-        iters, start = 0, time.perf_counter()
-        while True:
+        times = []
+        start = time.perf_counter()
+        while len(times) < 3 or time.perf_counter() - start < seconds:
+            t0 = time.perf_counter()
             model(x)
-            iters += 1
             sync(device)
-            elapsed = time.perf_counter() - start
-            if iters >= 2 and elapsed >= seconds:
-                break
-    return iters * x.shape[0] / elapsed
+            times.append(time.perf_counter() - t0)
+    return x.shape[0] / statistics.median(times)
 
 def _fill_names(heads, net):
     for key in list(heads.keys()):
@@ -120,8 +120,10 @@ def build(net, req):
         from sleap_nn.config.training_job_config import TrainingJobConfig
         cfg = TrainingJobConfig.load_sleap_config(net["path"])
         mc = cfg.model_config
-        backbone_type = next(k for k, v in mc.backbone_config.items() if v is not None)
-        model_type = next(k for k, v in mc.head_configs.items() if v is not None)
+        backbone_type = next((k for k, v in mc.backbone_config.items() if v is not None), None)
+        model_type = next((k for k, v in mc.head_configs.items() if v is not None), None)
+        if backbone_type is None or model_type is None:
+            raise RuntimeError("sleap-nn's SLEAP-config converter has no backbone/head for this")
         backbone_cfg = mc.backbone_config[backbone_type]
         heads = mc.head_configs[model_type]
         _fill_names(heads, net)
@@ -143,7 +145,7 @@ def build(net, req):
     return _model("unet", backbone_cfg, heads, "single_instance"), backbone_cfg.get("in_channels")
 
 main()
-'''
+"""
 
 
 def run_sleap_nn(python: str, networks: list[dict], args) -> dict:
@@ -264,13 +266,17 @@ def main(argv=None) -> int:
             if got.get("error"):
                 row["note"] = f"sleap-nn: {got['error']}"[:70]
 
+    peak = max(peak, bench.matmul_gflops("float32", args.device))  # best of start and end
     title = f"posekit vs sleap-nn, {args.device}, batch {args.batch_size}, fp32, " + (
         f"{torch.get_num_threads()} threads"
     )
     table = Table(title=title)
     for col in ("model", "GFLOP/frame", "posekit fps", "posekit eager fps", "sleap-nn fps",
                 "ratio", "posekit eff.", "sleap-nn eff.", "note"):  # fmt: skip
-        table.add_column(col, justify="left" if col in ("model", "note") else "right")
+        if col == "note":
+            table.add_column(col, no_wrap=True, overflow="ellipsis", max_width=40)
+        else:
+            table.add_column(col, justify="left" if col == "model" else "right")
 
     def eff(fps, gflops):
         return None if fps is None or gflops is None else 100 * fps * gflops / peak
@@ -292,7 +298,7 @@ def main(argv=None) -> int:
         )
     console = Console(width=max(150, Console().width))
     console.print(table)
-    console.print(f"roofline: fp32 {1024}^3 matmul {peak:.0f} GFLOP/s (this process)")
+    console.print(f"roofline: fp32 {1536}^3 matmul, best call: {peak:.0f} GFLOP/s")
     if peer.get("error"):
         console.print(f"sleap-nn: {peer['error']}")
     elif peer:

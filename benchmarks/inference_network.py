@@ -17,9 +17,13 @@ GFLOP/s as a roofline: "efficiency" is the best fp32 configuration's GFLOP/s ove
 Small UNets are memory-bound, so an efficiency far below 100% is expected; the roofline
 tells how far from the compute limit the network runs.
 
-Each measurement runs for ``--seconds`` (default 1.0) after a warm-up, so the whole
-benchmark takes one to three minutes on two CPU cores. Numbers from a shared or busy
-machine are noisy; run twice and compare before drawing conclusions.
+Each configuration runs for about ``--seconds`` (default 1.0) after a warm-up, in three
+alternating rounds so that all configurations see the same machine load; frames/s is the
+batch over the median call time. The whole benchmark takes one to three minutes on two
+CPU cores. Numbers from a shared or busy machine are noisy (an oversubscribed core can
+slow OpenMP-parallel convolutions several-fold: there ``--threads 1`` gives steadier
+figures); run twice before drawing conclusions. The matmul roofline measured on a busy
+machine is too low, so efficiencies above 100% mean "measured in a quieter moment".
 
 Usage:
     python benchmarks/inference_network.py [--compile] [--batch-size 1] [--seconds 1]
@@ -104,10 +108,31 @@ def _input_hw(config, default: int = 256) -> tuple[int, int]:
     return int(crop or default), int(crop or default)
 
 
+def random_weights(config):
+    """The same network without downloading pretrained weights (speed does not change)."""
+    from posekit.config.model import PretrainedEncoderConfig, ResNetConfig
+
+    backbone = config.model.backbone.which_oneof()
+    if isinstance(backbone, PretrainedEncoderConfig) and backbone.pretrained:
+        backbone = backbone.model_copy(update={"pretrained": False})
+    elif isinstance(backbone, ResNetConfig) and backbone.weights != "random":
+        backbone = backbone.model_copy(update={"weights": "random"})
+    else:
+        return config, False
+    key = config.model.backbone.which_oneof_attrib_name()
+    new_backbone = config.model.backbone.model_copy(update={key: backbone})
+    new_model = config.model.model_copy(update={"backbone": new_backbone})
+    return config.model_copy(update={"model": new_model}), True
+
+
 def build_network(config, hw: tuple[int, int], device: str):
-    """A posekit `Model` for `config` with placeholder names, in eval mode on `device`."""
+    """A posekit `Model` for `config` with placeholder names, in eval mode on `device`.
+
+    Pretrained encoders get random weights (same architecture, no download).
+    """
     from posekit.model import Model
 
+    config, _ = random_weights(config)
     c = _in_channels(config)
     model = Model.from_config(
         config.model,
@@ -178,45 +203,53 @@ def sync(device: str) -> None:
         torch.cuda.synchronize()
 
 
-def time_forward(fn, x, seconds: float, device: str, min_iters: int = 2) -> float:
-    """Frames per second of `fn(x)` measured for about `seconds` after a warm-up call."""
+def time_forward(fn, x, seconds: float, device: str, min_iters: int = 3) -> float:
+    """Frames per second of `fn(x)`: batch / median call time, over about `seconds`.
+
+    One warm-up call first. The median (not the mean) keeps a call slowed down by another
+    process on a shared machine from dominating the figure.
+    """
+    import statistics
+
     import torch
 
     with torch.inference_mode():
         fn(x)
         sync(device)
-        iters, start = 0, time.perf_counter()
-        while True:
+        times: list[float] = []
+        start = time.perf_counter()
+        while len(times) < min_iters or time.perf_counter() - start < seconds:
+            t0 = time.perf_counter()
             fn(x)
-            iters += 1
             sync(device)
-            elapsed = time.perf_counter() - start
-            if iters >= min_iters and elapsed >= seconds:
-                break
-    return iters * x.shape[0] / elapsed
+            times.append(time.perf_counter() - t0)
+    return x.shape[0] / statistics.median(times)
 
 
-def matmul_gflops(dtype_name: str, device: str, seconds: float = 0.75, n: int = 1024) -> float:
-    """Measured dense matrix-multiply GFLOP/s: the compute roofline of this machine."""
+def matmul_gflops(dtype_name: str, device: str, seconds: float = 0.75, n: int = 1536) -> float:
+    """Dense matrix-multiply GFLOP/s of this machine (best call): the compute roofline.
+
+    The best call rather than the median: the roofline is what the hardware can do, so a
+    busy machine should not lower it (which would flatter the efficiency figures).
+    """
     import torch
 
     dtype = getattr(torch, dtype_name)
     gen = torch.Generator(device=device).manual_seed(0)
     a = torch.rand(n, n, device=device, generator=gen).to(dtype)
     b = torch.rand(n, n, device=device, generator=gen).to(dtype)
+    best = float("inf")
     with torch.inference_mode():
-        for _ in range(2):
-            a @ b
+        a @ b
         sync(device)
-        iters, start = 0, time.perf_counter()
-        while True:
+        start, calls = time.perf_counter(), 0
+        while calls < 3 or time.perf_counter() - start < seconds:
+            t0 = time.perf_counter()
             a @ b
-            iters += 1
             sync(device)
-            elapsed = time.perf_counter() - start
-            if iters >= 3 and elapsed >= seconds:
-                break
-    return 2 * n**3 * iters / elapsed / 1e9
+            best = min(best, time.perf_counter() - t0)
+            calls += 1
+    return 2 * n**3 / best / 1e9
 
 
 def low_precision_name(device: str) -> str | None:
@@ -226,9 +259,7 @@ def low_precision_name(device: str) -> str | None:
     return None if name == "float32" else name
 
 
-def benchmark_one(
-    name: str, config, hw, args, modes: list[str]
-) -> Row:
+def benchmark_one(name: str, config, hw, args, modes: list[str]) -> Row:
     """Time one network in every mode."""
     import torch
 
@@ -251,12 +282,13 @@ def benchmark_one(
     x = torch.rand(args.batch_size, c, h, w, generator=gen).to(args.device)
     optimized = optimize_for_inference(model, example_input=x[:1])
     low = low_precision_name(args.device)
+    fns = {}
     for mode in modes:
         try:
             if mode == "eager":
-                row.fps[mode] = time_forward(model, x, args.seconds, args.device)
+                fns[mode] = model
             elif mode == "optimized":
-                row.fps[mode] = time_forward(optimized, x, args.seconds, args.device)
+                fns[mode] = optimized
             elif mode == "bf16":
                 if low is None:
                     row.fps[mode] = None
@@ -266,7 +298,7 @@ def benchmark_one(
                     with precision(low, args.device):
                         return m(inp)
 
-                row.fps[mode] = time_forward(run, x, args.seconds, args.device)
+                fns[mode] = run
             elif mode == "compile":
                 compiled = torch.compile(optimized)
                 start = time.perf_counter()
@@ -274,11 +306,46 @@ def benchmark_one(
                     compiled(x)
                 sync(args.device)
                 row.compile_seconds = time.perf_counter() - start
-                row.fps[mode] = time_forward(compiled, x, args.seconds, args.device)
+                fns[mode] = compiled
         except Exception as err:  # noqa: BLE001 - report and go on
             row.fps[mode] = None
             row.note = f"{mode}: {type(err).__name__}: {err}"[:80]
+    try:
+        row.fps.update(time_interleaved(fns, x, args.seconds, args.device))
+    except Exception as err:  # noqa: BLE001
+        row.note = f"timing: {type(err).__name__}: {err}"[:80]
     return row
+
+
+def time_interleaved(
+    fns: dict, x, seconds: float, device: str, rounds: int = 3
+) -> dict[str, float]:
+    """Frames/s of each function, timed in alternating rounds (batch / median call time).
+
+    On a shared machine the load changes from second to second; alternating the
+    configurations in short rounds exposes all of them to the same conditions, so the
+    side-by-side ratios stay meaningful even when the absolute numbers are noisy.
+    """
+    import statistics
+
+    import torch
+
+    times: dict[str, list[float]] = {name: [] for name in fns}
+    with torch.inference_mode():
+        for fn in fns.values():
+            fn(x)  # warm-up
+        sync(device)
+        for _ in range(rounds):
+            for name, fn in fns.items():
+                start = time.perf_counter()
+                calls = 0
+                while calls < 1 or time.perf_counter() - start < seconds / rounds:
+                    t0 = time.perf_counter()
+                    fn(x)
+                    sync(device)
+                    times[name].append(time.perf_counter() - t0)
+                    calls += 1
+    return {name: x.shape[0] / statistics.median(t) for name, t in times.items()}
 
 
 # --------------------------------------------------------------------------- output
@@ -295,15 +362,14 @@ def best_fp32(row: Row) -> float | None:
 
 
 def print_table(rows: list[Row], modes: list[str], roofline: dict[str, float], args) -> None:
+    import torch
     from rich.console import Console
     from rich.table import Table
-
-    import torch
 
     low = low_precision_name(args.device)
     title = (
         f"posekit network-only inference, {args.device}, batch {args.batch_size}, "
-        f"{torch.get_num_threads()} threads, torch {torch.__version__}"
+        f"{torch.get_num_threads()} threads, torch {torch.__version__}; fps = batch / median call"
     )
     table = Table(title=title, show_lines=False)
     table.add_column("model")
@@ -317,7 +383,7 @@ def print_table(rows: list[Row], modes: list[str], roofline: dict[str, float], a
         table.add_column(labels[mode], justify="right")
     table.add_column("GFLOP/s (best fp32)", justify="right")
     table.add_column("efficiency", justify="right")
-    table.add_column("note")
+    table.add_column("note", no_wrap=True, overflow="ellipsis", max_width=40)
     peak = roofline.get("float32")
     for row in rows:
         best = best_fp32(row)
@@ -336,7 +402,7 @@ def print_table(rows: list[Row], modes: list[str], roofline: dict[str, float], a
     console = Console(width=max(160, Console().width))
     console.print(table)
     roof = ", ".join(f"{k} {v:.0f} GFLOP/s" for k, v in roofline.items())
-    console.print(f"roofline (measured {1024}^3 matmul): {roof}")
+    console.print(f"roofline (best {1536}^3 matmul): {roof}")
     console.print(
         "efficiency = best fp32 GFLOP/s / fp32 matmul GFLOP/s. Small UNets are memory-bound; "
         "numbers from a busy machine are noisy."
@@ -375,6 +441,9 @@ def run(args) -> tuple[list[Row], dict[str, float]]:
         start = time.perf_counter()
         rows.append(benchmark_one(name, config, hw, args, modes))
         print(f"  {name}: {time.perf_counter() - start:.1f}s", flush=True)
+    # Measured again at the end and the best kept: a busy moment should not lower it.
+    for key in list(roofline):
+        roofline[key] = max(roofline[key], matmul_gflops(key, args.device))
     return rows, roofline
 
 

@@ -62,7 +62,10 @@ def _resnet_model():
         transposed_conv_kernel_size=4,
     )
     backbone = ResNetv1(stack_configs=stacks, upsampling=up, max_stride=16, output_stride=4)
-    heads = [SingleInstanceConfmapsHead(4, 1.0, 5.0, PARTS), OffsetRefinementHead(4, 1.0, None, PARTS)]
+    heads = [
+        SingleInstanceConfmapsHead(4, 1.0, 5.0, PARTS),
+        OffsetRefinementHead(4, 1.0, None, PARTS),
+    ]
     return Model(backbone, heads, "single_instance").eval()
 
 

@@ -137,6 +137,13 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("model_dir")
     p.add_argument("--format", default="onnx", choices=["onnx", "torchscript"])
     p.add_argument("-o", "--output", default=None)
+    p.add_argument("--with-peaks", action="store_true", help="include preprocessing + peaks")
+    p.add_argument("--static", action="store_true", help="fixed input size (no dynamic axes)")
+    p.add_argument("--input-shape", type=_parse_shape, default=None, help="H,W[,C]")
+    p.add_argument("--max-peaks", type=int, default=32)
+    p.add_argument("--peak-threshold", type=float, default=None)
+    p.add_argument("--batch-size", type=int, default=1)
+    p.add_argument("--opset", type=int, default=17)
     p.set_defaults(func=_cmd_export)
 
     p = sub.add_parser("demo", help="synthetic data -> train -> predict -> evaluate -> picture")

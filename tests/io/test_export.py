@@ -178,6 +178,42 @@ def test_imported_sleap_model_exports_with_dynamic_shapes(tmp_path, fmt):
             assert _max_err(r, g) < 1e-4
 
 
+def test_batchnorm_is_folded_in_the_export_and_outputs_still_match(tmp_path):
+    """A ResNet + transposed-conv decoder full of conv -> BN pairs, with real statistics."""
+    from posekit.architectures.resnet import ResNetv1
+    from posekit.config.model import UpsamplingConfig
+    from posekit.heads import SingleInstanceConfmapsHead
+    from posekit.io.export import build_export_module, export_onnx
+    from posekit.model import Model
+
+    torch.manual_seed(0)
+    stacks = [
+        dict(filters=4, blocks=1, stride1=1, name="conv2"),
+        dict(filters=6, blocks=1, stride1=2, name="conv3"),
+    ]
+    up = UpsamplingConfig(method="transposed_conv", filters=6, refine_convs=1, batch_norm=True)
+    backbone = ResNetv1(stack_configs=stacks, upsampling=up, max_stride=8, output_stride=4)
+    model = Model(backbone, [SingleInstanceConfmapsHead(4, 1.0, 5.0, PARTS)], "single_instance")
+    gen = torch.Generator().manual_seed(1)
+    with torch.no_grad():
+        for m in model.modules():
+            if isinstance(m, torch.nn.BatchNorm2d):
+                m.running_mean.copy_(torch.randn(m.num_features, generator=gen))
+                m.running_var.copy_(torch.rand(m.num_features, generator=gen) + 0.5)
+                m.weight.copy_(torch.randn(m.num_features, generator=gen))
+    model.eval()
+    exported = build_export_module(model)
+    assert not any(isinstance(m, torch.nn.BatchNorm2d) for m in exported.modules())
+    session = _ort_session(
+        export_onnx(model, tmp_path / "r.onnx", input_shape=(32, 32), verify=False)
+    )
+    for shape in [(1, 1, 32, 32), (2, 1, 48, 24)]:
+        x = torch.rand(*shape)
+        (ref,) = _torch_outputs(model, x)
+        (got,) = session.run(None, {"image": x.numpy()})
+        assert _max_err(ref, got) < 1e-4
+
+
 # --------------------------------------------------------------------------- peaks
 
 
@@ -399,6 +435,8 @@ def test_flattening_class_vectors_head_fixes_the_image_size(tmp_path):
         assert _max_err(r, g) < 1e-4
     with pytest.raises(Exception):  # noqa: B017 - onnxruntime's own error type
         session.run(None, {"image": torch.rand(1, 1, 40, 32).numpy()})
+    with pytest.raises(PosekitError, match=r"flattens its feature.*\(32, 32\)"):
+        export_onnx(model, tmp_path / "bad.onnx", input_shape=(40, 32), verify=False)
 
 
 # --------------------------------------------------------------------------- safety

@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from .conftest import step_loss_recorder, tiny_config
+from _training_helpers import step_loss_recorder, tiny_config
 
 CASES = [
     ("single_instance", "single"),
@@ -38,7 +38,7 @@ def test_loss_falls_and_model_loads(model_type, data, single_labels, multi_label
     losses = np.asarray(rec.losses)
     assert len(losses) == 16
     assert np.isfinite(losses).all()
-    assert losses[-4:].mean() < 0.8 * losses[:4].mean(), losses
+    assert losses[-4:].mean() < 0.85 * losses[:4].mean(), losses
 
     model = load_model(run / "best_model")
     assert model.model_type == model_type

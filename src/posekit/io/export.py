@@ -49,10 +49,11 @@ class-vectors head without global pooling (its dense layer fixes the feature siz
 which case only the batch is dynamic.
 
 ONNX export uses `torch.onnx.export`'s TorchScript-based exporter (opset >= 17), falling
-back to the dynamo exporter only if that fails; the result is checked with onnxruntime
-(optional dependency, `pip install posekit[export]`) on the example input and, for
-dynamic exports, on a second size before the file is moved into place. Files are written
-to a temporary name and renamed, so an interrupted export never leaves a broken model.
+back to the dynamo exporter (which needs the `onnxscript` package) only if that fails. The
+result is checked with onnxruntime (optional dependency, `pip install posekit[export]`) on
+the example input and, for dynamic exports, on a second size before the file is moved into
+place. Files are written to a temporary name and renamed, so an interrupted export never
+leaves a broken model.
 """
 
 from __future__ import annotations
@@ -353,9 +354,7 @@ def build_export_module(
     if include_preprocessing is None:
         include_preprocessing = include_postprocessing
     if refinement not in ("integral", None):
-        raise PosekitError(
-            f"refinement={refinement!r} cannot be exported; use 'integral' or None"
-        )
+        raise PosekitError(f"refinement={refinement!r} cannot be exported; use 'integral' or None")
     if integral_patch_size < 1 or integral_patch_size % 2 == 0:
         raise PosekitError(
             f"integral_patch_size={integral_patch_size} must be a positive odd number"
@@ -410,6 +409,26 @@ def _example_image(model, input_shape, batch: int) -> torch.Tensor:
     return torch.rand(batch, int(model.in_channels), h, w, generator=gen)
 
 
+def _reference_outputs(module, examples) -> list[tuple]:
+    """PyTorch's outputs on the examples, or a clear error when the input does not fit."""
+    import torch
+
+    try:
+        with torch.no_grad():
+            return [module(x) for x in examples]
+    except (RuntimeError, ValueError) as err:
+        shape = tuple(examples[0].shape)
+        hint = ""
+        if _has_flatten_head(module.model):
+            hint = (
+                f" The class-vectors head flattens its feature, so the network input must be "
+                f"exactly {tuple(module.model.input_size or ())}; leave input_shape unset."
+            )
+        raise PosekitError(
+            f"the model cannot run on an example {module.input_name} of shape {shape}: {err}.{hint}"
+        ) from err
+
+
 def _parse_input_shape(input_shape) -> tuple[int, int] | None:
     if input_shape is None:
         return None
@@ -445,7 +464,9 @@ def _examples(module, input_shape, batch: int, dynamic: bool) -> list[torch.Tens
         if dynamic:
             step = module.pad_stride
             shapes.append(
-                (batch + 1, fh, fw) if static_size else (batch + 1, fh + step + 3, fw + 2 * step - 5)
+                (batch + 1, fh, fw)
+                if static_size
+                else (batch + 1, fh + step + 3, fw + 2 * step - 5)
             )
         return [
             torch.randint(0, 256, (*s, module.frame_channels), dtype=torch.uint8, generator=gen)
@@ -477,7 +498,12 @@ def _dims(module, dynamic: bool, example_out, example_in) -> tuple[dict, list[di
             "name": "frames",
             "dtype": "uint8",
             "layout": "NHWC",
-            "shape": [batch, size("frame_height", fh), size("frame_width", fw), module.frame_channels],
+            "shape": [
+                batch,
+                size("frame_height", fh),
+                size("frame_width", fw),
+                module.frame_channels,
+            ],
             "description": "raw frames, 0..255",
         }
         in_axes = {0: "batch"} if dynamic else {}
@@ -781,8 +807,7 @@ def export_onnx(
     )
     dynamic = bool(dynamic)
     examples = _examples(module, _parse_input_shape(input_shape), int(batch_size), dynamic)
-    with torch.no_grad():
-        refs = [module(x) for x in examples]
+    refs = _reference_outputs(module, examples)
     inp, outputs, axes = _dims(module, dynamic, refs[0], examples[0])
     names = module.output_names
 
@@ -852,7 +877,9 @@ def _export_onnx_dynamo(module, example, tmp: Path, names, axes, opset: int) -> 
         dynamo=True,
         dynamic_shapes=shapes,
         opset_version=opset,
+        input_names=[module.input_name],
         output_names=names,
+        verbose=False,
     )
     program.save(str(tmp))
 
@@ -924,13 +951,10 @@ def export_torchscript(
     )
     dynamic = bool(dynamic)
     examples = _examples(module, _parse_input_shape(input_shape), int(batch_size), dynamic)
-    with torch.no_grad():
-        refs = [module(x) for x in examples]
+    refs = _reference_outputs(module, examples)
     inp, outputs, _ = _dims(module, dynamic, refs[0], examples[0])
     names = module.output_names
-    contract = _contract(
-        module, "torchscript", path.name, inp, outputs, {"verified": bool(verify)}
-    )
+    contract = _contract(module, "torchscript", path.name, inp, outputs, {"verified": bool(verify)})
     path.parent.mkdir(parents=True, exist_ok=True)
     tmp = _tmp_path(path)
     try:
