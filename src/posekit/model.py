@@ -215,6 +215,10 @@ class Model(nn.Module):
                 else:
                     layer = head.make_layer(channels[head.output_stride])
                 self.head_layers[layer_name] = layer
+        # Heads start where SLEAP's Keras heads start (Glorot-uniform, zero bias).
+        from posekit.architectures.common import init_keras_
+
+        init_keras_(self.head_layers)
 
     @property
     def heads(self) -> list[Head]:

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import copy
+
 HEADS = {
     "single_instance": {"single_instance": {"sigma": 1.5, "output_stride": 4}},
     # A wide centroid Gaussian: with two small animals a narrow one leaves the model in the
@@ -51,7 +53,7 @@ def tiny_config(model_type: str, runs_folder, **optimization) -> dict:
             "backbone": {
                 "unet": {"filters": 8, "filters_rate": 2, "max_stride": 16, "output_stride": 4}
             },
-            "heads": HEADS[model_type],
+            "heads": copy.deepcopy(HEADS[model_type]),
         },
         "optimization": opt,
         "outputs": {"runs_folder": str(runs_folder), "save_visualizations": False},

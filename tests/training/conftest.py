@@ -20,13 +20,13 @@ PART_NAMES = ["head", "tail", "left", "right"]
 
 @pytest.fixture(scope="session")
 def single_labels(tmp_path_factory) -> str:
-    """64 frames of one synthetic animal (4 parts, 64 x 64, body 24 px) as a .pkg.slp."""
+    """200 frames of one synthetic animal (4 parts, 64 x 64, body 24 px) as a .pkg.slp."""
     from posekit.data.synthetic import save_synthetic_dataset
 
     folder = tmp_path_factory.mktemp("single")
     return str(
         save_synthetic_dataset(
-            folder, n_frames=64, n_animals=1, image_size=64, n_parts=4, seed=1, body_length=24
+            folder, n_frames=200, n_animals=1, image_size=64, n_parts=4, seed=1, body_length=24
         )
     )
 

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
-
 from _training_helpers import step_loss_recorder, tiny_config
 
 CASES = [

@@ -265,6 +265,8 @@ class RunOutputs(L.Callback):
         save_visualizations: draw predicted vs true points each epoch.
         keep_viz_images: keep every epoch's picture (else only the last one is kept).
         checkpointing: the `outputs.checkpointing` config (which extra model folders).
+        plot_curve: redraw `training_curve.png` each epoch.
+        log_to_csv: write `metrics.csv` (`outputs.log_to_csv`; the curve needs it).
     """
 
     def __init__(
@@ -275,18 +277,21 @@ class RunOutputs(L.Callback):
         keep_viz_images: bool = False,
         checkpointing: Any = None,
         plot_curve: bool = True,
+        log_to_csv: bool = True,
     ):
         self.run_dir = Path(run_dir)
         self.config = config
         self.save_visualizations = save_visualizations
         self.keep_viz_images = keep_viz_images
         self.checkpointing = checkpointing
-        self.plot_curve = plot_curve
+        self.log_to_csv = log_to_csv
+        self.plot_curve = plot_curve and log_to_csv
         self.best_val = math.inf
         self.best_epoch = -1
         self.elapsed = 0.0  # seconds of finished epochs, across resumes
         self._epoch_t0 = 0.0
         self._epoch_lr: float | None = None
+        self._validated = False
         self._columns: list[str] = []
 
     # ---------------------------------------------------------------- state
@@ -322,7 +327,8 @@ class RunOutputs(L.Callback):
         if self.metrics_csv.exists():
             with open(self.metrics_csv, newline="") as f:
                 rows = [r for r in csv.DictReader(f) if int(r["epoch"]) < start]
-        self._write_rows(rows)
+        if self.log_to_csv:
+            self._write_rows(rows)
         ckpt = self.checkpointing
         if start == 0 and ckpt is not None and ckpt.initial_model:
             self._save_model(pl_module, "initial_model")
@@ -330,12 +336,19 @@ class RunOutputs(L.Callback):
     def on_train_epoch_start(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
         self._epoch_t0 = time.monotonic()
         self._epoch_lr = _current_lr(trainer)
+        self._validated = False
+
+    def on_validation_end(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
+        if not trainer.sanity_checking:
+            self._validated = True
 
     def on_train_epoch_end(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
         epoch = trainer.current_epoch
         epoch_time = time.monotonic() - self._epoch_t0
         self.elapsed += epoch_time
-        val = _metric(trainer, VAL_LOSS)
+        # An epoch cut short (max_time) has no validation: leave its val columns empty.
+        validated = self._validated
+        val = _metric(trainer, VAL_LOSS) if validated else None
         improved = val is not None and math.isfinite(val) and val < self.best_val
         if improved:
             self.best_val, self.best_epoch = val, epoch
@@ -346,9 +359,10 @@ class RunOutputs(L.Callback):
             row.update(epoch=epoch, lr=self._epoch_lr, epoch_time_s=round(epoch_time, 3))
             row["elapsed_s"] = round(self.elapsed, 3)
             for c in self._columns[1:-3]:
-                v = _metric(trainer, c)
+                v = _metric(trainer, c) if validated or not c.startswith("val") else None
                 row[c] = "" if v is None else v
-            self._append_row(row)
+            if self.log_to_csv:
+                self._append_row(row)
             if self.plot_curve:
                 self._safe(lambda: self._plot_curve())
             if weights_ok:
@@ -438,6 +452,8 @@ class RunOutputs(L.Callback):
         head = next((h for h in pl_module.model.heads if h.is_map), None)
         if head is None or head.name not in batch:
             return
+        if head.name in ("PartAffinityFieldsHead", "OffsetRefinementHead"):
+            return
         model = pl_module.model
         was_training = model.training
         model.eval()
@@ -447,19 +463,28 @@ class RunOutputs(L.Callback):
         finally:
             model.train(was_training)
         true = batch[head.name][0].float().cpu().numpy()
-        if head.name in ("PartAffinityFieldsHead", "OffsetRefinementHead"):
-            return
         stride = head.output_stride
+        image = batch["image"][0].float().cpu().numpy()
+        png = self.run_dir / "viz" / f"validation.epoch{epoch:04d}.png"
+        if head.name in ("MultiInstanceConfmapsHead", "CentroidConfmapsHead"):
+            # Several animals per map: show every local peak of both maps, unpaired.
+            from posekit.inference.peaks import find_local_peaks_rough
+
+            pred_pts = find_local_peaks_rough(torch.from_numpy(pred[None]), 0.2)[0].numpy()
+            true_pts = find_local_peaks_rough(torch.from_numpy(true[None]), 0.2)[0].numpy()
+            title = f"epoch {epoch}: {head.name}, {len(pred_pts)} peaks ({len(true_pts)} true)"
+            plot_peaks_vs_truth(image, true_pts * stride, pred_pts * stride, png, title, False)
+            return
         pred_pts, _ = map_peaks(pred)
         true_pts, true_vals = map_peaks(true)
         true_pts[true_vals < 0.1] = np.nan
         err = np.linalg.norm((pred_pts - true_pts) * stride, axis=1)
         mean_err = float(np.nanmean(err)) if np.isfinite(err).any() else math.nan
         plot_peaks_vs_truth(
-            batch["image"][0].float().cpu().numpy(),
+            image,
             true_pts * stride,
             pred_pts * stride,
-            self.run_dir / "viz" / f"validation.epoch{epoch:04d}.png",
+            png,
             title=f"epoch {epoch}: {head.name}, mean peak error {mean_err:.1f} px",
         )
 

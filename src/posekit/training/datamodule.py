@@ -140,6 +140,26 @@ class PoseDataModule(L.LightningDataModule):
         self.train_dataset = pipeline.dataset(train_labels)
         self.val_dataset = pipeline.dataset(val_labels)
 
+    @classmethod
+    def from_config(
+        cls,
+        config: Any,
+        train_labels: Any,
+        val_labels: Any,
+        max_stride: int | None = None,
+        num_workers: int | None = None,
+        seed: int = 0,
+    ) -> PoseDataModule:
+        """From a `TrainingJobConfig` and `PoseLabels` splits (builds the `DataPipeline`).
+
+        `max_stride` is the model's (`model.maximum_stride`); by default the backbone
+        config's `max_stride`.
+        """
+        from posekit.data.dataset import DataPipeline
+
+        pipeline = DataPipeline.from_config(config, train_labels, max_stride=max_stride, seed=seed)
+        return cls(pipeline, train_labels, val_labels, config.optimization, num_workers, seed)
+
     # ---------------------------------------------------------------- distributed view
 
     def _dist(self) -> tuple[int, int, int]:

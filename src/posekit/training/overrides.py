@@ -1,7 +1,7 @@
 """`key.path=value` config overrides, as given on the command line.
 
 Values are read as YAML scalars (or flow collections), so ``epochs=5`` is an int,
-``initial_learning_rate=1e-3`` a float, ``run_name=null`` None, ``rotate=true`` a bool and
+``initial_learning_rate=1e-3`` a float (also without YAML 1.1's required dot), ``run_name=null`` None, ``rotate=true`` a bool and
 ``part_names=[head,tail]`` a list. The overridden tree is validated again as a whole, so a
 misspelt key or a bad value fails with the config classes' own message (the dotted path,
 what is allowed and, for names, the closest spelling).
@@ -22,9 +22,16 @@ def parse_value(text: str) -> Any:
     if text.strip() == "":
         return ""
     try:
-        return yaml.safe_load(text)
+        value = yaml.safe_load(text)
     except yaml.YAMLError:
         return text
+    if isinstance(value, str):
+        # PyYAML follows YAML 1.1, where "1e-3" (no dot) is a string; users mean a number.
+        try:
+            return float(value)
+        except ValueError:
+            return value
+    return value
 
 
 def parse_overrides(items: Iterable[str] | Mapping[str, Any] | None) -> dict[str, Any]:

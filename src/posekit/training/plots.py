@@ -1,8 +1,8 @@
 """Pictures a training run writes: the loss curve and predicted-vs-true points.
 
 `posekit.visualization` owns plotting; these functions call its helpers when they are
-there (`plot_training_curve(metrics_csv, png)`) and otherwise draw a plain version
-themselves, so a training run never fails for want of a picture. matplotlib runs with the
+there (`plot_training_curve(metrics_csv, png)`, `plot_predictions_vs_truth(...)`) and
+otherwise draw a plain version themselves, so a training run never fails for want of a picture. matplotlib runs with the
 non-interactive Agg backend (training machines have no display).
 """
 
@@ -88,13 +88,21 @@ def plot_peaks_vs_truth(
     pred_points: np.ndarray,
     png: str | os.PathLike,
     title: str = "",
-    names: list[str] | None = None,
+    paired: bool = True,
 ) -> Path:
     """Draw an image with true (green circles) and predicted (red crosses) points.
 
     `image` is (C, H, W) or (H, W) float; points are (K, 2) (x, y) in image pixels, NaN
-    where absent. A line joins each predicted point to its true point.
+    where absent. With `paired`, point i of both sets is the same part and a line joins
+    them; otherwise the sets are drawn independently (multi-instance peaks).
     """
+    if paired:
+        try:
+            from posekit.visualization import plot_predictions_vs_truth as shared
+        except ImportError:
+            shared = None
+        if shared is not None:
+            return Path(shared(image, pred_points, true_points, png, title=title or None))
     plt = _pyplot()
     img = np.asarray(image, dtype=np.float32)
     if img.ndim == 3:
@@ -105,9 +113,11 @@ def plot_peaks_vs_truth(
     scale = max(1.0, 384 / max(h, w))
     fig, ax = plt.subplots(figsize=(w * scale / 96 + 0.2, h * scale / 96 + 0.4), dpi=96)
     ax.imshow(img, cmap="gray" if img.ndim == 2 else None, vmin=0, vmax=1)
-    for (tx, ty), (px, py) in zip(true_points, pred_points):
+    for (tx, ty), (px, py) in zip(true_points, pred_points) if paired else ():
         if np.isfinite([tx, ty, px, py]).all():
             ax.plot([tx, px], [ty, py], "-", color="yellow", lw=0.8)
+    true_points = np.asarray(true_points, dtype=np.float64).reshape(-1, 2)
+    pred_points = np.asarray(pred_points, dtype=np.float64).reshape(-1, 2)
     ax.plot(true_points[:, 0], true_points[:, 1], "o", mfc="none", mec="lime", ms=7, label="true")
     ax.plot(pred_points[:, 0], pred_points[:, 1], "x", color="red", ms=6, label="predicted")
     ax.set_xlim(-0.5, w - 0.5)

@@ -32,6 +32,9 @@ from __future__ import annotations
 
 import datetime as _dt
 import os
+import sys
+import types
+import warnings
 from pathlib import Path
 from typing import Any
 
@@ -175,12 +178,26 @@ def _load_labels(config: Any, labels: Any, val_labels: Any, seed: int) -> tuple[
 
 
 def _check_frames_readable(labels: Any) -> None:
-    """Decode the first labelled frame of every video so a broken video fails now."""
-    seen: set[int] = set()
+    """Fail now, not mid-training, on frames that cannot be read (when not preloading).
+
+    Decodes the first labelled frame of every video and checks, without decoding, that
+    no labelled frame lies beyond the end of its video.
+    """
+    first: dict[int, int] = {}
+    last: dict[int, int] = {}
     for i, entry in enumerate(labels.entries):
-        if entry.video_index not in seen:
-            seen.add(entry.video_index)
-            labels.read_entry(i)
+        first.setdefault(entry.video_index, i)
+        last[entry.video_index] = max(last.get(entry.video_index, -1), int(entry.frame_idx))
+    for video_index, i in first.items():
+        labels.read_entry(i)
+        video = labels.labels.videos[video_index]
+        shape = getattr(video, "shape", None)
+        if shape is not None and shape[0] and last[video_index] >= int(shape[0]):
+            raise PosekitError(
+                f"could not read frame {last[video_index]} of video {video.filename!r}: the "
+                f"video has only {int(shape[0])} frames; the labels do not belong to this "
+                f"video, or it is incomplete"
+            )
 
 
 def _record_label_paths(config: Any, train: Any, val: Any, val_given: Any) -> None:
@@ -214,7 +231,6 @@ def _read_run_info(run_dir: Path) -> dict[str, Any]:
 
     path = run_dir / RUN_INFO
     return json.loads(path.read_text()) if path.exists() else {}
-
 
 
 def _env_rank() -> int:
@@ -285,7 +301,8 @@ def load_base_checkpoint(model: Any, path: str | os.PathLike) -> tuple[int, int]
     """Copy weights from a posekit or SLEAP model folder into `model`, by name and shape.
 
     Returns (tensors copied, tensors in `model`). Heads whose shape differs (another
-    skeleton) keep their fresh initialisation; if nothing matches it is an error.
+    skeleton) keep their fresh initialisation; if no backbone tensor matches it is an
+    error (a different architecture: only coincidences like a bias could be copied).
     """
     import torch
 
@@ -295,7 +312,8 @@ def load_base_checkpoint(model: Any, path: str | os.PathLike) -> tuple[int, int]
     src = source.state_dict()
     dst = model.state_dict()
     matched = {k: v for k, v in src.items() if k in dst and dst[k].shape == v.shape}
-    if not matched:
+    backbone = [k for k in dst if k.startswith("backbone.")]
+    if not matched or (backbone and not any(k.startswith("backbone.") for k in matched)):
         raise PosekitError(
             f"model.base_checkpoint {str(path)!r}: none of its weights fit this model "
             f"(different backbone?); use a checkpoint of the same architecture"
@@ -513,6 +531,7 @@ def train(
             keep_viz_images=bool(config.outputs.keep_viz_images),
             checkpointing=config.outputs.checkpointing,
             plot_curve=save,
+            log_to_csv=bool(config.outputs.log_to_csv),
         )
     )
     cbs.append(augment_rng)
@@ -541,7 +560,13 @@ def train(
     previous = os.environ.get(RUN_DIR_ENV)
     os.environ[RUN_DIR_ENV] = str(run_dir)
     try:
-        trainer.fit(module, datamodule=datamodule, ckpt_path=str(ckpt_path) if ckpt_path else None)
+        with warnings.catch_warnings():
+            # Lightning notes that the module's on_after_batch_transfer is used with a
+            # datamodule; that is the design here (the device finishes each batch).
+            warnings.filterwarnings("ignore", message=".*on_after_batch_transfer.*")
+            trainer.fit(
+                module, datamodule=datamodule, ckpt_path=str(ckpt_path) if ckpt_path else None
+            )
     except NonFiniteLossError as err:
         last = last_checkpoint(run_dir)
         where = (
@@ -556,7 +581,26 @@ def train(
             os.environ.pop(RUN_DIR_ENV, None)
         else:
             os.environ[RUN_DIR_ENV] = previous
+    if config.outputs.zip_outputs and trainer.is_global_zero:
+        import shutil
+
+        shutil.make_archive(str(run_dir), "zip", root_dir=str(run_dir))
     return run_dir
 
 
 __all__ = ["as_job_config", "load_base_checkpoint", "train", "update_config"]
+
+
+class _CallableModule(types.ModuleType):
+    """`posekit.training.train` is both this module and the function `train`.
+
+    Importing the submodule makes Python bind the package attribute `train` to the module,
+    which would shadow the function that `from posekit.training import train` promises;
+    calling the module calls the function, so both spellings work.
+    """
+
+    def __call__(self, *args: Any, **kwargs: Any) -> Path:
+        return train(*args, **kwargs)
+
+
+sys.modules[__name__].__class__ = _CallableModule
