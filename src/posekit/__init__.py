@@ -6,34 +6,24 @@ Lightning and sleap-io load only when something needs them).
 
 from __future__ import annotations
 
-import importlib
-from typing import Any
+from posekit._lazy import lazy_exports
 
 __version__ = "0.1.0"
 
-# public name -> "module:attribute"
+# public name -> module that defines it
 _LAZY = {
-    "build": "posekit.model:build",
-    "summary": "posekit.summary:summary",
-    "Model": "posekit.model:Model",
-    "load_model": "posekit.io.model_folder:load_model",
-    "load_predictor": "posekit.inference.predictors:load_predictor",
-    "TrainingJobConfig": "posekit.config.job:TrainingJobConfig",
-    "ModelConfig": "posekit.config.model:ModelConfig",
+    "build": "posekit.model",
+    "summary": "posekit.summary",
+    "Model": "posekit.model",
+    "load_model": "posekit.io.model_folder",
+    "load_predictor": "posekit.inference.predictors",
+    "train": "posekit.training.train",
+    "evaluate": "posekit.evaluation",
+    "TrainingJobConfig": "posekit.config.job",
+    "ModelConfig": "posekit.config.model",
 }
 
 __all__ = ["__version__", *_LAZY]
 
 
-def __getattr__(name: str) -> Any:
-    target = _LAZY.get(name)
-    if target is None:
-        raise AttributeError(f"module 'posekit' has no attribute {name!r}")
-    module_name, attr = target.split(":")
-    value = getattr(importlib.import_module(module_name), attr)
-    globals()[name] = value
-    return value
-
-
-def __dir__() -> list[str]:
-    return sorted(__all__)
+__getattr__, __dir__ = lazy_exports(__name__, _LAZY)

@@ -365,34 +365,19 @@ class Model(nn.Module):
         return model
 
 
-def build(
-    config: Any,
-    in_channels: int = 1,
-    part_names: list[str] | None = None,
-    edges: list[tuple[str, str]] | None = None,
-    classes: list[str] | None = None,
-    skeleton: Any = None,
-    input_size: tuple[int, int] | None = None,
-) -> nn.Module:
+def build(config: Any, in_channels: int = 1, **model_kwargs: Any) -> nn.Module:
     """Build a torch module from a config object.
 
     A backbone config (`BackboneConfig`, `UNetConfig`, ...) gives the backbone alone; a
     `ModelConfig` or `TrainingJobConfig` gives a `Model` whose forward returns a dict of
-    head outputs.
+    head outputs. `model_kwargs` (part_names, edges, classes, skeleton, input_size) go to
+    `Model.from_config`.
     """
     model_config = getattr(config, "model", None)
     if isinstance(model_config, ModelConfig):
         config = model_config
     if isinstance(config, ModelConfig):
-        return Model.from_config(
-            config,
-            in_channels=in_channels,
-            part_names=part_names,
-            edges=edges,
-            classes=classes,
-            skeleton=skeleton,
-            input_size=input_size,
-        )
+        return Model.from_config(config, in_channels=in_channels, **model_kwargs)
     from posekit.architectures import build_backbone
 
     return build_backbone(config, in_channels=in_channels)

@@ -28,6 +28,7 @@ import re
 from pathlib import Path
 from typing import Any
 
+from posekit._lazy import callable_module
 from posekit.errors import PosekitError
 
 DEFAULT_SIZE = 256
@@ -570,3 +571,6 @@ def print_summary(info: dict, console: Any = None) -> None:
 
 
 __all__ = ["print_summary", "summary"]
+
+
+callable_module(__name__, "summary")

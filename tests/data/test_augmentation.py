@@ -7,7 +7,9 @@ import math
 import pytest
 import torch
 
-from posekit.data.augmentation import AugmentationParams, BatchAugmenter
+from pydantic import ValidationError
+
+from posekit.data.augmentation import BatchAugmenter, augmentation_config
 from posekit.errors import PosekitError
 
 NAN = float("nan")
@@ -60,8 +62,8 @@ def test_translate_and_scale_exact():
 
 
 def test_horizontal_flip_mirrors_and_swaps_symmetric_nodes():
-    params = {"random_flip": True, "flip_horizontal": True, "flip_probability": 1.0}
-    aug = BatchAugmenter(params, symmetric_inds=[(1, 2)], seed=0)
+    params = {"random_flip": True, "flip_horizontal": True}
+    aug = BatchAugmenter(params, symmetric_inds=[(1, 2)], seed=0, flip_probability=1.0)
     img = torch.rand(2, 1, 8, 10)
     pts = torch.tensor([[[1.0, 2.0], [3.0, 4.0], [7.0, 5.0]]]).expand(2, 1, 3, 2).clone()
     out, moved = aug(img, pts)
@@ -74,13 +76,13 @@ def test_horizontal_flip_mirrors_and_swaps_symmetric_nodes():
 
 def test_vertical_flip_and_flip_probability_zero():
     aug = BatchAugmenter(
-        {"random_flip": True, "flip_horizontal": False, "flip_probability": 1.0}, [(0, 1)], seed=0
+        {"random_flip": True, "flip_horizontal": False}, [(0, 1)], seed=0, flip_probability=1.0
     )
     img = torch.rand(1, 1, 6, 5)
     out, moved = aug(img, torch.tensor([[[[1.0, 1.0], [2.0, 4.0]]]]))
     torch.testing.assert_close(out, img.flip(-2), atol=1e-5, rtol=0)
     torch.testing.assert_close(moved[0, 0], torch.tensor([[2.0, 1.0], [1.0, 4.0]]))
-    never = BatchAugmenter({"random_flip": True, "flip_probability": 0.0}, [(0, 1)], seed=0)
+    never = BatchAugmenter({"random_flip": True}, [(0, 1)], seed=0, flip_probability=0.0)
     pts = torch.tensor([[[[1.0, 1.0], [2.0, 4.0]]]])
     torch.testing.assert_close(never(img, pts)[1], pts)
 
@@ -136,13 +138,12 @@ def test_seeded_augmenters_repeat_and_differ_by_seed():
     assert not torch.allclose(a1[0], b[0])
 
 
-def test_params_from_config_ignore_unknown_fields_and_check_ranges():
-    p = AugmentationParams.from_config(
-        {"rotate": True, "random_crop": True, "rotation_max_angle": 15}
-    )
+def test_params_from_config_accept_sleap_fields_and_check_ranges():
+    p = augmentation_config({"rotate": True, "random_crop": True, "rotation_max_angle": 15})
     assert p.rotate and p.rotation_max_angle == 15 and p.rotation_min_angle == -180
-    assert not AugmentationParams.from_config(None).enabled
-    with pytest.raises(PosekitError, match="scale_min"):
-        AugmentationParams(scale=True, scale_min=1.2, scale_max=1.1)
-    with pytest.raises(PosekitError, match="optimization.augmentation_config.contrast_min_gamma"):
-        AugmentationParams(contrast=True, contrast_min_gamma=0.0)
+    assert not augmentation_config(None).enabled
+    assert p.geometric and not p.intensity
+    with pytest.raises(ValidationError, match="scale_min"):
+        augmentation_config({"scale": True, "scale_min": 1.2, "scale_max": 1.1})
+    with pytest.raises(ValidationError, match="contrast_min_gamma"):
+        augmentation_config({"contrast": True, "contrast_min_gamma": 0.0})

@@ -6,34 +6,28 @@ package does not import torch).
 
 from __future__ import annotations
 
-import importlib
 from typing import Any
 
+from posekit._lazy import lazy_exports
 from posekit.errors import PosekitError
 
 # public name -> module that defines it
 _LAZY = {
-    "Backbone": "common",
-    "pad_to_stride": "common",
-    "EncoderDecoder": "encoder_decoder",
-    "SimpleConvBlock": "encoder_decoder",
-    "SimpleUpsamplingBlock": "encoder_decoder",
-    "UNet": "unet",
-    "LeapCNN": "leap",
-    "Hourglass": "hourglass",
-    "ResNetv1": "resnet",
-    "UpsamplingStack": "upsampling",
-    "UnetPretrainedEncoder": "pretrained_encoders",
+    "Backbone": ".common",
+    "pad_to_stride": ".common",
+    "EncoderDecoder": ".encoder_decoder",
+    "SimpleConvBlock": ".encoder_decoder",
+    "SimpleUpsamplingBlock": ".encoder_decoder",
+    "UNet": ".unet",
+    "LeapCNN": ".leap",
+    "Hourglass": ".hourglass",
+    "ResNetv1": ".resnet",
+    "UpsamplingStack": ".upsampling",
+    "UnetPretrainedEncoder": ".pretrained_encoders",
 }
 
 
-def __getattr__(name: str) -> Any:
-    module = _LAZY.get(name)
-    if module is None:
-        raise AttributeError(f"module 'posekit.architectures' has no attribute {name!r}")
-    value = getattr(importlib.import_module(f"posekit.architectures.{module}"), name)
-    globals()[name] = value
-    return value
+__getattr__, __dir__ = lazy_exports(__name__, _LAZY)
 
 
 def build_backbone(config: Any, in_channels: int = 1, output_stride: int | None = None):

@@ -5,6 +5,7 @@
 `import posekit.config` quick.
 """
 
+from posekit._lazy import lazy_exports
 from posekit.config.model import *  # noqa: F403
 from posekit.config.model import __all__ as _model_all
 
@@ -36,19 +37,6 @@ _LAZY = {
 }
 
 
-def __getattr__(name):
-    module = _LAZY.get(name)
-    if module is None:
-        raise AttributeError(f"module 'posekit.config' has no attribute {name!r}")
-    import importlib
-
-    value = getattr(importlib.import_module(module), name)
-    globals()[name] = value
-    return value
-
-
-def __dir__():
-    return sorted(__all__)
-
+__getattr__, __dir__ = lazy_exports(__name__, _LAZY)
 
 __all__ = [*_model_all, *_LAZY]

@@ -15,6 +15,7 @@ path (SLEAP does the same with `filename`).
 from __future__ import annotations
 
 import json
+import math
 import os
 import tempfile
 from pathlib import Path
@@ -145,6 +146,33 @@ class AugmentationConfig(ConfigBase):
         ):
             _check_range(type(self).__name__, low, getattr(self, low), high, getattr(self, high))
         return self
+
+    @property
+    def geometric(self) -> bool:
+        """Any step that moves pixels (and so points)."""
+        return self.rotate or self.translate or self.scale or self.random_flip
+
+    @property
+    def intensity(self) -> bool:
+        """Any step that changes pixel values only."""
+        return self.uniform_noise or self.gaussian_noise or self.contrast or self.brightness
+
+    @property
+    def enabled(self) -> bool:
+        return self.geometric or self.intensity
+
+    def max_zoom_out(self) -> float:
+        """How much larger a region the geometric steps can pull into view (>= 1).
+
+        Used to size the context crops that top-down samples carry, so a rotated or
+        shrunk crop still has real pixels in its corners.
+        """
+        factor = 1.0
+        if self.rotate:
+            factor *= math.sqrt(2.0)
+        if self.scale:
+            factor /= min(1.0, float(self.scale_min))
+        return factor
 
 
 class LearningRateScheduleConfig(ConfigBase):

@@ -9,8 +9,7 @@ PreprocessingConfig on NCHW batches), `instance_cropping` (centroids, crop sizes
 
 from __future__ import annotations
 
-import importlib
-from typing import Any
+from posekit._lazy import lazy_exports
 
 _LAZY = {
     "PoseLabels": "posekit.data.labels",
@@ -19,7 +18,7 @@ _LAZY = {
     "split_labels": "posekit.data.labels",
     "Preprocessor": "posekit.data.preprocessing",
     "preprocess_frames": "posekit.data.preprocessing",
-    "AugmentationParams": "posekit.data.augmentation",
+    "augmentation_config": "posekit.data.augmentation",
     "BatchAugmenter": "posekit.data.augmentation",
     "DataPipeline": "posekit.data.dataset",
     "PoseDataset": "posekit.data.dataset",
@@ -37,14 +36,5 @@ _LAZY = {
 __all__ = sorted(_LAZY)
 
 
-def __getattr__(name: str) -> Any:
-    module = _LAZY.get(name)
-    if module is None:
-        raise AttributeError(f"module 'posekit.data' has no attribute {name!r}")
-    value = getattr(importlib.import_module(module), name)
-    globals()[name] = value
-    return value
+__getattr__, __dir__ = lazy_exports(__name__, _LAZY)
 
-
-def __dir__() -> list[str]:
-    return sorted(__all__)

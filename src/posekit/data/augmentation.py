@@ -16,7 +16,7 @@ What each field means (imgaug's semantics as SLEAP uses them):
 - contrast: gamma ~ U(min_gamma, max_gamma) per image: ``x -> x ** gamma`` on [0, 1],
   which is imgaug's ``255 * (x / 255) ** gamma``;
 - brightness: one value ~ U(min_val, max_val) per image added (0-255 units);
-- random_flip: with probability 0.5, flip horizontally (``x -> W - 1 - x``) when
+- random_flip: with probability `flip_probability` (0.5), flip horizontally (``x -> W - 1 - x``) when
   flip_horizontal, else vertically, swapping the skeleton's symmetric node pairs.
 Geometric steps run flip -> rotate -> translate -> scale, intensity steps in the order
 above, each intensity step clipped to [0, 1] (imgaug clips uint8 at 0 and 255). Images
@@ -28,7 +28,6 @@ by 255. Points that leave the image (outside ``[-0.5, size - 0.5]``) become NaN 
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass, fields
 from typing import Any
 
 import torch
@@ -37,96 +36,20 @@ import torch.nn.functional as F
 from posekit.errors import PosekitError
 
 
-@dataclass
-class AugmentationParams:
-    """SLEAP's `AugmentationConfig` fields and defaults (plus `flip_probability`)."""
+def augmentation_config(config: Any = None):
+    """An `AugmentationConfig` from itself, a dict of its fields, or None (all off).
 
-    rotate: bool = False
-    rotation_min_angle: float = -180.0
-    rotation_max_angle: float = 180.0
-    translate: bool = False
-    translate_min: int = -5
-    translate_max: int = 5
-    scale: bool = False
-    scale_min: float = 0.9
-    scale_max: float = 1.1
-    uniform_noise: bool = False
-    uniform_noise_min_val: float = 0.0
-    uniform_noise_max_val: float = 10.0
-    gaussian_noise: bool = False
-    gaussian_noise_mean: float = 5.0
-    gaussian_noise_stddev: float = 1.0
-    contrast: bool = False
-    contrast_min_gamma: float = 0.5
-    contrast_max_gamma: float = 2.0
-    brightness: bool = False
-    brightness_min_val: float = 0.0
-    brightness_max_val: float = 10.0
-    random_flip: bool = False
-    flip_horizontal: bool = True
-    flip_probability: float = 0.5
+    SLEAP fields posekit does not implement (`random_crop*`) are accepted and ignored.
+    """
+    from posekit.config.job import AugmentationConfig
 
-    def __post_init__(self) -> None:
-        for lo, hi in (
-            ("rotation_min_angle", "rotation_max_angle"),
-            ("translate_min", "translate_max"),
-            ("scale_min", "scale_max"),
-            ("uniform_noise_min_val", "uniform_noise_max_val"),
-            ("contrast_min_gamma", "contrast_max_gamma"),
-            ("brightness_min_val", "brightness_max_val"),
-        ):
-            if getattr(self, lo) > getattr(self, hi):
-                raise PosekitError(
-                    f"optimization.augmentation_config.{lo}={getattr(self, lo)} is larger "
-                    f"than {hi}={getattr(self, hi)}; swap them"
-                )
-        if self.scale and self.scale_min <= 0:
-            raise PosekitError(
-                f"optimization.augmentation_config.scale_min={self.scale_min} must be > 0"
-            )
-        if self.contrast and self.contrast_min_gamma <= 0:
-            raise PosekitError(
-                "optimization.augmentation_config.contrast_min_gamma must be > 0 "
-                f"(got {self.contrast_min_gamma})"
-            )
-
-    @classmethod
-    def from_config(cls, config: Any) -> AugmentationParams:
-        """From an `AugmentationConfig`, a dict of its fields, or None (all off).
-
-        Fields posekit does not implement (e.g. SLEAP's `random_crop*`) are ignored.
-        """
-        if config is None:
-            return cls()
-        if isinstance(config, cls):
-            return config
-        get = config.get if isinstance(config, dict) else lambda k, d: getattr(config, k, d)
-        return cls(**{f.name: get(f.name, f.default) for f in fields(cls)})
-
-    @property
-    def geometric(self) -> bool:
-        return self.rotate or self.translate or self.scale or self.random_flip
-
-    @property
-    def intensity(self) -> bool:
-        return self.uniform_noise or self.gaussian_noise or self.contrast or self.brightness
-
-    @property
-    def enabled(self) -> bool:
-        return self.geometric or self.intensity
-
-    def max_zoom_out(self) -> float:
-        """How much larger a region the geometric steps can pull into view (>= 1).
-
-        Used to size the context crops that top-down samples carry, so a rotated or
-        shrunk crop still has real pixels in its corners.
-        """
-        factor = 1.0
-        if self.rotate:
-            factor *= math.sqrt(2.0)
-        if self.scale:
-            factor /= min(1.0, float(self.scale_min))
-        return factor
+    if config is None:
+        return AugmentationConfig()
+    if isinstance(config, AugmentationConfig):
+        return config
+    if isinstance(config, dict):
+        return AugmentationConfig.model_validate(config)
+    return AugmentationConfig.model_validate(config, from_attributes=True)
 
 
 def symmetry_permutation(n_nodes: int, symmetric_inds: Any) -> torch.Tensor:
@@ -152,10 +75,11 @@ def _centered(matrix: torch.Tensor, cx: float, cy: float) -> torch.Tensor:
 
 
 class BatchAugmenter:
-    """Applies `AugmentationParams` to (N, C, H, W) float batches and their points.
+    """Applies an `AugmentationConfig` to (N, C, H, W) float batches and their points.
 
     Args:
-        params: the augmentation settings (`AugmentationParams.from_config(cfg)`).
+        params: the augmentation settings: an `AugmentationConfig`, a dict of its fields,
+            or None (all off).
         symmetric_inds: pairs of node indices swapped by flips (skeleton symmetries).
         seed: seed of the internal CPU generator (None: nondeterministic).
         generator: a `torch.Generator` to use instead (its device is where random
@@ -164,12 +88,14 @@ class BatchAugmenter:
 
     def __init__(
         self,
-        params: AugmentationParams | Any = None,
+        params: Any = None,
         symmetric_inds: Any = (),
         seed: int | None = None,
         generator: torch.Generator | None = None,
+        flip_probability: float = 0.5,
     ) -> None:
-        self.params = AugmentationParams.from_config(params)
+        self.params = augmentation_config(params)
+        self.flip_probability = float(flip_probability)
         self.symmetric_inds = [tuple(int(i) for i in pair) for pair in (symmetric_inds or [])]
         if generator is None:
             generator = torch.Generator()
@@ -185,7 +111,7 @@ class BatchAugmenter:
         cls, config: Any, symmetric_inds: Any = (), seed: int | None = None
     ) -> BatchAugmenter:
         """From an `AugmentationConfig` (or dict) and the skeleton's symmetric pairs."""
-        return cls(AugmentationParams.from_config(config), symmetric_inds, seed=seed)
+        return cls(config, symmetric_inds, seed=seed)
 
     @property
     def enabled(self) -> bool:
@@ -208,7 +134,7 @@ class BatchAugmenter:
         a = eye.clone()
         flipped = torch.zeros(n, dtype=torch.bool)
         if p.random_flip:
-            flipped = (torch.rand(n, generator=gen, device=gen.device) < p.flip_probability).cpu()
+            flipped = (torch.rand(n, generator=gen, device=gen.device) < self.flip_probability).cpu()
             flip = eye.clone()
             axis = 0 if p.flip_horizontal else 1
             flip[flipped, axis, axis] = -1.0
@@ -335,4 +261,4 @@ class BatchAugmenter:
         return images, points
 
 
-__all__ = ["AugmentationParams", "BatchAugmenter", "symmetry_permutation"]
+__all__ = ["BatchAugmenter", "augmentation_config", "symmetry_permutation"]

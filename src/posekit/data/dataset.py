@@ -40,7 +40,7 @@ from typing import Any
 import numpy as np
 import torch
 
-from posekit.data.augmentation import AugmentationParams, BatchAugmenter
+from posekit.data.augmentation import BatchAugmenter
 from posekit.data.instance_cropping import (
     crop_origins,
     extract_crops,
@@ -249,7 +249,7 @@ class DataPipeline:
                     input_scaling=preprocessor.input_scaling,
                 )
         aug_cfg = _get(config, "optimization.augmentation_config")
-        augmenter = BatchAugmenter(AugmentationParams.from_config(aug_cfg), names_sym, seed=seed)
+        augmenter = BatchAugmenter(aug_cfg, names_sym, seed=seed)
         return cls(
             model_type=model_type,
             heads=heads,

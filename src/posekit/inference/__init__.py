@@ -14,8 +14,7 @@ Modules (each importable on its own; torch loads only when one is used):
 
 from __future__ import annotations
 
-import importlib
-from typing import Any
+from posekit._lazy import lazy_exports
 
 _LAZY = {
     "load_predictor": "posekit.inference.predictors",
@@ -33,10 +32,4 @@ _LAZY = {
 __all__ = list(_LAZY)
 
 
-def __getattr__(name: str) -> Any:
-    module = _LAZY.get(name)
-    if module is None:
-        raise AttributeError(f"module 'posekit.inference' has no attribute {name!r}")
-    value = getattr(importlib.import_module(module), name)
-    globals()[name] = value
-    return value
+__getattr__, __dir__ = lazy_exports(__name__, _LAZY)

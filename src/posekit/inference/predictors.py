@@ -219,11 +219,12 @@ def crop_centered(
     right = torch.ceil(in_x).clamp(0, w - 1).long()
     y_lerp = (in_y - torch.floor(in_y))[:, :, None, None]
     x_lerp = (in_x - torch.floor(in_x))[:, None, :, None]
-    img = images.to(torch.float32)
     s = sample_inds.to(device).long()[:, None, None]
 
     def at(rows, cols):
-        return img[s, rows[:, :, None], cols[:, None, :]]  # (M, S, S, C)
+        # Gather in the images' dtype, then convert only the crop pixels (not whole
+        # frames): uint8 -> float32 is exact, so the result is the same.
+        return images[s, rows[:, :, None], cols[:, None, :]].to(torch.float32)  # (M, S, S, C)
 
     tl, tr, bl, br = at(top, left), at(top, right), at(bottom, left), at(bottom, right)
     top_v = tl + (tr - tl) * x_lerp
@@ -433,7 +434,9 @@ class Predictor:
             lfs = [lf for lf in source.labeled_frames if wanted is None or lf.frame_idx in wanted]
             return [(lf.video, lf.frame_idx, lf) for lf in lfs], len(lfs), source
         if isinstance(source, sio.Video):
-            n = len(source)
+            from posekit.inference.video_reader import num_frames
+
+            n = num_frames(source)
             inds = parse_frames(frames, n)
             inds = list(range(n)) if inds is None else inds
             return [(source, i, None) for i in inds], len(inds), None
@@ -442,59 +445,84 @@ class Predictor:
             f"got {type(source).__name__}"
         )
 
-    def _reader(self, items, out_q: queue.Queue, stop: threading.Event, counter: dict) -> None:
-        """Decode frames in order and put batches of `_Item`s on the queue."""
+    def _runs(self, items):
+        """Split items into runs of one video: (video, [(frame_idx, labeled frame), ...])."""
+        run: list = []
+        for video, frame_idx, lf in items:
+            if run and run[0][0] is not video:
+                yield run[0][0], [(i, f) for _, i, f in run]
+                run = []
+            run.append((video, frame_idx, lf))
+        if run:
+            yield run[0][0], [(i, f) for _, i, f in run]
+
+    def _batches(self, items, pool: _BufferPool, stop: threading.Event):
+        """Decode frames in order (sequentially where possible) and yield batches.
+
+        Runs in the reader thread (`BackgroundIterator`). Frames are copied straight into
+        a batch buffer from `pool` (pinned memory on CUDA), so the main thread gets a
+        ready (N, H, W, C) uint8 array and never stacks frames itself. Undecodable frames
+        become `_Skip` notices that the main thread warns about and counts.
+        """
+        from posekit.inference.video_reader import iter_frames
+
         names = list(self.skeleton.node_names)
-        batch: list[_Item] = []
+        buf = None
+        metas: list[_Item] = []
 
         def flush():
-            nonlocal batch
-            if batch:
-                while not stop.is_set():
-                    try:
-                        out_q.put(batch, timeout=0.1)
-                        break
-                    except queue.Full:
-                        continue
-                batch = []
+            nonlocal buf, metas
+            if metas:
+                batch = _Batch(buf, len(metas), metas)
+                buf, metas = None, []
+                return batch
+            return None
 
-        try:
-            for video, frame_idx, lf in items:
+        for video, run in self._runs(items):
+            lfs = {i: lf for i, lf in run if lf is not None}
+            fallback = (lambda i, lfs=lfs: lfs[i].image) if lfs else None
+            for frame_idx, image, err in iter_frames(
+                video, [i for i, _ in run], fallback=fallback
+            ):
                 if stop.is_set():
                     return
-                try:
-                    image = lf.image if lf is not None else video[frame_idx]
-                    if image is None:
-                        raise ValueError("no image returned")
-                    image = np.asarray(image)
-                except Exception as err:  # noqa: BLE001 - a bad frame must not end the run
-                    counter["skipped"] += 1
-                    warnings.warn(
-                        f"skipping frame {frame_idx} of {getattr(video, 'filename', video)}: "
-                        f"it could not be decoded ({err})",
-                        stacklevel=2,
-                    )
+                if err is not None:
+                    yield _Skip(video, frame_idx, err)
                     continue
                 if image.ndim == 2:
                     image = image[..., None]
+                lf = lfs.get(frame_idx)
                 gt = _gt_points(lf, names) if lf is not None else None
-                item = _Item(video, int(frame_idx), image, gt)
-                if batch and (batch[0].video is not video or batch[0].image.shape != image.shape):
-                    flush()
-                batch.append(item)
-                if len(batch) >= self.batch_size:
-                    flush()
-            flush()
-        except BaseException as err:  # noqa: BLE001 - hand the failure to the main thread
-            counter["error"] = err
-        finally:
-            while True:
-                try:
-                    out_q.put(None, timeout=0.1)
-                    break
-                except queue.Full:
-                    if stop.is_set():
-                        break
+                if metas and (metas[0].video is not video or buf.shape[1:] != image.shape):
+                    yield flush()
+                if not metas:
+                    buf = pool.acquire((self.batch_size, *image.shape), stop)
+                    if buf is None:
+                        return
+                buf[len(metas)] = image
+                metas.append(_Item(video, int(frame_idx), None, gt))
+                if len(metas) >= self.batch_size:
+                    yield flush()
+            last = flush()
+            if last is not None:
+                yield last
+
+    def _preprocess(self, model, images):
+        """``model.preprocess`` with the uint8 -> float conversion done in one pass.
+
+        For posekit models the batch is moved to the model's device as uint8 (4x less to
+        transfer) and divided by 255 there by one ``torch.div`` (type promotion makes it
+        a single float32 pass, bit-identical to ``.float() / 255``); ``preprocess`` then
+        leaves float32 input as it is. Other models (test doubles, wrappers) get the
+        uint8 frames unchanged.
+        """
+        import torch
+
+        from posekit.model import Model
+
+        if isinstance(model, Model) and images.dtype == torch.uint8:
+            images = torch.div(images.to(model.device, non_blocking=True), 255.0)
+        return model.preprocess(images)
 
     def predict(self, source, frames=None):
         """Predict poses on every frame of ``source`` -> `sleap_io.Labels`.
@@ -505,62 +533,71 @@ class Predictor:
                 of the labeled frames to predict.
         """
         import sleap_io as sio
+        import torch
+
+        from posekit.inference.video_reader import BackgroundIterator
 
         items, total, source_labels = self._items(source, frames)
         self._to_device()
         skeleton = self.skeleton
         tracks = self._track_objects(source_labels)
-        out_q: queue.Queue = queue.Queue(maxsize=4)
+        pin = torch.device(self.device).type == "cuda"
+        queue_size = 4
+        pool = _BufferPool(size=queue_size + 2, pin_memory=pin)
         stop = threading.Event()
-        counter: dict[str, Any] = {"skipped": 0}
-        reader = threading.Thread(
-            target=self._reader, args=(items, out_q, stop, counter), daemon=True
-        )
         frames_out = []
         videos: list = []
+        skipped = 0
         t0 = time.perf_counter()
         n_done = 0
         progress = None
         task = None
         if self.progress:
             progress, task = _make_progress(total)
-        reader.start()
+        reader = BackgroundIterator(self._batches(items, pool, stop), maxsize=queue_size)
         try:
-            while True:
-                batch = out_q.get()
-                if batch is None:
-                    break
-                images = np.stack([it.image for it in batch])
-                gt = [it.gt for it in batch] if batch[0].gt is not None else None
-                results = self.predict_images(images, gt)
-                for it, raws in zip(batch, results):
+            for batch in reader:
+                if isinstance(batch, _Skip):
+                    skipped += 1
+                    warnings.warn(
+                        f"skipping frame {batch.frame_idx} of "
+                        f"{getattr(batch.video, 'filename', batch.video)}: it could not be "
+                        f"decoded ({batch.error})",
+                        stacklevel=2,
+                    )
+                    continue
+                metas = batch.items
+                gt = [it.gt for it in metas] if metas[0].gt is not None else None
+                images = pool.as_tensor(batch.buffer)[: batch.n]
+                if pin:
+                    images = images.to(self.device, non_blocking=True)
+                with torch.inference_mode():
+                    results = self._predict_batch(images, gt)
+                pool.release(batch.buffer)
+                for it, raws in zip(metas, results):
                     insts = [self._make_instance(r, skeleton, tracks) for r in raws]
                     frames_out.append(sio.LabeledFrame(it.video, it.frame_idx, insts))
                     if not any(v is it.video for v in videos):
                         videos.append(it.video)
-                n_done += len(batch)
+                n_done += batch.n
                 if progress is not None:
                     elapsed = max(time.perf_counter() - t0, 1e-9)
-                    progress.update(
-                        task, completed=n_done + counter["skipped"], fps=n_done / elapsed
-                    )
+                    progress.update(task, completed=n_done + skipped, fps=n_done / elapsed)
         finally:
             stop.set()
-            reader.join(timeout=5)
+            reader.close()
             if progress is not None:
                 progress.stop()
-        if "error" in counter:
-            raise counter["error"]
         elapsed = time.perf_counter() - t0
         self.stats = {
             "frames": n_done,
-            "skipped": counter["skipped"],
+            "skipped": skipped,
             "seconds": elapsed,
             "fps": n_done / elapsed if elapsed > 0 else 0.0,
         }
-        if counter["skipped"]:
+        if skipped:
             warnings.warn(
-                f"{counter['skipped']} frame(s) could not be decoded and were skipped",
+                f"{skipped} frame(s) could not be decoded and were skipped",
                 stacklevel=2,
             )
         if source_labels is not None:
@@ -573,6 +610,81 @@ class Predictor:
         )
         labels.provenance["posekit_predictor"] = type(self).__name__
         return labels
+
+
+@dataclass
+class _Batch:
+    buffer: Any  # (batch_size, H, W, C) uint8 from the pool; the first `n` rows are used
+    n: int
+    items: list[_Item]
+
+
+@dataclass
+class _Skip:
+    video: Any
+    frame_idx: int
+    error: BaseException
+
+
+class _BufferPool:
+    """Reusable uint8 batch buffers shared by the reader thread and the main thread.
+
+    At most ``size`` buffers exist (bounding memory together with the batch queue); the
+    reader blocks until the main thread releases one. Reuse avoids page-faulting fresh
+    allocations for every batch and, on CUDA, lets the buffers be pinned (page-locked)
+    once so host-to-device copies are fast and asynchronous. A buffer is released only
+    after its batch's predictions are back on the CPU, so an in-flight copy never sees
+    it overwritten.
+    """
+
+    def __init__(self, size: int, pin_memory: bool = False):
+        self.size = int(size)
+        self.pin_memory = bool(pin_memory)
+        self._free: queue.Queue = queue.Queue()
+        self._made = 0
+        self._shape: tuple | None = None
+        self._lock = threading.Lock()
+
+    def _new(self, shape):
+        if self.pin_memory:
+            import torch
+
+            return torch.empty(shape, dtype=torch.uint8, pin_memory=True).numpy()
+        return np.empty(shape, np.uint8)
+
+    def acquire(self, shape: tuple, stop: threading.Event):
+        shape = tuple(int(x) for x in shape)
+        with self._lock:
+            if shape != self._shape:
+                # New frame size: drop buffers of the old size (outstanding ones are
+                # discarded when released).
+                self._shape = shape
+                self._made = 0
+                while True:
+                    try:
+                        self._free.get_nowait()
+                    except queue.Empty:
+                        break
+            if self._free.empty() and self._made < self.size:
+                self._made += 1
+                return self._new(shape)
+        while not stop.is_set():
+            try:
+                buf = self._free.get(timeout=0.1)
+            except queue.Empty:
+                continue
+            if buf.shape == self._shape:
+                return buf
+        return None
+
+    def release(self, buf) -> None:
+        if buf.shape == self._shape:
+            self._free.put(buf)
+
+    def as_tensor(self, buf):
+        import torch
+
+        return torch.from_numpy(buf)
 
 
 def _make_progress(total: int):
@@ -625,7 +737,7 @@ class SingleInstancePredictor(Predictor):
         from posekit.inference.peaks import find_global_peaks
         from posekit.inference.refinement import to_image_coordinates
 
-        out = self._forward(self.model, self.model.preprocess(images))
+        out = self._forward(self.model, self._preprocess(self.model, images))
         cms = out[self.confmaps_head.name]
         offsets = out.get("OffsetRefinementHead")
         pts, vals = find_global_peaks(
@@ -712,7 +824,7 @@ class _TopDownBase(Predictor):
             return c.to(self.device), torch.ones(len(s), device=self.device), s.to(self.device)
 
         model = self.centroid_model
-        out = self._forward(model, model.preprocess(images))
+        out = self._forward(model, self._preprocess(model, images))
         cms = out[self.centroid_head.name]
         offsets = out.get("OffsetRefinementHead")
         pts, vals, samples, _ = find_local_peaks(
@@ -753,7 +865,7 @@ class _TopDownBase(Predictor):
             c = centroids[start : start + chunk]
             s = samples[start : start + chunk]
             crops = crop_centered(images_dev, c, s, size)
-            out = self._forward(model, model.preprocess(crops))
+            out = self._forward(model, self._preprocess(model, crops))
             cms = out[head.name]
             pts, vals = find_global_peaks(
                 cms,
@@ -898,7 +1010,7 @@ class BottomUpPredictor(Predictor):
     def _predict_batch(self, images, gt):
         from posekit.inference.peaks import find_local_peaks
 
-        out = self._forward(self.model, self.model.preprocess(images))
+        out = self._forward(self.model, self._preprocess(self.model, images))
         cms = out[self.confmaps_head.name]
         pafs = out[self.pafs_head.name]
         pts, vals, samples, channels = find_local_peaks(
@@ -952,7 +1064,7 @@ class BottomUpMultiClassPredictor(Predictor):
         from posekit.inference.identity import classify_peaks_from_maps
         from posekit.inference.peaks import find_local_peaks
 
-        out = self._forward(self.model, self.model.preprocess(images))
+        out = self._forward(self.model, self._preprocess(self.model, images))
         cms = out[self.confmaps_head.name]
         class_maps = out[self.class_maps_head.name]
         pts, vals, samples, channels = find_local_peaks(

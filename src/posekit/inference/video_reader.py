@@ -18,9 +18,12 @@ sleap-io's FFMPEG plugin does). Pixels are converted with libswscale to ``rgb24`
 the first channel is kept for grayscale videos, exactly as sleap-io does; on the shared
 test videos the result is bit-identical to `sleap_io.Video[i]` (FFMPEG plugin). With
 sleap-io's OpenCV plugin (used when ``cv2`` is installed) pixels may differ by a
-rounding step, since OpenCV links its own FFmpeg build. As a guard, the first frame of
-each stream is compared with ``video[i]``: a large difference (a wrong frame, not a
-rounding step) makes that video fall back to random access with a warning.
+rounding step, since OpenCV links its own FFmpeg build. Streams whose frames cannot be
+matched to sleap-io's indices (variable frame rate, display rotation) fall back to random
+access. ``verify=True`` also compares the first streamed frame with sleap-io's read of it
+(a large difference, i.e. a wrong frame rather than a rounding step, means random access
+with a warning); it is off by default because that one read through sleap-io's FFMPEG
+plugin costs ~0.3-1 s.
 
 Memory stays flat: frames flow through a bounded queue (`BackgroundIterator`), so at
 most ``maxsize`` items are decoded ahead of the consumer whatever the video length.
@@ -92,8 +95,16 @@ class SequentialDecoder:
     """PyAV decoder of one media file for increasing frame indices.
 
     `read(i)` returns frame ``i`` as (H, W, 3) uint8 RGB. Indices must increase from call
-    to call; frames in between are decoded but not converted (cheap), and gaps larger
-    than `seek_gap` are crossed with a keyframe seek.
+    to call; frames in between are decoded but not converted to RGB (cheap), and gaps
+    larger than `seek_gap` are crossed with a keyframe seek.
+
+    Frame ``i`` is the ``i``-th frame decoded from the start. After a seek the index
+    comes from the timestamp, ``round((pts - pts_0) * time_base * rate)`` with ``pts_0``
+    the first frame's; the two agree on constant-rate streams, and that is checked on
+    every frame decoded from the start. A stream whose timestamps disagree with the count
+    (variable frame rate), or that carries a display rotation (which ffmpeg, and so
+    sleap-io, would apply), raises `UnsupportedStream` so that the caller can use
+    random access instead.
     """
 
     def __init__(self, filename: str, seek_gap: int = DEFAULT_SEEK_GAP, threads: bool = True):
@@ -112,12 +123,12 @@ class SequentialDecoder:
         rate = self.stream.average_rate or self.stream.guessed_rate
         self.rate = Fraction(rate) if rate else None
         self.time_base = Fraction(self.stream.time_base) if self.stream.time_base else None
-        self.start_pts = self.stream.start_time
         self.pos = -1  # index of the last frame pulled from the decoder
-        self._frames: Iterator | None = None
-        self._counting = True  # True: index by count from the start; False: by timestamp
-        self._cfr = True  # timestamps agreed with the count so far (seeking is safe)
         self.seeks = 0
+        self._frames: Iterator | None = None
+        self._origin = None  # pts of the first frame of the stream
+        self._counting = True  # index by count from the start (False after a seek)
+        self._seek_target: int | None = None
 
     def close(self) -> None:
         self._frames = None
@@ -130,21 +141,27 @@ class SequentialDecoder:
         self.close()
 
     def _pts_index(self, pts) -> int | None:
-        if pts is None or self.rate is None or self.time_base is None:
+        if pts is None or self._origin is None or self.rate is None or not self.time_base:
             return None
-        start = self.start_pts or 0
-        return int(round((pts - start) * self.time_base * self.rate))
+        return int(round((pts - self._origin) * self.time_base * self.rate))
+
+    def _can_seek(self, frame_idx: int) -> bool:
+        return (
+            frame_idx - self.pos > self.seek_gap
+            and self._origin is not None
+            and self.rate is not None
+            and bool(self.time_base)
+            and self._seek_target != frame_idx  # one seek per target (GOPs > seek_gap)
+        )
 
     def _seek(self, frame_idx: int) -> None:
         """Jump to the keyframe at or before `frame_idx` (by timestamp)."""
-        target = (self.start_pts or 0) + int(frame_idx / (self.rate * self.time_base))
+        target = self._origin + int(frame_idx / (self.rate * self.time_base))
         self.container.seek(target, stream=self.stream, backward=True, any_frame=False)
         self._frames = self.container.decode(self.stream)
         self._counting = False
+        self._seek_target = frame_idx
         self.seeks += 1
-
-    def _can_seek(self) -> bool:
-        return self._cfr and self.rate is not None and self.time_base is not None
 
     def read(self, frame_idx: int) -> np.ndarray:
         if frame_idx <= self.pos:
@@ -153,34 +170,41 @@ class SequentialDecoder:
                 f"after {self.pos}"
             )
         if self._frames is None:
-            if frame_idx > self.seek_gap and self._can_seek():
-                self._seek(frame_idx)
-            else:
-                self._frames = self.container.decode(self.stream)
-        elif frame_idx - self.pos > self.seek_gap and self._can_seek():
+            self._frames = self.container.decode(self.stream)
+        if self._can_seek(frame_idx):
             self._seek(frame_idx)
-        for frame in self._frames:
+        while True:
+            try:
+                frame = next(self._frames)
+            except StopIteration:
+                raise IndexError(f"frame {frame_idx} is beyond the end of the stream") from None
             if frame.rotation:
-                # ffmpeg (sleap-io's FFMPEG plugin) would apply the display rotation.
-                raise _Unsupported(f"stream carries a display rotation of {frame.rotation}")
-            by_pts = self._pts_index(frame.pts)
+                raise UnsupportedStream(f"the stream has a display rotation ({frame.rotation})")
             if self._counting:
                 self.pos += 1
+                if self._origin is None:
+                    self._origin = frame.pts
+                by_pts = self._pts_index(frame.pts)
                 if by_pts is not None and by_pts != self.pos:
-                    self._cfr = False  # variable rate or odd timestamps: never seek
+                    raise UnsupportedStream(
+                        f"frame {self.pos} has the timestamp of frame {by_pts} (variable "
+                        "frame rate?)"
+                    )
             else:
+                by_pts = self._pts_index(frame.pts)
                 if by_pts is None:
-                    raise _Unsupported("frame without a timestamp after a seek")
+                    raise UnsupportedStream("a frame without a timestamp after a seek")
                 self.pos = by_pts
             if self.pos == frame_idx:
                 return frame.to_ndarray(format="rgb24")
             if self.pos > frame_idx:
-                raise IndexError(f"frame {frame_idx} not found (decoder jumped to {self.pos})")
-        raise IndexError(f"frame {frame_idx} is beyond the end of the stream")
+                raise IndexError(f"frame {frame_idx} not found (the decoder went to {self.pos})")
+            if self._can_seek(frame_idx):
+                self._seek(frame_idx)
 
 
-class _Unsupported(Exception):
-    """The stream can be decoded but not matched to sleap-io's frames: fall back."""
+class UnsupportedStream(Exception):
+    """The stream decodes, but its frames cannot be matched to sleap-io's indices."""
 
 
 # --------------------------------------------------------------------------- frame iteration
@@ -201,21 +225,23 @@ def iter_frames(
     *,
     fallback: Callable[[int], Any] | None = None,
     seek_gap: int = DEFAULT_SEEK_GAP,
-    verify: bool = True,
+    verify: bool = False,
     stats: dict | None = None,
 ) -> Iterator[tuple[int, np.ndarray | None, Exception | None]]:
     """Yield ``(frame_idx, image, error)`` for `frame_inds` of `video`, in order.
 
     ``image`` is (H, W, C) uint8 as `sleap_io.Video[i]` returns it, or None with the
     ``error`` that prevented reading it (the caller decides to skip or raise). Media
-    files are decoded sequentially while the indices increase; anything else, and any
-    index that goes backwards, is read with ``fallback(i)`` (default ``video[i]``).
+    files are decoded sequentially (an index that goes backwards starts a new pass);
+    anything else is read with ``fallback(i)`` (default ``video[i]``), as are the
+    remaining frames of a stream that fails or turns out unsupported midway. ``verify``:
+    see the module docstring.
 
-    ``stats`` (optional dict) receives ``mode`` ("stream" / "random access"), ``seeks``
-    and ``fallback_reason`` when streaming was not used or stopped.
+    ``stats`` (optional dict) receives ``mode`` ("stream" / "random access"), ``seeks``,
+    ``restarts`` and ``fallback_reason`` when streaming was not used or stopped.
     """
     if frame_inds is None:
-        frame_inds = range(len(video))
+        frame_inds = range(num_frames(video))
     read = fallback if fallback is not None else video.__getitem__
     stats = stats if stats is not None else {}
     stats.setdefault("mode", "random access")
@@ -269,7 +295,7 @@ def iter_frames(
                 continue
             try:
                 img = _to_sleap_channels(decoder.read(idx), backend)
-            except _Unsupported as err:
+            except UnsupportedStream as err:
                 stop_streaming(str(err))
                 warnings.warn(
                     f"{backend.filename}: {err}; reading frames by random access instead",
@@ -481,7 +507,7 @@ class VideoReader:
         frame_inds: Sequence[int] | None = None,
         prefetch: int = 8,
         seek_gap: int = DEFAULT_SEEK_GAP,
-        verify: bool = True,
+        verify: bool = False,
     ):
         self.video = video
         self.stats: dict[str, Any] = {"skipped": 0}
@@ -516,6 +542,7 @@ __all__ = [
     "DEFAULT_SEEK_GAP",
     "BackgroundIterator",
     "SequentialDecoder",
+    "UnsupportedStream",
     "VideoReader",
     "can_stream",
     "iter_frames",

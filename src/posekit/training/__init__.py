@@ -10,8 +10,7 @@ Submodules load lazily so `import posekit.training` does not import torch or Lig
 
 from __future__ import annotations
 
-import importlib
-from typing import Any
+from posekit._lazy import lazy_exports
 
 _LAZY = {
     "train": "posekit.training.train",
@@ -31,14 +30,5 @@ _LAZY = {
 __all__ = sorted(_LAZY)
 
 
-def __getattr__(name: str) -> Any:
-    module = _LAZY.get(name)
-    if module is None:
-        raise AttributeError(f"module 'posekit.training' has no attribute {name!r}")
-    value = getattr(importlib.import_module(module), name)
-    globals()[name] = value
-    return value
+__getattr__, __dir__ = lazy_exports(__name__, _LAZY)
 
-
-def __dir__() -> list[str]:
-    return sorted(__all__)

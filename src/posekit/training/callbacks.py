@@ -36,7 +36,7 @@ from typing import Any
 import lightning as L
 import numpy as np
 import torch
-from lightning.pytorch.callbacks import RichProgressBar
+from lightning.pytorch.callbacks import RichProgressBar, Timer
 
 from posekit.training.lightning_module import TRAIN_LOSS, VAL_LOSS
 
@@ -200,6 +200,7 @@ class AugmentationGenerator(L.Callback):
 # --------------------------------------------------------------------------- progress
 
 
+
 class PosekitProgressBar(RichProgressBar):
     """Rich progress bar whose metrics add the estimated time to the end of training.
 
@@ -235,7 +236,12 @@ class PosekitProgressBar(RichProgressBar):
                 elapsed = time.monotonic() - self._fit_t0
                 first = trainer.current_epoch - self._epochs_done
                 remaining = max(trainer.max_epochs - first - done, 0.0)
-                items["eta"] = _hms(elapsed / done * remaining)
+                eta = elapsed / done * remaining
+                # A wall-clock limit (`max_time`) ends training earlier than the epochs do.
+                for cb in trainer.callbacks:
+                    if isinstance(cb, Timer) and cb.time_remaining() is not None:
+                        eta = min(eta, max(cb.time_remaining(), 0.0))
+                items["eta"] = _hms(eta)
         return items
 
 

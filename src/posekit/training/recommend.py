@@ -1,38 +1,87 @@
-"""`posekit train --auto`: training settings derived from the labels and the hardware.
+"""`posekit train --auto`: training settings derived from the labels, the hardware and the time.
 
-The recommender leaves the architecture alone (the config chooses it) and sets what
-depends on the data and the machine. Its rules, in order:
+The recommender sets what depends on the data and the machine. Without a time budget it
+leaves the architecture alone (the config chooses it); with one (`max_time`, the wall
+clock the user grants to training) it also makes the network as cheap as the data allow
+on a CPU, because there the budget, not the epoch count, decides how good the model gets.
 
-1. **Input scaling** (`data.preprocessing.input_scaling`), from the frame size (H, W), the
-   typical animal size `a` (median of the largest bounding-box side of each instance, in
-   frame pixels) and the model type:
-   - centroid models only need to find animals: ``s = min(1, 512 / max(H, W))``, but not
-     below ``32 / a`` (animals stay >= 32 px);
+Notation: (H, W) frame size; `a` the typical animal size (median over instances of the
+largest bounding-box side, frame pixels); `A` the largest instance; `n` the training
+examples (frames, or instances for top-down models); `s` the input scaling; `B` the
+budget in seconds. "Lean" means: a budget is given and the model trains on a CPU (on a
+GPU ten minutes already buy tens of thousands of samples at the config's own size).
+
+1. **Input scaling** (`data.preprocessing.input_scaling`):
+   - centroid models only need to find animals. Without a budget ``s = min(1, 512 /
+     max(H, W))`` but not below ``32 / a`` (animals stay >= 32 px). Lean: ``s = 24 / a``
+     (but the frame stays >= 64 px): a 24 px animal is still an unmistakable blob, and
+     the cost falls with the square of the scale (1024 px frames with 94 px flies: 0.25,
+     16x cheaper than full size);
    - other full-frame models (single instance, bottom-up): ``s = min(1, 1024 / max(H,
-     W))``, but not below ``64 / a`` (parts of an animal stay resolvable);
-   - top-down models work on crops: ``s = 1`` unless the largest instance exceeds 512 px,
-     then ``s = 512 / largest``.
+     W))`` but not below ``64 / a`` (parts stay resolvable); lean: 512 and 48 px;
+   - top-down models work on crops: ``s = 1`` unless the largest instance exceeds 512 px
+     (lean: 256 px), then ``s = 512 / A`` (256 / A): fine parts need full resolution
+     and crops are already small.
    `s` is rounded down to a multiple of 0.05 (at least 0.05), and never above 1.
-2. **Crop size** (top-down): SLEAP's automatic rule at that scale, i.e. the largest
-   bounding-box side of any instance times `s`, plus `crop_size_detection_padding`,
-   rounded up to a multiple of the backbone's max stride.
-3. **Batch size**: on CPU 4 (small batches train fastest per second there). On a GPU the
-   activation memory of one sample is estimated as ``160 bytes x pixels x filters`` (the
-   model input after scaling/cropping, padded to the stride, and the backbone's base
-   filter count) and the batch is the largest power of two whose samples fit in half of
-   the GPU's memory, between 2 and 64. Never more than the number of training examples.
-4. **Learning rate**: ``1e-4 x sqrt(batch / 4)`` (SLEAP's 1e-4 is tuned for batch 4;
-   Adam's step scales with the square root of the batch), capped at 1e-3.
-5. **Epochs**: one epoch is ``batches_per_epoch = clamp(ceil(n / batch), 50, 200)`` steps
-   (`n` = training examples: frames, or instances for top-down). Training should show
-   each example about 300 times (augmented) and at least 20 000 samples in total, so
-   ``epochs = clamp(ceil(max(300 n, 20000) / (batch x batches_per_epoch)), 10, 300)``.
-6. **Schedule**: reduce-on-plateau with factor 0.5, patience ``p = clamp(epochs // 20, 3,
-   10)``, cooldown ``max(1, p // 2)``, min LR 1e-8; early stopping after ``2p + cooldown``
-   epochs without improvement, so the learning rate is lowered at least once before
-   training gives up. Validation runs one pass over the validation set per epoch
-   (`min_val_batches_per_epoch = 1`).
-7. **Data loader workers**: none on machines with 2 cores or fewer, else cores - 1 (<= 8).
+2. **Backbone (lean, UNet and LEAP only; the family is kept)**: `filters` is capped at 16
+   (cost grows with its square; 16 base filters learn confidence maps of one animal
+   well). For a UNet, `max_stride` becomes the smallest of 8, 16, 32, ... (never above
+   the config's) whose receptive field covers twice the typical animal at the model's
+   scale: enough context to tell left from right, and each level dropped saves about a
+   fifth of the compute. Receptive fields come from `posekit.summary`.
+3. **Output stride and sigma (lean, centroid / centered-instance / single-instance
+   heads)**: centroid maps need a pixel of at most a quarter animal: the largest power of
+   two ``<= a s / 4``. Part maps need a pixel of at most 2 frame pixels, so that errors of
+   a few pixels are within reach of sub-pixel refinement: the largest power of two ``<= 2
+   s`` (at least 1). The backbone's output stride follows the head. `sigma` (in map
+   pixels; posekit multiplies it by the stride) becomes 1.5: wide enough to give the loss
+   a 7 x 7 patch of signal per point early in training, narrow enough for the 5 x 5
+   integral refinement to stay nearly unbiased.
+4. **Crop size** (top-down): SLEAP's automatic rule at that scale, i.e. ``A s`` plus
+   `crop_size_detection_padding`, rounded up to a multiple of the backbone's max stride.
+5. **Batch size**: on CPU 4 (per-sample speed hardly changes with the batch there, so
+   small batches give the most updates per second). On a GPU the activation memory of
+   one sample is estimated as ``160 bytes x pixels x filters`` and the batch is the
+   largest power of two whose samples fit in half of the GPU's memory, between 2 and 64.
+   Never more than the number of training examples.
+6. **Learning rate**: without a budget ``1e-4 x sqrt(batch / 4)`` capped at 1e-3
+   (SLEAP's 1e-4 is tuned for batch 4; Adam's step scales with the square root of the
+   batch). With a budget 1e-3: a short run makes only hundreds to a few thousand
+   updates, Adam at 1e-3 gets there several times faster than at 1e-4, and the plateau
+   schedule lowers it once the validation loss stalls.
+7. **Epochs**:
+   - without a budget one epoch is ``batches_per_epoch = clamp(ceil(n / batch), 50,
+     200)`` steps and training should show each example about 300 times and at least
+     20 000 samples, so ``epochs = clamp(ceil(max(300 n, 20000) / (batch x
+     batches_per_epoch)), 10, 300)``;
+   - with a budget the updates that fit are estimated as ``S = B x R / (3 F x batch)``
+     (`F` forward GFLOPs per sample from `posekit.summary` at the chosen size, x3 for the
+     backward pass; `R` the machine's sustained training GFLOP/s, `Hardware.train_gflops`,
+     by default 15 per CPU core, 5000 for CUDA, 1000 for MPS; 15/core is what a 2-core
+     shared Xeon sustained here). Epochs are cut to ``batches_per_epoch =
+     clamp(round(S / 30), 10, 200)`` so about 30 validations (and chances to save the
+     best model and lower the learning rate) happen in the budget, and little is lost
+     when the clock stops mid-epoch. `epochs` is set to 3x the estimate (at least 10,
+     at most 1000): the clock, not the epoch count, ends training.
+8. **Validation**: without a budget one pass over the validation set per epoch
+   (`min_val_batches_per_epoch = 1`). With a budget at most ``max(2, batches_per_epoch
+   // 4)`` batches (the same fixed batches every epoch, so losses compare), which keeps
+   validation under ~10% of the time, and never more than one pass (estimated from
+   `validation_fraction`).
+9. **Schedule**: reduce-on-plateau with factor 0.5 and min LR 1e-8. Without a budget
+   patience ``p = clamp(epochs // 20, 3, 10)``, cooldown ``max(1, p // 2)``, early
+   stopping after ``2p + cooldown`` epochs without improvement (the learning rate is
+   lowered at least once before training gives up). With a budget ``p = clamp(E // 10,
+   2, 5)`` for the ``E`` estimated epochs, cooldown 1, and no early stopping: the clock
+   ends the run, and stopping on a noisy plateau would only waste time already granted.
+10. **Rotation augmentation**: -180..180 degrees, unless the config already rotates over a
+    wider range. Overhead cameras (SLEAP's usual setup) see animals in every
+    orientation, but a small set of labelled frames rarely shows them all: in the flies
+    clip 498 of the 500 instances of frames 0-999 face one 45 degree sector while those
+    of frames 1000-1499 face six. Rotations teach the missing orientations at no cost per
+    step. For side views, override `optimization.augmentation_config.rotation_*_angle`.
+11. **Data loader workers**: none on machines with 2 cores or fewer, else cores - 1
+    (<= 8).
 
 Every setting is returned as a dotted override with the reason for it; explicit user
 overrides are applied after these and win.
@@ -40,23 +89,49 @@ overrides are applied after these and win.
 
 from __future__ import annotations
 
+import datetime as _dt
 import math
+import re
 from dataclasses import dataclass, field
 from typing import Any
 
 import numpy as np
 
+from posekit.errors import PosekitError
+
 TOPDOWN = ("centered_instance", "multi_class_topdown")
+#: Heads whose output stride and sigma the lean rules set (one confidence-map head).
+SINGLE_MAP_HEADS = ("centroid", "centered_instance", "single_instance")
+LEAN_FILTERS = 16
+LEAN_SIGMA = 1.5
+BUDGET_EPOCHS = 30
+BUDGET_LR = 1e-3
+#: Sustained training GFLOP/s assumed when `Hardware.train_gflops` is not given.
+DEFAULT_GFLOPS = {"cpu_per_core": 15.0, "cuda": 5000.0, "mps": 1000.0}
 
 
 @dataclass
 class Hardware:
-    """What the recommender needs to know about the machine."""
+    """What the recommender needs to know about the machine.
+
+    `train_gflops`: sustained GFLOP/s of training (forward + backward) on this machine;
+    None uses `DEFAULT_GFLOPS`. Only the epoch lengths of budgeted runs depend on it.
+    """
 
     kind: str = "cpu"  # "cpu", "cuda" or "mps"
     devices: int = 1
     memory_bytes: int | None = None  # per accelerator
     cpu_count: int = 1
+    train_gflops: float | None = None
+
+    def gflops(self) -> float:
+        if self.train_gflops:
+            return float(self.train_gflops)
+        if self.kind == "cuda":
+            return DEFAULT_GFLOPS["cuda"] * max(self.devices, 1)
+        if self.kind == "mps":
+            return DEFAULT_GFLOPS["mps"]
+        return DEFAULT_GFLOPS["cpu_per_core"] * max(self.cpu_count, 1)
 
 
 def detect_hardware(device: str = "auto") -> Hardware:
@@ -77,11 +152,16 @@ def detect_hardware(device: str = "auto") -> Hardware:
 
 @dataclass
 class Recommendation:
-    """Dotted config overrides and why each was chosen."""
+    """Dotted config overrides and why each was chosen.
+
+    `plan` holds the budget arithmetic of a budgeted recommendation (forward GFLOPs per
+    sample, estimated steps and epochs), empty otherwise.
+    """
 
     overrides: dict[str, Any] = field(default_factory=dict)
     reasons: dict[str, str] = field(default_factory=dict)
     num_workers: int = 0
+    plan: dict[str, float] = field(default_factory=dict)
 
     def set(self, key: str, value: Any, reason: str) -> None:
         self.overrides[key] = value
@@ -90,7 +170,43 @@ class Recommendation:
     def describe(self) -> str:
         lines = [f"  {k} = {v!r}  ({self.reasons.get(k, '')})" for k, v in self.overrides.items()]
         lines.append(f"  num_workers = {self.num_workers}")
+        if self.plan:
+            lines.append("  plan: " + ", ".join(f"{k}={v:.4g}" for k, v in self.plan.items()))
         return "\n".join(lines)
+
+
+def budget_seconds(max_time: Any) -> float | None:
+    """A wall-clock budget in seconds from what `train(max_time=...)` accepts.
+
+    Seconds (number), `datetime.timedelta`, ``"DD:HH:MM:SS"`` or a dict of timedelta
+    fields (``{"minutes": 10}``); None for no budget.
+    """
+    if max_time is None:
+        return None
+    if isinstance(max_time, _dt.timedelta):
+        seconds = max_time.total_seconds()
+    elif isinstance(max_time, dict):
+        try:
+            seconds = _dt.timedelta(**max_time).total_seconds()
+        except TypeError as err:
+            raise PosekitError(
+                f"max_time={max_time!r}: a dict must hold timedelta fields such as "
+                f"{{'minutes': 10}} ({err})"
+            ) from err
+    elif isinstance(max_time, str) and re.fullmatch(r"\d+:\d+:\d+:\d+", max_time.strip()):
+        d, h, m, s = (int(v) for v in max_time.strip().split(":"))
+        seconds = float(((d * 24 + h) * 60 + m) * 60 + s)
+    else:
+        try:
+            seconds = float(max_time)
+        except (TypeError, ValueError):
+            raise PosekitError(
+                f"max_time={max_time!r} is not a time: give seconds (600), "
+                f"'DD:HH:MM:SS' ('00:00:10:00') or a timedelta"
+            ) from None
+    if not math.isfinite(seconds) or seconds <= 0:
+        raise PosekitError(f"max_time={max_time!r} must be a positive time")
+    return float(seconds)
 
 
 def _instance_sizes(labels: Any) -> np.ndarray:
@@ -109,9 +225,19 @@ def _frame_hw(labels: Any) -> tuple[int, int]:
     return max(s[0] for s in shapes), max(s[1] for s in shapes)
 
 
+def _frame_channels(labels: Any) -> int:
+    used = sorted({e.video_index for e in labels.entries})
+    shape = labels.frame_shape(used[0]) if used else (0, 0, 1)
+    return int(shape[2]) if len(shape) > 2 else 1
+
+
 def _round_scale(s: float) -> float:
     s = min(1.0, s)
     return max(0.05, math.floor(s / 0.05 + 1e-9) * 0.05)
+
+
+def _pow2_floor(x: float, low: int = 1) -> int:
+    return max(int(low), 2 ** int(math.floor(math.log2(max(x, 1e-9)))))
 
 
 def _backbone_filters(config: Any) -> int:
@@ -128,32 +254,129 @@ def _max_stride(config: Any) -> int:
     return int(getattr(chosen, "max_stride", 32) or 32)
 
 
-def recommend(config: Any, labels: Any, hardware: Hardware | None = None) -> Recommendation:
-    """Settings for training `config` on `labels` (`PoseLabels`) on `hardware`."""
+def _head_cfg(config: Any) -> Any:
+    head = config.model.heads.which_oneof()
+    return getattr(head, "confmaps", head)
+
+
+def _summary(config: Any, overrides: dict[str, Any], hw_in: tuple[int, int, int]) -> dict:
+    from posekit.summary import summary
+    from posekit.training.overrides import apply_overrides
+
+    return summary(apply_overrides(config, overrides), hw_in)
+
+
+def _lean_receptive_field(
+    config: Any,
+    overrides: dict[str, Any],
+    head_key: str,
+    out_stride: int,
+    need: float,
+    channels: int,
+) -> tuple[int, float]:
+    """Smallest UNet max stride (>= 8, <= the config's) whose receptive field >= `need`."""
+    limit = _max_stride(config)
+    ms = min(8, limit)
+    while True:
+        os_ = max(1, min(out_stride, ms // 2))
+        trial = dict(overrides)
+        trial.update(
+            {
+                "model.backbone.unet.max_stride": ms,
+                "model.backbone.unet.output_stride": os_,
+                f"{head_key}.output_stride": os_,
+            }
+        )
+        side = 4 * ms
+        rf = float(_summary(config, trial, (side, side, channels))["receptive_field"])
+        if rf >= need or ms >= limit:
+            return ms, rf
+        ms *= 2
+
+
+def recommend(
+    config: Any, labels: Any, hardware: Hardware | None = None, max_time: Any = None
+) -> Recommendation:
+    """Settings for training `config` on `labels` (`PoseLabels`) on `hardware`.
+
+    `max_time`: the wall-clock training budget (seconds, timedelta, "DD:HH:MM:SS"); with
+    one the recommendation is planned for that time (see the module docstring).
+    """
     from posekit.data.instance_cropping import find_instance_crop_size
 
     hw = hardware or detect_hardware()
+    budget = budget_seconds(max_time)
+    lean = budget is not None and hw.kind == "cpu"
     rec = Recommendation()
     model_type = config.model.heads.which_oneof_attrib_name()
+    backbone_name = config.model.backbone.which_oneof_attrib_name()
     h, w = _frame_hw(labels)
+    channels = _frame_channels(labels)
     sizes = _instance_sizes(labels)
     typical, largest = float(np.median(sizes)), float(sizes.max())
-    stride = _max_stride(config)
 
     # 1. input scaling
     if model_type in TOPDOWN:
-        s = 1.0 if largest <= 512 else 512.0 / largest
-        why = "top-down crops: full resolution unless instances exceed 512 px"
+        cap = 256.0 if lean else 512.0
+        s = 1.0 if largest <= cap else cap / largest
+        why = f"top-down crops: full resolution unless instances exceed {cap:.0f} px"
     elif model_type == "centroid":
-        s = max(min(1.0, 512.0 / max(h, w)), 32.0 / typical)
-        why = f"centroids: frame side -> <=512 px, animals ({typical:.0f} px) kept >= 32 px"
+        if lean:
+            s = min(1.0, max(24.0 / typical, 64.0 / max(h, w)))
+            why = f"CPU budget: animals ({typical:.0f} px) -> 24 px, cost ~ scale^2"
+        else:
+            s = max(min(1.0, 512.0 / max(h, w)), 32.0 / typical)
+            why = f"centroids: frame side -> <=512 px, animals ({typical:.0f} px) kept >= 32 px"
     else:
-        s = max(min(1.0, 1024.0 / max(h, w)), 64.0 / typical)
-        why = f"frame side -> <=1024 px, animals ({typical:.0f} px) kept >= 64 px"
+        side, floor = (512.0, 48.0) if lean else (1024.0, 64.0)
+        s = max(min(1.0, side / max(h, w)), floor / typical)
+        why = f"frame side -> <={side:.0f} px, animals ({typical:.0f} px) kept >= {floor:.0f} px"
     s = _round_scale(s)
     rec.set("data.preprocessing.input_scaling", s, why)
 
-    # 2. crop size / model input size
+    # 2-3. lean backbone, output stride and sigma
+    stride = _max_stride(config)
+    if lean and backbone_name in ("unet", "leap"):
+        filters = int(getattr(config.model.backbone.which_oneof(), "filters", LEAN_FILTERS))
+        if filters > LEAN_FILTERS:
+            rec.set(
+                f"model.backbone.{backbone_name}.filters",
+                LEAN_FILTERS,
+                f"CPU budget: {filters} -> {LEAN_FILTERS} filters, cost ~ filters^2",
+            )
+    if lean and model_type in SINGLE_MAP_HEADS:
+        head_key = f"model.heads.{model_type}"
+        if model_type == "centroid":
+            os_ = _pow2_floor(typical * s / 4.0)
+            why = f"a map pixel <= a quarter animal ({typical * s:.0f} px at scale {s})"
+        else:
+            os_ = _pow2_floor(2.0 * s)
+            why = "a map pixel <= 2 frame px, for errors of a few px"
+        if backbone_name == "unet":
+            need = 2.0 * typical * s
+            ms, rf = _lean_receptive_field(
+                config, dict(rec.overrides), head_key, os_, need, channels
+            )
+            os_ = max(1, min(os_, ms // 2))
+            if ms != stride:
+                rec.set(
+                    "model.backbone.unet.max_stride",
+                    ms,
+                    f"receptive field {rf:.0f} px >= 2 x animal ({need:.0f} px)",
+                )
+            stride = ms
+        backbone_cfg = config.model.backbone.which_oneof()
+        if hasattr(backbone_cfg, "output_stride"):
+            os_ = max(1, min(os_, stride))
+            rec.set(f"model.backbone.{backbone_name}.output_stride", os_, why)
+            rec.set(f"{head_key}.output_stride", os_, "the backbone's output stride")
+            rec.set(
+                f"{head_key}.sigma",
+                LEAN_SIGMA,
+                "map px: a 7x7 patch of signal, nearly unbiased 5x5 refinement",
+            )
+
+    # 4. crop size / model input size
     if model_type in TOPDOWN:
         padding = int(config.data.instance_cropping.crop_size_detection_padding)
         crop = find_instance_crop_size(
@@ -172,54 +395,130 @@ def recommend(config: Any, labels: Any, hardware: Hardware | None = None) -> Rec
         n_examples = len(labels)
     n_examples = max(n_examples, 1)
 
-    # 3. batch size
+    # 5. batch size
     if hw.kind == "cuda" and hw.memory_bytes:
-        per_sample = 160.0 * in_h * in_w * _backbone_filters(config)
+        filters = int(rec.overrides.get(f"model.backbone.{backbone_name}.filters", 0)) or (
+            _backbone_filters(config)
+        )
+        per_sample = 160.0 * in_h * in_w * filters
         fit = max(1.0, 0.5 * hw.memory_bytes / per_sample)
         batch = int(min(64, max(2, 2 ** int(math.floor(math.log2(fit))))))
         why = f"~{per_sample / 2**20:.0f} MiB/sample in half of {hw.memory_bytes / 2**30:.0f} GiB"
     else:
-        batch, why = 4, f"{hw.kind}: small batches train fastest per second"
+        batch, why = 4, f"{hw.kind}: small batches give the most updates per second"
     if batch > n_examples:
         batch = max(1, 2 ** int(math.floor(math.log2(n_examples))))
         why += f"; capped by {n_examples} training examples"
     rec.set("optimization.batch_size", batch, why)
 
-    # 4. learning rate
-    lr = float(min(1e-3, 1e-4 * math.sqrt(batch / 4.0)))
-    rec.set("optimization.initial_learning_rate", float(f"{lr:.3g}"), "1e-4 x sqrt(batch / 4)")
+    # 6. learning rate
+    if budget is not None:
+        rec.set(
+            "optimization.initial_learning_rate",
+            BUDGET_LR,
+            "time budget: few updates, a high rate lowered on plateaus",
+        )
+    else:
+        lr = float(min(1e-3, 1e-4 * math.sqrt(batch / 4.0)))
+        rec.set("optimization.initial_learning_rate", float(f"{lr:.3g}"), "1e-4 x sqrt(batch / 4)")
 
-    # 5. epochs
-    bpe = int(min(200, max(50, math.ceil(n_examples / batch))))
-    samples = max(300 * n_examples, 20000)
-    epochs = int(min(300, max(10, math.ceil(samples / (batch * bpe)))))
-    rec.set("optimization.batches_per_epoch", bpe, "ceil(n / batch) within [50, 200]")
-    rec.set(
-        "optimization.epochs", epochs, f"~{samples} samples ({n_examples} examples x 300, >= 20000)"
-    )
+    # 7-8. epochs and validation
+    if budget is None:
+        bpe = int(min(200, max(50, math.ceil(n_examples / batch))))
+        samples = max(300 * n_examples, 20000)
+        epochs = int(min(300, max(10, math.ceil(samples / (batch * bpe)))))
+        rec.set("optimization.batches_per_epoch", bpe, "ceil(n / batch) within [50, 200]")
+        rec.set(
+            "optimization.epochs",
+            epochs,
+            f"~{samples} samples ({n_examples} examples x 300, >= 20000)",
+        )
+        rec.set("optimization.val_batches_per_epoch", None, "one pass over the validation set")
+        rec.set("optimization.min_val_batches_per_epoch", 1, "one pass over the validation set")
+        est_epochs = float(epochs)
+    else:
+        gflops = float(_summary(config, rec.overrides, (in_h, in_w, channels))["gflops"])
+        rate = hw.gflops()
+        steps = budget * rate / (3.0 * gflops * batch)
+        bpe = int(min(200, max(10, round(steps / BUDGET_EPOCHS))))
+        est_epochs = max(1.0, steps / bpe)
+        epochs = int(min(1000, max(10, math.ceil(3 * est_epochs))))
+        rec.plan = {
+            "budget_s": budget,
+            "gflops_per_sample": gflops,
+            "train_gflops_per_s": rate,
+            "est_steps": steps,
+            "est_epochs": est_epochs,
+        }
+        rec.set(
+            "optimization.batches_per_epoch",
+            bpe,
+            f"~{steps:.0f} steps fit in {budget:.0f} s ({gflops:.2f} GFLOPs/sample at "
+            f"{rate:.0f} GFLOP/s): ~{BUDGET_EPOCHS} epochs",
+        )
+        rec.set("optimization.epochs", epochs, "3x the estimate: the clock ends training")
+        fraction = float(config.data.labels.validation_fraction or 0.1)
+        n_val = max(1.0, n_examples * fraction / max(1e-6, 1.0 - fraction))
+        val_batches = int(min(math.ceil(n_val / batch), max(2, bpe // 4)))
+        rec.set(
+            "optimization.val_batches_per_epoch",
+            max(1, val_batches),
+            "<= 1/4 of the training batches, at most one pass",
+        )
+        rec.set("optimization.min_val_batches_per_epoch", 1, "validate every epoch")
 
-    # 6. schedule
-    patience = int(min(10, max(3, epochs // 20)))
-    cooldown = max(1, patience // 2)
+    # 9. schedule
+    if budget is None:
+        patience = int(min(10, max(3, epochs // 20)))
+        cooldown = max(1, patience // 2)
+    else:
+        patience = int(min(5, max(2, int(est_epochs) // 10)))
+        cooldown = 1
     rec.set("optimization.learning_rate_schedule.reduce_on_plateau", True, "Keras/SLEAP plateau")
     rec.set("optimization.learning_rate_schedule.reduction_factor", 0.5, "halve on plateau")
     rec.set(
-        "optimization.learning_rate_schedule.plateau_patience", patience, "epochs // 20 in [3, 10]"
+        "optimization.learning_rate_schedule.plateau_patience",
+        patience,
+        "epochs // 20 in [3, 10]" if budget is None else "estimated epochs // 10 in [2, 5]",
     )
-    rec.set("optimization.learning_rate_schedule.plateau_cooldown", cooldown, "patience // 2")
-    rec.set("optimization.learning_rate_schedule.min_learning_rate", 1e-8, "SLEAP default")
-    rec.set("optimization.early_stopping.stop_training_on_plateau", True, "stop when flat")
     rec.set(
-        "optimization.early_stopping.plateau_patience",
-        2 * patience + cooldown,
-        "lets the learning rate drop at least once first",
+        "optimization.learning_rate_schedule.plateau_cooldown",
+        cooldown,
+        "patience // 2" if budget is None else "react quickly in a short run",
     )
-    rec.set("optimization.val_batches_per_epoch", None, "one pass over the validation set")
-    rec.set("optimization.min_val_batches_per_epoch", 1, "one pass over the validation set")
+    rec.set("optimization.learning_rate_schedule.min_learning_rate", 1e-8, "SLEAP default")
+    if budget is None:
+        rec.set("optimization.early_stopping.stop_training_on_plateau", True, "stop when flat")
+        rec.set(
+            "optimization.early_stopping.plateau_patience",
+            2 * patience + cooldown,
+            "lets the learning rate drop at least once first",
+        )
+    else:
+        rec.set(
+            "optimization.early_stopping.stop_training_on_plateau",
+            False,
+            "the clock ends the run",
+        )
 
-    # 7. loader workers
+    # 10. rotation
+    augmentation = config.optimization.augmentation_config
+    span = float(augmentation.rotation_max_angle) - float(augmentation.rotation_min_angle)
+    if not (augmentation.rotate and span >= 360.0):
+        aug = "optimization.augmentation_config"
+        rec.set(f"{aug}.rotate", True, "animals may face any direction (overhead view)")
+        rec.set(f"{aug}.rotation_min_angle", -180.0, "every orientation")
+        rec.set(f"{aug}.rotation_max_angle", 180.0, "every orientation")
+
+    # 11. loader workers
     rec.num_workers = 0 if hw.cpu_count <= 2 else min(8, hw.cpu_count - 1)
     return rec
 
 
-__all__ = ["Hardware", "Recommendation", "detect_hardware", "recommend"]
+__all__ = [
+    "Hardware",
+    "Recommendation",
+    "budget_seconds",
+    "detect_hardware",
+    "recommend",
+]

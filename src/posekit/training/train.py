@@ -32,12 +32,11 @@ from __future__ import annotations
 
 import datetime as _dt
 import os
-import sys
-import types
 import warnings
 from pathlib import Path
 from typing import Any
 
+from posekit._lazy import callable_module
 from posekit.errors import PosekitError
 
 RUN_DIR_ENV = "POSEKIT_RUN_DIR"
@@ -339,6 +338,19 @@ def _max_time(max_time: Any) -> Any:
 # --------------------------------------------------------------------------- train
 
 
+def _quiet_lightning() -> None:
+    """Keep Lightning's banners and advertising tips out of the user's console.
+
+    Device facts still show in posekit's own progress output; warnings stay visible.
+    """
+    import logging
+
+    logging.getLogger("lightning.pytorch.utilities.rank_zero").setLevel(logging.WARNING)
+    logging.getLogger("lightning.fabric.utilities.rank_zero").setLevel(logging.WARNING)
+    warnings.filterwarnings("ignore", message=".*isinstance\\(treespec, LeafSpec\\).*")
+    warnings.filterwarnings("ignore", message=".*overridden `on_after_batch_transfer`.*")
+
+
 def train(
     config: Any = None,
     labels: Any = None,
@@ -539,6 +551,7 @@ def train(
         cbs.append(PosekitProgressBar())
     cbs.extend(callbacks or [])
     accelerator = _accelerator(device)
+    _quiet_lightning()
     trainer = L.Trainer(
         accelerator=accelerator,
         devices=devices if devices is not None else 1,
@@ -591,16 +604,4 @@ def train(
 __all__ = ["as_job_config", "load_base_checkpoint", "train", "update_config"]
 
 
-class _CallableModule(types.ModuleType):
-    """`posekit.training.train` is both this module and the function `train`.
-
-    Importing the submodule makes Python bind the package attribute `train` to the module,
-    which would shadow the function that `from posekit.training import train` promises;
-    calling the module calls the function, so both spellings work.
-    """
-
-    def __call__(self, *args: Any, **kwargs: Any) -> Path:
-        return train(*args, **kwargs)
-
-
-sys.modules[__name__].__class__ = _CallableModule
+callable_module(__name__, "train")

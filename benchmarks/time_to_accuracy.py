@@ -1,0 +1,404 @@
+"""Time to accuracy: how good a top-down model gets in a fixed wall-clock budget on this machine.
+
+The number users feel is not steps per second but how accurate the model is after the
+time they are willing to wait. This benchmark trains the top-down pair (centroid, then
+centered instance) on the flies clip with a wall-clock limit per model, predicts held-out
+frames with the pair and evaluates them:
+
+- data: `shared/data/flies/clip.slp` (1024 x 1024 video, 2 flies, 13 nodes, every frame
+  labelled). Train: frames 0-999 with ``frame_idx % 4 == 0`` (250 frames); 10% of those
+  (a seeded split, the same for every config) validate. Test: frames 1000-1499 with
+  ``frame_idx % 5 == 0`` (100 frames), never seen in training.
+- configs (`--configs`): ``sleap`` trains SLEAP's `baseline.centroid` and
+  `baseline_medium_rf.topdown` profiles exactly as written; ``posekit`` trains the same
+  profiles with the settings `posekit.training.recommend` picks for the labels, the
+  hardware and the budget (what ``posekit train --auto`` uses).
+- prediction: `posekit.load_predictor([centroid, centered])` with the best model of each
+  run (the last one when no epoch finished validation) and at most as many instances per
+  frame as the training labels have (2), as a SLEAP user would set it.
+- output (`--out`): a rich table (also in ``results.txt``), ``results.json`` (metrics,
+  recommendations, machine load) and ``val_loss_curves.png`` (validation loss of every
+  run against training minutes, one panel per model).
+
+Threads: `torch.set_num_threads` = the machine's cores unless `--threads`. OpenMP's wait
+policy is set to PASSIVE (unless already set): on a machine shared with other jobs,
+spinning OpenMP threads lose their time slices at every barrier; on the 2-core shared
+box this was written on, a 160 px UNet step went from 2.2 to 5.7 samples/s. The machine
+load and the CPU time the benchmark actually got are recorded with the results.
+
+Run: ``python benchmarks/time_to_accuracy.py [--minutes 10] [--configs sleap,posekit]
+[--out /tmp/tta] [--threads N] [--device cpu]``.
+"""
+
+from __future__ import annotations
+
+import os
+
+os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")  # must precede the OpenMP runtime
+
+import argparse  # noqa: E402
+import csv  # noqa: E402
+import json  # noqa: E402
+import math  # noqa: E402
+import resource  # noqa: E402
+import time  # noqa: E402
+from pathlib import Path  # noqa: E402
+from typing import Any  # noqa: E402
+
+SHARED = Path(__file__).resolve().parents[1] / ".." / "shared"
+DEFAULT_SLP = SHARED / "data" / "flies" / "clip.slp"
+PROFILES = SHARED / "sleap_profiles"
+MODELS = (("centroid", "baseline.centroid.json"), ("centered", "baseline_medium_rf.topdown.json"))
+CONFIGS = ("sleap", "posekit")
+
+
+# --------------------------------------------------------------------------- data
+
+
+def split_labels_by_frame(labels: Any) -> tuple[Any, Any]:
+    """(train, test) `sleap_io.Labels`: frames 0-999 every 4th, frames 1000-1499 every 5th."""
+    import sleap_io as sio
+
+    def subset(keep) -> Any:
+        frames = [lf for lf in labels.labeled_frames if keep(int(lf.frame_idx))]
+        return sio.Labels(
+            labeled_frames=frames,
+            videos=list(labels.videos),
+            skeletons=list(labels.skeletons),
+            tracks=list(labels.tracks),
+        )
+
+    train = subset(lambda i: i < 1000 and i % 4 == 0)
+    test = subset(lambda i: 1000 <= i < 1500 and i % 5 == 0)
+    return train, test
+
+
+# --------------------------------------------------------------------------- training
+
+
+def _epoch_printer(tag: str):
+    import lightning as L
+
+    class EpochPrinter(L.Callback):
+        """One line per epoch, so a 10-minute run shows that it is alive."""
+
+        def __init__(self):
+            self.t0 = time.monotonic()
+
+        def on_train_epoch_end(self, trainer, pl_module):
+            m = trainer.callback_metrics
+            val = m.get("val_loss")
+            val_txt = f"{float(val):.4g}" if val is not None else "-"
+            lr = trainer.optimizers[0].param_groups[0]["lr"] if trainer.optimizers else math.nan
+            print(
+                f"  [{tag}] epoch {trainer.current_epoch:3d}  "
+                f"train {float(m.get('train_loss', math.nan)):.4g}  val {val_txt}  "
+                f"lr {lr:.2g}  {(time.monotonic() - self.t0) / 60:5.1f} min",
+                flush=True,
+            )
+
+    return EpochPrinter()
+
+
+def _cpu_seconds() -> float:
+    r = resource.getrusage(resource.RUSAGE_SELF)
+    return float(r.ru_utime + r.ru_stime)
+
+
+def read_metrics(run_dir: Path) -> list[dict[str, float | None]]:
+    """Rows of a run's metrics.csv as floats (None where empty)."""
+    path = run_dir / "metrics.csv"
+    if not path.exists():
+        return []
+    rows = []
+    with open(path, newline="") as f:
+        for row in csv.DictReader(f):
+            rows.append({k: (float(v) if v not in ("", None) else None) for k, v in row.items()})
+    return rows
+
+
+def train_model(
+    name: str,
+    model: str,
+    profile: Path,
+    train_pl: Any,
+    val_pl: Any,
+    args: argparse.Namespace,
+) -> dict[str, Any]:
+    """Train one model of one config under the budget; returns what the table needs."""
+    from posekit.config.job import load_config
+    from posekit.training.recommend import detect_hardware, recommend
+    from posekit.training.train import train
+
+    budget = float(args.minutes) * 60.0
+    config = load_config(profile)
+    overrides: dict[str, Any] = {}
+    num_workers = None
+    recommendation = None
+    if name == "posekit":
+        # What `train(auto=True, max_time=budget)` applies: the budget-aware recommendation
+        # for the training split (explicit here so the benchmark also shows the plan).
+        rec = recommend(config, train_pl, detect_hardware(args.device), max_time=budget)
+        overrides, num_workers = dict(rec.overrides), rec.num_workers
+        recommendation = {"overrides": overrides, "reasons": rec.reasons, "plan": rec.plan}
+        print(f"posekit recommendation for {model}:\n{rec.describe()}", flush=True)
+    load0 = os.getloadavg()[0]
+    cpu0, t0 = _cpu_seconds(), time.perf_counter()
+    run_dir = train(
+        config,
+        labels=train_pl,
+        val_labels=val_pl,
+        run_name=f"{name}.{model}",
+        runs_folder=Path(args.out) / "runs",
+        device=args.device,
+        overrides=overrides,
+        max_time=budget,
+        seed=args.seed,
+        num_workers=num_workers,
+        progress=False,
+        callbacks=[_epoch_printer(f"{name} {model}")],
+    )
+    wall = time.perf_counter() - t0
+    cpu = _cpu_seconds() - cpu0
+    rows = read_metrics(Path(run_dir))
+    validated = [r for r in rows if r.get("val_loss") is not None]
+    best = Path(run_dir) / "best_model"
+    model_dir = best if best.exists() else Path(run_dir) / "latest_model"
+    from posekit.config.job import TrainingJobConfig
+
+    trained = TrainingJobConfig.load_json(Path(run_dir) / "training_config.json")
+    return {
+        "run_dir": str(run_dir),
+        "model_dir": str(model_dir),
+        "used_best_model": best.exists(),
+        "input_scaling": float(trained.data.preprocessing.input_scaling),
+        "crop_size": trained.data.instance_cropping.crop_size if model == "centered" else None,
+        "batch_size": int(trained.optimization.batch_size),
+        "epochs_validated": len(validated),
+        "epochs_started": len(rows),
+        "best_val_loss": min((r["val_loss"] for r in validated), default=None),
+        "train_s": wall,
+        "cpu_s": cpu,
+        "cores_used": cpu / wall if wall > 0 else None,
+        "load_avg_1min_start": load0,
+        "load_avg_1min_end": os.getloadavg()[0],
+        "curve": [
+            {"elapsed_min": (r.get("elapsed_s") or 0.0) / 60.0, "val_loss": r["val_loss"]}
+            for r in validated
+        ],
+        "recommendation": recommendation,
+    }
+
+
+def predict_and_evaluate(
+    models: dict[str, dict], test: Any, max_instances: int, device: str
+) -> dict[str, Any]:
+    """Predict the test frames with the trained pair and evaluate them."""
+    import posekit
+    from posekit.evaluation import evaluate
+
+    predictor = posekit.load_predictor(
+        [models["centroid"]["model_dir"], models["centered"]["model_dir"]],
+        device=device,
+        max_instances=max_instances,
+        progress=False,
+    )
+    t0 = time.perf_counter()
+    predictions = predictor.predict(test)
+    seconds = time.perf_counter() - t0
+    metrics = evaluate(test, predictions)
+    keys = ("oks_voc.mAP", "oks_voc.mAR", "dist.p50", "dist.p90", "n_pred_instances")
+    out = {k: metrics.get(k) for k in keys}
+    out.update(
+        predict_s=seconds,
+        n_gt_instances=metrics.get("n_gt_instances"),
+        n_matched=metrics.get("n_matched"),
+    )
+    out["pck@3px"] = _pck_at(metrics, 3.0)
+    return out
+
+
+def _pck_at(metrics: dict, px: float) -> float | None:
+    for key, value in metrics.items():
+        if key.startswith("pck.") and key.endswith(f"{px:g}") and isinstance(value, float):
+            return value
+    return None
+
+
+# --------------------------------------------------------------------------- reporting
+
+
+def _fmt(value: Any, spec: str = ".3f") -> str:
+    if value is None or (isinstance(value, float) and not math.isfinite(value)):
+        return "-"
+    return format(value, spec)
+
+
+def results_table(results: dict[str, dict], minutes: float):
+    """The rich table of all configs (pairs of values are centroid / centered)."""
+    from rich.table import Table
+
+    table = Table(title=f"Time to accuracy, flies top-down, {minutes:g} min per model")
+    for col in (
+        "config",
+        "input scaling",
+        "crop",
+        "batch",
+        "epochs",
+        "best val loss",
+        "OKS mAP",
+        "mAR",
+        "median px",
+        "p90 px",
+        "train min",
+        "predict s",
+    ):
+        table.add_column(col, justify="left" if col == "config" else "right")
+    for name, r in results.items():
+        c, ci, ev = r["centroid"], r["centered"], r["eval"]
+
+        def pair(key, spec, c=c, ci=ci):
+            return f"{_fmt(c[key], spec)} / {_fmt(ci[key], spec)}"
+
+        def epochs(m):
+            cut = "+" if m["epochs_started"] > m["epochs_validated"] else ""
+            return f"{m['epochs_validated']}{cut}"
+
+        table.add_row(
+            name,
+            pair("input_scaling", "g"),
+            str(ci["crop_size"]),
+            pair("batch_size", "d"),
+            f"{epochs(c)} / {epochs(ci)}",
+            pair("best_val_loss", ".3g"),
+            _fmt(ev["oks_voc.mAP"]),
+            _fmt(ev["oks_voc.mAR"]),
+            _fmt(ev["dist.p50"], ".2f"),
+            _fmt(ev["dist.p90"], ".2f"),
+            f"{(c['train_s'] + ci['train_s']) / 60:.1f}",
+            _fmt(ev["predict_s"], ".1f"),
+        )
+    return table
+
+
+def plot_curves(results: dict[str, dict], png: Path) -> Path:
+    """Validation loss against training minutes, one panel per model, one line per config."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, axes = plt.subplots(1, 2, figsize=(11, 4))
+    for ax, (model, title) in zip(
+        axes, (("centroid", "centroid"), ("centered", "centered instance")), strict=True
+    ):
+        for name, r in results.items():
+            curve = r[model]["curve"]
+            if curve:
+                xs = [p["elapsed_min"] for p in curve]
+                ys = [p["val_loss"] for p in curve]
+                ax.plot(xs, ys, "-o", ms=3, label=name)
+        ax.set_yscale("log")
+        ax.set_xlabel("training minutes")
+        ax.set_ylabel("validation loss")
+        ax.set_title(title)
+        ax.grid(alpha=0.3)
+        ax.legend()
+    fig.tight_layout()
+    png.parent.mkdir(parents=True, exist_ok=True)
+    fig.savefig(png, dpi=120)
+    plt.close(fig)
+    return png
+
+
+# --------------------------------------------------------------------------- main
+
+
+def main(argv: list[str] | None = None) -> int:
+    p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    p.add_argument("--slp", default=str(DEFAULT_SLP))
+    p.add_argument("--minutes", type=float, default=10.0, help="training budget per model")
+    p.add_argument("--configs", default="sleap,posekit", help="comma list of: sleap, posekit")
+    p.add_argument("--threads", type=int, default=None, help="torch threads (default: cores)")
+    p.add_argument("--out", default="/tmp/posekit_time_to_accuracy")
+    p.add_argument("--device", default="cpu")
+    p.add_argument("--seed", type=int, default=0)
+    args = p.parse_args(argv)
+
+    configs = [c.strip() for c in args.configs.split(",") if c.strip()]
+    bad = [c for c in configs if c not in CONFIGS]
+    if bad or not configs:
+        p.error(f"--configs: unknown {bad}; choose from {', '.join(CONFIGS)}")
+    slp = Path(args.slp)
+    if not slp.exists():
+        p.error(f"labels not found: {slp} (the flies clip lives in shared/data/flies/)")
+
+    import sleap_io as sio
+    import torch
+    from rich.console import Console
+
+    from posekit.data.labels import load_labels, split_labels
+
+    cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count()
+    threads = int(args.threads or cores or 1)
+    torch.set_num_threads(threads)
+    out = Path(args.out)
+    out.mkdir(parents=True, exist_ok=True)
+
+    labels = sio.load_slp(str(slp))
+    train_sio, test = split_labels_by_frame(labels)
+    train_pl, val_pl = split_labels(load_labels(train_sio), 0.1, args.seed)
+    train_pl.preload()
+    val_pl.preload()  # decoded once, outside every run's clock
+    max_instances = max(len(lf.user_instances) for lf in train_sio.labeled_frames)
+    print(
+        f"train {len(train_pl)} frames ({train_pl.n_instances} instances), validation "
+        f"{len(val_pl)}, test {len(test)} frames; {threads} threads on {cores} cores, "
+        f"OMP_WAIT_POLICY={os.environ.get('OMP_WAIT_POLICY')}, load {os.getloadavg()}",
+        flush=True,
+    )
+
+    results: dict[str, dict] = {}
+    for name in configs:
+        r: dict[str, Any] = {}
+        for model, profile in MODELS:
+            print(f"== {name}: training {model} for {args.minutes:g} min", flush=True)
+            r[model] = train_model(name, model, PROFILES / profile, train_pl, val_pl, args)
+        print(f"== {name}: predicting {len(test)} test frames", flush=True)
+        r["eval"] = predict_and_evaluate(r, test, max_instances, args.device)
+        results[name] = r
+
+    table = results_table(results, args.minutes)
+    console = Console(width=160)
+    console.print(table)
+    with open(out / "results.txt", "w") as f:
+        Console(file=f, width=160).print(table)
+    for name, r in results.items():
+        for model in ("centroid", "centered"):
+            m = r[model]
+            print(
+                f"{name} {model}: {m['cpu_s'] / 60:.1f} CPU-min in {m['train_s'] / 60:.1f} min "
+                f"(= {m['cores_used']:.2f} of {cores} cores), load average "
+                f"{m['load_avg_1min_start']:.1f} -> {m['load_avg_1min_end']:.1f}; "
+                f"{'best' if m['used_best_model'] else 'LAST (no validated epoch)'} model"
+            )
+    png = plot_curves(results, out / "val_loss_curves.png")
+    meta = {
+        "minutes_per_model": args.minutes,
+        "threads": threads,
+        "cores": cores,
+        "omp_wait_policy": os.environ.get("OMP_WAIT_POLICY"),
+        "torch": torch.__version__,
+        "device": args.device,
+        "train_frames": len(train_pl),
+        "val_frames": len(val_pl),
+        "test_frames": len(test),
+        "max_instances": max_instances,
+    }
+    (out / "results.json").write_text(json.dumps({"meta": meta, "results": results}, indent=2))
+    print(f"curves: {png}\nresults: {out / 'results.json'}")
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

@@ -1,0 +1,56 @@
+"""Lazy package exports: `import posekit.x` stays cheap, names load on first use.
+
+Each package maps its public names to the module that defines them and calls
+`lazy_exports(__name__, mapping)` for its `__getattr__` / `__dir__`, so torch, Lightning
+and sleap-io load only when something that needs them is touched.
+"""
+
+from __future__ import annotations
+
+import importlib
+import sys
+from collections.abc import Callable, Mapping
+from typing import Any
+
+
+def lazy_exports(
+    package: str, names: Mapping[str, str]
+) -> tuple[Callable[[str], Any], Callable[[], list[str]]]:
+    """`__getattr__` and `__dir__` for `package` that import `names[attr]` on demand.
+
+    `names` maps a public name to the module defining it (absolute, or relative to
+    `package` when it starts with a dot).
+    """
+
+    def __getattr__(attr: str) -> Any:
+        module = names.get(attr)
+        if module is None:
+            raise AttributeError(f"module {package!r} has no attribute {attr!r}")
+        target = importlib.import_module(module, package if module.startswith(".") else None)
+        value = getattr(target, attr)
+        setattr(sys.modules[package], attr, value)  # later lookups skip __getattr__
+        return value
+
+    def __dir__() -> list[str]:
+        return sorted(set(names) | set(vars(sys.modules[package])))
+
+    return __getattr__, __dir__
+
+
+def callable_module(module_name: str, function_name: str) -> None:
+    """Let calling module `module_name` call its function `function_name`.
+
+    For a module named like the function it provides (`posekit.summary`,
+    `posekit.training.train`): once the submodule is imported, Python binds the package
+    attribute to the module, shadowing the function the package promises; a callable
+    module keeps `posekit.summary(...)` working either way.
+    """
+    import types
+
+    module = sys.modules[module_name]
+
+    class _CallableModule(types.ModuleType):
+        def __call__(self, *args: Any, **kwargs: Any) -> Any:
+            return getattr(self, function_name)(*args, **kwargs)
+
+    module.__class__ = _CallableModule
