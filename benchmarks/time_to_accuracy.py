@@ -18,7 +18,8 @@ frames with the pair and evaluates them:
   frame as the training labels have (2), as a SLEAP user would set it.
 - output (`--out`): a rich table (also in ``results.txt``), ``results.json`` (metrics,
   recommendations, machine load) and ``val_loss_curves.png`` (validation loss of every
-  run against training minutes, one panel per model).
+  run against training minutes, one panel per model). ``trained.json`` records each run
+  as soon as it is trained; ``--reuse`` evaluates those runs again without retraining.
 
 Threads: `torch.set_num_threads` = the machine's cores unless `--threads`. OpenMP's wait
 policy is set to PASSIVE (unless already set): on a machine shared with other jobs,
@@ -44,6 +45,8 @@ import resource  # noqa: E402
 import time  # noqa: E402
 from pathlib import Path  # noqa: E402
 from typing import Any  # noqa: E402
+
+import numpy as np  # noqa: E402
 
 SHARED = Path(__file__).resolve().parents[1] / ".." / "shared"
 DEFAULT_SLP = SHARED / "data" / "flies" / "clip.slp"
@@ -71,6 +74,28 @@ def split_labels_by_frame(labels: Any) -> tuple[Any, Any]:
     train = subset(lambda i: i < 1000 and i % 4 == 0)
     test = subset(lambda i: 1000 <= i < 1500 and i % 5 == 0)
     return train, test
+
+
+def preload_streaming(pose_labels: Any) -> None:
+    """Decode the labelled frames of `PoseLabels` in order into its frame cache.
+
+    `PoseLabels.preload` reads through `sleap_io.Video[i]`, whose FFMPEG plugin restarts
+    ffmpeg at every jump (~1 s per 1024 px frame here, minutes for 250 frames); the
+    inference reader decodes the same frames sequentially in seconds. Splits made with
+    `PoseLabels.subset` share the cache, so preloading the parent serves them all.
+    """
+    from posekit.data.labels import _as_hwc_uint8
+    from posekit.inference.video_reader import iter_frames
+
+    by_video: dict[int, list[int]] = {}
+    for e in pose_labels.entries:
+        by_video.setdefault(int(e.video_index), []).append(int(e.frame_idx))
+    for video_index, inds in by_video.items():
+        video = pose_labels.labels.videos[video_index]
+        for frame_idx, image, error in iter_frames(video, sorted(set(inds))):
+            if error is not None:
+                raise error
+            pose_labels._cache[(video_index, frame_idx)] = _as_hwc_uint8(np.asarray(image))
 
 
 # --------------------------------------------------------------------------- training
@@ -323,6 +348,11 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--out", default="/tmp/posekit_time_to_accuracy")
     p.add_argument("--device", default="cpu")
     p.add_argument("--seed", type=int, default=0)
+    p.add_argument(
+        "--reuse",
+        action="store_true",
+        help="reuse runs already trained into --out (trained.json) instead of training again",
+    )
     args = p.parse_args(argv)
 
     configs = [c.strip() for c in args.configs.split(",") if c.strip()]
@@ -347,9 +377,11 @@ def main(argv: list[str] | None = None) -> int:
 
     labels = sio.load_slp(str(slp))
     train_sio, test = split_labels_by_frame(labels)
-    train_pl, val_pl = split_labels(load_labels(train_sio), 0.1, args.seed)
-    train_pl.preload()
-    val_pl.preload()  # decoded once, outside every run's clock
+    all_pl = load_labels(train_sio)
+    t0 = time.perf_counter()
+    preload_streaming(all_pl)  # decoded once, outside every run's clock
+    print(f"decoded {len(all_pl)} training frames in {time.perf_counter() - t0:.1f} s")
+    train_pl, val_pl = split_labels(all_pl, 0.1, args.seed)
     max_instances = max(len(lf.user_instances) for lf in train_sio.labeled_frames)
     print(
         f"train {len(train_pl)} frames ({train_pl.n_instances} instances), validation "
@@ -358,12 +390,21 @@ def main(argv: list[str] | None = None) -> int:
         flush=True,
     )
 
+    partial_path = out / "trained.json"
+    trained = json.loads(partial_path.read_text()) if args.reuse and partial_path.exists() else {}
     results: dict[str, dict] = {}
     for name in configs:
         r: dict[str, Any] = {}
         for model, profile in MODELS:
+            key = f"{name}.{model}"
+            if key in trained and Path(trained[key]["model_dir"]).exists():
+                print(f"== {name}: reusing {model} from {trained[key]['run_dir']}", flush=True)
+                r[model] = trained[key]
+                continue
             print(f"== {name}: training {model} for {args.minutes:g} min", flush=True)
             r[model] = train_model(name, model, PROFILES / profile, train_pl, val_pl, args)
+            trained[key] = r[model]
+            partial_path.write_text(json.dumps(trained, indent=2))
         print(f"== {name}: predicting {len(test)} test frames", flush=True)
         r["eval"] = predict_and_evaluate(r, test, max_instances, args.device)
         results[name] = r

@@ -2,13 +2,16 @@
 
 from __future__ import annotations
 
+import datetime
+import math
 from dataclasses import dataclass
 
 import numpy as np
 import pytest
 
 from posekit.config.job import TrainingJobConfig
-from posekit.training.recommend import Hardware, recommend
+from posekit.errors import PosekitError
+from posekit.training.recommend import Hardware, budget_seconds, recommend
 
 
 @dataclass
@@ -44,13 +47,20 @@ class FakeLabels:
         return sum(len(e.points) for e in self.entries)
 
 
-def _config(heads, filters=16, max_stride=16):
+def _config(heads, filters=16, max_stride=16, output_stride=1, augmentation=None):
     return TrainingJobConfig.model_validate(
         {
             "model": {
-                "backbone": {"unet": {"filters": filters, "max_stride": max_stride}},
+                "backbone": {
+                    "unet": {
+                        "filters": filters,
+                        "max_stride": max_stride,
+                        "output_stride": output_stride,
+                    }
+                },
                 "heads": heads,
-            }
+            },
+            "optimization": {"augmentation_config": augmentation or {}},
         }
     )
 
@@ -127,3 +137,121 @@ def test_auto_end_to_end_applies_the_recommendation(single_labels, tmp_path, cap
     assert saved.optimization.batch_size == 4  # the recommender's CPU batch
     assert saved.optimization.min_val_batches_per_epoch == 1
     assert saved.optimization.epochs == 1  # explicit overrides win over --auto
+
+
+# --------------------------------------------------------------------------- time budget
+
+
+def _unet_summary(head, max_stride, output_stride, side, filters=16):
+    """Receptive field and GFLOPs of a UNet, computed independently with posekit.summary."""
+    from posekit.summary import summary
+
+    cfg = TrainingJobConfig.model_validate(
+        {
+            "model": {
+                "backbone": {
+                    "unet": {
+                        "filters": filters,
+                        "max_stride": max_stride,
+                        "output_stride": output_stride,
+                    }
+                },
+                "heads": {head: {"output_stride": output_stride}},
+            }
+        }
+    )
+    return summary(cfg, (side, side, 1))
+
+
+@pytest.mark.parametrize(
+    "value",
+    [600, 600.0, datetime.timedelta(minutes=10), "00:00:10:00", {"minutes": 10}],
+)
+def test_budget_seconds_reads_every_max_time_form(value):
+    assert budget_seconds(value) == pytest.approx(600.0)
+    assert budget_seconds(None) is None
+
+
+@pytest.mark.parametrize("value", ["ten minutes", -5, 0, {"fortnights": 1}])
+def test_budget_seconds_rejects_non_times(value):
+    with pytest.raises(PosekitError, match="max_time"):
+        budget_seconds(value)
+
+
+def test_cpu_budget_makes_the_centroid_model_lean():
+    # 1024 px frames, 96 px animals, a SLEAP-like centroid profile (16 filters, stride 16/2)
+    labels = FakeLabels(100, (1024, 1024), sizes=[96.0])
+    config = _config({"centroid": {"sigma": 2.5, "output_stride": 2}}, 16, 16, 2)
+    hw = Hardware("cpu", 1, None, 2, train_gflops=30.0)
+    o = recommend(config, labels, hw, max_time=600).overrides
+    # scale 24 / 96 = 0.25: animals of 24 px
+    assert o["data.preprocessing.input_scaling"] == pytest.approx(0.25)
+    # need a receptive field of 2 x 24 px: max stride 8 has it, 4 is never tried
+    assert o["model.backbone.unet.max_stride"] == 8
+    assert _unet_summary("centroid", 8, 4, 32)["receptive_field"] >= 48
+    # a map pixel <= a quarter animal: 24 / 4 = 6 -> stride 4; sigma 1.5 map px
+    assert o["model.backbone.unet.output_stride"] == 4
+    assert o["model.heads.centroid.output_stride"] == 4
+    assert o["model.heads.centroid.sigma"] == pytest.approx(1.5)
+    assert "model.backbone.unet.filters" not in o  # already 16
+    assert o["optimization.initial_learning_rate"] == pytest.approx(1e-3)
+    assert o["optimization.early_stopping.stop_training_on_plateau"] is False
+    # updates in the budget: 600 s x 30 GFLOP/s / (3 x F x batch 4), F at 256 x 256
+    gflops = _unet_summary("centroid", 8, 4, 256)["gflops"]
+    steps = 600 * 30.0 / (3 * gflops * 4)
+    bpe = min(200, max(10, round(steps / 30)))
+    assert o["optimization.batches_per_epoch"] == bpe
+    assert o["optimization.epochs"] == min(1000, max(10, math.ceil(3 * steps / bpe)))
+    # validation: 100 x 0.1 / 0.9 = 11 frames -> 3 batches, under bpe // 4
+    assert o["optimization.val_batches_per_epoch"] == min(3, max(2, bpe // 4))
+    assert o["optimization.learning_rate_schedule.plateau_patience"] == min(
+        5, max(2, int(steps / bpe) // 10)
+    )
+
+
+def test_cpu_budget_topdown_keeps_resolution_and_thins_the_backbone():
+    labels = FakeLabels(50, (1024, 1024), sizes=[90.0, 110.0], per_frame=2)
+    config = _config({"centered_instance": {"sigma": 2.5, "output_stride": 4}}, 24, 16, 4)
+    o = recommend(config, labels, Hardware("cpu", 1, None, 2), max_time=600).overrides
+    assert o["data.preprocessing.input_scaling"] == pytest.approx(1.0)
+    assert o["model.backbone.unet.filters"] == 16  # 24 -> 16
+    # receptive field must cover 2 x 100 px: stride 8 cannot, so the profile's 16 stays
+    assert _unet_summary("centered_instance", 8, 2, 32)["receptive_field"] < 200
+    assert "model.backbone.unet.max_stride" not in o
+    # a map pixel <= 2 frame px at scale 1 -> output stride 2 (was 4)
+    assert o["model.backbone.unet.output_stride"] == 2
+    assert o["model.heads.centered_instance.output_stride"] == 2
+    # crop: largest 110 px + 16 padding = 126 -> multiple of 16 = 128
+    assert o["data.instance_cropping.crop_size"] == 128
+
+
+def test_budget_scales_the_epochs_with_time_and_machine_speed():
+    labels = FakeLabels(200, (512, 512), sizes=[64.0])
+    config = _config({"centroid": {}}, 16, 16, 2)
+    plans = {}
+    for budget, gflops in ((600, 30.0), (1200, 30.0), (600, 60.0)):
+        rec = recommend(config, labels, Hardware("cpu", 1, None, 2, gflops), max_time=budget)
+        plans[budget, gflops] = rec.plan["est_steps"]
+    assert plans[1200, 30.0] == pytest.approx(2 * plans[600, 30.0])
+    assert plans[600, 60.0] == pytest.approx(2 * plans[600, 30.0])
+
+
+def test_gpu_budget_keeps_the_architecture():
+    labels = FakeLabels(50, (1024, 1024), sizes=[100.0], per_frame=2)
+    config = _config({"centered_instance": {"output_stride": 4}}, 24, 16, 4)
+    gpu = Hardware("cuda", 1, 80 * 2**30, 16)
+    o = recommend(config, labels, gpu, max_time=600).overrides
+    assert not any(k.startswith("model.") for k in o)
+    assert o["optimization.initial_learning_rate"] == pytest.approx(1e-3)
+
+
+def test_rotation_covers_every_orientation_unless_already_wider():
+    labels = FakeLabels(10, (256, 256), sizes=[50.0])
+    narrow = {"rotate": True, "rotation_min_angle": -15, "rotation_max_angle": 15}
+    o = recommend(_config({"centroid": {}}, augmentation=narrow), labels, CPU).overrides
+    assert o["optimization.augmentation_config.rotate"] is True
+    assert o["optimization.augmentation_config.rotation_min_angle"] == -180
+    assert o["optimization.augmentation_config.rotation_max_angle"] == 180
+    full = {"rotate": True, "rotation_min_angle": -180, "rotation_max_angle": 180}
+    o = recommend(_config({"centroid": {}}, augmentation=full), labels, CPU).overrides
+    assert not any(k.startswith("optimization.augmentation_config") for k in o)

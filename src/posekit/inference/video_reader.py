@@ -226,6 +226,7 @@ def iter_frames(
     fallback: Callable[[int], Any] | None = None,
     seek_gap: int = DEFAULT_SEEK_GAP,
     verify: bool = False,
+    threads: bool = True,
     stats: dict | None = None,
 ) -> Iterator[tuple[int, np.ndarray | None, Exception | None]]:
     """Yield ``(frame_idx, image, error)`` for `frame_inds` of `video`, in order.
@@ -235,7 +236,9 @@ def iter_frames(
     files are decoded sequentially (an index that goes backwards starts a new pass);
     anything else is read with ``fallback(i)`` (default ``video[i]``), as are the
     remaining frames of a stream that fails or turns out unsupported midway. ``verify``:
-    see the module docstring.
+    see the module docstring. ``threads``: let FFmpeg decode with frame threads (faster
+    when cores are idle, e.g. while a GPU runs the network; on a CPU-bound run it only
+    adds contention and 2-3x the decoding CPU time, so CPU inference turns it off).
 
     ``stats`` (optional dict) receives ``mode`` ("stream" / "random access"), ``seeks``,
     ``restarts`` and ``fallback_reason`` when streaming was not used or stopped.
@@ -252,7 +255,7 @@ def iter_frames(
     if can_stream(video):
         backend = video.backend
         try:
-            decoder = SequentialDecoder(backend.filename, seek_gap=seek_gap)
+            decoder = SequentialDecoder(backend.filename, seek_gap=seek_gap, threads=threads)
             stats["mode"] = "stream"
         except Exception as err:  # noqa: BLE001 - unreadable by PyAV: random access
             stats["fallback_reason"] = f"PyAV cannot open it ({err})"
@@ -279,7 +282,9 @@ def iter_frames(
                 stats["seeks"] += decoder.seeks
                 decoder.close()
                 try:
-                    decoder = SequentialDecoder(backend.filename, seek_gap=seek_gap)
+                    decoder = SequentialDecoder(
+                        backend.filename, seek_gap=seek_gap, threads=threads
+                    )
                     stats["restarts"] = stats.get("restarts", 0) + 1
                 except Exception as err:  # noqa: BLE001
                     decoder = None
@@ -381,6 +386,32 @@ def num_frames(video) -> int:
     if n > 0 and ("mp4" in fmt or "mov" in fmt):
         return n
     return len(video)
+
+
+def remember_media_metadata(video, frame_shape: tuple[int, ...]) -> None:
+    """Record a streamed video's shape, grayscale flag and fps in ``video.backend_metadata``.
+
+    Saving labels (`sleap_io.save_slp`) serialises each video's shape; without recorded
+    metadata sleap-io asks the backend, which for a media file means counting frames by
+    decoding the whole file and decoding a test frame (5-10 s for 1500 frames of 1024 x
+    1024, more than predicting a short clip). After streaming, the same values are known:
+    the frame count (`num_frames`), the frame shape as sleap-io returns frames, and fps
+    (sleap-io's own value, a container probe). Keys already present are kept.
+    """
+    meta = getattr(video, "backend_metadata", None)
+    if meta is None or "shape" in meta:
+        return
+    h, w = int(frame_shape[0]), int(frame_shape[1])
+    c = int(frame_shape[2]) if len(frame_shape) > 2 else 1
+    try:
+        n = num_frames(video)
+        fps = video.fps
+    except Exception:  # noqa: BLE001 - metadata is an optimisation only
+        return
+    meta["shape"] = (int(n), h, w, c)
+    meta.setdefault("grayscale", c == 1)
+    if fps is not None:
+        meta.setdefault("fps", fps)
 
 
 def _matches_random_access(img: np.ndarray, idx: int, read) -> tuple[bool | None, str]:
@@ -508,13 +539,14 @@ class VideoReader:
         prefetch: int = 8,
         seek_gap: int = DEFAULT_SEEK_GAP,
         verify: bool = False,
+        threads: bool = True,
     ):
         self.video = video
         self.stats: dict[str, Any] = {"skipped": 0}
-        self._frames = BackgroundIterator(
-            iter_frames(video, frame_inds, seek_gap=seek_gap, verify=verify, stats=self.stats),
-            maxsize=prefetch,
+        frames = iter_frames(
+            video, frame_inds, seek_gap=seek_gap, verify=verify, threads=threads, stats=self.stats
         )
+        self._frames = BackgroundIterator(frames, maxsize=prefetch)
 
     def __iter__(self) -> Iterator[tuple[int, np.ndarray]]:
         for idx, img, err in self._frames:
@@ -547,4 +579,5 @@ __all__ = [
     "can_stream",
     "iter_frames",
     "num_frames",
+    "remember_media_metadata",
 ]
