@@ -83,12 +83,23 @@ def run_demo_pipeline(out: str | Path = "demo_output", minutes: float = 6.0) -> 
 
     console.rule("[bold]1. Synthetic data")
     train_slp = save_synthetic_dataset(
-        out / "data", n_frames=320, n_animals=N_ANIMALS, image_size=IMAGE_SIZE,
-        n_parts=N_PARTS, seed=0, name="train",
+        out / "data",
+        n_frames=320,
+        n_animals=N_ANIMALS,
+        image_size=IMAGE_SIZE,
+        n_parts=N_PARTS,
+        seed=0,
+        name="train",
     )
     test_slp = save_synthetic_dataset(
-        out / "data", n_frames=60, n_animals=N_ANIMALS, image_size=IMAGE_SIZE,
-        n_parts=N_PARTS, seed=1, name="heldout", video_format="mp4",
+        out / "data",
+        n_frames=60,
+        n_animals=N_ANIMALS,
+        image_size=IMAGE_SIZE,
+        n_parts=N_PARTS,
+        seed=1,
+        name="heldout",
+        video_format="mp4",
     )
     console.print(f"training labels: {train_slp}\nheld-out video + truth: {test_slp}")
 

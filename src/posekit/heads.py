@@ -149,7 +149,9 @@ class ClassVectorsHead(Head):
     def is_map(self) -> bool:
         return False
 
-    def make_layer(self, in_channels: int, feature_size: tuple[int, int] | None = None) -> nn.Module:
+    def make_layer(
+        self, in_channels: int, feature_size: tuple[int, int] | None = None
+    ) -> nn.Module:
         return ClassVectorsLayer(self, in_channels, feature_size)
 
 

@@ -85,13 +85,17 @@ def make_heads(
     model_type = heads_config.which_oneof_attrib_name()
 
     def parts(c) -> list[str]:
-        return _need(c.part_names or part_names, "part names", f"model.heads.{model_type}.part_names")
+        return _need(
+            c.part_names or part_names, "part names", f"model.heads.{model_type}.part_names"
+        )
 
     heads: list[Head] = []
     offset_cfg = None
     if isinstance(cfg, SingleInstanceConfmapsHeadConfig):
         names = parts(cfg)
-        heads.append(SingleInstanceConfmapsHead(cfg.output_stride, cfg.loss_weight, cfg.sigma, names))
+        heads.append(
+            SingleInstanceConfmapsHead(cfg.output_stride, cfg.loss_weight, cfg.sigma, names)
+        )
         offset_cfg, offset_parts = cfg, names
     elif isinstance(cfg, CentroidsHeadConfig):
         heads.append(

@@ -6,11 +6,9 @@ import math
 
 import pytest
 import torch
-
 from pydantic import ValidationError
 
 from posekit.data.augmentation import BatchAugmenter, augmentation_config
-from posekit.errors import PosekitError
 
 NAN = float("nan")
 

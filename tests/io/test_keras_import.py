@@ -104,7 +104,10 @@ ALL_MODELS = {
         (384, 384, 1),
         {"CentroidConfmapsHead": (96, 96, 1), "OffsetRefinementHead": (96, 96, 2)},
     ),
-    "minimal_robot.UNet.single_instance": ((160, 280, 3), {"SingleInstanceConfmapsHead": (40, 70, 2)}),
+    "minimal_robot.UNet.single_instance": (
+        (160, 280, 3),
+        {"SingleInstanceConfmapsHead": (40, 70, 2)},
+    ),
 }
 
 
@@ -121,7 +124,9 @@ def test_every_trained_sleap_model_loads_and_runs(name):
         out = model(torch.rand(1, c, h, w))
     shapes = {}
     for key, value in out.items():
-        shapes[key] = tuple(value.shape[2:]) + (value.shape[1],) if value.ndim == 4 else (value.shape[1],)
+        shapes[key] = (
+            tuple(value.shape[2:]) + (value.shape[1],) if value.ndim == 4 else (value.shape[1],)
+        )
     assert shapes == expected
     n_params = sum(p.numel() for p in model.parameters()) + sum(
         b.numel() for n, b in model.named_buffers() if not n.endswith("num_batches_tracked")
@@ -194,7 +199,9 @@ def test_loader_roundtrip_and_head_suffix(tmp_path):
 
     src = _tiny_model()
     path = tmp_path / "w.h5"
-    _write_keras_file(path, src, rename={"SingleInstanceConfmapsHead": "SingleInstanceConfmapsHead_0"})
+    _write_keras_file(
+        path, src, rename={"SingleInstanceConfmapsHead": "SingleInstanceConfmapsHead_0"}
+    )
     dst = _tiny_model()
     load_keras_weights(dst, path)
     for (ka, a), (kb, b) in zip(src.state_dict().items(), dst.state_dict().items()):

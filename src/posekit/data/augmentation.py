@@ -27,7 +27,6 @@ by 255. Points that leave the image (outside ``[-0.5, size - 0.5]``) become NaN 
 
 from __future__ import annotations
 
-import math
 from typing import Any
 
 import torch
@@ -134,7 +133,9 @@ class BatchAugmenter:
         a = eye.clone()
         flipped = torch.zeros(n, dtype=torch.bool)
         if p.random_flip:
-            flipped = (torch.rand(n, generator=gen, device=gen.device) < self.flip_probability).cpu()
+            flipped = (
+                torch.rand(n, generator=gen, device=gen.device) < self.flip_probability
+            ).cpu()
             flip = eye.clone()
             axis = 0 if p.flip_horizontal else 1
             flip[flipped, axis, axis] = -1.0

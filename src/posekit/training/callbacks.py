@@ -200,7 +200,6 @@ class AugmentationGenerator(L.Callback):
 # --------------------------------------------------------------------------- progress
 
 
-
 class PosekitProgressBar(RichProgressBar):
     """Rich progress bar whose metrics add the estimated time to the end of training.
 
