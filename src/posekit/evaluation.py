@@ -36,6 +36,7 @@ from typing import Any
 
 import numpy as np
 
+from posekit.data.labels import instance_points
 from posekit.errors import PosekitError
 
 DEFAULT_OKS_STDDEV = 0.025
@@ -225,16 +226,6 @@ def find_frame_pairs(labels_gt, labels_pr) -> list[tuple[Any, Any]]:
     return pairs
 
 
-def _points_in(inst, names: list[str]) -> np.ndarray:
-    pts = np.asarray(inst.numpy(), dtype=np.float64)
-    inst_names = list(inst.skeleton.node_names)
-    out = np.full((len(names), 2), np.nan)
-    for j, n in enumerate(names):
-        if n in inst_names:
-            out[j] = pts[inst_names.index(n)]
-    return out
-
-
 # --------------------------------------------------------------------------- evaluate
 
 
@@ -285,8 +276,8 @@ def evaluate(
     for lf_gt, lf_pr in frame_pairs:
         gts = list(lf_gt.user_instances)
         prs = list(lf_pr.instances)
-        pts_gt = [_points_in(i, names) for i in gts]
-        pts_pr = [_points_in(i, names) for i in prs]
+        pts_gt = [instance_points(i, names) for i in gts]
+        pts_pr = [instance_points(i, names) for i in prs]
         scores = [float(getattr(i, "score", 1.0)) for i in prs]
         n_gt += len(gts)
         n_pr += len(prs)

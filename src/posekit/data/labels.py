@@ -259,7 +259,12 @@ def _skeleton_of(labels: Any, path: Path | None) -> SkeletonConfig:
     return SkeletonConfig.from_sleap_io(labels.skeletons[0])
 
 
-def _instance_points(instance: Any, node_names: list[str]) -> np.ndarray:
+def instance_points(instance: Any, node_names: list[str]) -> np.ndarray:
+    """(len(node_names), 2) points of a sleap-io instance in the given node order.
+
+    Invisible points and nodes the instance's skeleton lacks are NaN, so labels and
+    predictions made with differently ordered skeletons compare node by node.
+    """
     pts = np.asarray(instance.numpy(), dtype=np.float64).reshape(-1, 2).copy()
     visible = np.asarray(instance.points["visible"], dtype=bool)
     pts[~visible] = np.nan
@@ -321,7 +326,7 @@ def pose_labels_from_sleap_io(
     for lf in labels.labeled_frames:
         pts_list, tracks = [], []
         for inst in lf.user_instances:
-            pts = _instance_points(inst, nodes)
+            pts = instance_points(inst, nodes)
             if np.isnan(pts).all():
                 continue
             track = class_index.get(inst.track.name, -1) if inst.track is not None else -1
