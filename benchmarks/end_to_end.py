@@ -65,7 +65,7 @@ def render_video(workdir: Path, n_animals: int, n_frames: int) -> Path:
     """A 1024 x 1024 grayscale H.264 video with `n_animals` moving animals (cached)."""
     from posekit.data.synthetic import save_synthetic_dataset
 
-    name = f"synthetic_{n_animals}animals_{n_frames}f"
+    name = f"synthetic_{n_animals}animals_{n_frames}f_clean"
     mp4 = workdir / f"{name}.mp4"
     if not mp4.exists():
         save_synthetic_dataset(
@@ -78,8 +78,24 @@ def render_video(workdir: Path, n_animals: int, n_frames: int) -> Path:
             video_format="mp4",
             name=name,
             body_length=BODY_LENGTH,
+            # Pixel noise would make the H.264 stream ~80 Mbit/s (45 ms of CPU to decode
+            # a frame); without it the stream is ~2-3 Mbit/s, like lab camera footage.
+            noise_std=0.0,
         )
     return mp4
+
+
+def video_info(path: Path) -> str:
+    """ "H.264 yuv420p, 2.3 Mbit/s" for the table caption."""
+    import av
+
+    with av.open(str(path)) as c:
+        s = c.streams.video[0]
+        rate = float(s.average_rate or 30)
+        mbit = path.stat().st_size * 8 / (max(s.frames, 1) / rate) / 1e6
+        return (
+            f"{s.codec_context.name} {s.codec_context.pix_fmt}, {mbit:.1f} Mbit/s at {rate:g} fps"
+        )
 
 
 def _config(kind: str):
@@ -193,7 +209,7 @@ def make_model_folder(kind: str, out: Path, frames, peaks_per_channel: int) -> P
     return out
 
 
-def prepare(workdir: Path, n_frames: int, only: set[str]) -> dict:
+def prepare(workdir: Path, n_frames: int, only: set[str], animals=TOPDOWN_ANIMALS) -> dict:
     """Videos and model folders for every case: {case: (model folders, video, animals)}."""
     import sleap_io as sio
 
@@ -217,10 +233,12 @@ def prepare(workdir: Path, n_frames: int, only: set[str]) -> dict:
         folder = make_model_folder("multi_instance", models / "bottomup", frames, BOTTOMUP_ANIMALS)
         cases["bottom-up"] = ([folder], video, BOTTOMUP_ANIMALS)
     if "topdown" in only:
-        for k in TOPDOWN_ANIMALS:
+        for k in animals:
             video = render_video(workdir, k, n_frames)
             frames = first_frames(video)
-            centroid = make_model_folder("centroid", models / f"centroid_{k}", frames, k)
+            # More candidate centroids than animals clear the threshold; the predictor
+            # keeps the best `k` (max_instances), so every frame gets k crops.
+            centroid = make_model_folder("centroid", models / f"centroid_{k}x4", frames, 4 * k)
             centered = make_model_folder(
                 "centered_instance", models / "centered_instance", frames, 1
             )
@@ -305,6 +323,24 @@ def run_worker(folders, video, frames: int, batch_size: int, device: str, animal
     return json.loads(out.stdout.strip().splitlines()[-1])
 
 
+def peak_rss_mb() -> float:
+    """Peak resident memory of this process, in MiB.
+
+    ``VmHWM`` (Linux), not ``ru_maxrss``: a subprocess forked from a big parent inherits
+    the parent's resident size as its ``ru_maxrss`` at exec, which would hide the worker's
+    own peak.
+    """
+    try:
+        for line in Path("/proc/self/status").read_text().splitlines():
+            if line.startswith("VmHWM:"):
+                return int(line.split()[1]) / 1024
+    except OSError:
+        pass
+    import resource
+
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+
+
 def worker(args) -> None:
     """Subprocess body: what `posekit predict` runs, timed, with the process's peak RSS.
 
@@ -312,8 +348,6 @@ def worker(args) -> None:
     ``.slp`` atomically); imports and model loading are timed apart from the rest because
     they are a fixed start-up cost, not throughput.
     """
-    import resource
-
     t0 = time.perf_counter()
     import sleap_io as sio
     import torch  # noqa: F401
@@ -338,15 +372,27 @@ def worker(args) -> None:
         # Network alone right before and right after the end-to-end run, in the same
         # process, so that both see the same machine load as far as possible.
         net = [network_fps(models, frame, args.max_instances, args.batch_size, args.seconds)]
+        # Time spent in forward passes during the run itself (same moment, same load).
+        forward_seconds = [0.0]
+        forward = predictor._forward
+
+        def timed_forward(model, x):
+            t = time.perf_counter()
+            out = forward(model, x)
+            forward_seconds[0] += time.perf_counter() - t
+            return out
+
+        predictor._forward = timed_forward
         t0 = time.perf_counter()
         labels = predictor.predict(args.video, frames=f"0-{args.frames - 1}")
         save_labels_atomic(labels, output)
         seconds = time.perf_counter() - t0
+        predictor._forward = forward
         net.append(network_fps(models, frame, args.max_instances, args.batch_size, args.seconds))
         n_frames = len(labels.labeled_frames)
         n_inst = sum(len(lf.instances) for lf in labels.labeled_frames)
         written = len(sio.load_slp(str(output)).labeled_frames)
-    rss_mb = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+    rss_mb = peak_rss_mb()
     print(
         json.dumps(
             {
@@ -357,6 +403,8 @@ def worker(args) -> None:
                 "predict_loop_fps": predictor.stats.get("fps"),
                 "network_fps": sum(net) / len(net),
                 "network_fps_before_after": net,
+                "forward_share": forward_seconds[0] / seconds,
+                "outside_forward_ms_per_frame": (seconds - forward_seconds[0]) / n_frames * 1e3,
                 "import_seconds": t_import,
                 "load_seconds": t_load,
                 "instances_per_frame": n_inst / max(n_frames, 1),
@@ -378,6 +426,9 @@ def main() -> None:
     parser.add_argument("--repeat", type=int, default=1, help="run everything this many times")
     parser.add_argument("--workdir", default=None, help="keep videos and models here")
     parser.add_argument("--only", default="single,bottomup,topdown")
+    parser.add_argument(
+        "--animals", type=int, nargs="+", default=list(TOPDOWN_ANIMALS), help="top-down cases"
+    )
     parser.add_argument("--json", default=None, help="also write the results here")
     # worker mode (internal)
     parser.add_argument("--worker", action="store_true", help=argparse.SUPPRESS)
@@ -393,7 +444,7 @@ def main() -> None:
     from rich.console import Console
     from rich.table import Table
 
-    console = Console()
+    console = Console(width=max(Console().width, 120))
     only = set(args.only.split(","))
     tmp = None
     if args.workdir:
@@ -404,39 +455,39 @@ def main() -> None:
         workdir = Path(tmp.name)
     n_max = max(args.frames)
     with console.status("rendering videos and building models"):
-        cases = prepare(workdir, n_max, only)
+        cases = prepare(workdir, n_max, only, args.animals)
     results = []
     for rep in range(args.repeat):
         table = Table(
             title=f"posekit predict end to end, {IMAGE_SIZE}x{IMAGE_SIZE} H.264, batch "
             f"{args.batch_size}, {args.device}, {os.cpu_count()} CPUs (run {rep + 1})",
-            caption="network fps: the forward pass(es) alone, measured in the same process "
-            "right before and after the end-to-end run (mean). Peak RSS: whole process.",
+            caption="net fps: the forward pass(es) alone in the same process, mean of right "
+            "before and right after the run. fwd share: fraction of the run's wall time "
+            "spent in forward passes; outside: ms per frame outside them. Peak RSS: the "
+            f"process's VmHWM. Videos: {video_info(next(iter(cases.values()))[1])}.",
         )
-        cols = ["model"]
-        for n in args.frames:
-            cols += [f"net fps ({n})", f"e2e fps ({n})", f"e2e/net ({n})", f"peak RSS MB ({n})"]
-        cols += ["inst/frame"]
+        cols = ["model", "frames", "net fps", "e2e fps", "e2e/net", "fwd share"]
+        cols += ["outside ms/fr", "peak RSS MiB", "inst/frame"]
         for c in cols:
             table.add_column(c, justify="left" if c == "model" else "right")
         for label, (folders, video, animals) in cases.items():
-            row = [label]
             rec = {"case": label, "animals": animals, "run": rep + 1, "e2e": {}}
-            inst = None
             for n in args.frames:
                 r = run_worker(
                     folders, video, n, args.batch_size, args.device, animals, args.seconds
                 )
                 rec["e2e"][n] = r
-                inst = r["instances_per_frame"]
-                row += [
+                table.add_row(
+                    label,
+                    str(n),
                     f"{r['network_fps']:.2f}",
                     f"{r['fps']:.2f}",
                     f"{r['fps'] / r['network_fps']:.2f}",
+                    f"{r['forward_share']:.2f}",
+                    f"{r['outside_forward_ms_per_frame']:.1f}",
                     f"{r['peak_rss_mb']:.0f}",
-                ]
-            row.append(f"{inst:.2f}")
-            table.add_row(*row)
+                    f"{r['instances_per_frame']:.2f}",
+                )
             results.append(rec)
             console.print(f"  done: {label}", style="dim")
         console.print(table)

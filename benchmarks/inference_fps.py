@@ -4,7 +4,11 @@ For each trained SLEAP model in `shared/sleap_models` (imported on the fly) this
 `posekit.load_predictor(...).predict(video)` over the first `--frames` frames of the video
 the model was trained on: decoding, preprocessing, network, peaks, grouping and building
 the labels, and prints frames/s next to the network-only frames/s of the same model on
-the same input size (so the overhead outside the network is visible).
+the same input size (so the overhead outside the network is visible); for top-down the
+network figure includes the centered-instance model on one crop per instance found.
+The model runs on whole frames in both figures, so e2e / net near 1 means decoding,
+preprocessing, peaks, grouping and building the labels cost little. On a shared machine
+run it twice: timings of concurrent runs vary by 2x.
 
 Usage:
     python benchmarks/inference_fps.py [--frames 100] [--batch-size 4] [--device cpu]
@@ -33,19 +37,44 @@ CASES = {
 }
 
 
-def network_fps(model, frame, batch_size: int, seconds: float = 2.0) -> float:
-    """Frames/s of the network alone on a preprocessed batch of `frame`."""
+def _seconds_per_call(fn, seconds: float) -> float:
+    fn()  # warm-up
+    n, start = 0, time.perf_counter()
+    while time.perf_counter() - start < seconds or n < 2:
+        fn()
+        n += 1
+    return (time.perf_counter() - start) / n
+
+
+def network_fps(models, frame, batch_size: int, crops_per_frame: float = 0.0, seconds=2.0):
+    """Frames/s of the network(s) alone on a preprocessed batch of `frame`.
+
+    For top-down (two models) the centered-instance network also runs on
+    ``crops_per_frame`` crops per frame (the instances the predictor found), so the
+    figure is the whole network cost of a frame, not only the centroid model's.
+    """
     import numpy as np
     import torch
 
-    x = model.preprocess(np.repeat(frame[None], batch_size, axis=0))
+    from posekit.inference.predictors import crop_centered
+
+    batch = np.repeat(frame[None], batch_size, axis=0)
     with torch.inference_mode():
-        model(x)
-        n, start = 0, time.perf_counter()
-        while time.perf_counter() - start < seconds:
-            model(x)
-            n += batch_size
-    return n / (time.perf_counter() - start)
+        x = models[0].preprocess(batch)
+        per_frame = _seconds_per_call(lambda: models[0](x), seconds) / batch_size
+        n_crops = int(round(crops_per_frame * batch_size))
+        if len(models) > 1 and n_crops > 0:
+            m = models[1]
+            size = m.crop_size
+            if m.input_scale != 1.0:
+                size = int(round(size / m.input_scale))
+            h, w = frame.shape[:2]
+            cen = torch.tensor([[w / 2, h / 2]] * n_crops, dtype=torch.float32)
+            samples = torch.arange(n_crops) % batch_size
+            crops = crop_centered(torch.from_numpy(batch), cen, samples, size)
+            xc = m.preprocess(crops)
+            per_frame += _seconds_per_call(lambda: m(xc), seconds) / batch_size
+    return 1.0 / per_frame
 
 
 def main() -> None:
@@ -60,6 +89,7 @@ def main() -> None:
     from rich.table import Table
 
     import posekit
+    from posekit.inference.video_reader import num_frames
 
     if not MODELS.exists():
         raise SystemExit(f"{MODELS} not found: this benchmark needs ../shared")
@@ -75,14 +105,16 @@ def main() -> None:
             progress=False,
         )
         video = sio.load_video(str(video_path))
-        frames = list(range(min(args.frames, len(video))))
+        frames = list(range(min(args.frames, num_frames(video))))
         start = time.perf_counter()
-        predictor.predict(video, frames=frames)
+        labels = predictor.predict(video, frames=frames)
         e2e = len(frames) / (time.perf_counter() - start)
-        # Network-only: the full-frame model (first folder) on the same frames.
-        model = posekit.load_model(MODELS / names[0], device=args.device)
+        per_frame = sum(len(lf.instances) for lf in labels.labeled_frames) / len(frames)
+        # Network-only: the same models on the same frame size (top-down: plus one crop
+        # per instance found).
+        models = [posekit.load_model(MODELS / n, device=args.device) for n in names]
         frame = video[0]
-        net = network_fps(model, frame, args.batch_size)
+        net = network_fps(models, frame, args.batch_size, crops_per_frame=per_frame)
         table.add_row(
             label,
             video_path.name,

@@ -205,22 +205,23 @@ def test_cpu_budget_makes_the_centroid_model_lean():
     # validation: 100 x 0.1 / 0.9 = 11 frames -> 3 batches, under bpe // 4
     assert o["optimization.val_batches_per_epoch"] == min(3, max(2, bpe // 4))
     assert o["optimization.learning_rate_schedule.plateau_patience"] == min(
-        5, max(2, int(steps / bpe) // 10)
+        8, max(3, int(steps / bpe) // 6)
     )
 
 
 def test_cpu_budget_topdown_keeps_resolution_and_thins_the_backbone():
     labels = FakeLabels(50, (1024, 1024), sizes=[90.0, 110.0], per_frame=2)
-    config = _config({"centered_instance": {"sigma": 2.5, "output_stride": 4}}, 24, 16, 4)
+    config = _config({"centered_instance": {"sigma": 2.5, "output_stride": 2}}, 24, 16, 2)
     o = recommend(config, labels, Hardware("cpu", 1, None, 2), max_time=600).overrides
     assert o["data.preprocessing.input_scaling"] == pytest.approx(1.0)
     assert o["model.backbone.unet.filters"] == 16  # 24 -> 16
     # receptive field must cover 2 x 100 px: stride 8 cannot, so the profile's 16 stays
-    assert _unet_summary("centered_instance", 8, 2, 32)["receptive_field"] < 200
+    assert _unet_summary("centered_instance", 8, 4, 32)["receptive_field"] < 200
     assert "model.backbone.unet.max_stride" not in o
-    # a map pixel <= 2 frame px at scale 1 -> output stride 2 (was 4)
-    assert o["model.backbone.unet.output_stride"] == 2
-    assert o["model.heads.centered_instance.output_stride"] == 2
+    # a map pixel <= 4 frame px at scale 1 -> output stride 4 (was 2); sigma 1.5 map px
+    assert o["model.backbone.unet.output_stride"] == 4
+    assert o["model.heads.centered_instance.output_stride"] == 4
+    assert o["model.heads.centered_instance.sigma"] == pytest.approx(1.5)
     # crop: largest 110 px + 16 padding = 126 -> multiple of 16 = 128
     assert o["data.instance_cropping.crop_size"] == 128
 
@@ -255,3 +256,40 @@ def test_rotation_covers_every_orientation_unless_already_wider():
     full = {"rotate": True, "rotation_min_angle": -180, "rotation_max_angle": 180}
     o = recommend(_config({"centroid": {}}, augmentation=full), labels, CPU).overrides
     assert not any(k.startswith("optimization.augmentation_config") for k in o)
+
+
+class HeadingLabels(FakeLabels):
+    """Two-node instances whose heading (mean point -> node 0) is given in degrees."""
+
+    def __init__(self, headings_deg):
+        self.hw = (256, 256)
+        self.entries = []
+        for deg in headings_deg:
+            rad = math.radians(deg)
+            head = np.array([100 + 20 * math.cos(rad), 100 + 20 * math.sin(rad)])
+            tail = np.array([100 - 20 * math.cos(rad), 100 - 20 * math.sin(rad)])
+            self.entries.append(_Entry(0, np.array([[head, tail]])))
+
+
+def test_heading_spread_is_the_95th_percentile_around_the_circular_mean():
+    from posekit.training.recommend import heading_spread
+
+    # headings around 170 deg, crossing the +-180 seam: deviations 0..20 deg
+    labels = HeadingLabels([170 + d for d in range(-20, 21)])
+    expected = np.percentile(np.abs(np.arange(-20, 21)), 95)
+    assert heading_spread(labels) == pytest.approx(expected, abs=1e-6)
+    assert heading_spread(HeadingLabels([0, 90, 180])) is None  # too few instances
+
+
+def test_budget_rotation_is_the_heading_spread_plus_45_degrees():
+    labels = HeadingLabels([30 + d for d in range(-20, 21)] * 2)  # spread 19 deg (q95)
+    narrow = {"rotate": True, "rotation_min_angle": -15, "rotation_max_angle": 15}
+    config = _config({"centroid": {}}, augmentation=narrow)
+    o = recommend(config, labels, CPU, max_time=600).overrides
+    # 19 + 45 = 64 -> rounded up to 5 degrees: 65
+    assert o["optimization.augmentation_config.rotation_min_angle"] == -65
+    assert o["optimization.augmentation_config.rotation_max_angle"] == 65
+    # headings all round the circle: the budget rule reaches the full +-180
+    everywhere = HeadingLabels(list(range(-180, 180, 5)))
+    o = recommend(config, everywhere, CPU, max_time=600).overrides
+    assert o["optimization.augmentation_config.rotation_max_angle"] == 180

@@ -80,7 +80,7 @@ def resolve_device(device: str | None = "auto") -> str:
 
 
 def _device_type(device: str) -> str:
-    """"cuda:1" -> "cuda"."""
+    """ "cuda:1" -> "cuda"."""
     import torch
 
     return torch.device(device).type
@@ -493,14 +493,14 @@ class Predictor:
             fallback = (lambda i, lfs=lfs: lfs[i].image) if lfs else None
             read_stats: dict = {}
             shape = None
-            for frame_idx, image, err in iter_frames(
-                video,
-                [i for i, _ in run],
-                fallback=fallback,
-                threads=threads,
-                stats=read_stats,
-            ):
+            pending_metadata = True
+            frames = iter_frames(
+                video, [i for i, _ in run], fallback=fallback, threads=threads, stats=read_stats
+            )
+            # iter_frames yields exactly one result per requested index, in order.
+            for (_, lf), (frame_idx, image, err) in zip(run, frames):
                 if stop.is_set():
+                    frames.close()
                     return
                 if err is not None:
                     yield _Skip(video, frame_idx, err)
@@ -508,7 +508,6 @@ class Predictor:
                 if image.ndim == 2:
                     image = image[..., None]
                 shape = image.shape
-                lf = lfs.get(frame_idx)
                 gt = _gt_points(lf, names) if lf is not None else None
                 if metas and (metas[0].video is not video or buf.shape[1:] != image.shape):
                     yield flush()
@@ -520,13 +519,17 @@ class Predictor:
                 metas.append(_Item(video, int(frame_idx), None, gt))
                 if len(metas) >= self.batch_size:
                     yield flush()
+                    if pending_metadata and read_stats.get("mode") == "stream":
+                        # Once the first batch is out (overlapping the model's work),
+                        # record what saving the predictions needs, so that sleap-io
+                        # does not decode the whole video again to learn its shape.
+                        remember_media_metadata(video, shape, read_stats.get("num_frames"))
+                        pending_metadata = False
             last = flush()
             if last is not None:
                 yield last
-            if shape is not None and read_stats.get("mode") == "stream":
-                # So that saving the predictions does not make sleap-io decode the whole
-                # video again to learn its shape.
-                remember_media_metadata(video, shape)
+            if pending_metadata and shape is not None and read_stats.get("mode") == "stream":
+                remember_media_metadata(video, shape, read_stats.get("num_frames"))
 
     def _preprocess(self, model, images):
         """``model.preprocess`` with the uint8 -> float conversion done once, in place.
@@ -554,6 +557,12 @@ class Predictor:
             source: video path, ``.slp`` path, `sleap_io.Video` or `sleap_io.Labels`.
             frames: frame selection (see `parse_frames`); for labels, the frame indices
                 of the labeled frames to predict.
+
+        Media files are decoded sequentially in a background thread
+        (`posekit.inference.video_reader`), with at most a few batches in flight, so
+        memory does not grow with the video. A streamed video's shape, grayscale flag
+        and fps are recorded in its ``backend_metadata`` (when absent) so that saving
+        the returned labels does not decode the whole video again.
         """
         import sleap_io as sio
         import torch

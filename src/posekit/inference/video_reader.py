@@ -6,14 +6,14 @@ restarts it; reading a 1024 x 1024 H.264 video that way costs ~0.3 s per frame, 
 more than decoding the same frames one after the other. Inference reads frames in
 increasing order, so here media files (`MediaVideo` backends: mp4, avi, mov, mkv, ...)
 are decoded sequentially with PyAV (`av`), jumping ahead with a keyframe seek only when
-the gap to the next wanted frame is large. Everything else (HDF5 / `.pkg.slp` embedded
-frames, image folders, virtually cropped videos, rotated streams, a missing `av`, frame
-indices that go backwards) keeps using `sleap_io.Video[i]`, whose backends are already
-fine at random access.
+the gap to the next wanted frame is large (an index that goes backwards starts a new
+pass). Everything else (HDF5 / `.pkg.slp` embedded frames, image folders, virtually
+cropped videos, rotated or variable-rate streams, a missing `av`) keeps using
+`sleap_io.Video[i]`, whose backends are fine at random access.
 
 Exactness. A frame is identified by counting decoded frames from the start of the
 stream (what a sequential ffmpeg read does); after a seek, by its timestamp
-(``round((pts - start) * time_base * rate)``, what ffmpeg's time-based seek of
+(``round((pts - pts_0) * time_base * rate)``, what ffmpeg's time-based seek in
 sleap-io's FFMPEG plugin does). Pixels are converted with libswscale to ``rgb24`` and
 the first channel is kept for grayscale videos, exactly as sleap-io does; on the shared
 test videos the result is bit-identical to `sleap_io.Video[i]` (FFMPEG plugin). With
@@ -123,6 +123,9 @@ class SequentialDecoder:
         rate = self.stream.average_rate or self.stream.guessed_rate
         self.rate = Fraction(rate) if rate else None
         self.time_base = Fraction(self.stream.time_base) if self.stream.time_base else None
+        fmt = self.container.format.name or ""
+        # MP4/MOV sample tables give the exact count; other containers may not.
+        self.n_frames = int(self.stream.frames or 0) if ("mp4" in fmt or "mov" in fmt) else 0
         self.pos = -1  # index of the last frame pulled from the decoder
         self.seeks = 0
         self._frames: Iterator | None = None
@@ -215,7 +218,9 @@ def _to_sleap_channels(img: np.ndarray, backend) -> np.ndarray:
     if backend.grayscale is None:
         backend.detect_grayscale(img)
     if backend.grayscale:
-        img = img[..., [0]]
+        # A view (sleap-io copies with ``[..., [0]]``): same pixels, and the batch
+        # buffer copy that follows gathers them anyway.
+        img = img[..., :1]
     return img
 
 
@@ -257,6 +262,8 @@ def iter_frames(
         try:
             decoder = SequentialDecoder(backend.filename, seek_gap=seek_gap, threads=threads)
             stats["mode"] = "stream"
+            if decoder.n_frames:
+                stats["num_frames"] = decoder.n_frames
         except Exception as err:  # noqa: BLE001 - unreadable by PyAV: random access
             stats["fallback_reason"] = f"PyAV cannot open it ({err})"
     else:
@@ -388,7 +395,9 @@ def num_frames(video) -> int:
     return len(video)
 
 
-def remember_media_metadata(video, frame_shape: tuple[int, ...]) -> None:
+def remember_media_metadata(
+    video, frame_shape: tuple[int, ...], n_frames: int | None = None
+) -> None:
     """Record a streamed video's shape, grayscale flag and fps in ``video.backend_metadata``.
 
     Saving labels (`sleap_io.save_slp`) serialises each video's shape; without recorded
@@ -397,6 +406,7 @@ def remember_media_metadata(video, frame_shape: tuple[int, ...]) -> None:
     1024, more than predicting a short clip). After streaming, the same values are known:
     the frame count (`num_frames`), the frame shape as sleap-io returns frames, and fps
     (sleap-io's own value, a container probe). Keys already present are kept.
+    ``n_frames``: the count if already known (else `num_frames`).
     """
     meta = getattr(video, "backend_metadata", None)
     if meta is None or "shape" in meta:
@@ -404,7 +414,7 @@ def remember_media_metadata(video, frame_shape: tuple[int, ...]) -> None:
     h, w = int(frame_shape[0]), int(frame_shape[1])
     c = int(frame_shape[2]) if len(frame_shape) > 2 else 1
     try:
-        n = num_frames(video)
+        n = int(n_frames) if n_frames else num_frames(video)
         fps = video.fps
     except Exception:  # noqa: BLE001 - metadata is an optimisation only
         return
