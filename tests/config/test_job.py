@@ -52,7 +52,7 @@ def test_sleap_file_loads_with_every_value(path: Path):
     assert not missing
     for key, value in written.items():
         assert ours[key] == value, key
-    assert cfg.filename == str(path.resolve())
+    assert cfg.filename == os.path.abspath(path)
     # Skeletons: same number, and the node names the heads refer to exist.
     skeletons = json.loads(path.read_text())["data"]["labels"]["skeletons"]
     assert len(cfg.data.labels.skeletons) == len(skeletons)
