@@ -39,7 +39,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from posekit.architectures.common import Backbone, batch_norm, check_input_size
-from posekit.errors import PosekitError
+from posekit.errors import PosekitError, unknown_choice
 
 if TYPE_CHECKING:  # pragma: no cover
     from posekit.config.model import PretrainedEncoderConfig
@@ -216,14 +216,7 @@ def build_encoder(
 ) -> nn.Module:
     """The smp encoder for a SLEAP encoder name (features at strides 1, 2, ..., 32)."""
     if encoder not in ENCODER_SOURCES:
-        import difflib
-
-        close = difflib.get_close_matches(encoder, ENCODER_SOURCES, n=1)
-        hint = f" (did you mean {close[0]!r}?)" if close else ""
-        raise PosekitError(
-            f"encoder={encoder!r} is not a known encoder{hint}; use one of "
-            f"{', '.join(ENCODER_SOURCES)}"
-        )
+        raise PosekitError(unknown_choice("encoder", encoder, ENCODER_SOURCES, "encoder"))
     smp = _import_smp()
     name = ENCODER_SOURCES[encoder]
     if pretrained and torch.empty(0).is_meta:

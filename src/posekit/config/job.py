@@ -558,24 +558,3 @@ def _write_atomic(path: Path, text: str) -> None:
             os.unlink(tmp)
         raise
 
-
-__all__ = [
-    "AugmentationConfig",
-    "CheckpointingConfig",
-    "DataConfig",
-    "EarlyStoppingConfig",
-    "HardKeypointMiningConfig",
-    "InstanceCroppingConfig",
-    "LabelsConfig",
-    "LearningRateScheduleConfig",
-    "OptimizationConfig",
-    "OutputsConfig",
-    "PreprocessingConfig",
-    "SLEAP_VERSION",
-    "TensorBoardConfig",
-    "TrainingJobConfig",
-    "ZMQConfig",
-    "load_config",
-    "load_model_config",
-    "shipped_configs",
-]

@@ -13,6 +13,7 @@ from typing import ClassVar, Literal
 from pydantic import Field, field_validator, model_validator
 
 from posekit.config.base import ConfigBase, OneOfConfig
+from posekit.errors import unknown_choice
 
 RESNET_VERSIONS = ("ResNet50", "ResNet101", "ResNet152")
 RESNET_WEIGHTS = ("random", "frozen", "tunable")
@@ -235,14 +236,7 @@ class PretrainedEncoderConfig(ConfigBase):
     @classmethod
     def _encoder(cls, v: str) -> str:
         if v not in PRETRAINED_ENCODERS:
-            import difflib
-
-            close = difflib.get_close_matches(v, PRETRAINED_ENCODERS, n=1)
-            hint = f" (did you mean {close[0]!r}?)" if close else ""
-            raise ValueError(
-                f"encoder={v!r} is not a known encoder{hint}; use one of "
-                f"{', '.join(PRETRAINED_ENCODERS)}"
-            )
+            raise ValueError(unknown_choice("encoder", v, PRETRAINED_ENCODERS, "encoder"))
         return v
 
     @field_validator("output_stride")
