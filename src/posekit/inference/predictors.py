@@ -746,17 +746,18 @@ def _make_progress(total: int):
 # --------------------------------------------------------------------------- predictors
 
 
-class SingleInstancePredictor(Predictor):
-    """One animal per frame: a global peak per part."""
+class _OneModelPredictor(Predictor):
+    """A predictor that runs one full-frame model of type `model_type`."""
+
+    model_type = ""
 
     def __init__(self, model, **kwargs):
         super().__init__(**kwargs)
-        if model.model_type != "single_instance":
+        if model.model_type != self.model_type:
             raise PosekitError(
-                f"SingleInstancePredictor needs a single_instance model; got {model.model_type}"
+                f"{type(self).__name__} needs a {self.model_type} model; got {model.model_type}"
             )
         self.model = model
-        self.confmaps_head = _need_head(model, "SingleInstanceConfmapsHead")
 
     def _models(self):
         return [self.model]
@@ -764,6 +765,16 @@ class SingleInstancePredictor(Predictor):
     @property
     def skeleton(self):
         return _skeleton_of(self.model)
+
+
+class SingleInstancePredictor(_OneModelPredictor):
+    """One animal per frame: a global peak per part."""
+
+    model_type = "single_instance"
+
+    def __init__(self, model, **kwargs):
+        super().__init__(model, **kwargs)
+        self.confmaps_head = _need_head(model, "SingleInstanceConfmapsHead")
 
     def _predict_batch(self, images, gt):
         from posekit.inference.peaks import find_global_peaks
@@ -996,8 +1007,10 @@ class TopDownPredictor(_TopDownBase):
         return results
 
 
-class BottomUpPredictor(Predictor):
+class BottomUpPredictor(_OneModelPredictor):
     """Multi-instance confidence maps + part affinity fields."""
+
+    model_type = "multi_instance"
 
     def __init__(
         self,
@@ -1012,12 +1025,7 @@ class BottomUpPredictor(Predictor):
     ):
         from posekit.inference.paf_grouping import PAFGrouper
 
-        super().__init__(**kwargs)
-        if model.model_type != "multi_instance":
-            raise PosekitError(
-                f"BottomUpPredictor needs a multi_instance model; got {model.model_type}"
-            )
-        self.model = model
+        super().__init__(model, **kwargs)
         self.confmaps_head = _need_head(model, "MultiInstanceConfmapsHead")
         self.pafs_head = _need_head(model, "PartAffinityFieldsHead")
         self.grouper = PAFGrouper(
@@ -1031,13 +1039,6 @@ class BottomUpPredictor(Predictor):
             min_line_scores=min_line_scores,
             max_instances=self.max_instances,
         )
-
-    def _models(self):
-        return [self.model]
-
-    @property
-    def skeleton(self):
-        return _skeleton_of(self.model)
 
     def _predict_batch(self, images, gt):
         from posekit.inference.peaks import find_local_peaks
@@ -1068,25 +1069,15 @@ class BottomUpPredictor(Predictor):
         return results
 
 
-class BottomUpMultiClassPredictor(Predictor):
+class BottomUpMultiClassPredictor(_OneModelPredictor):
     """Multi-instance confidence maps + class maps: one instance per identity."""
 
+    model_type = "multi_class_bottomup"
+
     def __init__(self, model, **kwargs):
-        super().__init__(**kwargs)
-        if model.model_type != "multi_class_bottomup":
-            raise PosekitError(
-                f"BottomUpMultiClassPredictor needs a multi_class_bottomup model; got {model.model_type}"
-            )
-        self.model = model
+        super().__init__(model, **kwargs)
         self.confmaps_head = _need_head(model, "MultiInstanceConfmapsHead")
         self.class_maps_head = _need_head(model, "ClassMapsHead")
-
-    def _models(self):
-        return [self.model]
-
-    @property
-    def skeleton(self):
-        return _skeleton_of(self.model)
 
     @property
     def class_names(self):
