@@ -18,7 +18,8 @@ frames with the pair and evaluates them:
   frame as the training labels have (2), as a SLEAP user would set it.
 - output (`--out`): a rich table (also in ``results.txt``), ``results.json`` (metrics,
   recommendations, machine load) and ``val_loss_curves.png`` (validation loss of every
-  run against training minutes, one panel per model). ``trained.json`` records each run
+  run against training minutes, one panel per model; the configs' targets differ, so
+  their loss levels do not compare, only how fast each falls). ``trained.json`` records each run
   as soon as it is trained; ``--reuse`` evaluates those runs again without retraining.
 
 Threads: `torch.set_num_threads` = the machine's cores unless `--threads`. OpenMP's wait
@@ -329,6 +330,11 @@ def plot_curves(results: dict[str, dict], png: Path) -> Path:
         ax.set_title(title)
         ax.grid(alpha=0.3)
         ax.legend()
+    fig.suptitle(
+        "configs draw different targets (scale, stride, sigma): compare how fast each "
+        "falls, not loss levels across configs",
+        fontsize=9,
+    )
     fig.tight_layout()
     png.parent.mkdir(parents=True, exist_ok=True)
     fig.savefig(png, dpi=120)

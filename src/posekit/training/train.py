@@ -462,7 +462,7 @@ def train(
     if auto and resume is None:
         from posekit.training.recommend import detect_hardware, recommend
 
-        rec = recommend(config, train_labels, detect_hardware(device))
+        rec = recommend(config, train_labels, detect_hardware(device), max_time=max_time)
         config = explicit(apply_overrides(apply_overrides(config, rec.overrides), user_overrides))
         if num_workers is None:
             num_workers = rec.num_workers
