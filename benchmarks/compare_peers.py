@@ -15,7 +15,9 @@ threads.
 Printed per network: GFLOP/frame (posekit's summary), posekit fps (optimized: BatchNorm
 folded + channels-last; eager in its own column), sleap-nn fps, the ratio posekit /
 sleap-nn, and each side's efficiency against this machine's measured fp32 matmul
-GFLOP/s. sleap-nn's builder differs between its releases; a network it cannot build is
+GFLOP/s. Where the hardware has a fast reduced precision (bf16 on CPUs with
+AVX512-BF16/AMX, fp16 on CUDA), posekit is also timed as `posekit predict --precision`
+runs it, and compared with sleap-nn's float32. sleap-nn's builder differs between its releases; a network it cannot build is
 reported with its error instead of a number.
 
 Usage:
@@ -212,6 +214,7 @@ def main(argv=None) -> int:
     from rich.console import Console
     from rich.table import Table
 
+    from posekit.inference.runtime import make_runner
     from posekit.optimize import optimize_for_inference
 
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
@@ -228,6 +231,8 @@ def main(argv=None) -> int:
         torch.set_num_threads(args.threads)
     start = time.perf_counter()
     peak = bench.matmul_gflops("float32", args.device)
+    low_name = bench.low_precision_name(args.device)  # bfloat16 on AMX/AVX512-BF16 CPUs
+    low = {"bfloat16": "bf16", "float16": "fp16"}.get(low_name or "")
 
     rows: list[dict] = []
     for name, config, hw in bench.networks(args.only):
@@ -250,6 +255,9 @@ def main(argv=None) -> int:
         row["eager"] = bench.time_forward(model, x, args.seconds, args.device)
         opt = optimize_for_inference(model, example_input=x[:1])
         row["posekit"] = bench.time_forward(opt, x, args.seconds, args.device)
+        if low is not None:  # what `posekit predict --precision bf16|fp16` runs
+            runner = make_runner(model, device=args.device, precision=low)
+            row["posekit_low"] = bench.time_forward(runner, x, args.seconds, args.device)
         print(f"  posekit {name}: done", flush=True)
 
     peer: dict = {}
@@ -271,8 +279,9 @@ def main(argv=None) -> int:
         f"{torch.get_num_threads()} threads"
     )
     table = Table(title=title)
+    low_cols = (f"posekit {low} fps", f"{low} ratio") if low else ()
     for col in ("model", "GFLOP/frame", "posekit fps", "posekit eager fps", "sleap-nn fps",
-                "ratio", "posekit eff.", "sleap-nn eff.", "note"):  # fmt: skip
+                "ratio", "posekit eff.", "sleap-nn eff.", *low_cols, "note"):  # fmt: skip
         if col == "note":
             table.add_column(col, no_wrap=True, overflow="ellipsis", max_width=40)
         else:
@@ -285,6 +294,9 @@ def main(argv=None) -> int:
         pk, sn, g = row.get("posekit"), row.get("sleap_nn"), row.get("gflops")
         ratio = None if pk is None or not sn else pk / sn
         e1, e2 = eff(pk, g), eff(sn, g)
+        lo = row.get("posekit_low")
+        lo_ratio = None if lo is None or not sn else lo / sn
+        low_cells = (bench._fmt(lo), bench._fmt(lo_ratio, ".2f") + ("x" if lo_ratio else ""))
         table.add_row(
             row["name"],
             bench._fmt(g, ".2f"),
@@ -294,6 +306,7 @@ def main(argv=None) -> int:
             bench._fmt(ratio, ".2f") + ("x" if ratio else ""),
             bench._fmt(e1, ".0f") + ("%" if e1 is not None else ""),
             bench._fmt(e2, ".0f") + ("%" if e2 is not None else ""),
+            *(low_cells if low else ()),
             row.get("note", ""),
         )
     console = Console(width=max(150, Console().width))

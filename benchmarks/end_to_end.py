@@ -1,37 +1,39 @@
 """End-to-end `posekit predict` speed versus the network alone, on 1024 x 1024 video.
 
-What is timed, per model type (single instance, bottom-up, top-down):
+Three measurements, each in fresh subprocesses:
 
-- **network-only fps**: the forward pass(es) alone on a preprocessed batch (batch
-  ``--batch-size``, `torch.inference_mode`); for top-down, the centroid network on the
-  frames plus the centered-instance network on ``animals`` crops per frame;
-- **end-to-end fps**: what `posekit predict` runs (`posekit.inference.cli.run_predict`:
-  decode the video, preprocess, run the networks, find peaks, group, build the labels and
-  write the ``.slp``) on the first 100 and the first 300 frames, each in a fresh
-  subprocess; imports and model loading (a fixed start-up cost of ~1-3 s, not
-  throughput) are left out of the fps and reported in the JSON. The subprocess's peak
-  RSS is reported too: equal peaks after 100 and 300 frames mean memory does not grow
-  with video length (streaming).
+1. **Throughput** per model type (single instance, bottom-up, top-down): rounds that
+   alternate the network alone (the forward pass(es) on a preprocessed batch, batch
+   ``--batch-size``, `torch.inference_mode`; top-down: the centroid network on the frames
+   plus the centered-instance network on one crop per animal) with what `posekit predict`
+   runs on the first ``--frames`` frames (`predict` + atomic ``.slp`` write: decode,
+   preprocess, networks, peaks, grouping, labels, writing). Alternating makes both see
+   the same load on a shared machine; medians over ``--rounds`` are reported, with the
+   share of the end-to-end wall time spent in forward passes (measured during the run).
+   Imports and model loading are a fixed start-up cost, not throughput, and are left out.
+2. **Memory**: `posekit predict` on the first 100 and the first 300 frames, each in its
+   own process; equal peak RSS (VmHWM) means memory does not grow with video length.
+3. **Top-down scaling**: 1, 2 and 4 animals (``max_instances`` = animals, one crop each),
+   interleaved round by round in one process; the cost per frame should grow by a
+   constant amount per animal (linear, no faster).
 
-The video is rendered with `posekit.data.synthetic.save_synthetic_dataset` (H.264 mp4,
-1024 x 1024, 1/2/4 animals) and the models are small UNets built from configs with random
-weights (speed does not depend on the weights), saved with
-`posekit.io.model_folder.save_model`: UNet (filters 16, rate 2, max stride 16, output
-stride 2); the full-frame models take the frames at input scaling 0.25 (256 x 256), the
-centered-instance model takes 96 x 96 full-resolution crops. Random weights would make every pixel of noise a
-peak; so that peak finding and grouping see realistic work, each confidence-map head's
-bias is shifted once (on the first frame) so that about one peak per animal and part
-clears the 0.2 threshold, and the PAF head outputs a uniform field (so that grouping has
-connections to score and assemble). The number of instances found per frame is reported.
+The videos are rendered with `posekit.data.synthetic.save_synthetic_dataset` (H.264 mp4,
+1024 x 1024, 1/2/4 animals, no pixel noise: ~1-3 Mbit/s like lab footage) and the models
+are small UNets built from configs with random weights (speed does not depend on the
+weights), saved with `posekit.io.model_folder.save_model`: UNet (filters 16, rate 2, max
+stride 16, output stride 2); the full-frame models take the frames at input scaling 0.25
+(256 x 256), the centered-instance model 96 x 96 full-resolution crops. Random weights
+would make every pixel of noise a peak; so that peak finding and grouping see realistic
+work, each confidence-map head's bias is shifted once (on the first frames) so that a
+few peaks per part clear the 0.2 threshold, and the PAF head outputs a uniform field (so
+that grouping has connections to score and assemble). Instances per frame are reported.
 
-Top-down is also run with 1, 2 and 4 animals (``max_instances`` = animals): its cost per
-frame should grow linearly with the number of animals (one crop each).
+On a shared machine timings vary by 2-4x from minute to minute: run it twice
+(``--repeat 2``) and compare. Usage:
 
-The machine may be shared: run the benchmark twice and compare (``--repeat 2`` does
-that in one invocation). Usage:
-
-    python benchmarks/end_to_end.py [--frames 100 300] [--batch-size 4] [--device cpu]
-        [--repeat 1] [--workdir DIR] [--only single,bottomup,topdown]
+    python benchmarks/end_to_end.py [--frames 150] [--rounds 3] [--memory-frames 100 300]
+        [--batch-size 4] [--device cpu] [--repeat 1] [--workdir DIR]
+        [--only single,bottomup,topdown] [--sections throughput,memory,scaling]
 """
 
 from __future__ import annotations
@@ -249,78 +251,90 @@ def prepare(workdir: Path, n_frames: int, only: set[str], animals=TOPDOWN_ANIMAL
 # --------------------------------------------------------------------------- timing
 
 
-def _time_calls(fn, seconds: float) -> float:
-    """Median seconds per call of `fn` over ~`seconds` (after one warm-up call)."""
-    import statistics
+class Network:
+    """The predictor's network(s) alone on a preprocessed batch of one frame.
 
-    fn()
-    times = []
-    start = time.perf_counter()
-    while time.perf_counter() - start < seconds or len(times) < 3:
-        t = time.perf_counter()
-        fn()
-        times.append(time.perf_counter() - t)
-    return statistics.median(times)
-
-
-def network_fps(models, frame, animals: int, batch_size: int, seconds: float) -> float:
-    """Frames/s of the network(s) alone on preprocessed input.
-
-    `models`: the predictor's loaded models; for top-down (two models) the centroid
-    network runs on the frames and the centered-instance network on ``animals`` crops
-    per frame, in the predictor's chunks of ``max(16, 4 * batch_size)`` crops.
+    The networks run exactly as the predictor runs them (its `_forward`: the runner of
+    `posekit.inference.runtime`, BatchNorm folded, channels-last). For top-down the centroid network runs on the frames and the centered-instance
+    network on ``animals`` crops per frame, in the predictor's chunks of
+    ``max(16, 4 * batch_size)`` crops.
     """
-    import numpy as np
-    import torch
 
-    from posekit.inference.predictors import crop_centered
+    def __init__(self, predictor, models, frame, animals: int, batch_size: int):
+        import numpy as np
+        import torch
 
-    batch = np.repeat(frame[None], batch_size, axis=0)
-    with torch.inference_mode():
-        x = models[0].preprocess(batch)
-        per_frame = _time_calls(lambda: models[0](x), seconds) / batch_size
-        if len(models) == 2:
-            m = models[1]
-            n = animals * batch_size
-            h, w = frame.shape[:2]
-            cen = torch.tensor([[w / 2, h / 2]] * n, dtype=torch.float32)
-            samples = torch.arange(n) % batch_size
-            xc = m.preprocess(crop_centered(torch.from_numpy(batch), cen, samples, m.crop_size))
-            chunk = max(16, 4 * batch_size)
+        from posekit.inference.predictors import crop_centered
 
-            def run_crops():
-                for s in range(0, n, chunk):
-                    m(xc[s : s + chunk])
+        self.models = models
+        self.forward = predictor._forward
+        self.batch_size = batch_size
+        batch = np.repeat(frame[None], batch_size, axis=0)
+        with torch.inference_mode():
+            self.x = models[0].preprocess(batch)
+            self.crops = []
+            if len(models) == 2:
+                m = models[1]
+                n = animals * batch_size
+                h, w = frame.shape[:2]
+                cen = torch.tensor([[w / 2, h / 2]] * n, dtype=torch.float32)
+                samples = torch.arange(n) % batch_size
+                xc = m.preprocess(crop_centered(torch.from_numpy(batch), cen, samples, m.crop_size))
+                chunk = max(16, 4 * batch_size)
+                self.crops = [xc[s : s + chunk] for s in range(0, n, chunk)]
+        self.batch()  # warm-up
 
-            per_frame += _time_calls(run_crops, seconds) / batch_size
-    return 1.0 / per_frame
+    def batch(self) -> None:
+        import torch
+
+        with torch.inference_mode():
+            self.forward(self.models[0], self.x)
+            for xc in self.crops:
+                self.forward(self.models[1], xc)
+
+    def seconds_per_frame(self, n_frames: int) -> float:
+        """Wall seconds per frame over ``n_frames`` frames' worth of batches."""
+        calls = max(1, -(-n_frames // self.batch_size))
+        t = time.perf_counter()
+        for _ in range(calls):
+            self.batch()
+        return (time.perf_counter() - t) / (calls * self.batch_size)
 
 
-def run_worker(folders, video, frames: int, batch_size: int, device: str, animals: int, seconds):
-    """Run `posekit predict` (library path) in a subprocess; returns its JSON report."""
-    cmd = [
-        sys.executable,
-        str(Path(__file__).resolve()),
-        "--worker",
-        "--video",
-        str(video),
-        "--frames",
-        str(frames),
-        "--batch-size",
-        str(batch_size),
-        "--device",
-        device,
-        "--max-instances",
-        str(animals),
-        "--seconds",
-        str(seconds),
-        "--models",
-        *map(str, folders),
-    ]
-    out = subprocess.run(cmd, capture_output=True, text=True, check=False)
-    if out.returncode != 0:
-        raise RuntimeError(f"worker failed:\n{out.stdout}\n{out.stderr}")
-    return json.loads(out.stdout.strip().splitlines()[-1])
+class TimedForward:
+    """Wraps a predictor's `_forward` to add up the time spent in forward passes."""
+
+    def __init__(self, predictor):
+        self.predictor = predictor
+        self.inner = predictor._forward
+        self.seconds = 0.0
+        predictor._forward = self
+
+    def __call__(self, model, x):
+        t = time.perf_counter()
+        out = self.inner(model, x)
+        self.seconds += time.perf_counter() - t
+        return out
+
+
+def predict_and_save(predictor, video: str, n_frames: int, out_dir: str) -> dict:
+    """One `posekit predict` pass (predict + atomic .slp write) over frames 0..n-1."""
+    from posekit.inference.cli import save_labels_atomic
+
+    timer = TimedForward(predictor)
+    t = time.perf_counter()
+    labels = predictor.predict(video, frames=f"0-{n_frames - 1}")
+    save_labels_atomic(labels, Path(out_dir) / "out.predictions.slp")
+    seconds = time.perf_counter() - t
+    predictor._forward = timer.inner
+    n = len(labels.labeled_frames)
+    return {
+        "frames": n,
+        "seconds_per_frame": seconds / n,
+        "forward_share": timer.seconds / seconds,
+        "outside_ms_per_frame": (seconds - timer.seconds) / n * 1e3,
+        "instances_per_frame": sum(len(lf.instances) for lf in labels.labeled_frames) / n,
+    }
 
 
 def peak_rss_mb() -> float:
@@ -341,77 +355,89 @@ def peak_rss_mb() -> float:
     return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
 
 
-def worker(args) -> None:
-    """Subprocess body: what `posekit predict` runs, timed, with the process's peak RSS.
+def _load(folders, args, animals):
+    from posekit.inference.predictors import load_predictor
 
-    The steps of `posekit.inference.cli.run_predict` (load the models, predict, write the
-    ``.slp`` atomically); imports and model loading are timed apart from the rest because
-    they are a fixed start-up cost, not throughput.
-    """
-    t0 = time.perf_counter()
+    predictor = load_predictor(
+        folders,
+        batch_size=args.batch_size,
+        device=args.device,
+        max_instances=animals,
+        progress=False,
+    )
+    return predictor
+
+
+def worker(args) -> dict:
+    """Subprocess body (one of three measurements, see the module docstring)."""
+    import statistics
+
     import sleap_io as sio
     import torch  # noqa: F401
 
-    from posekit.inference.cli import save_labels_atomic
-    from posekit.inference.predictors import load_predictor
-
-    t_import = time.perf_counter() - t0
+    spec = json.loads(args.worker)
     with tempfile.TemporaryDirectory() as tmp:
-        output = Path(tmp) / "out.predictions.slp"
-        t0 = time.perf_counter()
-        predictor = load_predictor(
-            args.models,
-            batch_size=args.batch_size,
-            device=args.device,
-            max_instances=args.max_instances,
-            progress=False,
-        )
-        t_load = time.perf_counter() - t0
-        models = [m for m in predictor._models() if m is not None]
-        frame = sio.load_video(args.video)[0]
-        # Network alone right before and right after the end-to-end run, in the same
-        # process, so that both see the same machine load as far as possible.
-        net = [network_fps(models, frame, args.max_instances, args.batch_size, args.seconds)]
-        # Time spent in forward passes during the run itself (same moment, same load).
-        forward_seconds = [0.0]
-        forward = predictor._forward
+        if spec["kind"] == "throughput":
+            # Alternate network-only and end-to-end in rounds, so that both see the same
+            # (shared-machine) load; the medians of the rounds are reported.
+            predictor = _load(spec["models"], args, spec["animals"])
+            models = [m for m in predictor._models() if m is not None]
+            frame = sio.load_video(spec["video"])[0]
+            net = Network(predictor, models, frame, spec["animals"], args.batch_size)
+            predict_and_save(predictor, spec["video"], args.batch_size, tmp)  # warm-up
+            rounds = []
+            for _ in range(args.rounds):
+                net_spf = net.seconds_per_frame(spec["frames"])
+                r = predict_and_save(predictor, spec["video"], spec["frames"], tmp)
+                r["net_seconds_per_frame"] = net_spf
+                r["ratio"] = net_spf / r["seconds_per_frame"]
+                rounds.append(r)
+            med = {k: statistics.median(r[k] for r in rounds) for k in rounds[0]}
+            return {"rounds": rounds, "median": med}
+        if spec["kind"] == "memory":
+            predictor = _load(spec["models"], args, spec["animals"])
+            r = predict_and_save(predictor, spec["video"], spec["frames"], tmp)
+            r["peak_rss_mb"] = peak_rss_mb()
+            return r
+        if spec["kind"] == "scaling":
+            # Top-down with 1, 2, 4 animals, interleaved round by round.
+            cases = []
+            for case in spec["cases"]:
+                predictor = _load(case["models"], args, case["animals"])
+                models = [m for m in predictor._models() if m is not None]
+                frame = sio.load_video(case["video"])[0]
+                net = Network(predictor, models, frame, case["animals"], args.batch_size)
+                predict_and_save(predictor, case["video"], args.batch_size, tmp)  # warm-up
+                cases.append((case, predictor, net))
+            out = {c["animals"]: {"e2e": [], "net": []} for c, _, _ in cases}
+            for _ in range(args.rounds):
+                for case, predictor, net in cases:
+                    k = case["animals"]
+                    out[k]["net"].append(net.seconds_per_frame(spec["frames"]))
+                    r = predict_and_save(predictor, case["video"], spec["frames"], tmp)
+                    out[k]["e2e"].append(r["seconds_per_frame"])
+            return {k: {key: statistics.median(v) for key, v in d.items()} for k, d in out.items()}
+    raise ValueError(spec["kind"])
 
-        def timed_forward(model, x):
-            t = time.perf_counter()
-            out = forward(model, x)
-            forward_seconds[0] += time.perf_counter() - t
-            return out
 
-        predictor._forward = timed_forward
-        t0 = time.perf_counter()
-        labels = predictor.predict(args.video, frames=f"0-{args.frames - 1}")
-        save_labels_atomic(labels, output)
-        seconds = time.perf_counter() - t0
-        predictor._forward = forward
-        net.append(network_fps(models, frame, args.max_instances, args.batch_size, args.seconds))
-        n_frames = len(labels.labeled_frames)
-        n_inst = sum(len(lf.instances) for lf in labels.labeled_frames)
-        written = len(sio.load_slp(str(output)).labeled_frames)
-    rss_mb = peak_rss_mb()
-    print(
-        json.dumps(
-            {
-                "frames": n_frames,
-                "frames_written": written,
-                "seconds": seconds,
-                "fps": n_frames / seconds,
-                "predict_loop_fps": predictor.stats.get("fps"),
-                "network_fps": sum(net) / len(net),
-                "network_fps_before_after": net,
-                "forward_share": forward_seconds[0] / seconds,
-                "outside_forward_ms_per_frame": (seconds - forward_seconds[0]) / n_frames * 1e3,
-                "import_seconds": t_import,
-                "load_seconds": t_load,
-                "instances_per_frame": n_inst / max(n_frames, 1),
-                "peak_rss_mb": rss_mb,
-            }
-        )
-    )
+def run_worker(spec: dict, args) -> dict:
+    """Run one measurement in a fresh subprocess; returns its JSON report."""
+    cmd = [
+        sys.executable,
+        str(Path(__file__).resolve()),
+        "--worker",
+        json.dumps(spec, default=str),
+        "--batch-size",
+        str(args.batch_size),
+        "--device",
+        args.device,
+        "--rounds",
+        str(args.rounds),
+    ]
+    out = subprocess.run(cmd, capture_output=True, text=True, check=False)
+    if out.returncode != 0:
+        raise RuntimeError(f"worker failed:\n{out.stdout}\n{out.stderr}")
+    return json.loads(out.stdout.strip().splitlines()[-1])
 
 
 # --------------------------------------------------------------------------- main
@@ -419,26 +445,23 @@ def worker(args) -> None:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--frames", type=int, nargs="+", default=[100, 300])
+    parser.add_argument("--frames", type=int, default=150, help="frames per timed round")
+    parser.add_argument("--rounds", type=int, default=3, help="alternating timing rounds")
+    parser.add_argument("--memory-frames", type=int, nargs="+", default=[100, 300])
     parser.add_argument("--batch-size", type=int, default=4)
     parser.add_argument("--device", default="cpu")
-    parser.add_argument("--seconds", type=float, default=3.0, help="network timing per model")
     parser.add_argument("--repeat", type=int, default=1, help="run everything this many times")
     parser.add_argument("--workdir", default=None, help="keep videos and models here")
     parser.add_argument("--only", default="single,bottomup,topdown")
+    parser.add_argument("--sections", default="throughput,memory,scaling")
     parser.add_argument(
         "--animals", type=int, nargs="+", default=list(TOPDOWN_ANIMALS), help="top-down cases"
     )
     parser.add_argument("--json", default=None, help="also write the results here")
-    # worker mode (internal)
-    parser.add_argument("--worker", action="store_true", help=argparse.SUPPRESS)
-    parser.add_argument("--video", help=argparse.SUPPRESS)
-    parser.add_argument("--models", nargs="+", help=argparse.SUPPRESS)
-    parser.add_argument("--max-instances", type=int, default=None, help=argparse.SUPPRESS)
+    parser.add_argument("--worker", default=None, help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.worker:
-        args.frames = args.frames[0]
-        worker(args)
+        print(json.dumps(worker(args)))
         return
 
     from rich.console import Console
@@ -446,6 +469,7 @@ def main() -> None:
 
     console = Console(width=max(Console().width, 120))
     only = set(args.only.split(","))
+    sections = set(args.sections.split(","))
     tmp = None
     if args.workdir:
         workdir = Path(args.workdir)
@@ -453,68 +477,104 @@ def main() -> None:
     else:
         tmp = tempfile.TemporaryDirectory()
         workdir = Path(tmp.name)
-    n_max = max(args.frames)
+    n_max = max([args.frames, *args.memory_frames])
     with console.status("rendering videos and building models"):
         cases = prepare(workdir, n_max, only, args.animals)
-    results = []
-    for rep in range(args.repeat):
-        table = Table(
-            title=f"posekit predict end to end, {IMAGE_SIZE}x{IMAGE_SIZE} H.264, batch "
-            f"{args.batch_size}, {args.device}, {os.cpu_count()} CPUs (run {rep + 1})",
-            caption="net fps: the forward pass(es) alone in the same process, mean of right "
-            "before and right after the run. fwd share: fraction of the run's wall time "
-            "spent in forward passes; outside: ms per frame outside them. Peak RSS: the "
-            f"process's VmHWM. Videos: {video_info(next(iter(cases.values()))[1])}.",
-        )
-        cols = ["model", "frames", "net fps", "e2e fps", "e2e/net", "fwd share"]
-        cols += ["outside ms/fr", "peak RSS MiB", "inst/frame"]
-        for c in cols:
-            table.add_column(c, justify="left" if c == "model" else "right")
-        for label, (folders, video, animals) in cases.items():
-            rec = {"case": label, "animals": animals, "run": rep + 1, "e2e": {}}
-            for n in args.frames:
-                r = run_worker(
-                    folders, video, n, args.batch_size, args.device, animals, args.seconds
-                )
-                rec["e2e"][n] = r
-                table.add_row(
+    head = (
+        f"{IMAGE_SIZE}x{IMAGE_SIZE} H.264 ({video_info(next(iter(cases.values()))[1])}), "
+        f"batch {args.batch_size}, {args.device}, {os.cpu_count()} CPUs"
+    )
+    results: list[dict] = []
+    for rep in range(1, args.repeat + 1):
+        if "throughput" in sections:
+            t = Table(
+                title=f"end to end vs network alone, {head} (run {rep})",
+                caption=f"medians of {args.rounds} rounds of {args.frames} frames, each "
+                "round timing the network alone, then `posekit predict` (decode .. write "
+                ".slp). fwd share: fraction of the e2e wall time in forward passes; "
+                "outside: ms per frame outside them.",
+            )
+            for c in ("model", "net fps", "e2e fps", "e2e/net", "fwd share", "outside ms/fr"):
+                t.add_column(c, justify="left" if c == "model" else "right")
+            t.add_column("inst/frame", justify="right")
+            for label, (folders, video, animals) in cases.items():
+                spec = {
+                    "kind": "throughput",
+                    "models": folders,
+                    "video": video,
+                    "animals": animals,
+                    "frames": args.frames,
+                }
+                r = run_worker(spec, args)
+                m = r["median"]
+                t.add_row(
                     label,
-                    str(n),
-                    f"{r['network_fps']:.2f}",
-                    f"{r['fps']:.2f}",
-                    f"{r['fps'] / r['network_fps']:.2f}",
-                    f"{r['forward_share']:.2f}",
-                    f"{r['outside_forward_ms_per_frame']:.1f}",
-                    f"{r['peak_rss_mb']:.0f}",
-                    f"{r['instances_per_frame']:.2f}",
+                    f"{1 / m['net_seconds_per_frame']:.2f}",
+                    f"{1 / m['seconds_per_frame']:.2f}",
+                    f"{m['ratio']:.2f}",
+                    f"{m['forward_share']:.2f}",
+                    f"{m['outside_ms_per_frame']:.1f}",
+                    f"{m['instances_per_frame']:.2f}",
                 )
-            results.append(rec)
-            console.print(f"  done: {label}", style="dim")
-        console.print(table)
-    td = [r for r in results if r["case"].startswith("top-down")]
-    if td:
-        n = max(args.frames)
-        t = Table(
-            title=f"top-down: seconds per frame vs animals ({n} frames); linear = constant "
-            "increment per animal"
-        )
-        for c in ("run", "animals", "e2e s/frame", "net s/frame", "e2e increment", "net increment"):
-            t.add_column(c, justify="right")
-        for rep in range(args.repeat):
+                results.append({"section": "throughput", "run": rep, "case": label, **r})
+            console.print(t)
+        if "memory" in sections:
+            t = Table(
+                title=f"memory vs video length, {head} (run {rep})",
+                caption="each row: a fresh process running `posekit predict` on the first N "
+                "frames; peak RSS = the process's VmHWM (includes ~700 MiB of torch).",
+            )
+            for c in ("model", "frames", "e2e fps", "peak RSS MiB"):
+                t.add_column(c, justify="left" if c == "model" else "right")
+            for label, (folders, video, animals) in cases.items():
+                if label.startswith("top-down") and animals != max(args.animals):
+                    continue
+                for n in args.memory_frames:
+                    spec = {
+                        "kind": "memory",
+                        "models": folders,
+                        "video": video,
+                        "animals": animals,
+                        "frames": n,
+                    }
+                    r = run_worker(spec, args)
+                    t.add_row(
+                        label,
+                        str(n),
+                        f"{1 / r['seconds_per_frame']:.2f}",
+                        f"{r['peak_rss_mb']:.0f}",
+                    )
+                    results.append({"section": "memory", "run": rep, "case": label, **r})
+            console.print(t)
+        td = [(k, v) for k, v in cases.items() if k.startswith("top-down")]
+        if "scaling" in sections and len(td) > 1:
+            spec = {
+                "kind": "scaling",
+                "frames": args.frames,
+                "cases": [{"models": f, "video": v, "animals": a} for _, (f, v, a) in td],
+            }
+            r = run_worker(spec, args)
+            results.append({"section": "scaling", "run": rep, **r})
+            t = Table(
+                title=f"top-down cost vs animals, {head} (run {rep})",
+                caption=f"medians of {args.rounds} interleaved rounds of {args.frames} frames; "
+                "linear scaling = a constant increment per animal.",
+            )
+            for c in ("animals", "e2e ms/frame", "net ms/frame", "e2e - net", "e2e +/animal"):
+                t.add_column(c, justify="right")
+            t.add_column("net +/animal", justify="right")
             prev = None
-            for r in [x for x in td if x["run"] == rep + 1]:
-                k = r["animals"]
-                spf = 1.0 / r["e2e"][n]["fps"]
-                nspf = 1.0 / r["e2e"][n]["network_fps"]
+            for k in sorted(r, key=int):
+                e, n = r[k]["e2e"] * 1e3, r[k]["net"] * 1e3
                 inc = ninc = ""
                 if prev is not None:
-                    inc = f"{(spf - prev[1]) / (k - prev[0]):+.4f}/animal"
-                    ninc = f"{(nspf - prev[2]) / (k - prev[0]):+.4f}/animal"
-                t.add_row(str(rep + 1), str(k), f"{spf:.4f}", f"{nspf:.4f}", inc, ninc)
-                prev = (k, spf, nspf)
-        console.print(t)
+                    dk = int(k) - prev[0]
+                    inc, ninc = f"{(e - prev[1]) / dk:+.1f}", f"{(n - prev[2]) / dk:+.1f}"
+                t.add_row(k, f"{e:.1f}", f"{n:.1f}", f"{e - n:.1f}", inc, ninc)
+                prev = (int(k), e, n)
+            console.print(t)
     if args.json:
-        Path(args.json).write_text(json.dumps(results, indent=2))
+        Path(args.json).write_text(json.dumps(results, indent=2, default=str))
     if tmp is not None:
         tmp.cleanup()
 

@@ -47,8 +47,6 @@ import time  # noqa: E402
 from pathlib import Path  # noqa: E402
 from typing import Any  # noqa: E402
 
-import numpy as np  # noqa: E402
-
 SHARED = Path(__file__).resolve().parents[1] / ".." / "shared"
 DEFAULT_SLP = SHARED / "data" / "flies" / "clip.slp"
 PROFILES = SHARED / "sleap_profiles"
@@ -75,28 +73,6 @@ def split_labels_by_frame(labels: Any) -> tuple[Any, Any]:
     train = subset(lambda i: i < 1000 and i % 4 == 0)
     test = subset(lambda i: 1000 <= i < 1500 and i % 5 == 0)
     return train, test
-
-
-def preload_streaming(pose_labels: Any) -> None:
-    """Decode the labelled frames of `PoseLabels` in order into its frame cache.
-
-    `PoseLabels.preload` reads through `sleap_io.Video[i]`, whose FFMPEG plugin restarts
-    ffmpeg at every jump (~1 s per 1024 px frame here, minutes for 250 frames); the
-    inference reader decodes the same frames sequentially in seconds. Splits made with
-    `PoseLabels.subset` share the cache, so preloading the parent serves them all.
-    """
-    from posekit.data.labels import _as_hwc_uint8
-    from posekit.inference.video_reader import iter_frames
-
-    by_video: dict[int, list[int]] = {}
-    for e in pose_labels.entries:
-        by_video.setdefault(int(e.video_index), []).append(int(e.frame_idx))
-    for video_index, inds in by_video.items():
-        video = pose_labels.labels.videos[video_index]
-        for frame_idx, image, error in iter_frames(video, sorted(set(inds))):
-            if error is not None:
-                raise error
-            pose_labels._cache[(video_index, frame_idx)] = _as_hwc_uint8(np.asarray(image))
 
 
 # --------------------------------------------------------------------------- training
@@ -385,7 +361,7 @@ def main(argv: list[str] | None = None) -> int:
     train_sio, test = split_labels_by_frame(labels)
     all_pl = load_labels(train_sio)
     t0 = time.perf_counter()
-    preload_streaming(all_pl)  # decoded once, outside every run's clock
+    all_pl.preload()  # decoded once (one sequential pass), outside every run's clock
     print(f"decoded {len(all_pl)} training frames in {time.perf_counter() - t0:.1f} s")
     train_pl, val_pl = split_labels(all_pl, 0.1, args.seed)
     max_instances = max(len(lf.user_instances) for lf in train_sio.labeled_frames)

@@ -107,6 +107,19 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--strategy", default=None)
     p.add_argument("--resume", default=None, help="run folder to resume")
     p.add_argument("--auto", action="store_true", help="recommended config for these labels")
+    p.add_argument(
+        "--max-time",
+        default=None,
+        help="wall-clock training budget: seconds, or DD:HH:MM:SS; with --auto the "
+        "recommended settings are planned for it",
+    )
+    p.add_argument(
+        "--precision",
+        default=None,
+        choices=["32-true", "bf16-mixed", "16-mixed"],
+        help="Lightning precision (default 32-true; --auto picks bf16-mixed on CPUs and "
+        "GPUs with native bfloat16)",
+    )
     p.set_defaults(func=_cmd_train)
 
     p = sub.add_parser("predict", help="predict poses on a video or labels file")
@@ -117,7 +130,12 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--peak-threshold", type=float, default=0.2)
     p.add_argument("--max-instances", type=int, default=None)
     p.add_argument("--device", default="auto")
-    p.add_argument("--precision", default="fp32", choices=["fp32", "bf16", "fp16"])
+    p.add_argument(
+        "--precision",
+        default="fp32",
+        choices=["fp32", "bf16", "fp16", "int8"],
+        help="bf16: CPUs with AVX512-BF16/AMX and GPUs; fp16: GPUs; int8: CPUs (see README)",
+    )
     p.add_argument("--runtime", default="torch", choices=["torch", "onnx"])
     p.set_defaults(func=_cmd_predict)
 

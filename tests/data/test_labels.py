@@ -158,3 +158,23 @@ def test_load_training_labels_from_config(synthetic_pkg):
     assert len(given["train"]) == 12 and len(given["val"]) == 12 and given["test"] is None
     with pytest.raises(PosekitError, match="data.labels.training_labels"):
         load_training_labels({})
+
+
+def test_preload_decodes_a_video_in_order_and_matches_random_access(tmp_path):
+    """`preload` streams an mp4 once; the cached frames equal `video[i]` frame by frame."""
+    from posekit.data.synthetic import save_synthetic_dataset
+
+    path = save_synthetic_dataset(
+        tmp_path, n_frames=12, image_size=64, n_parts=3, video_format="mp4", noise_std=0
+    )
+    labels = sio.load_slp(str(path))
+    keep = [lf for lf in labels.labeled_frames if lf.frame_idx in (1, 4, 5, 9, 11)]
+    labels = sio.Labels(labeled_frames=keep, videos=labels.videos, skeletons=labels.skeletons)
+    pose = pose_labels_from_sleap_io(labels).preload()
+    video = labels.videos[0]
+    assert sorted(k[1] for k in pose._cache) == [1, 4, 5, 9, 11]
+    for (_, idx), img in pose._cache.items():
+        expected = np.asarray(video[idx])
+        expected = expected if expected.ndim == 3 else expected[..., None]
+        assert img.dtype == np.uint8 and img.shape == expected.shape
+        np.testing.assert_array_equal(img, expected)

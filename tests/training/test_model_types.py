@@ -52,3 +52,29 @@ def test_loss_falls_and_model_loads(model_type, data, single_labels, multi_label
         assert 32 <= model.crop_size <= largest
     else:
         assert model.crop_size is None
+
+
+def test_bf16_mixed_training_on_cpu_learns_and_saves_float32_weights(single_labels, tmp_path):
+    """`--precision bf16-mixed` (what --auto picks on AMX CPUs) trains channels-last."""
+    import torch
+
+    from posekit.io.model_folder import load_model
+    from posekit.training import train
+
+    rec = step_loss_recorder()
+    run = train(
+        tiny_config("single_instance", tmp_path, epochs=2, batches_per_epoch=8),
+        labels=single_labels,
+        run_name="bf16",
+        device="cpu",
+        precision="bf16-mixed",
+        progress=False,
+        callbacks=[rec],
+        seed=0,
+    )
+    losses = np.asarray(rec.losses)
+    assert len(losses) == 16 and np.isfinite(losses).all()
+    assert losses[-4:].mean() < 0.85 * losses[:4].mean(), losses
+    model = load_model(run / "best_model")
+    assert {p.dtype for p in model.parameters()} == {torch.float32}
+    assert all(p.is_contiguous() for p in model.parameters())

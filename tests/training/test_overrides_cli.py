@@ -110,3 +110,38 @@ def test_resume_of_a_folder_without_checkpoint(tmp_path):
 
     with pytest.raises(PosekitError, match="cannot resume"):
         train(resume=tmp_path)
+
+
+def test_cli_passes_max_time_and_precision_to_train(tmp_path, monkeypatch):
+    import importlib
+
+    from posekit.cli import main
+
+    # the module, not the `posekit.training.train` function the package exports
+    train_module = importlib.import_module("posekit.training.train")
+
+    seen = {}
+
+    def fake_train(config, **kwargs):
+        seen.update(kwargs)
+        return tmp_path
+
+    monkeypatch.setattr(train_module, "train", fake_train)
+    cfg = tmp_path / "job.yaml"
+    cfg.write_text(_config().to_yaml())
+    args = ["train", str(cfg), "--labels", "x.slp", "--auto", "--max-time", "00:00:10:00"]
+    assert main([*args, "--precision", "bf16-mixed"]) == 0
+    assert seen["max_time"] == "00:00:10:00" and seen["precision"] == "bf16-mixed"
+    assert seen["auto"] is True
+
+
+@pytest.mark.parametrize(
+    "given, seconds", [("600", 600), (90, 90), ("00:01:00:05", 3605), ({"minutes": 2}, 120)]
+)
+def test_max_time_forms_become_one_timedelta_for_lightning(given, seconds):
+    from posekit.training.train import _max_time
+
+    assert _max_time(given).total_seconds() == seconds
+    assert _max_time(None) is None
+    with pytest.raises(PosekitError, match="is not a time"):
+        _max_time("ten minutes")

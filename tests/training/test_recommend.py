@@ -271,25 +271,20 @@ class HeadingLabels(FakeLabels):
             self.entries.append(_Entry(0, np.array([[head, tail]])))
 
 
-def test_heading_spread_is_the_95th_percentile_around_the_circular_mean():
-    from posekit.training.recommend import heading_spread
-
-    # headings around 170 deg, crossing the +-180 seam: deviations 0..20 deg
-    labels = HeadingLabels([170 + d for d in range(-20, 21)])
-    expected = np.percentile(np.abs(np.arange(-20, 21)), 95)
-    assert heading_spread(labels) == pytest.approx(expected, abs=1e-6)
-    assert heading_spread(HeadingLabels([0, 90, 180])) is None  # too few instances
-
-
-def test_budget_rotation_is_the_heading_spread_plus_45_degrees():
-    labels = HeadingLabels([30 + d for d in range(-20, 21)] * 2)  # spread 19 deg (q95)
+def test_budget_rotation_stays_full_circle_for_narrow_labelled_headings():
+    """Labelled animals all facing one way still get +-180: test animals will not."""
+    labels = HeadingLabels([30 + d for d in range(-20, 21)] * 2)
     narrow = {"rotate": True, "rotation_min_angle": -15, "rotation_max_angle": 15}
     config = _config({"centroid": {}}, augmentation=narrow)
     o = recommend(config, labels, CPU, max_time=600).overrides
-    # 19 + 45 = 64 -> rounded up to 5 degrees: 65
-    assert o["optimization.augmentation_config.rotation_min_angle"] == -65
-    assert o["optimization.augmentation_config.rotation_max_angle"] == 65
-    # headings all round the circle: the budget rule reaches the full +-180
-    everywhere = HeadingLabels(list(range(-180, 180, 5)))
-    o = recommend(config, everywhere, CPU, max_time=600).overrides
+    assert o["optimization.augmentation_config.rotation_min_angle"] == -180
     assert o["optimization.augmentation_config.rotation_max_angle"] == 180
+
+
+def test_precision_is_bf16_mixed_only_where_bf16_is_native():
+    labels = HeadingLabels(list(range(0, 360, 10)))
+    config = _config({"centroid": {}})
+    assert recommend(config, labels, CPU).precision == "32-true"
+    amx = Hardware("cpu", 1, None, 2, bf16=True)
+    assert recommend(config, labels, amx).precision == "bf16-mixed"
+    assert recommend(config, labels, amx, max_time=600).precision == "bf16-mixed"

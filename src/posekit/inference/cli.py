@@ -56,11 +56,6 @@ def run_predict(args: argparse.Namespace) -> int:
             "posekit predict MODEL_DIR [MODEL_DIR] SOURCE"
         )
     *model_dirs, source = paths
-    if getattr(args, "runtime", "torch") != "torch":
-        raise PosekitError(
-            f"--runtime {args.runtime} is not supported by predict; use --runtime torch "
-            "(export ONNX models with `posekit export` to run them elsewhere)"
-        )
     if not Path(source).exists():
         raise PosekitError(f"source not found: {source} (the last argument is the video or .slp)")
     for d in model_dirs:
@@ -75,6 +70,7 @@ def run_predict(args: argparse.Namespace) -> int:
         batch_size=getattr(args, "batch_size", 4),
         device=getattr(args, "device", "auto"),
         precision=getattr(args, "precision", "fp32"),
+        runtime=getattr(args, "runtime", "torch"),
     )
     labels = predictor.predict(source, frames=getattr(args, "frames", None))
     save_labels_atomic(labels, output)

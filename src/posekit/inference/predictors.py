@@ -54,6 +54,7 @@ from typing import Any
 import numpy as np
 
 from posekit.errors import PosekitError
+from posekit.inference.runtime import check_runtime_options, make_runner
 
 DEFAULT_PEAK_THRESHOLD = 0.2
 
@@ -305,7 +306,9 @@ class Predictor:
         max_instances: keep at most this many instances per frame (best first).
         batch_size: frames per forward pass.
         device: "auto", "cpu", "cuda", "cuda:1", "mps", ...
-        precision: "fp32", "bf16" or "fp16" (autocast for the forward pass).
+        precision: "fp32", "bf16", "fp16" (GPU) or "int8" (CPU); see
+            `posekit.inference.runtime`.
+        runtime: "torch" or "onnx" (onnxruntime, float32); see `posekit.inference.runtime`.
         progress: show a rich progress bar while predicting.
     """
 
@@ -319,21 +322,23 @@ class Predictor:
         batch_size: int = 4,
         device: str = "auto",
         precision: str = "fp32",
+        runtime: str = "torch",
         progress: bool = True,
     ):
         if batch_size < 1:
             raise PosekitError(f"batch_size must be at least 1; got {batch_size}")
         if max_instances is not None and max_instances < 1:
             raise PosekitError(f"max_instances must be at least 1 or None; got {max_instances}")
-        if precision not in ("fp32", "bf16", "fp16"):
-            raise PosekitError(f"precision must be fp32, bf16 or fp16; got {precision!r}")
         self.peak_threshold = float(peak_threshold)
         self.integral_refinement = bool(integral_refinement)
         self.integral_patch_size = int(integral_patch_size)
         self.max_instances = max_instances
         self.batch_size = int(batch_size)
         self.device = resolve_device(device)
+        check_runtime_options(runtime, precision, self.device)
         self.precision = precision
+        self.runtime = runtime
+        self._runners: dict[int, Any] = {}
         self.progress = progress
         self.stats: dict[str, float] = {}
         self._tracks: list | None = None
@@ -366,16 +371,15 @@ class Predictor:
                 m.to(self.device).eval()
 
     def _forward(self, model, x):
-        import torch
-
-        if self.precision == "fp32":
-            out = model(x)
-        else:
-            dtype = torch.bfloat16 if self.precision == "bf16" else torch.float16
-            dev_type = torch.device(self.device).type
-            with torch.autocast(device_type=dev_type, dtype=dtype):
-                out = model(x)
-        return {k: v.float() for k, v in out.items()}
+        """``{head name: float32 output}`` of `model` on the preprocessed batch `x`,
+        through this predictor's runtime and precision (one runner per model)."""
+        runner = self._runners.get(id(model))
+        if runner is None:
+            runner = make_runner(
+                model, device=self.device, precision=self.precision, runtime=self.runtime
+            )
+            self._runners[id(model)] = runner
+        return runner(x)
 
     def predict_images(self, images, gt: list | None = None) -> list[list[RawInstance]]:
         """Predict a batch of frames given as (N, H, W, C) uint8 (numpy or torch).

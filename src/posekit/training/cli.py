@@ -50,6 +50,8 @@ def run_train(args: argparse.Namespace) -> int:
         overrides=overrides,
         runs_folder=getattr(args, "runs_folder", None),
         auto=bool(getattr(args, "auto", False)),
+        max_time=getattr(args, "max_time", None),
+        precision=getattr(args, "precision", None),
     )
     from posekit.training.train import _env_rank
 

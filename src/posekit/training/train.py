@@ -329,10 +329,12 @@ def _accelerator(device: str | None) -> str:
     )
 
 
-def _max_time(max_time: Any) -> Any:
-    if max_time is None or isinstance(max_time, str | dict | _dt.timedelta):
-        return max_time
-    return _dt.timedelta(seconds=float(max_time))
+def _max_time(max_time: Any) -> _dt.timedelta | None:
+    """Lightning's `max_time` from any form `budget_seconds` accepts ("600" included)."""
+    from posekit.training.recommend import budget_seconds
+
+    seconds = budget_seconds(max_time)
+    return None if seconds is None else _dt.timedelta(seconds=seconds)
 
 
 # --------------------------------------------------------------------------- train
@@ -466,6 +468,8 @@ def train(
         config = explicit(apply_overrides(apply_overrides(config, rec.overrides), user_overrides))
         if num_workers is None:
             num_workers = rec.num_workers
+        if precision is None:
+            precision = rec.precision
         if _env_rank() == 0:
             print("posekit: --auto settings:\n" + rec.describe())
 

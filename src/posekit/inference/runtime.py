@@ -1,0 +1,222 @@
+"""How a network runs inside a predictor: runtime (PyTorch or ONNX Runtime) x precision.
+
+Predictors never call a `Model` directly; they call the runner `make_runner` returns,
+which takes a preprocessed float32 NCHW batch and returns ``{head name: float32 map}``,
+whatever runs underneath. That keeps one inference loop for every engine and makes
+"same results" testable: a runner is compared against the eager model on the same input.
+
+Runtimes:
+
+- ``torch`` (default): the model after `posekit.optimize.optimize_for_inference`
+  (BatchNorm folded into convolutions, channels-last), `torch.inference_mode`. Outputs
+  equal the eager model's to float32 rounding.
+- ``onnx``: the model exported with `posekit.io.export.export_onnx` (dynamic batch and
+  size, BatchNorm folded) into a temporary file and run by onnxruntime (the ``export``
+  extra), on CUDA when the device is CUDA and onnxruntime has that provider. This is the
+  path a deployed model takes, so predicting with it checks the export end to end.
+
+Precisions (``torch`` runtime):
+
+- ``fp32``: float32 throughout.
+- ``bf16``: weights and activations in bfloat16 (the model is cast, not autocast: on
+  CPUs with AVX512-BF16/AMX, oneDNN then runs every convolution natively in bf16, while
+  autocast re-casts the float32 weights at every call). On CUDA, bf16 autocast. Maps are
+  returned in float32, so peak refinement keeps its precision.
+- ``fp16``: CUDA and MPS only (float16 autocast); CPUs have no fast float16 path, use
+  bf16 there.
+- ``int8``: CPU only, through onnxruntime (the ``export`` extra) whatever the runtime:
+  the exported graph is statically quantized (int8 per-channel weights, uint8
+  activations, QDQ), calibrated on the first batch the predictor sees. PyTorch's own
+  int8 path (``torch.ao`` FX quantization) is deprecated and cannot trace the
+  shape-dependent "same" padding of SLEAP's layers. See the README for the accuracy
+  measured on the reference models before relying on it.
+"""
+
+from __future__ import annotations
+
+import tempfile
+from pathlib import Path
+
+from posekit.errors import PosekitError
+
+RUNTIMES = ("torch", "onnx")
+PRECISIONS = ("fp32", "bf16", "fp16", "int8")
+
+
+def check_runtime_options(runtime: str, precision: str, device: str) -> None:
+    """Raise one clear error for a runtime/precision/device combination that cannot run."""
+    kind = str(device).split(":")[0]
+    if runtime not in RUNTIMES:
+        raise PosekitError(f"runtime must be one of {', '.join(RUNTIMES)}; got {runtime!r}")
+    if precision not in PRECISIONS:
+        raise PosekitError(f"precision must be one of {', '.join(PRECISIONS)}; got {precision!r}")
+    if runtime == "onnx" and precision not in ("fp32", "int8"):
+        raise PosekitError(
+            f"--runtime onnx runs fp32 or int8; got --precision {precision}. Use "
+            f"--runtime torch for {precision}"
+        )
+    if precision == "fp16" and kind == "cpu":
+        raise PosekitError(
+            "fp16 inference needs a GPU (CUDA or MPS); on a CPU use --precision bf16 "
+            "(native on CPUs with AVX512-BF16 or AMX) or fp32"
+        )
+    if precision == "int8" and kind != "cpu":
+        raise PosekitError(
+            f"int8 inference runs on the CPU only (device {device!r}); use --precision fp16 "
+            "or bf16 on a GPU"
+        )
+    if runtime == "onnx" or precision == "int8":
+        _import_onnxruntime()
+
+
+def _import_onnxruntime():
+    try:
+        import onnxruntime
+    except ImportError as err:
+        raise PosekitError(
+            "--runtime onnx needs onnxruntime: pip install 'posekit[export]' "
+            "(or onnxruntime-gpu for CUDA)"
+        ) from err
+    return onnxruntime
+
+
+def _as_float_maps(out: dict) -> dict:
+    return {k: v.float().contiguous() for k, v in out.items()}
+
+
+class TorchRunner:
+    """`optimize_for_inference(model)` at the requested precision (built on first call)."""
+
+    def __init__(self, model, precision: str = "fp32"):
+        self.model = model
+        self.precision = precision
+        self._net = None
+        self._input_dtype = None  # cast the input to this (bf16 weights on CPU)
+        self._autocast = None  # or run under autocast with this dtype (GPUs)
+
+    def _build(self, x) -> None:
+        import torch
+
+        from posekit.model import Model
+        from posekit.optimize import optimize_for_inference
+
+        kind = x.device.type
+        if not isinstance(self.model, Model):
+            self._net = self.model  # wrappers and test doubles run as given, in float32
+        else:
+            self._net = optimize_for_inference(self.model, example_input=x[:1])
+            if self.precision == "bf16" and kind == "cpu":
+                self._net.to(torch.bfloat16)
+                self._input_dtype = torch.bfloat16
+            elif self.precision in ("bf16", "fp16"):
+                self._autocast = torch.bfloat16 if self.precision == "bf16" else torch.float16
+
+    def __call__(self, x) -> dict:
+        import torch
+
+        if self._net is None:
+            self._build(x)
+        if self._input_dtype is not None:
+            return _as_float_maps(self._net(x.to(self._input_dtype)))
+        if self._autocast is not None:
+            with torch.autocast(device_type=x.device.type, dtype=self._autocast):
+                return _as_float_maps(self._net(x))
+        return _as_float_maps(self._net(x))
+
+
+class OnnxRunner:
+    """The model exported to ONNX (temporary file) and run by onnxruntime.
+
+    With ``int8=True`` the exported graph is quantized before the session starts:
+    onnxruntime's static quantization (QDQ format, int8 per-channel weights, uint8
+    activations), calibrated on the first batch the runner sees.
+    """
+
+    def __init__(self, model, device: str = "cpu", int8: bool = False):
+        self.model = model
+        self.device = device
+        self.int8 = int8
+        self._session = None
+        self._names: list[str] = []
+        self._input = "image"
+        self._tmp: tempfile.TemporaryDirectory | None = None
+
+    def _build(self, x):
+        import torch
+
+        from posekit.io.export import export_onnx
+
+        ort = _import_onnxruntime()
+        self._tmp = tempfile.TemporaryDirectory(prefix="posekit-onnx-")
+        path = Path(self._tmp.name) / "model.onnx"
+        export_onnx(self.model, path, input_shape=tuple(x.shape[-2:]), verify=False)
+        if self.int8:
+            path = _quantize_onnx(path, x)
+        options = ort.SessionOptions()
+        options.intra_op_num_threads = max(1, torch.get_num_threads())
+        providers = ["CPUExecutionProvider"]
+        if self.device.startswith("cuda") and (
+            "CUDAExecutionProvider" in ort.get_available_providers()
+        ):
+            providers.insert(0, "CUDAExecutionProvider")
+        self._session = ort.InferenceSession(str(path), options, providers=providers)
+        self._input = self._session.get_inputs()[0].name
+        self._names = [o.name for o in self._session.get_outputs()]
+
+    def __call__(self, x) -> dict:
+        import numpy as np
+        import torch
+
+        if self._session is None:
+            self._build(x)
+        feed = {self._input: np.ascontiguousarray(x.detach().float().cpu().numpy())}
+        outs = self._session.run(self._names, feed)
+        return {n: torch.from_numpy(o).to(x.device) for n, o in zip(self._names, outs)}
+
+
+def _quantize_onnx(path: Path, calibration) -> Path:
+    """Static int8 quantization of the ONNX file at `path`, calibrated on one batch."""
+    import numpy as np
+    from onnxruntime import quantization as q
+
+    batch = np.ascontiguousarray(calibration.detach().float().cpu().numpy())
+
+    class OneBatch(q.CalibrationDataReader):
+        def __init__(self, name):
+            self.items = iter([{name: batch}])
+
+        def get_next(self):
+            return next(self.items, None)
+
+    import onnx
+
+    name = onnx.load(str(path), load_external_data=False).graph.input[0].name
+    out = path.with_name("model.int8.onnx")
+    q.quantize_static(
+        str(path),
+        str(out),
+        OneBatch(name),
+        quant_format=q.QuantFormat.QDQ,
+        per_channel=True,
+        activation_type=q.QuantType.QUInt8,
+        weight_type=q.QuantType.QInt8,
+    )
+    return out
+
+
+def make_runner(model, *, device: str = "cpu", precision: str = "fp32", runtime: str = "torch"):
+    """A callable running `model` on preprocessed batches -> ``{head name: float32 map}``."""
+    check_runtime_options(runtime, precision, device)
+    if runtime == "onnx" or precision == "int8":
+        return OnnxRunner(model, device=device, int8=precision == "int8")
+    return TorchRunner(model, precision=precision)
+
+
+__all__ = [
+    "PRECISIONS",
+    "RUNTIMES",
+    "OnnxRunner",
+    "TorchRunner",
+    "check_runtime_options",
+    "make_runner",
+]
