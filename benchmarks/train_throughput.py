@@ -11,7 +11,7 @@ at a few image sizes, batch 4, and splits each step into
 
 The loop is the one Lightning runs, spelled out so each part can be timed (CUDA is
 synchronised around each part). Run: ``python benchmarks/train_throughput.py
-[--sizes 128,256,512] [--steps 30] [--device auto]``.
+[--sizes 128,256,512] [--steps 30] [--device auto] [--precisions 32-true,bf16-mixed]``.
 """
 
 from __future__ import annotations
@@ -32,8 +32,22 @@ def _sync(device) -> None:
         torch.cuda.synchronize(device)
 
 
-def measure(config, labels_path: str, device, steps: int, warmup: int, num_workers: int | None):
-    """Time `steps` training steps; returns seconds per step for load, device, compute."""
+def measure(
+    config,
+    labels_path: str,
+    device,
+    steps: int,
+    warmup: int,
+    num_workers: int | None,
+    precision: str = "32-true",
+):
+    """Time `steps` training steps; returns seconds per step for load, device, compute.
+
+    ``precision``: "32-true" or "bf16-mixed" (bf16 autocast around forward and loss, as
+    Lightning does). The model trains channels-last where the module does (CPU, CUDA).
+    """
+    import contextlib
+
     import torch
 
     from posekit.data.dataset import DataPipeline, batch_to_device
@@ -59,7 +73,12 @@ def measure(config, labels_path: str, device, steps: int, warmup: int, num_worke
         pipeline, train_labels, splits["val"], config.optimization, num_workers=num_workers
     )
     module = PoseLightningModule(model, config).to(device)
+    module.on_fit_start()  # channels-last weights, as in `posekit train`
     optimizer = module.configure_optimizers()
+    if precision == "bf16-mixed":
+        autocast = lambda: torch.autocast(device.type, dtype=torch.bfloat16)  # noqa: E731
+    else:
+        autocast = contextlib.nullcontext
     loader = iter(dm.train_dataloader())
     gen = torch.Generator(device=device) if device.type != "mps" else None
     if gen is not None:
@@ -74,7 +93,8 @@ def measure(config, labels_path: str, device, steps: int, warmup: int, num_worke
         batch = pipeline.process(batch_to_device(raw, device), augment=True, generator=gen)
         _sync(device)
         t2 = time.perf_counter()
-        loss, _ = module.compute_losses(model.forward_stacks(batch["image"]), batch)
+        with autocast():
+            loss, _ = module._step(batch)
         optimizer.zero_grad(set_to_none=True)
         loss.backward()
         optimizer.step()
@@ -106,7 +126,11 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--frames", type=int, default=48, help="synthetic frames per size")
     parser.add_argument("--device", default="auto")
     parser.add_argument("--num-workers", type=int, default=None)
+    parser.add_argument(
+        "--precisions", default="32-true", help="comma list: 32-true, bf16-mixed (side by side)"
+    )
     args = parser.parse_args(argv)
+    precisions = [v for v in args.precisions.split(",") if v]
 
     profile = args.profile or (
         str(DEFAULT_PROFILE) if DEFAULT_PROFILE.exists() else "single_instance_unet"
@@ -127,6 +151,7 @@ def main(argv: list[str] | None = None) -> None:
     )
     for col in (
         "image",
+        "precision",
         "model input",
         "params",
         "steps/s",
@@ -147,24 +172,32 @@ def main(argv: list[str] | None = None) -> None:
                 n_parts=5,
                 seed=0,
             )
-            config = base.model_copy(deep=True)
-            config.optimization.batch_size = args.batch_size
-            per_step, n_params, shape = measure(
-                config, str(labels), device, args.steps, args.warmup, args.num_workers
-            )
-            step = sum(per_step.values())
-            table.add_row(
-                f"{size}x{size}",
-                "x".join(str(v) for v in shape[1:]),
-                f"{n_params:,}",
-                f"{1 / step:.2f}",
-                f"{args.batch_size / step:.1f}",
-                f"{1000 * per_step['load']:.1f}",
-                f"{1000 * per_step['device']:.1f}",
-                f"{1000 * per_step['compute']:.1f}",
-                f"{100 * per_step['load'] / step:.0f}",
-            )
-            console.print(f"  {size}x{size}: {1 / step:.2f} steps/s")
+            for precision in precisions:
+                config = base.model_copy(deep=True)
+                config.optimization.batch_size = args.batch_size
+                per_step, n_params, shape = measure(
+                    config,
+                    str(labels),
+                    device,
+                    args.steps,
+                    args.warmup,
+                    args.num_workers,
+                    precision,
+                )
+                step = sum(per_step.values())
+                table.add_row(
+                    f"{size}x{size}",
+                    precision,
+                    "x".join(str(v) for v in shape[1:]),
+                    f"{n_params:,}",
+                    f"{1 / step:.2f}",
+                    f"{args.batch_size / step:.1f}",
+                    f"{1000 * per_step['load']:.1f}",
+                    f"{1000 * per_step['device']:.1f}",
+                    f"{1000 * per_step['compute']:.1f}",
+                    f"{100 * per_step['load'] / step:.0f}",
+                )
+                console.print(f"  {size}x{size} {precision}: {1 / step:.2f} steps/s")
     console.print(table)
 
 

@@ -218,9 +218,9 @@ def test_cpu_budget_topdown_keeps_resolution_and_thins_the_backbone():
     # receptive field must cover 2 x 100 px: stride 8 cannot, so the profile's 16 stays
     assert _unet_summary("centered_instance", 8, 4, 32)["receptive_field"] < 200
     assert "model.backbone.unet.max_stride" not in o
-    # a map pixel <= 4 frame px at scale 1 -> output stride 4 (was 2); sigma 1.5 map px
-    assert o["model.backbone.unet.output_stride"] == 4
-    assert o["model.heads.centered_instance.output_stride"] == 4
+    # a map pixel <= 2 frame px at scale 1 -> output stride 2; sigma 1.5 map px
+    assert o["model.backbone.unet.output_stride"] == 2
+    assert o["model.heads.centered_instance.output_stride"] == 2
     assert o["model.heads.centered_instance.sigma"] == pytest.approx(1.5)
     # crop: largest 110 px + 16 padding = 126 -> multiple of 16 = 128
     assert o["data.instance_cropping.crop_size"] == 128

@@ -31,13 +31,12 @@ GPU ten minutes already buy tens of thousands of samples at the config's own siz
    fifth of the compute. Receptive fields come from `posekit.summary`.
 3. **Output stride and sigma (lean, centroid / centered-instance / single-instance
    heads)**: centroid maps need a pixel of at most a quarter animal: the largest power of
-   two ``<= a s / 4``. Part maps: a pixel of at most 4 frame pixels, the largest power of
-   two ``<= 4 s`` (at least 1); the 5 x 5 integral refinement localises well inside a map
-   pixel (flies, 5 minutes of training: head and eyes at 1.6-2.1 px median error with
-   stride 4, 1.2-1.7 px with stride 2, which costs 25% more per step). The backbone's
-   output stride follows the head. `sigma` (in map pixels; posekit multiplies it by the
-   stride) becomes 1.5, i.e. 6 frame px at stride 4: in 5-minute runs on the flies a 3 px
-   Gaussian left most legs undetected (mean OKS 0.25), 5-6 px ones found them (0.35-0.38).
+   two ``<= a s / 4``. Part maps: a pixel of at most 2 frame pixels, the largest power of
+   two ``<= 2 s`` (at least 1); the 5 x 5 integral refinement localises inside a map
+   pixel. On the flies (centered-instance model, 10 minutes on 2 idle cores, test frames
+   1000-1499) stride 2 reached a median error of 2.5-3.0 px; stride 4 runs stayed at
+   5.7-6.3 px. The backbone's output stride follows the head. `sigma` (in map pixels;
+   posekit multiplies it by the stride) becomes 1.5, i.e. 3 frame px at stride 2.
 4. **Crop size** (top-down): SLEAP's automatic rule at that scale, i.e. ``A s`` plus
    `crop_size_detection_padding`, rounded up to a multiple of the backbone's max stride.
 5. **Batch size**: on CPU 4 (per-sample speed hardly changes with the batch there, so
@@ -373,8 +372,8 @@ def recommend(
             os_ = _pow2_floor(typical * s / 4.0)
             why = f"a map pixel <= a quarter animal ({typical * s:.0f} px at scale {s})"
         else:
-            os_ = _pow2_floor(4.0 * s)
-            why = "a map pixel <= 4 frame px; refinement localises inside it"
+            os_ = _pow2_floor(2.0 * s)
+            why = "a map pixel <= 2 frame px; refinement localises inside it"
         if backbone_name == "unet":
             need = 2.0 * typical * s
             ms, rf = _lean_receptive_field(
