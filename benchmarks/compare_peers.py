@@ -20,14 +20,20 @@ AVX512-BF16/AMX, fp16 on CUDA), posekit is also timed as `posekit predict --prec
 runs it, and compared with sleap-nn's float32. sleap-nn's builder differs between its releases; a network it cannot build is
 reported with its error instead of a number.
 
+``--mode train`` times training steps instead (forward, MSE loss, backward, Adam; the
+same timer source runs on both sides): posekit NCHW float32, channels-last float32 (how
+`posekit train` runs) and, on bf16 hardware, channels-last bf16 autocast; sleap-nn as its
+model is built (float32). Rates are steps/s at ``--batch-size``.
+
 Usage:
-    python benchmarks/compare_peers.py [--sleap-nn-python PATH] [--seconds 1]
+    python benchmarks/compare_peers.py [--sleap-nn-python PATH] [--seconds 1] [--mode train]
         [--batch-size 1] [--threads N] [--only NAME] [--timeout 900]
 """
 
 from __future__ import annotations
 
 import argparse
+import copy
 import json
 import os
 import shutil
@@ -41,9 +47,57 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 import inference_network as bench  # noqa: E402 - the sibling benchmark's helpers
 
+# Training-step timer, shared by both sides: the child runs this source and so does this
+# script (exec), so posekit and sleap-nn are timed by the same code.
+TRAIN_TIMER = r"""
+import contextlib, statistics, time
+
+
+def _tensors(out):
+    if isinstance(out, dict):
+        out = list(out.values())
+    if isinstance(out, (list, tuple)):
+        return [t for o in out for t in _tensors(o)]
+    return [out]
+
+
+def time_train(model, x, seconds, channels_last=False, bf16=False):
+    # Training steps/s: forward, MSE against zeros, backward, Adam step (batch = x).
+    import torch
+    model.train()
+    if channels_last:
+        model = model.to(memory_format=torch.channels_last)
+        x = x.contiguous(memory_format=torch.channels_last)
+    params = [p for p in model.parameters() if p.requires_grad]
+    opt = torch.optim.Adam(params, lr=1e-4)
+
+    def step():
+        ctx = torch.autocast(x.device.type, dtype=torch.bfloat16) if bf16 else contextlib.nullcontext()
+        with ctx:
+            outs = _tensors(model(x))
+        loss = sum(o.float().square().mean() for o in outs if torch.is_tensor(o))
+        opt.zero_grad(set_to_none=True)
+        loss.backward()
+        opt.step()
+        if x.device.type == "cuda":
+            torch.cuda.synchronize()
+
+    step()
+    step()
+    times = []
+    start = time.perf_counter()
+    while len(times) < 3 or time.perf_counter() - start < seconds:
+        t0 = time.perf_counter()
+        step()
+        times.append(time.perf_counter() - t0)
+    return 1.0 / statistics.median(times)
+"""
+
 # The child program, run by sleap-nn's interpreter. It imports only torch, omegaconf and
 # sleap_nn, and reports every network separately so one failure does not hide the rest.
-CHILD = r"""
+CHILD = (
+    TRAIN_TIMER
+    + r"""
 import json, sys, time, traceback
 
 def main():
@@ -69,7 +123,10 @@ def main():
             c = channels or c
             gen = torch.Generator().manual_seed(0)
             x = torch.rand(req["batch_size"], c, h, w, generator=gen).to(req["device"])
-            row["fps"] = time_forward(model, x, req["seconds"], req["device"])
+            if req.get("mode") == "train":
+                row["fps"] = time_train(model, x, req["seconds"])
+            else:
+                row["fps"] = time_forward(model, x, req["seconds"], req["device"])
         except Exception as err:
             row["error"] = "%s: %s" % (type(err).__name__, err)
             row["traceback"] = traceback.format_exc()[-2000:]
@@ -148,6 +205,12 @@ def build(net, req):
 
 main()
 """
+)
+
+
+_timer: dict = {}
+exec(TRAIN_TIMER, _timer)  # the same training-step timer the child runs
+time_train = _timer["time_train"]
 
 
 def run_sleap_nn(python: str, networks: list[dict], args) -> dict:
@@ -158,6 +221,7 @@ def run_sleap_nn(python: str, networks: list[dict], args) -> dict:
         "device": args.device,
         "batch_size": args.batch_size,
         "seconds": args.seconds,
+        "mode": args.mode,
         "threads": args.threads or torch.get_num_threads(),
         "networks": networks,
     }
@@ -222,6 +286,12 @@ def main(argv=None) -> int:
     p.add_argument("--device", default="cpu")
     p.add_argument("--batch-size", type=int, default=1)
     p.add_argument("--seconds", type=float, default=1.0)
+    p.add_argument(
+        "--mode",
+        default="inference",
+        choices=["inference", "train"],
+        help="train: training steps/s (forward, loss, backward, Adam) instead of inference",
+    )
     p.add_argument("--threads", type=int, default=None)
     p.add_argument("--only", default=None)
     p.add_argument("--timeout", type=float, default=900, help="for the sleap-nn child")
@@ -252,6 +322,16 @@ def main(argv=None) -> int:
         gen = torch.Generator().manual_seed(0)
         x = torch.rand(args.batch_size, shape[2], shape[0], shape[1], generator=gen)
         x = x.to(args.device)
+        if args.mode == "train":
+            # NCHW as built ("eager"); channels-last as `posekit train` runs it; bf16-mixed
+            # as `posekit train --precision bf16-mixed` (what --auto picks on AMX CPUs).
+            fresh = lambda m=model: copy.deepcopy(m)  # noqa: E731 - each run its own weights
+            row["eager"] = time_train(fresh(), x, args.seconds)
+            row["posekit"] = time_train(fresh(), x, args.seconds, channels_last=True)
+            if low == "bf16":
+                row["posekit_low"] = time_train(fresh(), x, args.seconds, True, bf16=True)
+            print(f"  posekit {name}: done", flush=True)
+            continue
         row["eager"] = bench.time_forward(model, x, args.seconds, args.device)
         opt = optimize_for_inference(model, example_input=x[:1])
         row["posekit"] = bench.time_forward(opt, x, args.seconds, args.device)
@@ -275,20 +355,28 @@ def main(argv=None) -> int:
                 row["note"] = f"sleap-nn: {got['error']}"[:70]
 
     peak = max(peak, bench.matmul_gflops("float32", args.device))  # best of start and end
-    title = f"posekit vs sleap-nn, {args.device}, batch {args.batch_size}, fp32, " + (
+    train = args.mode == "train"
+    unit = "steps/s" if train else "fps"
+    title = f"posekit vs sleap-nn, {args.mode}, {args.device}, batch {args.batch_size}, fp32, " + (
         f"{torch.get_num_threads()} threads"
     )
     table = Table(title=title)
-    low_cols = (f"posekit {low} fps", f"{low} ratio") if low else ()
-    for col in ("model", "GFLOP/frame", "posekit fps", "posekit eager fps", "sleap-nn fps",
-                "ratio", "posekit eff.", "sleap-nn eff.", *low_cols, "note"):  # fmt: skip
+    low_cols = (f"posekit {low} {unit}", f"{low} ratio") if low else ()
+    eager_col = "posekit NCHW" if train else "posekit eager"
+    for col in ("model", "GFLOP/frame", f"posekit {unit}", f"{eager_col} {unit}",
+                f"sleap-nn {unit}", "ratio", "posekit eff.", "sleap-nn eff.", *low_cols,
+                "note"):  # fmt: skip
         if col == "note":
             table.add_column(col, no_wrap=True, overflow="ellipsis", max_width=40)
         else:
             table.add_column(col, justify="left" if col == "model" else "right")
 
-    def eff(fps, gflops):
-        return None if fps is None or gflops is None else 100 * fps * gflops / peak
+    def eff(rate, gflops):
+        # a training step costs ~3x the forward pass (forward + two backward products)
+        if rate is None or gflops is None:
+            return None
+        samples = rate * args.batch_size if train else rate
+        return 100 * samples * gflops * (3 if train else 1) / peak
 
     for row in rows:
         pk, sn, g = row.get("posekit"), row.get("sleap_nn"), row.get("gflops")

@@ -212,3 +212,33 @@ def test_reference_models_move_less_than_the_limit(
     stat = BF16_STATISTIC.get(case, np.nanmean) if precision == "bf16" else np.nanmean
     shift = stat(_shifts(ref, _points(pred.predict(labels))))
     assert shift < limit, f"{case}: points moved {shift:.4f} px with {runtime}/{precision}"
+
+
+def test_predict_cli_runs_onnx_and_writes_the_same_points(tmp_path):
+    """`posekit predict --runtime onnx` end to end: same .slp points as the torch runtime."""
+    if not MODELS.exists():
+        pytest.skip("shared SLEAP models not available")
+    pytest.importorskip("onnxruntime")
+    import sleap_io as sio
+
+    from posekit.cli import main
+
+    model = str(MODELS / "minimal_instance.UNet.bottomup")
+    source = str(MINIMAL / "minimal_instance.pkg.slp")
+    outs = {}
+    for runtime in ("torch", "onnx"):
+        out = tmp_path / f"{runtime}.slp"
+        args = ["predict", model, source, "-o", str(out), "--device", "cpu"]
+        assert main([*args, "--runtime", runtime]) == 0
+        outs[runtime] = _points(sio.load_slp(str(out)))
+    assert len(outs["torch"]) == len(outs["onnx"]) == 1
+    assert np.nanmax(_shifts(outs["torch"], outs["onnx"])) < 1e-3
+
+
+def test_predict_cli_rejects_fp16_on_cpu_with_one_line(capsys):
+    from posekit.cli import main
+
+    args = ["predict", "model_dir", "video.mp4", "--device", "cpu", "--precision", "fp16"]
+    assert main(args) == 2
+    err = capsys.readouterr().err
+    assert "fp16 inference needs a GPU" in err and len(err.strip().splitlines()) == 1

@@ -47,7 +47,8 @@ def save_labels_atomic(labels, output: str | os.PathLike) -> Path:
 
 def run_predict(args: argparse.Namespace) -> int:
     """Run `posekit predict` from parsed arguments; returns the exit code."""
-    from posekit.inference.predictors import load_predictor
+    from posekit.inference.predictors import load_predictor, resolve_device
+    from posekit.inference.runtime import check_runtime_options
 
     paths = list(args.paths)
     if len(paths) < 2:
@@ -56,6 +57,11 @@ def run_predict(args: argparse.Namespace) -> int:
             "posekit predict MODEL_DIR [MODEL_DIR] SOURCE"
         )
     *model_dirs, source = paths
+    check_runtime_options(
+        getattr(args, "runtime", "torch"),
+        getattr(args, "precision", "fp32"),
+        resolve_device(getattr(args, "device", "auto")),
+    )
     if not Path(source).exists():
         raise PosekitError(f"source not found: {source} (the last argument is the video or .slp)")
     for d in model_dirs:
