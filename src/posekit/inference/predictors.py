@@ -766,6 +766,18 @@ class _OneModelPredictor(Predictor):
     def _models(self):
         return [self.model]
 
+    def _local_peaks(self, out: dict):
+        """Local peaks (with refinement) of the multi-instance confidence-map head."""
+        from posekit.inference.peaks import find_local_peaks
+
+        return find_local_peaks(
+            out[self.confmaps_head.name],
+            threshold=self.peak_threshold,
+            refinement=self.refinement,
+            integral_patch_size=self.integral_patch_size,
+            offsets=out.get("OffsetRefinementHead"),
+        )
+
     @property
     def skeleton(self):
         return _skeleton_of(self.model)
@@ -1045,18 +1057,10 @@ class BottomUpPredictor(_OneModelPredictor):
         )
 
     def _predict_batch(self, images, gt):
-        from posekit.inference.peaks import find_local_peaks
 
         out = self._forward(self.model, self._preprocess(self.model, images))
-        cms = out[self.confmaps_head.name]
         pafs = out[self.pafs_head.name]
-        pts, vals, samples, channels = find_local_peaks(
-            cms,
-            threshold=self.peak_threshold,
-            refinement=self.refinement,
-            integral_patch_size=self.integral_patch_size,
-            offsets=out.get("OffsetRefinementHead"),
-        )
+        pts, vals, samples, channels = self._local_peaks(out)
         pts = pts * self.confmaps_head.output_stride
         grouped = self.grouper.group(pafs, pts, vals, samples, channels)
         scale = self.model.input_scale
@@ -1089,22 +1093,19 @@ class BottomUpMultiClassPredictor(_OneModelPredictor):
 
     def _predict_batch(self, images, gt):
         from posekit.inference.identity import classify_peaks_from_maps
-        from posekit.inference.peaks import find_local_peaks
 
         out = self._forward(self.model, self._preprocess(self.model, images))
-        cms = out[self.confmaps_head.name]
         class_maps = out[self.class_maps_head.name]
-        pts, vals, samples, channels = find_local_peaks(
-            cms,
-            threshold=self.peak_threshold,
-            refinement=self.refinement,
-            integral_patch_size=self.integral_patch_size,
-            offsets=out.get("OffsetRefinementHead"),
-        )
+        pts, vals, samples, channels = self._local_peaks(out)
         cls_stride = self.class_maps_head.output_stride
         pts = pts * self.confmaps_head.output_stride / cls_stride
         points, point_vals, class_probs = classify_peaks_from_maps(
-            class_maps, pts, vals, samples, channels, n_channels=cms.shape[1]
+            class_maps,
+            pts,
+            vals,
+            samples,
+            channels,
+            n_channels=out[self.confmaps_head.name].shape[1],
         )
         points = points * cls_stride
         scale = self.model.input_scale
