@@ -180,6 +180,7 @@ class OnnxRunner:
 def _quantize_onnx(path: Path, calibration) -> Path:
     """Static int8 quantization of the ONNX file at `path`, calibrated on one batch."""
     import numpy as np
+    import onnx
     from onnxruntime import quantization as q
 
     batch = np.ascontiguousarray(calibration.detach().float().cpu().numpy())
@@ -190,8 +191,6 @@ def _quantize_onnx(path: Path, calibration) -> Path:
 
         def get_next(self):
             return next(self.items, None)
-
-    import onnx
 
     name = onnx.load(str(path), load_external_data=False).graph.input[0].name
     out = path.with_name("model.int8.onnx")
