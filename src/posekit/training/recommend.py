@@ -33,9 +33,11 @@ GPU ten minutes already buy tens of thousands of samples at the config's own siz
    heads)**: centroid maps need a pixel of at most a quarter animal: the largest power of
    two ``<= a s / 4``. Part maps: a pixel of at most 2 frame pixels, the largest power of
    two ``<= 2 s`` (at least 1); the 5 x 5 integral refinement localises inside a map
-   pixel. On the flies (centered-instance model, 10 minutes on 2 idle cores, test frames
-   1000-1499) stride 2 reached a median error of 2.5-3.0 px; stride 4 runs stayed at
-   5.7-6.3 px. The backbone's output stride follows the head. `sigma` (in map pixels;
+   pixel. On the flies (centered-instance model, test frames 1000-1499) stride 2
+   reached a median error of 2.5-3.0 px in 10-minute runs on 2 idle cores; stride-4
+   runs (5 minutes on shared cores, so fewer steps) stayed at 5.7-6.3 px, and stride 2
+   in the same 5-minute setting reached 1.8 px. The backbone's output stride follows the
+   head. `sigma` (in map pixels;
    posekit multiplies it by the stride) becomes 1.5, i.e. 3 frame px at stride 2.
 4. **Crop size** (top-down): SLEAP's automatic rule at that scale, i.e. ``A s`` plus
    `crop_size_detection_padding`, rounded up to a multiple of the backbone's max stride.
@@ -57,8 +59,9 @@ GPU ten minutes already buy tens of thousands of samples at the config's own siz
    - with a budget the updates that fit are estimated as ``S = B x R / (3 F x batch)``
      (`F` forward GFLOPs per sample from `posekit.summary` at the chosen size, x3 for the
      backward pass; `R` the machine's sustained training GFLOP/s, `Hardware.train_gflops`,
-     by default 15 per CPU core (30 with native bf16, see 12), 5000 for CUDA, 1000 for MPS; the 2 shared Xeon cores
-     this was written on sustained 13-38 GFLOP/s in UNet training, depending on load). Epochs are cut to ``batches_per_epoch =
+     by default 15 per CPU core (30 with native bf16, see 12), 5000 for CUDA, 1000 for
+     MPS; the 2 shared Xeon cores this was written on sustained 13-38 GFLOP/s in UNet
+     training, depending on load). Epochs are cut to ``batches_per_epoch =
      clamp(round(S / 30), 10, 200)`` so about 30 validations (and chances to save the
      best model and lower the learning rate) happen in the budget, and little is lost
      when the clock stops mid-epoch. `epochs` is set to 3x the estimate (at least 10,
