@@ -17,7 +17,8 @@ folded + channels-last; eager in its own column), sleap-nn fps, the ratio poseki
 sleap-nn, and each side's efficiency against this machine's measured fp32 matmul
 GFLOP/s. Where the hardware has a fast reduced precision (bf16 on CPUs with
 AVX512-BF16/AMX, fp16 on CUDA), posekit is also timed as `posekit predict --precision`
-runs it, and compared with sleap-nn's float32. sleap-nn's builder differs between its releases; a network it cannot build is
+runs it, and compared with sleap-nn's float32. ``--compile`` adds `posekit predict
+--runtime compile` (torch.compile, frozen weights; compile time excluded, printed). sleap-nn's builder differs between its releases; a network it cannot build is
 reported with its error instead of a number.
 
 ``--mode train`` times training steps instead (forward, MSE loss, backward, Adam; the
@@ -27,7 +28,7 @@ model is built (float32). Rates are steps/s at ``--batch-size``.
 
 Usage:
     python benchmarks/compare_peers.py [--sleap-nn-python PATH] [--seconds 1] [--mode train]
-        [--batch-size 1] [--threads N] [--only NAME] [--timeout 900]
+        [--compile] [--batch-size 1] [--threads N] [--only NAME] [--timeout 900]
 """
 
 from __future__ import annotations
@@ -292,6 +293,11 @@ def main(argv=None) -> int:
         choices=["inference", "train"],
         help="train: training steps/s (forward, loss, backward, Adam) instead of inference",
     )
+    p.add_argument(
+        "--compile",
+        action="store_true",
+        help="also time --runtime compile (torch.compile; 30-60 s to compile per network)",
+    )
     p.add_argument("--threads", type=int, default=None)
     p.add_argument("--only", default=None)
     p.add_argument("--timeout", type=float, default=900, help="for the sleap-nn child")
@@ -338,6 +344,13 @@ def main(argv=None) -> int:
         if low is not None:  # what `posekit predict --precision bf16|fp16` runs
             runner = make_runner(model, device=args.device, precision=low)
             row["posekit_low"] = bench.time_forward(runner, x, args.seconds, args.device)
+        if args.compile:  # what `posekit predict --runtime compile` runs
+            runner = make_runner(model, device=args.device, runtime="compile")
+            t0 = time.perf_counter()
+            with torch.inference_mode():
+                runner(x)  # compiles
+            row["compile_s"] = time.perf_counter() - t0
+            row["posekit_compiled"] = bench.time_forward(runner, x, args.seconds, args.device)
         print(f"  posekit {name}: done", flush=True)
 
     peer: dict = {}
@@ -362,14 +375,18 @@ def main(argv=None) -> int:
     )
     table = Table(title=title)
     low_cols = (f"posekit {low} {unit}", f"{low} ratio") if low else ()
+    compiled = any("posekit_compiled" in r for r in rows)
+    compile_cols = ("compile fps", "compile eff.", "compile s") if compiled else ()
     eager_col = "posekit NCHW" if train else "posekit eager"
     for col in ("model", "GFLOP/frame", f"posekit {unit}", f"{eager_col} {unit}",
                 f"sleap-nn {unit}", "ratio", "posekit eff.", "sleap-nn eff.", *low_cols,
-                "note"):  # fmt: skip
+                *compile_cols, "note"):  # fmt: skip
         if col == "note":
             table.add_column(col, no_wrap=True, overflow="ellipsis", max_width=40)
+        elif col == "model":
+            table.add_column(col, no_wrap=True)
         else:
-            table.add_column(col, justify="left" if col == "model" else "right")
+            table.add_column(col, justify="right")
 
     def eff(rate, gflops):
         # a training step costs ~3x the forward pass (forward + two backward products)
@@ -385,6 +402,13 @@ def main(argv=None) -> int:
         lo = row.get("posekit_low")
         lo_ratio = None if lo is None or not sn else lo / sn
         low_cells = (bench._fmt(lo), bench._fmt(lo_ratio, ".2f") + ("x" if lo_ratio else ""))
+        cc = row.get("posekit_compiled")
+        e3 = eff(cc, g)
+        compile_cells = (
+            bench._fmt(cc),
+            bench._fmt(e3, ".0f") + ("%" if e3 is not None else ""),
+            bench._fmt(row.get("compile_s"), ".0f"),
+        )
         table.add_row(
             row["name"],
             bench._fmt(g, ".2f"),
@@ -395,9 +419,10 @@ def main(argv=None) -> int:
             bench._fmt(e1, ".0f") + ("%" if e1 is not None else ""),
             bench._fmt(e2, ".0f") + ("%" if e2 is not None else ""),
             *(low_cells if low else ()),
+            *(compile_cells if compiled else ()),
             row.get("note", ""),
         )
-    console = Console(width=max(150, Console().width))
+    console = Console(width=max(200, Console().width))
     console.print(table)
     console.print(f"roofline: fp32 {1536}^3 matmul, best call: {peak:.0f} GFLOP/s")
     if peer.get("error"):

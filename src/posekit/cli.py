@@ -136,7 +136,13 @@ def build_parser() -> argparse.ArgumentParser:
         choices=["fp32", "bf16", "fp16", "int8"],
         help="bf16: CPUs with AVX512-BF16/AMX and GPUs; fp16: GPUs; int8: CPUs (see README)",
     )
-    p.add_argument("--runtime", default="torch", choices=["torch", "onnx"])
+    p.add_argument(
+        "--runtime",
+        default="torch",
+        choices=["torch", "compile", "onnx"],
+        help="torch (default); compile: torch.compile, faster after a 30-60 s compile, "
+        "for long videos; onnx: onnxruntime (the export extra)",
+    )
     p.set_defaults(func=_cmd_predict)
 
     p = sub.add_parser("evaluate", help="compare predictions with ground truth")

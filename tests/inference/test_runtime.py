@@ -108,13 +108,53 @@ def test_onnx_runner_equals_the_eager_model():
     assert runner._session is session
 
 
+def test_compile_runner_equals_the_eager_model_with_one_graph_for_every_batch():
+    import torch._dynamo
+
+    torch._dynamo.reset()
+    model = small_model()
+    runner = make_runner(model, device="cpu", runtime="compile")
+    assert isinstance(runner, TorchRunner) and runner.compile
+    x = torch.rand(3, 1, 32, 48)
+    with torch.inference_mode():
+        out = runner(x)
+        assert max_error(out, eager(model, x)) < 1e-4
+        assert runner._batch == 3
+        graphs = torch._dynamo.utils.counters["stats"]["unique_graphs"]
+        # a smaller batch is padded and a larger one split: outputs keep their own size
+        # and values, and the network is not compiled again
+        compiled = runner._net
+        for n in (1, 7):
+            y = torch.rand(n, 1, 32, 48)
+            got = runner(y)
+            assert all(v.shape[0] == n for v in got.values())
+            assert max_error(got, eager(model, y)) < 1e-4
+        assert runner._net is compiled
+        assert torch._dynamo.utils.counters["stats"]["unique_graphs"] == graphs
+
+
+def test_compile_failure_is_one_clear_error(monkeypatch):
+    def broken(*args, **kwargs):
+        def run(x):
+            raise RuntimeError("InvalidCxxCompiler: No working C++ compiler found")
+
+        return run
+
+    monkeypatch.setattr(torch, "compile", broken)
+    runner = make_runner(small_model(), device="cpu", runtime="compile")
+    with pytest.raises(PosekitError, match="C\\+\\+ compiler.*--runtime torch"):
+        with torch.inference_mode():
+            runner(torch.rand(1, 1, 32, 32))
+
+
 @pytest.mark.parametrize(
     "runtime, precision, device, message",
     [
         ("onnx", "bf16", "cpu", "runs fp32 or int8"),
+        ("compile", "int8", "cpu", "use --runtime onnx --precision int8"),
         ("torch", "fp16", "cpu", "fp16 inference needs a GPU"),
         ("torch", "int8", "cuda", "int8 inference runs on the CPU only"),
-        ("tensorrt", "fp32", "cpu", "runtime must be one of torch, onnx"),
+        ("tensorrt", "fp32", "cpu", "runtime must be one of torch, compile, onnx"),
         ("torch", "fp8", "cpu", "precision must be one of fp32, bf16, fp16, int8"),
     ],
 )

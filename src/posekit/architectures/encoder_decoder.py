@@ -447,18 +447,18 @@ class EncoderDecoder(Backbone):
         """Stride of the stem's output relative to the input."""
         if self.stem_stack is None:
             return 1
-        return math.prod(b.stride_factor for b in self.stem_stack)
+        return math.prod([b.stride_factor for b in self.stem_stack])
 
     @property
     def encoder_features_stride(self) -> int:
         """Stride of the encoder's output relative to the input."""
-        return self.stem_features_stride * math.prod(b.stride_factor for b in self.encoder_stack)
+        return self.stem_features_stride * math.prod([b.stride_factor for b in self.encoder_stack])
 
     @property
     def decoder_features_stride(self) -> int:
         """Stride of the decoder's output relative to the input."""
         return self.encoder_features_stride // math.prod(
-            b.upsampling_stride for b in self.decoder_stack
+            [b.upsampling_stride for b in self.decoder_stack]
         )
 
     @property
