@@ -237,8 +237,8 @@ BF16_STATISTIC = {"single": np.nanmedian}
 @pytest.mark.parametrize("case", sorted(REFERENCE_CASES))
 @pytest.mark.parametrize(
     "runtime, precision, limit",
-    [("onnx", "fp32", 1e-3), ("torch", "bf16", 0.1)],
-    ids=["onnx", "bf16"],
+    [("onnx", "fp32", 1e-3), ("compile", "fp32", 1e-3), ("torch", "bf16", 0.1)],
+    ids=["onnx", "compile", "bf16"],
 )
 def test_reference_models_move_less_than_the_limit(
     reference_predictions, case, runtime, precision, limit
