@@ -27,8 +27,8 @@ same timer source runs on both sides): posekit NCHW float32, channels-last float
 model is built (float32). Rates are steps/s at ``--batch-size``.
 
 Usage:
-    python benchmarks/compare_peers.py [--sleap-nn-python PATH] [--seconds 1] [--mode train]
-        [--compile] [--batch-size 1] [--threads N] [--only NAME] [--timeout 900]
+    python benchmarks/compare_peers.py [--sleap-nn-python PATH] [--seconds 1] [--rounds 1]
+        [--mode train] [--compile] [--batch-size 1] [--threads N] [--only NAME] [--timeout 900]
 """
 
 from __future__ import annotations
@@ -42,6 +42,7 @@ import subprocess
 import sys
 import tempfile
 import time
+from functools import partial
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
@@ -124,10 +125,13 @@ def main():
             c = channels or c
             gen = torch.Generator().manual_seed(0)
             x = torch.rand(req["batch_size"], c, h, w, generator=gen).to(req["device"])
+            rounds = int(req.get("rounds", 1))
             if req.get("mode") == "train":
-                row["fps"] = time_train(model, x, req["seconds"])
+                row["fps"] = max(time_train(model, x, req["seconds"]) for _ in range(rounds))
             else:
-                row["fps"] = time_forward(model, x, req["seconds"], req["device"])
+                row["fps"] = max(
+                    time_forward(model, x, req["seconds"], req["device"]) for _ in range(rounds)
+                )
         except Exception as err:
             row["error"] = "%s: %s" % (type(err).__name__, err)
             row["traceback"] = traceback.format_exc()[-2000:]
@@ -214,6 +218,11 @@ exec(TRAIN_TIMER, _timer)  # the same training-step timer the child runs
 time_train = _timer["time_train"]
 
 
+def time_train_copy(model, x, seconds, channels_last=False, bf16=False):
+    """`time_train` on a fresh copy of `model` (every timing starts from the same weights)."""
+    return time_train(copy.deepcopy(model), x, seconds, channels_last, bf16)
+
+
 def run_sleap_nn(python: str, networks: list[dict], args) -> dict:
     """Time sleap-nn's models in its own interpreter; returns the child's JSON."""
     import torch
@@ -222,6 +231,7 @@ def run_sleap_nn(python: str, networks: list[dict], args) -> dict:
         "device": args.device,
         "batch_size": args.batch_size,
         "seconds": args.seconds,
+        "rounds": args.rounds,
         "mode": args.mode,
         "threads": args.threads or torch.get_num_threads(),
         "networks": networks,
@@ -288,6 +298,13 @@ def main(argv=None) -> int:
     p.add_argument("--batch-size", type=int, default=1)
     p.add_argument("--seconds", type=float, default=1.0)
     p.add_argument(
+        "--rounds",
+        type=int,
+        default=1,
+        help="time every variant this many times, interleaved, and keep the best (a "
+        "shared machine's speed varies by up to 2x from minute to minute)",
+    )
+    p.add_argument(
         "--mode",
         default="inference",
         choices=["inference", "train"],
@@ -331,26 +348,34 @@ def main(argv=None) -> int:
         if args.mode == "train":
             # NCHW as built ("eager"); channels-last as `posekit train` runs it; bf16-mixed
             # as `posekit train --precision bf16-mixed` (what --auto picks on AMX CPUs).
-            fresh = lambda m=model: copy.deepcopy(m)  # noqa: E731 - each run its own weights
-            row["eager"] = time_train(fresh(), x, args.seconds)
-            row["posekit"] = time_train(fresh(), x, args.seconds, channels_last=True)
+            # each run trains its own copy of the weights
+            timers = {
+                "eager": partial(time_train_copy, model, x, args.seconds),
+                "posekit": partial(time_train_copy, model, x, args.seconds, True),
+            }
             if low == "bf16":
-                row["posekit_low"] = time_train(fresh(), x, args.seconds, True, bf16=True)
-            print(f"  posekit {name}: done", flush=True)
-            continue
-        row["eager"] = bench.time_forward(model, x, args.seconds, args.device)
-        opt = optimize_for_inference(model, example_input=x[:1])
-        row["posekit"] = bench.time_forward(opt, x, args.seconds, args.device)
-        if low is not None:  # what `posekit predict --precision bf16|fp16` runs
-            runner = make_runner(model, device=args.device, precision=low)
-            row["posekit_low"] = bench.time_forward(runner, x, args.seconds, args.device)
-        if args.compile:  # what `posekit predict --runtime compile` runs
-            runner = make_runner(model, device=args.device, runtime="compile")
-            t0 = time.perf_counter()
-            with torch.inference_mode():
-                runner(x)  # compiles
-            row["compile_s"] = time.perf_counter() - t0
-            row["posekit_compiled"] = bench.time_forward(runner, x, args.seconds, args.device)
+                timers["posekit_low"] = partial(time_train_copy, model, x, args.seconds, True, True)
+        else:
+            fns = {"eager": model, "posekit": optimize_for_inference(model, example_input=x[:1])}
+            if low is not None:  # what `posekit predict --precision bf16|fp16` runs
+                fns["posekit_low"] = make_runner(model, device=args.device, precision=low)
+            if args.compile:  # what `posekit predict --runtime compile` runs
+                # Every posekit model shares `Model.forward`'s code, and dynamo stops
+                # compiling a code object after 8 variants: each network starts clean.
+                torch._dynamo.reset()
+                runner = make_runner(model, device=args.device, runtime="compile")
+                t0 = time.perf_counter()
+                with torch.inference_mode():
+                    runner(x)  # compiles
+                row["compile_s"] = time.perf_counter() - t0
+                fns["posekit_compiled"] = runner
+            timers = {
+                key: partial(bench.time_forward, f, x, args.seconds, args.device)
+                for key, f in fns.items()
+            }
+        for _ in range(args.rounds):  # interleaved; the best of the rounds is kept
+            for key, timer in timers.items():
+                row[key] = max(row.get(key, 0.0), timer())
         print(f"  posekit {name}: done", flush=True)
 
     peer: dict = {}
