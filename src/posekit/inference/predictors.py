@@ -589,7 +589,9 @@ class Predictor:
         progress = None
         task = None
         if self.progress:
-            progress, task = _make_progress(total)
+            # torch.compile works on the first batch, silently for up to a minute
+            first = "Compiling (first batch)" if self.runtime == "compile" else "Predicting"
+            progress, task = _make_progress(total, first)
         reader = BackgroundIterator(self._batches(items, pool, stop), maxsize=queue_size)
         try:
             for batch in reader:
@@ -618,7 +620,12 @@ class Predictor:
                 n_done += batch.n
                 if progress is not None:
                     elapsed = max(time.perf_counter() - t0, 1e-9)
-                    progress.update(task, completed=n_done + skipped, fps=n_done / elapsed)
+                    progress.update(
+                        task,
+                        completed=n_done + skipped,
+                        fps=n_done / elapsed,
+                        description="Predicting",
+                    )
         finally:
             stop.set()
             reader.close()
@@ -723,7 +730,7 @@ class _BufferPool:
         return torch.from_numpy(buf)
 
 
-def _make_progress(total: int):
+def _make_progress(total: int, description: str = "Predicting"):
     from rich.progress import (
         BarColumn,
         MofNCompleteColumn,
@@ -734,7 +741,7 @@ def _make_progress(total: int):
     )
 
     progress = Progress(
-        TextColumn("[bold]Predicting"),
+        TextColumn("[bold]{task.description}"),
         BarColumn(),
         MofNCompleteColumn(),
         TextColumn("{task.fields[fps]:.1f} frames/s"),
@@ -742,7 +749,7 @@ def _make_progress(total: int):
         TextColumn("ETA"),
         TimeRemainingColumn(),
     )
-    task = progress.add_task("predict", total=total, fps=0.0)
+    task = progress.add_task(description, total=total, fps=0.0)
     progress.start()
     return progress, task
 
