@@ -164,6 +164,88 @@ def test_transposed_conv_smaller_than_its_stride_without_bias_folds_exactly():
         assert float((net(x) - opt(x)).abs().max()) < 1e-5
 
 
+class _ReluToy(nn.Module):
+    def __init__(self):
+        super().__init__()
+        self.c1, self.r1 = nn.Conv2d(1, 16, 3, padding=1), nn.ReLU()  # fusable
+        self.c2, self.r2 = nn.Conv2d(16, 16, 3, padding=1), nn.ReLU()  # output also skipped
+        self.c3, self.i3, self.r3 = nn.Conv2d(16, 8, 1), nn.Identity(), nn.ReLU()  # fusable
+
+    def forward(self, x):
+        x = self.r1(self.c1(x))
+        y = self.c2(x)
+        x = self.r2(y) + y
+        return self.r3(self.i3(self.c3(x)))
+
+
+def test_relu_fuses_only_into_a_conv_it_alone_reads_and_outputs_stay_identical():
+    from posekit.optimize import fuse_conv_relu
+
+    torch.manual_seed(0)
+    toy = _ReluToy().eval()
+    x = torch.randn(2, 1, 12, 12)
+    with torch.no_grad():
+        ref = toy(x)
+    fused = fuse_conv_relu(toy, x)
+    assert fused == [("c1", "r1"), ("c3", "r3")]
+    assert type(toy.c1).__name__ == "ConvReLU2d" and isinstance(toy.r1, nn.Identity)
+    assert isinstance(toy.c2, nn.Conv2d) and isinstance(toy.r2, nn.ReLU)
+    with torch.inference_mode():
+        out = toy(x)
+        out_cl = toy(x.contiguous(memory_format=torch.channels_last))
+    # oneDNN's ReLU post-op is the same max(0, y): identical, not merely close
+    assert torch.equal(out, ref) and torch.equal(out_cl.contiguous(), ref)
+    # with gradients on, the fused module falls back to conv + relu (autograd works)
+    xg = x.clone().requires_grad_(True)
+    toy(xg).sum().backward()
+    assert xg.grad is not None and torch.allclose(toy(x), ref)
+
+
+def test_fused_conv_relu_without_onednn_runs_conv_then_relu(monkeypatch):
+    import posekit.optimize as optimize
+
+    monkeypatch.setattr(optimize, "_fused_conv_relu_op", lambda: None)
+    torch.manual_seed(1)
+    toy = _ReluToy().eval()
+    x = torch.randn(1, 1, 8, 8)
+    with torch.no_grad():
+        ref = toy(x)
+    assert len(optimize.fuse_conv_relu(toy, x)) == 2 and toy.c1._op is None
+    with torch.inference_mode():
+        assert torch.equal(toy(x), ref)
+
+
+def test_unet_relus_all_fuse_and_the_optimized_model_matches():
+    from posekit.config.model import (
+        BackboneConfig,
+        HeadsConfig,
+        ModelConfig,
+        SingleInstanceConfmapsHeadConfig,
+        UNetConfig,
+    )
+    from posekit.model import Model
+    from posekit.optimize import optimize_for_inference
+
+    torch.manual_seed(0)
+    config = ModelConfig(
+        backbone=BackboneConfig(
+            unet=UNetConfig(filters=8, max_stride=8, output_stride=2, up_interpolate=True)
+        ),
+        heads=HeadsConfig(single_instance=SingleInstanceConfmapsHeadConfig(output_stride=2)),
+    )
+    model = Model.from_config(config, in_channels=1, part_names=PARTS).eval()
+    relus = sum(isinstance(m, nn.ReLU) for m in model.modules())
+    opt = optimize_for_inference(model)
+    assert len(opt.inference_optimizations["fused_relu"]) == relus > 0
+    assert not any(isinstance(m, nn.ReLU) for m in opt.modules())
+    x = torch.rand(2, 1, 32, 48)
+    with torch.inference_mode():
+        assert _max_err(opt(x), model(x)) < 1e-5
+    plain = optimize_for_inference(model, fuse_relu=False)
+    assert plain.inference_optimizations["fused_relu"] == []
+    assert sum(isinstance(m, nn.ReLU) for m in plain.modules()) == relus
+
+
 @pytest.mark.skipif(not MODELS.exists(), reason="../shared is absent")
 def test_imported_sleap_unet_optimizes_to_the_same_outputs():
     import posekit

@@ -8,7 +8,8 @@ whatever runs underneath. That keeps one inference loop for every engine and mak
 Runtimes:
 
 - ``torch`` (default): the model after `posekit.optimize.optimize_for_inference`
-  (BatchNorm folded into convolutions, channels-last), `torch.inference_mode`. Outputs
+  (BatchNorm folded into convolutions, ReLUs fused into them, channels-last),
+  `torch.inference_mode`. Outputs
   equal the eager model's to float32 rounding.
 - ``onnx``: the model exported with `posekit.io.export.export_onnx` (dynamic batch and
   size, BatchNorm folded) into a temporary file and run by onnxruntime (the ``export``
@@ -123,7 +124,10 @@ class TorchRunner:
         if not isinstance(self.model, Model):
             self._net = self.model  # wrappers and test doubles run as given, in float32
         else:
-            self._net = optimize_for_inference(self.model, example_input=x[:1])
+            # torch.compile fuses activations itself (and better: weights pre-packed)
+            self._net = optimize_for_inference(
+                self.model, example_input=x[:1], fuse_relu=not self.compile
+            )
             if self.precision == "bf16" and kind == "cpu":
                 self._net.to(torch.bfloat16)
                 self._input_dtype = torch.bfloat16
