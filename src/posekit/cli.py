@@ -140,8 +140,8 @@ def build_parser() -> argparse.ArgumentParser:
         "--runtime",
         default="torch",
         choices=["torch", "compile", "onnx"],
-        help="torch (default); compile: torch.compile, faster after a 30-60 s compile, "
-        "for long videos; onnx: onnxruntime (the export extra)",
+        help="torch (default); compile: torch.compile, often faster after a 15-60 s "
+        "compile, for long videos; onnx: onnxruntime (the export extra)",
     )
     p.set_defaults(func=_cmd_predict)
 

@@ -33,6 +33,7 @@ from __future__ import annotations
 
 import contextlib
 import copy
+import functools
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
@@ -287,7 +288,9 @@ def _fused_conv_relu_op():
         return None
 
 
+@functools.cache
 def _conv_relu_class():
+    """The `ConvReLU2d` module class (built once, on first use: torch loads lazily)."""
     import torch
     import torch.nn.functional as F
     from torch import nn

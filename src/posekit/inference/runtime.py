@@ -16,10 +16,11 @@ Runtimes:
   extra), on CUDA when the device is CUDA and onnxruntime has that provider. This is the
   path a deployed model takes, so predicting with it checks the export end to end.
 - ``compile``: the ``torch`` model again, compiled by `torch.compile` (inductor) with
-  its weights frozen, which lets inductor fuse each convolution with its ReLU and keep
-  the weights pre-packed for oneDNN. Measured on this project's 2-core CPU: 15-25 %
-  more frames/s than ``torch``, after a 30-60 s compile on the first batch; worth it
-  for long videos, not for a few frames. Needs a C++ compiler on CPUs (inductor
+  its weights frozen, which lets inductor keep the weights pre-packed for oneDNN and
+  fuse pooling, concatenation and activations. Measured on this project's 2-core CPU:
+  0.9-1.4x the frames/s of ``torch`` (median 1.15x over SLEAP's profiles), after a
+  15-60 s compile on the first batch; worth trying for long videos, not for a few
+  frames. Needs a C++ compiler on CPUs (inductor
   generates C++). Every batch is padded to the first batch's size, so the network is
   compiled once per image size (top-down crops vary in number from frame to frame).
 
