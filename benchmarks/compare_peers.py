@@ -2,15 +2,16 @@
 
 posekit and sleap-nn need different environments, so sleap-nn runs in its own
 interpreter (``--sleap-nn-python /path/to/sleap-nn-venv/bin/python``) as a subprocess:
-this script writes a small request (which networks, input shapes, timing settings), the
-child builds sleap-nn's model for each network from the same SLEAP training profile
+the child is kept running as a small line server (JSON requests on stdin: settings, then
+"build" and "time" per network), builds sleap-nn's model for each network from the same SLEAP training profile
 (sleap-nn's own SLEAP-config converter; 5 placeholder parts) or, for the default UNet,
 from sleap-nn's UNet defaults, times it exactly like the posekit side (fp32, eval,
 `torch.inference_mode`, one warm-up call, then batch / median call time over at least
-three calls and ``--seconds``) and
-prints JSON. Nothing is installed; without ``--sleap-nn-python`` only posekit is timed.
-The two sides run one after the other, never at the same time, with the same number of
-threads.
+three calls and ``--seconds``)  and
+answers in JSON. Nothing is installed; without ``--sleap-nn-python`` only posekit is
+timed. The two sides run one after the other, never at the same time, with the same number
+of threads: in each round, sleap-nn is timed right after posekit's variants on the same
+network, so both see the same minute of a machine whose speed drifts.
 
 Printed per network: GFLOP/frame (posekit's summary), posekit fps (optimized: BatchNorm
 folded + channels-last; eager in its own column), sleap-nn fps, the ratio posekit /
@@ -103,40 +104,48 @@ CHILD = (
 import json, sys, time, traceback
 
 def main():
-    req = json.load(open(sys.argv[1]))
+    # A line server: one JSON request per stdin line, one JSON answer per stdout line, so
+    # the parent can time sleap-nn right after posekit on the same network, every round.
     import torch
+    out = sys.stdout
+    sys.stdout = sys.stderr  # anything sleap-nn prints must not break the protocol
+    req = json.loads(sys.stdin.readline())
     if req.get("threads"):
         torch.set_num_threads(int(req["threads"]))
-    results = {"torch": torch.__version__, "threads": torch.get_num_threads(), "rows": []}
+    hello = {"torch": torch.__version__, "threads": torch.get_num_threads()}
     try:
         import sleap_nn
-        results["sleap_nn"] = getattr(sleap_nn, "__version__", "?")
+        hello["sleap_nn"] = getattr(sleap_nn, "__version__", "?")
     except Exception as err:
-        results["error"] = "cannot import sleap_nn: %r" % (err,)
-        print(json.dumps(results))
-        return
-    for net in req["networks"]:
-        row = {"name": net["name"]}
+        hello["error"] = "cannot import sleap_nn: %r" % (err,)
+    out.write(json.dumps(hello) + "\n")
+    out.flush()
+    models = {}
+    for line in sys.stdin:
+        msg = json.loads(line)
         try:
-            model, channels = build(net, req)
-            model = model.to(req["device"]).eval()
-            row["params"] = int(sum(p.numel() for p in model.parameters()))
-            h, w, c = net["input_shape"]
-            c = channels or c
-            gen = torch.Generator().manual_seed(0)
-            x = torch.rand(req["batch_size"], c, h, w, generator=gen).to(req["device"])
-            rounds = int(req.get("rounds", 1))
-            if req.get("mode") == "train":
-                row["fps"] = max(time_train(model, x, req["seconds"]) for _ in range(rounds))
+            if "build" in msg:
+                net = msg["build"]
+                reply = {"name": net["name"]}
+                model, channels = build(net, req)
+                model = model.to(req["device"]).eval()
+                reply["params"] = int(sum(p.numel() for p in model.parameters()))
+                h, w, c = net["input_shape"]
+                gen = torch.Generator().manual_seed(0)
+                x = torch.rand(req["batch_size"], channels or c, h, w, generator=gen)
+                models[net["name"]] = (model, x.to(req["device"]))
             else:
-                row["fps"] = max(
-                    time_forward(model, x, req["seconds"], req["device"]) for _ in range(rounds)
-                )
+                reply = {"name": msg["time"]}
+                model, x = models[msg["time"]]
+                if req.get("mode") == "train":
+                    reply["fps"] = time_train(model, x, req["seconds"])
+                else:
+                    reply["fps"] = time_forward(model, x, req["seconds"], req["device"])
         except Exception as err:
-            row["error"] = "%s: %s" % (type(err).__name__, err)
-            row["traceback"] = traceback.format_exc()[-2000:]
-        results["rows"].append(row)
-    print(json.dumps(results))
+            reply["error"] = "%s: %s" % (type(err).__name__, err)
+            reply["traceback"] = traceback.format_exc()[-2000:]
+        out.write(json.dumps(reply) + "\n")
+        out.flush()
 
 def sync(device):
     import torch
@@ -223,40 +232,92 @@ def time_train_copy(model, x, seconds, channels_last=False, bf16=False):
     return time_train(copy.deepcopy(model), x, seconds, channels_last, bf16)
 
 
-def run_sleap_nn(python: str, networks: list[dict], args) -> dict:
-    """Time sleap-nn's models in its own interpreter; returns the child's JSON."""
-    import torch
+class SleapNNProcess:
+    """sleap-nn in its own interpreter, kept running so that each of its timings can sit
+    right next to posekit's on the same network (the machine's speed drifts by up to 2x
+    between minutes; timing one side after the other made the ratio drift with it)."""
 
-    request = {
-        "device": args.device,
-        "batch_size": args.batch_size,
-        "seconds": args.seconds,
-        "rounds": args.rounds,
-        "mode": args.mode,
-        "threads": args.threads or torch.get_num_threads(),
-        "networks": networks,
-    }
-    python = os.path.abspath(shutil.which(python) or python)  # abspath: keep venv symlinks
-    with tempfile.TemporaryDirectory() as tmp:
-        child = Path(tmp) / "sleap_nn_child.py"
+    def __init__(self, python: str, args):
+        import torch
+
+        settings = {
+            "device": args.device,
+            "batch_size": args.batch_size,
+            "seconds": args.seconds,
+            "mode": args.mode,
+            "threads": args.threads or torch.get_num_threads(),
+        }
+        python = os.path.abspath(shutil.which(python) or python)  # abspath: keep venv symlinks
+        self.python, self.timeout = python, args.timeout
+        self._tmp = tempfile.TemporaryDirectory()
+        child = Path(self._tmp.name) / "sleap_nn_child.py"
         child.write_text(CHILD)
-        req = Path(tmp) / "request.json"
-        req.write_text(json.dumps(request))
+        self._stderr = open(Path(self._tmp.name) / "stderr.txt", "w+")
+        self.proc = None
+        self.errors: dict[str, str] = {}
         try:
-            proc = subprocess.run(
-                [python, str(child), str(req)],
-                capture_output=True,
+            self.proc = subprocess.Popen(
+                [python, str(child)],
+                stdin=subprocess.PIPE,
+                stdout=subprocess.PIPE,
+                stderr=self._stderr,
                 text=True,
-                timeout=args.timeout,
-                cwd=tmp,  # keep posekit's source tree off the child's path
+                bufsize=1,
+                cwd=self._tmp.name,  # keep posekit's source tree off the child's path
             )
-        except (OSError, subprocess.TimeoutExpired) as err:
-            return {"error": f"could not run {python}: {err}"}
-    lines = [ln for ln in proc.stdout.splitlines() if ln.startswith("{")]
-    if proc.returncode != 0 or not lines:
-        tail = (proc.stderr or proc.stdout).strip().splitlines()[-3:]
-        return {"error": f"sleap-nn child failed (exit {proc.returncode}): {' | '.join(tail)}"}
-    return json.loads(lines[-1])
+            self.info = self._ask(settings)
+        except (OSError, RuntimeError) as err:
+            self.info = {"error": f"could not run {python}: {err}"}
+
+    def _ask(self, message: dict) -> dict:
+        import select
+
+        if self.proc is None or self.proc.poll() is not None:
+            raise RuntimeError(f"sleap-nn child exited: {self._stderr_tail()}")
+        self.proc.stdin.write(json.dumps(message) + "\n")
+        self.proc.stdin.flush()
+        ready, _, _ = select.select([self.proc.stdout], [], [], self.timeout)
+        line = self.proc.stdout.readline() if ready else ""
+        if not line:
+            self.close()
+            raise RuntimeError(f"sleap-nn child gave no answer: {self._stderr_tail()}")
+        return json.loads(line)
+
+    def _stderr_tail(self) -> str:
+        self._stderr.flush()
+        self._stderr.seek(0)
+        return " | ".join(self._stderr.read().strip().splitlines()[-3:])
+
+    def ok(self) -> bool:
+        return "error" not in self.info
+
+    def build(self, entry: dict) -> dict:
+        try:
+            return self._ask({"build": entry})
+        except RuntimeError as err:
+            self.info["error"] = str(err)
+            return {"name": entry["name"], "error": str(err)}
+
+    def time(self, name: str) -> float | None:
+        """Frames (or steps) per second; None, with the reason in `errors`, if it failed."""
+        try:
+            reply = self._ask({"time": name})
+        except RuntimeError as err:
+            self.info["error"] = str(err)
+            return None
+        if reply.get("error"):
+            self.errors[name] = reply["error"]
+        return reply.get("fps")
+
+    def close(self) -> None:
+        if self.proc is not None and self.proc.poll() is None:
+            self.proc.stdin.close()
+            try:
+                self.proc.wait(timeout=30)
+            except subprocess.TimeoutExpired:
+                self.proc.kill()
+        self._stderr.close()
+        self._tmp.cleanup()
 
 
 def _request_entry(name: str, config, shape) -> dict:
@@ -327,6 +388,7 @@ def main(argv=None) -> int:
     low_name = bench.low_precision_name(args.device)  # bfloat16 on AMX/AVX512-BF16 CPUs
     low = {"bfloat16": "bf16", "float16": "fp16"}.get(low_name or "")
 
+    peer = SleapNNProcess(args.sleap_nn_python, args) if args.sleap_nn_python else None
     rows: list[dict] = []
     for name, config, hw in bench.networks(args.only):
         row: dict = {"name": name}
@@ -373,27 +435,28 @@ def main(argv=None) -> int:
                 key: partial(bench.time_forward, f, x, args.seconds, args.device)
                 for key, f in fns.items()
             }
+        if peer is not None and peer.ok():
+            built = peer.build(_request_entry(name, config, shape))
+            row["sleap_nn_params"] = built.get("params")
+            if built.get("error"):
+                row["note"] = f"sleap-nn: {built['error']}"[:70]
+            else:
+                timers["sleap_nn"] = partial(peer.time, name)
         for _ in range(args.rounds):  # interleaved; the best of the rounds is kept
             for key, timer in timers.items():
-                row[key] = max(row.get(key, 0.0), timer())
+                rate = timer()
+                if rate is not None:
+                    row[key] = max(row.get(key, 0.0), rate)
             # the roofline is sampled as often as the networks, so a slow minute cannot
             # lower it (which would flatter the efficiencies)
             peak = max(peak, bench.matmul_gflops("float32", args.device))
         print(f"  posekit {name}: done", flush=True)
 
-    peer: dict = {}
-    if args.sleap_nn_python:
-        wanted = [_request_entry(r["name"], r["config"], r["shape"]) for r in rows if "shape" in r]
-        peer = run_sleap_nn(args.sleap_nn_python, wanted, args)
-        by_name = {r["name"]: r for r in peer.get("rows", [])}
+    if peer is not None:
+        peer.close()
         for row in rows:
-            got = by_name.get(row["name"])
-            if got is None:
-                continue
-            row["sleap_nn"] = got.get("fps")
-            row["sleap_nn_params"] = got.get("params")
-            if got.get("error"):
-                row["note"] = f"sleap-nn: {got['error']}"[:70]
+            if row["name"] in peer.errors:
+                row["note"] = f"sleap-nn: {peer.errors[row['name']]}"[:70]
 
     peak = max(peak, bench.matmul_gflops("float32", args.device))  # and at the end
     train = args.mode == "train"
@@ -453,12 +516,14 @@ def main(argv=None) -> int:
     console = Console(width=max(200, Console().width))
     console.print(table)
     console.print(f"roofline: fp32 {1536}^3 matmul, best call over the run: {peak:.0f} GFLOP/s")
-    if peer.get("error"):
-        console.print(f"sleap-nn: {peer['error']}")
-    elif peer:
+    info = peer.info if peer is not None else {}
+    if info.get("error"):
+        console.print(f"sleap-nn: {info['error']}")
+    elif info:
         console.print(
-            f"sleap-nn {peer.get('sleap_nn')} on torch {peer.get('torch')}, "
-            f"{peer.get('threads')} threads"
+            f"sleap-nn {info.get('sleap_nn')} on torch {info.get('torch')}, "
+            f"{info.get('threads')} threads, timed right after posekit on each network, "
+            "every round"
         )
     if not args.sleap_nn_python:
         console.print("sleap-nn not timed: pass --sleap-nn-python /path/to/venv/bin/python")
@@ -466,7 +531,7 @@ def main(argv=None) -> int:
     if args.json:
         clean = [{k: v for k, v in r.items() if k != "config"} for r in rows]
         Path(args.json).write_text(
-            json.dumps({"roofline_gflops": peak, "rows": clean, "peer": peer}, indent=2)
+            json.dumps({"roofline_gflops": peak, "rows": clean, "peer": info}, indent=2)
         )
     return 0
 
