@@ -13,6 +13,8 @@
   reorder every activation first.
 - **ReLU fused into the convolution** that alone feeds it (CPU: oneDNN's post-op), which
   saves one pass over every activation map; 3-19% more frames/s on SLEAP's UNets here.
+- **Winograd F(4x4, 3x3)** for the 3x3 convolutions with many channels (CPU, float32):
+  4x fewer multiplications in the deep layers of a UNet (`posekit.winograd`).
 
 Folding is decided from what the network *does*, not from how its modules are nested:
 one forward pass records which tensor each convolution produced, which tensor each
@@ -369,6 +371,7 @@ def optimize_for_inference(
     example_input: torch.Tensor | None = None,
     inplace: bool = False,
     fuse_relu: bool = True,
+    winograd: bool = True,
 ) -> nn.Module:
     """An eval-mode copy of `model` with the same outputs, faster to run.
 
@@ -385,11 +388,15 @@ def optimize_for_inference(
         fuse_relu: run each convolution and the ReLU that alone reads it as one oneDNN
             call on CPUs (`fuse_conv_relu`); leave it off before `torch.compile`, which
             fuses by itself.
+        winograd: run the 3x3 convolutions with many channels as Winograd F(4x4, 3x3)
+            in float32 on CPUs (`posekit.winograd`; 4x fewer multiplications, 1.7-2.5x
+            faster per layer here); outputs then agree to ~1e-5 relative, not 1e-7.
 
     Returns:
         The optimised model (eval mode, parameters without gradients). Its attribute
         `inference_optimizations` lists what was done. Outputs equal the original's to
-        float32 rounding (max abs error well below 1e-4 on SLEAP's networks).
+        float32 rounding, Winograd layers to ~1e-5 relative (max abs error below 1e-4 on
+        SLEAP's networks).
     """
     import torch
 
@@ -401,6 +408,11 @@ def optimize_for_inference(
     if fold_batchnorm:
         folded = fold_batchnorms(out, example_input)
     fused = fuse_conv_relu(out, example_input) if fuse_relu else []
+    winograd_paths: list[str] = []
+    if winograd:
+        from posekit.winograd import use_winograd
+
+        winograd_paths = use_winograd(out)
     if channels_last:
         out.to(memory_format=torch.channels_last)
         if not getattr(out, "_posekit_channels_last_hook", False):
@@ -410,6 +422,7 @@ def optimize_for_inference(
         "folded_batchnorm": [(p.conv, p.batchnorm) for p in folded],
         "channels_last": bool(channels_last),
         "fused_relu": fused,
+        "winograd": winograd_paths,
     }
     return out
 

@@ -125,9 +125,13 @@ class TorchRunner:
         if not isinstance(self.model, Model):
             self._net = self.model  # wrappers and test doubles run as given, in float32
         else:
-            # torch.compile fuses activations itself (and better: weights pre-packed)
+            # torch.compile fuses activations itself (and better: weights pre-packed);
+            # Winograd layers are float32-only (bf16 would lose the transforms' precision)
             self._net = optimize_for_inference(
-                self.model, example_input=x[:1], fuse_relu=not self.compile
+                self.model,
+                example_input=x[:1],
+                fuse_relu=not self.compile,
+                winograd=self.precision == "fp32",
             )
             if self.precision == "bf16" and kind == "cpu":
                 self._net.to(torch.bfloat16)
