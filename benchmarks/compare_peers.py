@@ -196,7 +196,7 @@ def build(net, req):
         backbone_type = next((k for k, v in mc.backbone_config.items() if v is not None), None)
         model_type = next((k for k, v in mc.head_configs.items() if v is not None), None)
         if backbone_type is None or model_type is None:
-            raise RuntimeError("sleap-nn's SLEAP-config converter has no backbone/head for this")
+            raise RuntimeError("its SLEAP-config converter has no such backbone")
         backbone_cfg = mc.backbone_config[backbone_type]
         heads = mc.head_configs[model_type]
         _fill_names(heads, net)
@@ -513,7 +513,7 @@ def main(argv=None) -> int:
             *(compile_cells if compiled else ()),
             row.get("note", ""),
         )
-    console = Console(width=max(200, Console().width))
+    console = Console(width=max(230, Console().width))
     console.print(table)
     console.print(f"roofline: fp32 {1536}^3 matmul, best call over the run: {peak:.0f} GFLOP/s")
     info = peer.info if peer is not None else {}

@@ -13,6 +13,8 @@
   reorder every activation first.
 - **ReLU fused into the convolution** that alone feeds it (CPU: oneDNN's post-op), which
   saves one pass over every activation map; 3-19% more frames/s on SLEAP's UNets here.
+- **Transposed convolutions as sub-pixel convolutions** (one ordinary convolution and a
+  pixel shuffle; `posekit.subpixel`), which oneDNN runs much closer to its peak.
 - **Winograd F(4x4, 3x3)** for the 3x3 convolutions with many channels (CPU, float32):
   4x fewer multiplications in the deep layers of a UNet (`posekit.winograd`).
 
@@ -341,16 +343,22 @@ def fuse_conv_relu(model: nn.Module, example_input: torch.Tensor | None = None) 
     """
     from torch import nn
 
-    convs = {
-        m: n
-        for n, m in model.named_modules()
-        if type(m) is nn.Conv2d and m.padding_mode == "zeros" and isinstance(m.padding, tuple)
-    }
+    def plain(m):
+        return type(m) is nn.Conv2d and m.padding_mode == "zeros" and isinstance(m.padding, tuple)
+
+    def subpixel(m):  # pixel shuffle after its convolution: the ReLU commutes with it
+        return type(m).__name__ == "SubpixelConvTranspose2d" and plain(m.conv)
+
+    convs = {m: n for n, m in model.named_modules() if plain(m) or subpixel(m)}
     relus = {m: n for n, m in model.named_modules() if type(m) is nn.ReLU}
     pairs = _sole_reader_pairs(model, example_input, convs, relus)
     cls, op = _conv_relu_class(), _fused_conv_relu_op()
     for conv_path, relu_path in pairs:
-        _set_submodule(model, conv_path, cls(model.get_submodule(conv_path), op))
+        module = model.get_submodule(conv_path)
+        if subpixel(module):
+            module.conv = cls(module.conv, op)
+        else:
+            _set_submodule(model, conv_path, cls(module, op))
         _set_submodule(model, relu_path, nn.Identity())
     return pairs
 
@@ -372,6 +380,7 @@ def optimize_for_inference(
     inplace: bool = False,
     fuse_relu: bool = True,
     winograd: bool = True,
+    subpixel_convs: bool = True,
 ) -> nn.Module:
     """An eval-mode copy of `model` with the same outputs, faster to run.
 
@@ -391,6 +400,9 @@ def optimize_for_inference(
         winograd: run the 3x3 convolutions with many channels as Winograd F(4x4, 3x3)
             in float32 on CPUs (`posekit.winograd`; 4x fewer multiplications, 1.7-2.5x
             faster per layer here); outputs then agree to ~1e-5 relative, not 1e-7.
+        subpixel_convs: run Keras-"same" transposed convolutions (SLEAP's UNet decoder
+            default) as one ordinary convolution + pixel shuffle (`posekit.subpixel`;
+            1.05-2.5x faster per layer here).
 
     Returns:
         The optimised model (eval mode, parameters without gradients). Its attribute
@@ -407,6 +419,11 @@ def optimize_for_inference(
     folded: list[FoldedPair] = []
     if fold_batchnorm:
         folded = fold_batchnorms(out, example_input)
+    subpixel: list[str] = []
+    if subpixel_convs:
+        from posekit.subpixel import use_subpixel_convs
+
+        subpixel = use_subpixel_convs(out)
     fused = fuse_conv_relu(out, example_input) if fuse_relu else []
     winograd_paths: list[str] = []
     if winograd:
@@ -423,6 +440,7 @@ def optimize_for_inference(
         "channels_last": bool(channels_last),
         "fused_relu": fused,
         "winograd": winograd_paths,
+        "subpixel_convs": subpixel,
     }
     return out
 
