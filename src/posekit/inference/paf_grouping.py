@@ -110,40 +110,44 @@ def score_paf_lines(
         )
     c, h, w = pafs.shape
     max_edge_length = max_edge_length_ratio * max(h, w, c) * pafs_stride
-    peaks = peaks.to(torch.float32)
-    ch = channel_inds.long()
-    t = torch.linspace(0.0, 1.0, n_points, device=pafs.device, dtype=torch.float32)
-    out = []
+    # Every (source peak, destination peak) candidate of every edge is scored in one set
+    # of tensor operations (a few peaks per part: per-edge operations would cost more in
+    # call overhead than in arithmetic), then split back into per-edge matrices.
+    ch = channel_inds.detach().cpu().numpy().astype(np.int64)
+    per_edge, pair_src, pair_dst, pair_edge = [], [], [], []
     for k, (s, d) in enumerate(edges):
-        src_inds = torch.nonzero(ch == s, as_tuple=False)[:, 0]
-        dst_inds = torch.nonzero(ch == d, as_tuple=False)[:, 0]
-        ns, nd = src_inds.numel(), dst_inds.numel()
-        if ns == 0 or nd == 0:
-            out.append(
-                (src_inds.cpu().numpy(), dst_inds.cpu().numpy(), np.zeros((ns, nd), np.float32))
-            )
-            continue
-        src = peaks[src_inds][:, None, :]  # (ns, 1, 2)
-        dst = peaks[dst_inds][None, :, :]  # (1, nd, 2)
-        vec = dst - src  # (ns, nd, 2)
-        length = torch.linalg.norm(vec, dim=-1)  # (ns, nd)
+        src_inds, dst_inds = np.flatnonzero(ch == s), np.flatnonzero(ch == d)
+        per_edge.append((src_inds, dst_inds))
+        pair_src.append(np.repeat(src_inds, len(dst_inds)))
+        pair_dst.append(np.tile(dst_inds, len(src_inds)))
+        pair_edge.append(np.full(len(src_inds) * len(dst_inds), k))
+    n_pairs = sum(len(e) for e in pair_edge)
+    flat = np.zeros(0, np.float32)
+    if n_pairs:
+        dev = pafs.device
+        peaks = peaks.to(torch.float32)
+        src = peaks[torch.from_numpy(np.concatenate(pair_src)).to(dev)]  # (M, 2)
+        dst = peaks[torch.from_numpy(np.concatenate(pair_dst)).to(dev)]
+        edge = torch.from_numpy(np.concatenate(pair_edge)).to(dev)
+        t = torch.linspace(0.0, 1.0, n_points, device=dev, dtype=torch.float32)
+        vec = dst - src
+        length = torch.linalg.norm(vec, dim=-1)  # (M,)
         unit = vec / length[..., None]
-        # Points along each line: (ns, nd, n_points, 2), then nearest PAF pixel.
-        line = src[:, :, None, :] + t[None, None, :, None] * vec[:, :, None, :]
+        # Points along each line: (M, n_points, 2), then the nearest PAF pixel.
+        line = src[:, None, :] + t[None, :, None] * vec[:, None, :]
         cols = torch.round(line[..., 0] / pafs_stride).long().clamp(0, w - 1)
         rows = torch.round(line[..., 1] / pafs_stride).long().clamp(0, h - 1)
-        paf_x = pafs[2 * k][rows, cols]
-        paf_y = pafs[2 * k + 1][rows, cols]
-        dots = paf_x * unit[..., 0:1] + paf_y * unit[..., 1:2]  # (ns, nd, n_points)
+        paf_x = pafs[(2 * edge)[:, None], rows, cols]
+        paf_y = pafs[(2 * edge + 1)[:, None], rows, cols]
+        dots = paf_x * unit[:, 0:1] + paf_y * unit[:, 1:2]  # (M, n_points)
         penalty = torch.clamp(max_edge_length / length - 1.0, max=0.0) * dist_penalty_weight
-        scores = dots.mean(dim=-1) + penalty
-        out.append(
-            (
-                src_inds.cpu().numpy(),
-                dst_inds.cpu().numpy(),
-                scores.to(torch.float32).cpu().numpy(),
-            )
-        )
+        flat = (dots.mean(dim=-1) + penalty).to(torch.float32).cpu().numpy()
+    out = []
+    start = 0
+    for src_inds, dst_inds in per_edge:
+        ns, nd = len(src_inds), len(dst_inds)
+        out.append((src_inds, dst_inds, flat[start : start + ns * nd].reshape(ns, nd)))
+        start += ns * nd
     return out
 
 
