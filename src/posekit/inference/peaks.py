@@ -19,6 +19,7 @@ All functions take NCHW tensors on any device and return tensors on the same dev
 
 from __future__ import annotations
 
+import functools
 from typing import TYPE_CHECKING
 
 if TYPE_CHECKING:  # pragma: no cover
@@ -64,24 +65,14 @@ def find_global_peaks_rough(
     return points, values
 
 
-def _neighbourhood_max(cms: torch.Tensor) -> torch.Tensor:
-    """Maximum over the 8 neighbours of each pixel (the pixel itself excluded).
-
-    Outside the map counts as -inf, so border pixels can be peaks.
-    """
+@functools.cache
+def _neighbour_offsets():
+    """(dy, dx) of the 8 neighbours of a pixel, as int64 tensors (built once)."""
     import torch
-    import torch.nn.functional as F
 
-    h, w = cms.shape[-2:]
-    padded = F.pad(cms, (1, 1, 1, 1), value=float("-inf"))
-    out = None
-    for dy in range(3):
-        for dx in range(3):
-            if dy == 1 and dx == 1:
-                continue
-            view = padded[..., dy : dy + h, dx : dx + w]
-            out = view if out is None else torch.maximum(out, view)
-    return out
+    dy = torch.tensor([-1, -1, -1, 0, 0, 1, 1, 1])
+    dx = torch.tensor([-1, 0, 1, -1, 1, -1, 0, 1])
+    return dy, dx
 
 
 def find_local_peaks_rough(
@@ -104,9 +95,21 @@ def find_local_peaks_rough(
     import torch
 
     _check_maps(cms)
-    is_peak = (cms > _neighbourhood_max(cms)) & (cms > threshold)
-    subs = torch.nonzero(is_peak, as_tuple=False)  # (P, 4): n, c, y, x
-    values = cms[subs[:, 0], subs[:, 1], subs[:, 2], subs[:, 3]]
+    # Pixels above the threshold are few (a blob around each animal's part): compare
+    # only those with their neighbours instead of building a full neighbourhood-max map
+    # (8 passes over every map). Same peaks, same (row-major) order.
+    subs = torch.nonzero(cms > threshold, as_tuple=False)  # (K, 4): n, c, y, x
+    n, c, y, x = subs.unbind(dim=1)
+    values = cms[n, c, y, x]
+    h, w = cms.shape[-2:]
+    dy, dx = _neighbour_offsets()
+    ny = y[:, None] + dy.to(y.device)  # (K, 8)
+    nx = x[:, None] + dx.to(x.device)
+    inside = (ny >= 0) & (ny < h) & (nx >= 0) & (nx < w)
+    neighbours = cms[n[:, None], c[:, None], ny.clamp(0, h - 1), nx.clamp(0, w - 1)]
+    neighbours = neighbours.masked_fill(~inside, float("-inf"))  # outside the map: -inf
+    keep = (values[:, None] > neighbours).all(dim=1)
+    subs, values = subs[keep], values[keep]
     points = subs[:, [3, 2]].to(torch.float32)
     return points, values, subs[:, 0], subs[:, 1]
 
