@@ -115,38 +115,48 @@ def resize_images(
     return F.interpolate(images, size=size, mode="bilinear", align_corners=False, antialias=False)
 
 
-def _support(n_in: int, n_out: int) -> torch.Tensor | None:
-    """Indices along one axis that a bilinear downscale by an integer factor reads, or None.
+def _support(n_in: int, n_out: int) -> tuple[int, int, int] | None:
+    """Which input rows a bilinear downscale by an integer factor reads, or None.
 
     With ``n_in = f * n_out`` (f >= 3) output ``i`` samples input ``f*i + (f-1)/2``: rows
     ``f*i + f/2 - 1`` and ``f*i + f/2`` with weights 1/2 (f even), or row ``f*i + (f-1)/2``
-    alone (f odd). Keeping only those rows, interpolation from the kept ones to ``n_out``
-    samples the same rows with the same weights, so the result is bit-identical, and
-    everything before the resize (uint8 -> float, colour, normalisation) touches 2/f (f
-    even) or 1/f of the rows.
+    alone (f odd): ``(f, lo, hi)`` with the rows ``f*i + lo .. f*i + hi - 1``. Keeping
+    only those rows, interpolation from the kept ones to ``n_out`` samples the same rows
+    with the same weights, so the result is bit-identical, and everything before the
+    resize (uint8 -> float, colour, normalisation) touches 2/f (f even) or 1/f of them.
     """
     if n_out <= 0 or n_in % n_out or n_in // n_out < 3:
         return None
     f = n_in // n_out
-    first = f * torch.arange(n_out)
-    if f % 2:
-        return first + (f - 1) // 2
-    return torch.stack([first + f // 2 - 1, first + f // 2], dim=1).flatten()
+    lo = f // 2 - 1 if f % 2 == 0 else (f - 1) // 2
+    return f, lo, f // 2 + 1 if f % 2 == 0 else lo + 1
 
 
 def keep_resize_support(images: torch.Tensor, size: tuple[int, int]) -> torch.Tensor:
     """The rows and columns of (N, C, H, W) `images` that resizing to `size` reads.
 
     Only for integer downscaling factors of 3 or more (see `_support`); other sizes are
-    returned unchanged. Resizing the result to `size` equals resizing `images` bit for bit.
+    returned unchanged. Resizing the result to `size` equals resizing `images` bit for
+    bit. One strided copy of the kept pixels, in the input's dtype (uint8 frames: a
+    sixteenth of a float copy of the whole frame at factor 4).
     """
     rows = _support(images.shape[-2], size[0])
     cols = _support(images.shape[-1], size[1])
+    if rows is None and cols is None:
+        return images
+    x = images
     if rows is not None:
-        images = images.index_select(-2, rows.to(images.device))
+        f, lo, hi = rows
+        x = x.unflatten(2, (size[0], f))[:, :, :, lo:hi]  # (N, C, out_h, kept, W)
     if cols is not None:
-        images = images.index_select(-1, cols.to(images.device))
-    return images
+        f, lo, hi = cols
+        x = x.unflatten(-1, (size[1], f))[..., lo:hi]  # (..., out_w, kept)
+    x = x.contiguous()
+    if rows is not None:
+        x = x.flatten(2, 3)
+    if cols is not None:
+        x = x.flatten(-2, -1)
+    return x
 
 
 def scale_points(points: torch.Tensor, scale: float) -> torch.Tensor:
