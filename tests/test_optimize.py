@@ -217,25 +217,10 @@ def test_fused_conv_relu_without_onednn_runs_conv_then_relu(monkeypatch):
         assert torch.equal(toy(x), ref)
 
 
-def test_unet_relus_all_fuse_and_the_optimized_model_matches():
-    from posekit.config.model import (
-        BackboneConfig,
-        HeadsConfig,
-        ModelConfig,
-        SingleInstanceConfmapsHeadConfig,
-        UNetConfig,
-    )
-    from posekit.model import Model
+def test_unet_relus_all_fuse_and_the_optimized_model_matches(single_instance_unet):
     from posekit.optimize import optimize_for_inference
 
-    torch.manual_seed(0)
-    config = ModelConfig(
-        backbone=BackboneConfig(
-            unet=UNetConfig(filters=8, max_stride=8, output_stride=2, up_interpolate=True)
-        ),
-        heads=HeadsConfig(single_instance=SingleInstanceConfmapsHeadConfig(output_stride=2)),
-    )
-    model = Model.from_config(config, in_channels=1, part_names=PARTS).eval()
+    model = single_instance_unet(filters=8, max_stride=8, up_interpolate=True)
     relus = sum(isinstance(m, nn.ReLU) for m in model.modules())
     opt = optimize_for_inference(model)
     assert len(opt.inference_optimizations["fused_relu"]) == relus > 0

@@ -35,25 +35,10 @@ def test_only_same_transposed_convolutions_with_kernel_at_least_stride_convert()
         SubpixelConvTranspose2d(nn.ConvTranspose2d(4, 4, 3, 2))
 
 
-def test_unet_decoder_runs_as_subpixel_convolutions_with_relus_fused():
-    from posekit.config.model import (
-        BackboneConfig,
-        HeadsConfig,
-        ModelConfig,
-        SingleInstanceConfmapsHeadConfig,
-        UNetConfig,
-    )
-    from posekit.model import Model
+def test_unet_decoder_runs_as_subpixel_convolutions_with_relus_fused(single_instance_unet):
     from posekit.optimize import optimize_for_inference
 
-    torch.manual_seed(0)
-    config = ModelConfig(
-        backbone=BackboneConfig(
-            unet=UNetConfig(filters=8, max_stride=8, output_stride=1, up_interpolate=False)
-        ),
-        heads=HeadsConfig(single_instance=SingleInstanceConfmapsHeadConfig(output_stride=1)),
-    )
-    model = Model.from_config(config, in_channels=1, part_names=["a", "b"]).eval()
+    model = single_instance_unet(filters=8, max_stride=8, output_stride=1, up_interpolate=False)
     n_tconv = sum(type(m) is SameConvTranspose2d for m in model.modules())
     n_relu = sum(type(m) is nn.ReLU for m in model.modules())
     opt = optimize_for_inference(model)

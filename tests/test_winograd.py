@@ -102,23 +102,12 @@ def test_use_winograd_replaces_plain_and_relu_fused_convolutions_once():
     assert (out - ref).abs().max() <= 2e-5 * ref.abs().max()
 
 
-def test_optimized_unet_runs_its_deep_layers_as_winograd_with_the_same_outputs():
-    from posekit.config.model import (
-        BackboneConfig,
-        HeadsConfig,
-        ModelConfig,
-        SingleInstanceConfmapsHeadConfig,
-        UNetConfig,
-    )
-    from posekit.model import Model
+def test_optimized_unet_runs_its_deep_layers_as_winograd_with_the_same_outputs(
+    single_instance_unet,
+):
     from posekit.optimize import optimize_for_inference
 
-    torch.manual_seed(0)
-    config = ModelConfig(
-        backbone=BackboneConfig(unet=UNetConfig(filters=32, max_stride=8, output_stride=2)),
-        heads=HeadsConfig(single_instance=SingleInstanceConfmapsHeadConfig(output_stride=2)),
-    )
-    model = Model.from_config(config, in_channels=1, part_names=["a", "b"]).eval()
+    model = single_instance_unet(filters=32, max_stride=8)
     opt = optimize_for_inference(model)
     paths = opt.inference_optimizations["winograd"]
     wide = [m for m in model.modules() if worthwhile(m)]

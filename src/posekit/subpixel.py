@@ -18,16 +18,14 @@ layer) is converted, and only when its kernel is at least its stride.
 
 from __future__ import annotations
 
-import functools
 import math
-from typing import TYPE_CHECKING
 
-if TYPE_CHECKING:  # pragma: no cover
-    import torch
-    from torch import nn
+import torch
+import torch.nn.functional as F
+from torch import nn
 
-__all__ = ["convertible", "subpixel_weights", "use_subpixel_convs"]
-# `SubpixelConvTranspose2d` is built on first access (module `__getattr__`).
+# Imported only when a model is optimised for inference (torch is loaded by then).
+__all__ = ["SubpixelConvTranspose2d", "convertible", "subpixel_weights", "use_subpixel_convs"]
 
 
 def convertible(module: nn.Module) -> bool:
@@ -59,7 +57,6 @@ def _taps(k: int, s: int, p: int) -> tuple[int, int, list[list[tuple[int, int]]]
 
 def subpixel_weights(module: nn.Module) -> tuple[torch.Tensor, tuple[int, int, int, int]]:
     """(forward-conv weight (C_out * sy * sx, C_in, KH, KW), F.pad tuple) for `module`."""
-    import torch
 
     w = module.weight.detach().double()  # (C_in, C_out, kh, kw)
     c_in, c_out, kh, kw = w.shape
@@ -77,52 +74,38 @@ def subpixel_weights(module: nn.Module) -> tuple[torch.Tensor, tuple[int, int, i
     return weight, pad
 
 
-@functools.cache
-def _module_class():
-    import torch
-    import torch.nn.functional as F
-    from torch import nn
+class SubpixelConvTranspose2d(nn.Module):
+    """A `SameConvTranspose2d` run as pad -> `conv` -> pixel shuffle (module doc).
 
-    class SubpixelConvTranspose2d(nn.Module):
-        """A `SameConvTranspose2d` run as pad -> `conv` -> pixel shuffle (module doc).
+    `conv` is a plain `nn.Conv2d`, so BatchNorm folding has already happened and ReLU
+    fusion (`posekit.optimize.fuse_conv_relu`) can wrap it: a ReLU commutes with the
+    pixel shuffle.
+    """
 
-        `conv` is a plain `nn.Conv2d`, so BatchNorm folding has already happened and ReLU
-        fusion (`posekit.optimize.fuse_conv_relu`) can wrap it: a ReLU commutes with the
-        pixel shuffle.
-        """
+    def __init__(self, module: nn.Module):
+        super().__init__()
+        if not convertible(module):
+            raise ValueError(f"cannot run {module} as a sub-pixel convolution")
+        weight, self.pad = subpixel_weights(module)
+        self.stride = tuple(module.stride)
+        self.conv = nn.Conv2d(
+            weight.shape[1], weight.shape[0], tuple(weight.shape[-2:]),
+            bias=module.bias is not None,
+        ).to(module.weight.device)  # fmt: skip
+        with torch.no_grad():
+            self.conv.weight.copy_(weight)
+            if module.bias is not None:
+                self.conv.bias.copy_(module.bias.repeat_interleave(math.prod(self.stride)))
+        self.conv.requires_grad_(module.weight.requires_grad)
 
-        def __init__(self, module: nn.Module):
-            super().__init__()
-            if not convertible(module):
-                raise ValueError(f"cannot run {module} as a sub-pixel convolution")
-            weight, self.pad = subpixel_weights(module)
-            self.stride = tuple(module.stride)
-            self.conv = nn.Conv2d(
-                weight.shape[1], weight.shape[0], tuple(weight.shape[-2:]),
-                bias=module.bias is not None,
-            ).to(module.weight.device)  # fmt: skip
-            with torch.no_grad():
-                self.conv.weight.copy_(weight)
-                if module.bias is not None:
-                    self.conv.bias.copy_(module.bias.repeat_interleave(math.prod(self.stride)))
-            self.conv.requires_grad_(module.weight.requires_grad)
-
-        def forward(self, x: torch.Tensor) -> torch.Tensor:  # noqa: D102
-            y = self.conv(F.pad(x, self.pad))
-            sy, sx = self.stride
-            if sy == sx:
-                return F.pixel_shuffle(y, sy)
-            n, c, h, w = y.shape
-            y = y.view(n, c // (sy * sx), sy, sx, h, w).permute(0, 1, 4, 2, 5, 3)
-            return y.reshape(n, c // (sy * sx), h * sy, w * sx)
-
-    return SubpixelConvTranspose2d
-
-
-def __getattr__(name: str):
-    if name == "SubpixelConvTranspose2d":
-        return _module_class()
-    raise AttributeError(name)
+    def forward(self, x: torch.Tensor) -> torch.Tensor:  # noqa: D102
+        y = self.conv(F.pad(x, self.pad))
+        sy, sx = self.stride
+        if sy == sx:
+            return F.pixel_shuffle(y, sy)
+        n, c, h, w = y.shape
+        y = y.view(n, c // (sy * sx), sy, sx, h, w).permute(0, 1, 4, 2, 5, 3)
+        return y.reshape(n, c // (sy * sx), h * sy, w * sx)
 
 
 def use_subpixel_convs(model: nn.Module) -> list[str]:
@@ -133,10 +116,9 @@ def use_subpixel_convs(model: nn.Module) -> list[str]:
     """
     from posekit.optimize import _set_submodule
 
-    cls = _module_class()
     done = []
     for path, module in list(model.named_modules()):
         if path and convertible(module):
-            _set_submodule(model, path, cls(module))
+            _set_submodule(model, path, SubpixelConvTranspose2d(module))
             done.append(path)
     return done

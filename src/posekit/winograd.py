@@ -25,14 +25,13 @@ off) and only used for float32 on CPUs, without gradients, outside autocast.
 from __future__ import annotations
 
 import functools
-from typing import TYPE_CHECKING
 
-if TYPE_CHECKING:  # pragma: no cover
-    import torch
-    from torch import nn
+import torch
+import torch.nn.functional as F
+from torch import nn
 
-__all__ = ["transform_filters", "use_winograd", "winograd_conv3x3", "worthwhile"]
-# `WinogradConv2d` is built on first access (module `__getattr__`): torch loads lazily.
+# Imported only when a model is optimised for inference (torch is loaded by then).
+__all__ = ["WinogradConv2d", "transform_filters", "use_winograd", "winograd_conv3x3", "worthwhile"]
 
 # Transform-domain work is 36 * C_in * C_out multiply-adds per 4x4 output tile; the
 # input and output transforms add about 36 * 36 * C_in and 16 * 36 * C_out. Measured on
@@ -48,7 +47,6 @@ MAX_TRANSFORM_BYTES = 48 << 20
 
 def worthwhile(conv: nn.Module) -> bool:
     """Whether `conv` is a 3x3, stride-1, pad-1, dense `nn.Conv2d` that Winograd speeds up."""
-    from torch import nn
 
     if type(conv) is not nn.Conv2d:
         return False
@@ -69,7 +67,6 @@ def worthwhile(conv: nn.Module) -> bool:
 @functools.cache
 def _matrices():
     """(input transform kron(B^T, B^T) 36x36, output transform kron(A^T, A^T) 16x36, G)."""
-    import torch
 
     bt = torch.tensor(
         [
@@ -105,7 +102,6 @@ def _matrices():
 def transform_filters(weight: torch.Tensor) -> torch.Tensor:
     """(C_out, C_in, 3, 3) filters -> (36, C_in, C_out) transform-domain filters (G w G^T),
     computed in float64 so the only float32 rounding left is the final cast."""
-    import torch
 
     _, _, g = _matrices()
     u = torch.einsum("ij,ocjk,lk->ilco", g, weight.detach().cpu().double(), g)
@@ -126,8 +122,6 @@ def winograd_conv3x3(
     module-level ones; `WinogradConv2d` passes its own buffers so `torch.compile` sees
     plain tensors.
     """
-    import torch
-    import torch.nn.functional as F
 
     kb, ka = transforms if transforms is not None else _matrices()[:2]
     n, c, h, w = x.shape
@@ -153,68 +147,53 @@ def winograd_conv3x3(
     return out.permute(0, 3, 1, 2)
 
 
-@functools.cache
-def _module_class():
-    """The `WinogradConv2d` class (built on first use: torch is imported lazily)."""
-    import torch
-    import torch.nn.functional as F
-    from torch import nn
+class WinogradConv2d(nn.Module):
+    """A 3x3 same convolution (optionally followed by ReLU) run as Winograd F(4x4, 3x3)
+    for float32 CPU inference; the wrapped convolution everywhere else (GPUs, other
+    dtypes, autocast, gradients), so the module stays a drop-in replacement."""
 
-    class WinogradConv2d(nn.Module):
-        """A 3x3 same convolution (optionally followed by ReLU) run as Winograd F(4x4, 3x3)
-        for float32 CPU inference; the wrapped convolution everywhere else (GPUs, other
-        dtypes, autocast, gradients), so the module stays a drop-in replacement."""
+    def __init__(self, conv: nn.Conv2d, relu: bool = False):
+        super().__init__()
+        if not worthwhile(conv):
+            raise ValueError(f"not a Winograd-friendly 3x3 convolution: {conv}")
+        self.conv = conv
+        self.relu = bool(relu)
+        self.register_buffer("filters", transform_filters(conv.weight), persistent=False)
+        kb, ka, _ = _matrices()
+        self.register_buffer("input_transform", kb.clone(), persistent=False)
+        self.register_buffer("output_transform", ka.clone(), persistent=False)
 
-        def __init__(self, conv: nn.Conv2d, relu: bool = False):
-            super().__init__()
-            if not worthwhile(conv):
-                raise ValueError(f"not a Winograd-friendly 3x3 convolution: {conv}")
-            self.conv = conv
-            self.relu = bool(relu)
-            self.register_buffer("filters", transform_filters(conv.weight), persistent=False)
-            kb, ka, _ = _matrices()
-            self.register_buffer("input_transform", kb.clone(), persistent=False)
-            self.register_buffer("output_transform", ka.clone(), persistent=False)
+    def forward(self, x: torch.Tensor) -> torch.Tensor:  # noqa: D102
+        c = self.conv
+        if (
+            x.device.type == "cpu"
+            and x.dtype == torch.float32
+            and self.filters.dtype == torch.float32
+            and not torch.is_grad_enabled()
+            and not torch.is_autocast_enabled("cpu")
+        ):
+            n, _, h, w = x.shape
+            tile_bytes = 36 * 4 * (c.in_channels + c.out_channels)
+            per_image = tile_bytes * -(-h // 4) * -(-w // 4)
+            chunk = MAX_TRANSFORM_BYTES // per_image
+            if chunk >= n:
+                return winograd_conv3x3(x, self.filters, c.bias, self.relu, self._transforms())
+            if chunk >= 1:
+                parts = [
+                    winograd_conv3x3(
+                        x[i : i + chunk], self.filters, c.bias, self.relu, self._transforms()
+                    )
+                    for i in range(0, n, chunk)
+                ]
+                return torch.cat(parts).contiguous(memory_format=torch.channels_last)
+        y = c(x)
+        return F.relu(y) if self.relu else y
 
-        def forward(self, x: torch.Tensor) -> torch.Tensor:  # noqa: D102
-            c = self.conv
-            if (
-                x.device.type == "cpu"
-                and x.dtype == torch.float32
-                and self.filters.dtype == torch.float32
-                and not torch.is_grad_enabled()
-                and not torch.is_autocast_enabled("cpu")
-            ):
-                n, _, h, w = x.shape
-                tile_bytes = 36 * 4 * (c.in_channels + c.out_channels)
-                per_image = tile_bytes * -(-h // 4) * -(-w // 4)
-                chunk = MAX_TRANSFORM_BYTES // per_image
-                if chunk >= n:
-                    return winograd_conv3x3(x, self.filters, c.bias, self.relu, self._transforms())
-                if chunk >= 1:
-                    parts = [
-                        winograd_conv3x3(
-                            x[i : i + chunk], self.filters, c.bias, self.relu, self._transforms()
-                        )
-                        for i in range(0, n, chunk)
-                    ]
-                    return torch.cat(parts).contiguous(memory_format=torch.channels_last)
-            y = c(x)
-            return F.relu(y) if self.relu else y
+    def _transforms(self) -> tuple[torch.Tensor, torch.Tensor]:
+        return self.input_transform, self.output_transform
 
-        def _transforms(self) -> tuple[torch.Tensor, torch.Tensor]:
-            return self.input_transform, self.output_transform
-
-        def extra_repr(self) -> str:  # noqa: D102
-            return f"relu={self.relu}"
-
-    return WinogradConv2d
-
-
-def __getattr__(name: str):
-    if name == "WinogradConv2d":
-        return _module_class()
-    raise AttributeError(name)
+    def extra_repr(self) -> str:  # noqa: D102
+        return f"relu={self.relu}"
 
 
 def use_winograd(model: nn.Module) -> list[str]:
@@ -226,7 +205,7 @@ def use_winograd(model: nn.Module) -> list[str]:
     """
     from posekit.optimize import _set_submodule
 
-    cls = _module_class()
+    cls = WinogradConv2d
     done: list[str] = []
     for path, module in list(model.named_modules()):
         inside = [p for p, m in model.named_modules() if isinstance(m, cls)]

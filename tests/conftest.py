@@ -1,0 +1,34 @@
+"""Shared test fixtures."""
+
+from __future__ import annotations
+
+import pytest
+
+
+@pytest.fixture
+def single_instance_unet():
+    """Builder of a small single-instance UNet `Model` (1 input channel, eval mode,
+    weights from a fixed seed): ``single_instance_unet(filters=8, max_stride=8, ...)``,
+    where the keywords are `UNetConfig` fields and ``output_stride`` also sets the head's."""
+
+    def build(parts=("a", "b", "c"), output_stride: int = 2, seed: int = 0, **unet):
+        import torch
+
+        from posekit.config.model import (
+            BackboneConfig,
+            HeadsConfig,
+            ModelConfig,
+            SingleInstanceConfmapsHeadConfig,
+            UNetConfig,
+        )
+        from posekit.model import Model
+
+        torch.manual_seed(seed)
+        head = SingleInstanceConfmapsHeadConfig(output_stride=output_stride)
+        config = ModelConfig(
+            backbone=BackboneConfig(unet=UNetConfig(output_stride=output_stride, **unet)),
+            heads=HeadsConfig(single_instance=head),
+        )
+        return Model.from_config(config, in_channels=1, part_names=list(parts)).eval()
+
+    return build
