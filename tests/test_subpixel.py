@@ -35,7 +35,10 @@ def test_only_same_transposed_convolutions_with_kernel_at_least_stride_convert()
         SubpixelConvTranspose2d(nn.ConvTranspose2d(4, 4, 3, 2))
 
 
-def test_unet_decoder_runs_as_subpixel_convolutions_with_relus_fused(single_instance_unet):
+def test_unet_decoder_runs_as_subpixel_convolutions_with_relus_fused(
+    single_instance_unet, monkeypatch
+):
+    import posekit.optimize
     from posekit.optimize import optimize_for_inference
 
     model = single_instance_unet(filters=8, max_stride=8, output_stride=1, up_interpolate=False)
@@ -51,6 +54,11 @@ def test_unet_decoder_runs_as_subpixel_convolutions_with_relus_fused(single_inst
     assert all(type(m.conv).__name__ == "ConvReLU2d" for m in fused_sub)
     plain = optimize_for_inference(model, subpixel_convs=False)
     assert plain.inference_optimizations["subpixel_convs"] == []
+    # measured on CPUs only: a model on a GPU keeps cuDNN's kernels (no rewrite at all)
+    monkeypatch.setattr(posekit.optimize, "_device_type", lambda device: "cuda")
+    gpu = optimize_for_inference(model).inference_optimizations
+    assert gpu["subpixel_convs"] == [] and gpu["winograd"] == []
+    monkeypatch.undo()
     x = torch.rand(2, 1, 24, 40)
     with torch.inference_mode():
         ref, out = model(x), opt(x)

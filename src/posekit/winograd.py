@@ -203,7 +203,9 @@ def use_winograd(model: nn.Module) -> list[str]:
     Returns:
         The module paths replaced.
     """
-    from posekit.optimize import _set_submodule
+    from posekit.optimize import _conv_relu_class, _set_submodule
+
+    conv_relu = _conv_relu_class()
 
     cls = WinogradConv2d
     done: list[str] = []
@@ -211,7 +213,7 @@ def use_winograd(model: nn.Module) -> list[str]:
         inside = [p for p, m in model.named_modules() if isinstance(m, cls)]
         if not path or any(path.startswith(p + ".") for p in inside):
             continue  # the root, or a convolution already run as Winograd
-        fused = type(module).__name__ == "ConvReLU2d"
+        fused = isinstance(module, conv_relu)
         conv = module.conv if fused else module
         if not isinstance(module, cls) and worthwhile(conv):
             _set_submodule(model, path, cls(conv, relu=fused))
