@@ -279,11 +279,14 @@ class SleapNNProcess:
         ready, _, _ = select.select([self.proc.stdout], [], [], self.timeout)
         line = self.proc.stdout.readline() if ready else ""
         if not line:
+            tail = self._stderr_tail()
             self.close()
-            raise RuntimeError(f"sleap-nn child gave no answer: {self._stderr_tail()}")
+            raise RuntimeError(f"sleap-nn child gave no answer: {tail}")
         return json.loads(line)
 
     def _stderr_tail(self) -> str:
+        if self._stderr.closed:
+            return ""
         self._stderr.flush()
         self._stderr.seek(0)
         return " | ".join(self._stderr.read().strip().splitlines()[-3:])
