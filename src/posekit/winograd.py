@@ -206,16 +206,16 @@ def use_winograd(model: nn.Module) -> list[str]:
     from posekit.optimize import _conv_relu_class, _set_submodule
 
     conv_relu = _conv_relu_class()
-
-    cls = WinogradConv2d
     done: list[str] = []
+    # module paths whose insides are already Winograd (from an earlier call, or just now)
+    wrapped = [p for p, m in model.named_modules() if isinstance(m, WinogradConv2d)]
     for path, module in list(model.named_modules()):
-        inside = [p for p, m in model.named_modules() if isinstance(m, cls)]
-        if not path or any(path.startswith(p + ".") for p in inside):
-            continue  # the root, or a convolution already run as Winograd
+        if not path or path in wrapped or any(path.startswith(p + ".") for p in wrapped):
+            continue
         fused = isinstance(module, conv_relu)
         conv = module.conv if fused else module
-        if not isinstance(module, cls) and worthwhile(conv):
-            _set_submodule(model, path, cls(conv, relu=fused))
+        if worthwhile(conv):
+            _set_submodule(model, path, WinogradConv2d(conv, relu=fused))
             done.append(path)
+            wrapped.append(path)
     return done

@@ -8,9 +8,10 @@ whatever runs underneath. That keeps one inference loop for every engine and mak
 Runtimes:
 
 - ``torch`` (default): the model after `posekit.optimize.optimize_for_inference`
-  (BatchNorm folded into convolutions, ReLUs fused into them, channels-last),
-  `torch.inference_mode`. Outputs
-  equal the eager model's to float32 rounding.
+  (BatchNorm folded into convolutions, ReLUs fused into them, channels-last; on CPUs
+  also transposed convolutions as sub-pixel convolutions and wide 3x3 convolutions as
+  Winograd F(4x4, 3x3)), `torch.inference_mode`. Outputs equal the eager model's to
+  float32 rounding (Winograd layers: ~1e-5 relative).
 - ``onnx``: the model exported with `posekit.io.export.export_onnx` (dynamic batch and
   size, BatchNorm folded) into a temporary file and run by onnxruntime (the ``export``
   extra), on CUDA when the device is CUDA and onnxruntime has that provider. This is the
@@ -18,7 +19,7 @@ Runtimes:
 - ``compile``: the ``torch`` model again, compiled by `torch.compile` (inductor) with
   its weights frozen, which lets inductor keep the weights pre-packed for oneDNN and
   fuse pooling, concatenation and activations. Measured on this project's 2-core CPU:
-  0.9-1.4x the frames/s of ``torch`` (median 1.15x over SLEAP's profiles), after a
+  0.99-1.42x the frames/s of ``torch`` (median 1.13x over SLEAP's profiles), after a
   15-60 s compile on the first batch; worth trying for long videos, not for a few
   frames. Needs a C++ compiler on CPUs (inductor
   generates C++). Every batch is padded to the first batch's size, so the network is
