@@ -20,7 +20,7 @@ Three measurements, each in fresh subprocesses:
 The videos are rendered with `posekit.data.synthetic.save_synthetic_dataset` (H.264 mp4,
 1024 x 1024, 1/2/4 animals, no pixel noise: ~1-3 Mbit/s like lab footage) and the models
 are small UNets built from configs with random weights (speed does not depend on the
-weights), saved with `posekit.io.model_folder.save_model`: UNet (filters 16, rate 2, max
+weights), saved with `posekit.model.folder.save_model`: UNet (filters 16, rate 2, max
 stride 16, output stride 2); the full-frame models take the frames at input scaling 0.25
 (256 x 256), the centered-instance model 96 x 96 full-resolution crops. Random weights
 would make every pixel of noise a peak; so that peak finding and grouping see realistic
@@ -195,8 +195,8 @@ def make_model_folder(kind: str, out: Path, frames, peaks_per_channel: int) -> P
     import torch
 
     from posekit.data.synthetic import synthetic_skeleton
-    from posekit.io.model_folder import save_model
-    from posekit.model import Model
+    from posekit.model.folder import save_model
+    from posekit.model.network import Model
 
     if (out / "model.safetensors").exists():
         return out
@@ -319,7 +319,7 @@ class TimedForward:
 
 def predict_and_save(predictor, video: str, n_frames: int, out_dir: str) -> dict:
     """One `posekit predict` pass (predict + atomic .slp write) over frames 0..n-1."""
-    from posekit.inference.cli import save_labels_atomic
+    from posekit.cli.predict import save_labels_atomic
 
     timer = TimedForward(predictor)
     t = time.perf_counter()

@@ -104,7 +104,7 @@ def main() -> None:
     from rich.table import Table
 
     import posekit
-    from posekit.inference.video_reader import num_frames
+    from posekit.data.video import num_frames
 
     if not MODELS.exists():
         raise SystemExit(f"{MODELS} not found: this benchmark needs ../shared")

@@ -130,7 +130,7 @@ def build_network(config, hw: tuple[int, int], device: str):
 
     Pretrained encoders get random weights (same architecture, no download).
     """
-    from posekit.model import Model
+    from posekit.model.network import Model
 
     config, _ = random_weights(config)
     c = _in_channels(config)
@@ -155,7 +155,7 @@ def build_network(config, hw: tuple[int, int], device: str):
 def gflops_per_frame(model, input_shape) -> float | None:
     """GFLOP per frame from `posekit.summary`, else PyTorch's FLOP counter."""
     try:
-        from posekit.summary import summary
+        from posekit.model.summary import summary
 
         return float(summary(model, input_shape=tuple(input_shape))["gflops"])
     except Exception:  # noqa: BLE001 - summary is optional here

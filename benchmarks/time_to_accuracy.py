@@ -132,7 +132,7 @@ def train_model(
     """Train one model of one config under the budget; returns what the table needs."""
     from posekit.config.job import load_config
     from posekit.training.recommend import detect_hardware, recommend
-    from posekit.training.train import train
+    from posekit.training.run import train
 
     budget = float(args.minutes) * 60.0
     config = load_config(profile)

@@ -52,7 +52,7 @@ def measure(
 
     from posekit.data.dataset import DataPipeline, batch_to_device
     from posekit.data.labels import load_training_labels
-    from posekit.model import Model
+    from posekit.model.network import Model
     from posekit.training.datamodule import PoseDataModule
     from posekit.training.lightning_module import PoseLightningModule
 

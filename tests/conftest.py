@@ -21,7 +21,7 @@ def single_instance_unet():
             SingleInstanceConfmapsHeadConfig,
             UNetConfig,
         )
-        from posekit.model import Model
+        from posekit.model.network import Model
 
         torch.manual_seed(seed)
         head = SingleInstanceConfmapsHeadConfig(output_stride=output_stride)

@@ -10,8 +10,9 @@ import numpy as np
 import pytest
 import sleap_io as sio
 
+from posekit.cli.evaluate import run_evaluate
 from posekit.errors import PosekitError
-from posekit.evaluation import compute_oks, evaluate, match_instances, run_evaluate, voc_metrics
+from posekit.evaluation import compute_oks, evaluate, match_instances, voc_metrics
 
 SKEL = sio.Skeleton(nodes=["head", "tail"], edges=[("head", "tail")])
 A = np.array([[10.0, 10.0], [30.0, 20.0]])  # bbox area 20 * 10 = 200

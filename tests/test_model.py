@@ -61,7 +61,7 @@ def test_model_matches_sleap_counts_and_head_shapes(case):
 def test_model_layer_names_match_keras(case):
     from posekit.config.model import ModelConfig
     from posekit.io.keras_h5 import _weighted_modules
-    from posekit.model import build
+    from posekit.model.network import build
 
     cfg = ModelConfig.model_validate(case["config"]["ModelConfig"])
     n, h, w, c = case["input_shape"]
@@ -109,7 +109,7 @@ def _stacked_config(stacks: int):
 
 
 def test_stacked_backbone_gets_heads_per_stack_where_sleap_fails():
-    from posekit.model import build
+    from posekit.model.network import build
 
     model = build(_stacked_config(2), in_channels=1).eval()
     names = set(model.head_layers)
@@ -134,7 +134,7 @@ def test_parts_and_edges_come_from_skeleton_when_config_leaves_them_null():
     import sleap_io as sio
 
     from posekit.config.model import ModelConfig
-    from posekit.model import build
+    from posekit.model.network import build
 
     skel = sio.Skeleton(["head", "thorax", "tail"], edges=[("head", "thorax"), ("thorax", "tail")])
     cfg = ModelConfig.model_validate(
@@ -159,7 +159,7 @@ def test_parts_and_edges_come_from_skeleton_when_config_leaves_them_null():
 
 def test_finer_secondary_head_builds_backbone_to_that_stride():
     from posekit.config.model import ModelConfig
-    from posekit.model import build
+    from posekit.model.network import build
 
     cfg = ModelConfig.model_validate(
         {
@@ -182,7 +182,7 @@ def test_finer_secondary_head_builds_backbone_to_that_stride():
 
 def test_missing_part_names_and_missing_heads_are_clear_errors():
     from posekit.config.model import ModelConfig
-    from posekit.model import build
+    from posekit.model.network import build
 
     cfg = ModelConfig.model_validate(
         {"backbone": {"unet": {"filters": 4, "max_stride": 8}}, "heads": {"single_instance": {}}}

@@ -45,7 +45,7 @@ def _resnet_model():
     from posekit.architectures.resnet import ResNetv1
     from posekit.config.model import UpsamplingConfig
     from posekit.heads import OffsetRefinementHead, SingleInstanceConfmapsHead
-    from posekit.model import Model
+    from posekit.model.network import Model
 
     torch.manual_seed(0)
     stacks = [
@@ -90,7 +90,7 @@ def test_batchnorm_folds_into_convs_and_transposed_convs_without_changing_output
 def test_hourglass_conv_relu_bn_is_not_folded_and_channels_last_keeps_outputs():
     from posekit.architectures.hourglass import Hourglass
     from posekit.heads import SingleInstanceConfmapsHead
-    from posekit.model import Model
+    from posekit.model.network import Model
     from posekit.optimize import optimize_for_inference
 
     torch.manual_seed(1)
@@ -205,8 +205,9 @@ def test_relu_fuses_only_into_a_conv_it_alone_reads_and_outputs_stay_the_same():
 
 def test_fused_conv_relu_without_onednn_runs_conv_then_relu(monkeypatch):
     import posekit.optimize as optimize
+    from posekit.optimize import _modules
 
-    monkeypatch.setattr(optimize, "_fused_conv_relu_op", lambda: None)
+    monkeypatch.setattr(_modules, "fused_conv_relu_op", lambda: None)
     torch.manual_seed(1)
     toy = _ReluToy().eval()
     x = torch.randn(1, 1, 8, 8)

@@ -9,7 +9,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from posekit.architectures.common import SameConvTranspose2d
-from posekit.subpixel import SubpixelConvTranspose2d, convertible, use_subpixel_convs
+from posekit.optimize.subpixel import SubpixelConvTranspose2d, convertible, use_subpixel_convs
 
 
 @pytest.mark.parametrize("kernel,stride", [(3, 2), (4, 2), (2, 2), (5, 3), (3, 3), (6, 4)])
@@ -38,8 +38,7 @@ def test_only_same_transposed_convolutions_with_kernel_at_least_stride_convert()
 def test_unet_decoder_runs_as_subpixel_convolutions_with_relus_fused(
     single_instance_unet, monkeypatch
 ):
-    import posekit.optimize
-    from posekit.optimize import optimize_for_inference
+    from posekit.optimize import _modules, optimize_for_inference
 
     model = single_instance_unet(filters=8, max_stride=8, output_stride=1, up_interpolate=False)
     n_tconv = sum(type(m) is SameConvTranspose2d for m in model.modules())
@@ -55,7 +54,7 @@ def test_unet_decoder_runs_as_subpixel_convolutions_with_relus_fused(
     plain = optimize_for_inference(model, subpixel_convs=False)
     assert plain.inference_optimizations["subpixel_convs"] == []
     # measured on CPUs only: a model on a GPU keeps cuDNN's kernels (no rewrite at all)
-    monkeypatch.setattr(posekit.optimize, "_device_type", lambda device: "cuda")
+    monkeypatch.setattr(_modules, "device_type", lambda device: "cuda")
     gpu = optimize_for_inference(model).inference_optimizations
     assert gpu["subpixel_convs"] == [] and gpu["winograd"] == []
     monkeypatch.undo()

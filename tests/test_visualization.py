@@ -8,12 +8,12 @@ import numpy as np
 import pytest
 import sleap_io as sio
 
+from posekit.cli.render import run_render
 from posekit.errors import PosekitError
 from posekit.visualization import (
     plot_predictions_vs_truth,
     plot_training_curve,
     render,
-    run_render,
 )
 
 SKEL = sio.Skeleton(nodes=["a", "b"], edges=[("a", "b")])

@@ -7,7 +7,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from posekit.winograd import (
+from posekit.optimize.winograd import (
     WinogradConv2d,
     transform_filters,
     use_winograd,
@@ -121,7 +121,7 @@ def test_optimized_unet_runs_its_deep_layers_as_winograd_with_the_same_outputs(
 
 
 def test_large_batches_run_in_chunks_and_huge_maps_use_the_convolution(monkeypatch):
-    import posekit.winograd as winograd
+    import posekit.optimize.winograd as winograd
 
     conv = _conv(128, 128)
     mod = WinogradConv2d(conv)

@@ -12,12 +12,12 @@ __version__ = "0.1.0"
 
 # public name -> module that defines it
 _LAZY = {
-    "build": "posekit.model",
-    "summary": "posekit.summary",
-    "Model": "posekit.model",
-    "load_model": "posekit.io.model_folder",
+    "build": "posekit.model.network",
+    "summary": "posekit.model.summary",
+    "Model": "posekit.model.network",
+    "load_model": "posekit.model.folder",
     "load_predictor": "posekit.inference.predictors",
-    "train": "posekit.training.train",
+    "train": "posekit.training.run",
     "evaluate": "posekit.evaluation",
     "TrainingJobConfig": "posekit.config.job",
     "ModelConfig": "posekit.config.model",

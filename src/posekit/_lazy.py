@@ -35,22 +35,3 @@ def lazy_exports(
         return sorted(set(names) | set(vars(sys.modules[package])))
 
     return __getattr__, __dir__
-
-
-def callable_module(module_name: str, function_name: str) -> None:
-    """Let calling module `module_name` call its function `function_name`.
-
-    For a module named like the function it provides (`posekit.summary`,
-    `posekit.training.train`): once the submodule is imported, Python binds the package
-    attribute to the module, shadowing the function the package promises; a callable
-    module keeps `posekit.summary(...)` working either way.
-    """
-    import types
-
-    module = sys.modules[module_name]
-
-    class _CallableModule(types.ModuleType):
-        def __call__(self, *args: Any, **kwargs: Any) -> Any:
-            return getattr(self, function_name)(*args, **kwargs)
-
-    module.__class__ = _CallableModule

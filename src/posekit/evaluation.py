@@ -29,8 +29,6 @@ Metrics (keys of the dict `evaluate` returns):
 
 from __future__ import annotations
 
-import argparse
-import json
 import os
 from typing import Any
 
@@ -509,21 +507,3 @@ def print_report(metrics: dict[str, Any]) -> None:
             str(row["missed"]),
         )
     console.print(nodes)
-
-
-def run_evaluate(args: argparse.Namespace) -> int:
-    """`posekit evaluate GT.slp PRED.slp [--json]`."""
-    for path in (args.ground_truth, args.predictions):
-        if not os.path.exists(path):
-            raise PosekitError(f"labels file not found: {path}")
-    metrics = evaluate(args.ground_truth, args.predictions)
-    if metrics["n_frames"] == 0:
-        raise PosekitError(
-            "no labeled frame of the ground truth has predictions: check that both files refer "
-            "to the same video and frame indices"
-        )
-    if getattr(args, "json", False):
-        print(json.dumps(_jsonable(metrics), indent=2))
-    else:
-        print_report(metrics)
-    return 0

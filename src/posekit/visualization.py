@@ -11,7 +11,6 @@ Matplotlib runs on the non-interactive Agg canvas so this works on headless mach
 
 from __future__ import annotations
 
-import argparse
 import math
 import os
 from pathlib import Path
@@ -193,18 +192,6 @@ def render(
     fig.tight_layout()
     fig.savefig(output)
     return output
-
-
-def run_render(args: argparse.Namespace) -> int:
-    """`posekit render PREDICTIONS.slp [-o OUT.png|OUT.mp4] [--frames 0-99]`."""
-    src = Path(args.predictions)
-    output = args.output
-    if output is None:
-        base = src.name[: -len(".slp")] if src.name.endswith(".slp") else src.name
-        output = src.with_name(base + ".png")
-    out = render(src, output, frames=args.frames)
-    print(f"Wrote {out}")
-    return 0
 
 
 def plot_training_curve(metrics_csv: str | os.PathLike, png: str | os.PathLike) -> Path:

@@ -11,7 +11,7 @@ import pytest
 import torch
 
 from posekit.errors import PosekitError
-from posekit.summary import print_summary, summary
+from posekit.model.summary import print_summary, summary
 
 SHARED = Path(__file__).resolve().parents[2] / ".." / "shared"
 REFERENCE = SHARED / "reference" / "sleap_tf_params.json"

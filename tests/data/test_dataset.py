@@ -16,8 +16,8 @@ from posekit.data.instance_cropping import (
     find_instance_crop_size,
     instance_centroids,
 )
-from posekit.data.preprocessing import resize_images
 from posekit.errors import PosekitError
+from posekit.model.preprocessing import resize_images
 
 
 def _config(heads, scale=1.0, aug=None, crop_size=None, center_on_part=None, max_stride=16):

@@ -8,7 +8,8 @@ import numpy as np
 import pytest
 import torch
 
-from posekit.data.preprocessing import (
+from posekit.errors import PosekitError
+from posekit.model.preprocessing import (
     Preprocessor,
     convert_channels,
     normalize_imagenet,
@@ -19,7 +20,6 @@ from posekit.data.preprocessing import (
     rgb_to_grayscale,
     scaled_size,
 )
-from posekit.errors import PosekitError
 
 
 def test_grayscale_uses_tensorflow_weights():
@@ -129,7 +129,7 @@ def test_preprocessor_from_config_object_or_dict():
 def test_downscaling_reads_only_the_rows_it_needs_and_is_bit_identical(hw, scale):
     import torch.nn.functional as F
 
-    from posekit.data.preprocessing import keep_resize_support, preprocess_frames, scaled_size
+    from posekit.model.preprocessing import keep_resize_support, preprocess_frames, scaled_size
 
     frames = np.random.default_rng(0).integers(0, 256, (2, *hw, 3), dtype=np.uint8)
     x = torch.from_numpy(frames).permute(0, 3, 1, 2)

@@ -14,7 +14,7 @@ from posekit.inference.paf_grouping import (
     score_paf_lines,
     toposort_edges,
 )
-from posekit.inference.peaks import find_local_peaks
+from posekit.ops.peaks import find_local_peaks
 
 
 def paf_for(instances, edges, img_hw, stride, sigma=3.0):

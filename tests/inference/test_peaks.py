@@ -7,18 +7,18 @@ import math
 import pytest
 import torch
 
-from posekit.inference.peaks import (
+from posekit.ops.coordinates import to_image_coordinates
+from posekit.ops.peaks import (
     find_global_peaks,
     find_global_peaks_rough,
     find_local_peaks,
     find_local_peaks_rough,
     top_k_per_sample,
 )
-from posekit.inference.refinement import (
+from posekit.ops.refinement import (
     integral_offsets,
     learned_offsets,
     refine_peaks,
-    to_image_coordinates,
 )
 
 DEVICES = ["cpu"] + (["cuda"] if torch.cuda.is_available() else [])

@@ -22,7 +22,7 @@ from posekit.config.model import (
 )
 from posekit.errors import PosekitError
 from posekit.inference.runtime import OnnxRunner, TorchRunner, check_runtime_options, make_runner
-from posekit.model import Model
+from posekit.model.network import Model
 
 SHARED = Path(__file__).resolve().parents[2] / ".." / "shared"
 MODELS = SHARED / "sleap_models"

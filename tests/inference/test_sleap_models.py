@@ -21,8 +21,8 @@ FLIES = SHARED / "data" / "flies"
 if not MODELS.exists():
     pytest.skip("shared SLEAP models not available", allow_module_level=True)
 try:
-    from posekit.data.preprocessing import preprocess_frames  # noqa: F401
-    from posekit.io.model_folder import load_model  # noqa: F401
+    from posekit.model.folder import load_model  # noqa: F401
+    from posekit.model.preprocessing import preprocess_frames  # noqa: F401
 except ImportError:  # pragma: no cover - until the integrator lands the loader
     pytest.skip("posekit.load_model is not importable yet", allow_module_level=True)
 
@@ -147,7 +147,7 @@ def test_multiclass_identities_agree_with_tracks(name, fly_labels):
 
 
 def test_cli_writes_predictions(tmp_path):
-    from posekit.inference.cli import run_predict
+    from posekit.cli.predict import run_predict
 
     out = tmp_path / "pred.slp"
     args = argparse.Namespace(

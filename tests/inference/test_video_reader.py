@@ -12,7 +12,7 @@ import numpy as np
 import pytest
 import sleap_io as sio
 
-from posekit.inference.video_reader import (
+from posekit.data.video import (
     BackgroundIterator,
     SequentialDecoder,
     UnsupportedStream,

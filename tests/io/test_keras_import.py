@@ -34,7 +34,7 @@ def _max_err(ours: torch.Tensor, keras: np.ndarray) -> float:
 def test_full_model_with_offset_head_matches_keras(weights_file):
     from posekit.config.model import ModelConfig
     from posekit.io.keras_h5 import load_keras_weights
-    from posekit.model import build
+    from posekit.model.network import build
 
     case = NUMERIC / "single_instance_unet_f8_ms16_os2_offset"
     meta = json.loads((case / "meta.json").read_text())
@@ -140,7 +140,7 @@ def test_every_trained_sleap_model_loads_and_runs(name):
 @needs_shared
 def test_convert_writes_a_posekit_folder_with_identical_outputs(tmp_path):
     import posekit
-    from posekit.io.model_folder import convert
+    from posekit.model.folder import convert
 
     src = MODELS / "minimal_instance.UNet.centroid"
     out_dir = convert(src, tmp_path / "converted")
@@ -159,7 +159,7 @@ def test_convert_writes_a_posekit_folder_with_identical_outputs(tmp_path):
 
 def _tiny_model():
     from posekit.config.model import ModelConfig
-    from posekit.model import build
+    from posekit.model.network import build
 
     cfg = ModelConfig.model_validate(
         {

@@ -8,7 +8,7 @@ from _training_helpers import tiny_config
 
 
 def _mean_error(model, frames) -> float:
-    from posekit.inference.peaks import find_global_peaks
+    from posekit.ops.peaks import find_global_peaks
 
     x = model.preprocess(frames.images)
     with torch.no_grad():
@@ -21,7 +21,7 @@ def _mean_error(model, frames) -> float:
 
 def test_single_instance_finds_keypoints_on_held_out_frames(single_labels, tmp_path):
     from posekit.data.synthetic import render_synthetic_frames
-    from posekit.io.model_folder import load_model
+    from posekit.model.folder import load_model
     from posekit.training import train
 
     held_out = render_synthetic_frames(

@@ -16,7 +16,7 @@ SHARED = Path(__file__).resolve().parents[2] / ".." / "shared"
 def test_training_starts_from_the_base_checkpoint(single_labels, tmp_path):
     import lightning as L
 
-    from posekit.io.model_folder import load_model
+    from posekit.model.folder import load_model
     from posekit.training import train
 
     config = tiny_config("single_instance", tmp_path, epochs=1, batches_per_epoch=2)
@@ -58,9 +58,9 @@ def test_sleap_model_folder_as_base_checkpoint():
     folder = SHARED / "sleap_models" / "minimal_robot.UNet.single_instance"
     if not folder.exists():
         pytest.skip("shared SLEAP models not available")
-    from posekit.io.model_folder import load_model
-    from posekit.model import Model
-    from posekit.training.train import load_base_checkpoint
+    from posekit.model.folder import load_model
+    from posekit.model.network import Model
+    from posekit.training.run import load_base_checkpoint
 
     sleap = load_model(folder)
     torch.manual_seed(0)

@@ -43,7 +43,7 @@ SCRIPT = textwrap.dedent(
 
 
 def test_two_process_ddp(multi_labels, tmp_path):
-    from posekit.io.model_folder import load_model
+    from posekit.model.folder import load_model
 
     runs = tmp_path / "runs"
     record = tmp_path / "record"

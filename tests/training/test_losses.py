@@ -87,7 +87,7 @@ def _job(heads: dict, backbone: dict, ohkm: bool = False):
 
 
 def test_stacked_hourglass_sums_every_stacks_loss():
-    from posekit.model import Model
+    from posekit.model.network import Model
     from posekit.training.lightning_module import PoseLightningModule
 
     torch.manual_seed(0)
@@ -125,7 +125,7 @@ def test_stacked_hourglass_sums_every_stacks_loss():
 
 
 def test_ohkm_is_added_to_mse_in_the_module():
-    from posekit.model import Model
+    from posekit.model.network import Model
     from posekit.training.lightning_module import PoseLightningModule
 
     torch.manual_seed(0)
@@ -152,7 +152,7 @@ def test_ohkm_is_added_to_mse_in_the_module():
 
 def test_missing_target_names_the_head():
     from posekit.errors import PosekitError
-    from posekit.model import Model
+    from posekit.model.network import Model
     from posekit.training.lightning_module import PoseLightningModule
 
     config = _job(

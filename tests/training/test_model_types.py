@@ -20,7 +20,7 @@ CASES = [
 def test_loss_falls_and_model_loads(model_type, data, single_labels, multi_labels, tmp_path):
     from posekit.data.instance_cropping import find_instance_crop_size
     from posekit.data.labels import load_labels
-    from posekit.io.model_folder import load_model
+    from posekit.model.folder import load_model
     from posekit.training import train
 
     labels = single_labels if data == "single" else multi_labels
@@ -58,7 +58,7 @@ def test_bf16_mixed_training_on_cpu_learns_and_saves_float32_weights(single_labe
     """`--precision bf16-mixed` (what --auto picks on AMX CPUs) trains channels-last."""
     import torch
 
-    from posekit.io.model_folder import load_model
+    from posekit.model.folder import load_model
     from posekit.training import train
 
     rec = step_loss_recorder()

@@ -5,8 +5,8 @@ from __future__ import annotations
 import pytest
 
 from posekit.config.job import TrainingJobConfig
+from posekit.config.overrides import apply_overrides, parse_overrides
 from posekit.errors import PosekitError
-from posekit.training.overrides import apply_overrides, parse_overrides
 
 
 def _config() -> TrainingJobConfig:
@@ -96,7 +96,7 @@ def test_cli_needs_a_config_or_resume(capsys):
 
 
 def test_cli_lone_override_is_not_taken_for_a_config():
-    from posekit.training.cli import _split_config_and_overrides
+    from posekit.cli.train import _split_config_and_overrides
 
     assert _split_config_and_overrides("optimization.epochs=3", ["a.b=1"]) == (
         None,
@@ -117,8 +117,8 @@ def test_cli_passes_max_time_and_precision_to_train(tmp_path, monkeypatch):
 
     from posekit.cli import main
 
-    # the module, not the `posekit.training.train` function the package exports
-    train_module = importlib.import_module("posekit.training.train")
+    # the module, not the `posekit.training.run` function the package exports
+    train_module = importlib.import_module("posekit.training.run")
 
     seen = {}
 
@@ -139,7 +139,7 @@ def test_cli_passes_max_time_and_precision_to_train(tmp_path, monkeypatch):
     "given, seconds", [("600", 600), (90, 90), ("00:01:00:05", 3605), ({"minutes": 2}, 120)]
 )
 def test_max_time_forms_become_one_timedelta_for_lightning(given, seconds):
-    from posekit.training.train import _max_time
+    from posekit.training.run import _max_time
 
     assert _max_time(given).total_seconds() == seconds
     assert _max_time(None) is None

@@ -144,7 +144,7 @@ def test_auto_end_to_end_applies_the_recommendation(single_labels, tmp_path, cap
 
 def _unet_summary(head, max_stride, output_stride, side, filters=16):
     """Receptive field and GFLOPs of a UNet, computed independently with posekit.summary."""
-    from posekit.summary import summary
+    from posekit.model.summary import summary
 
     cfg = TrainingJobConfig.model_validate(
         {

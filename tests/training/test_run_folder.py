@@ -22,7 +22,7 @@ def _rows(path):
 
 def test_run_folder_contents(multi_labels, tmp_path):
     from posekit.config.job import TrainingJobConfig
-    from posekit.io.model_folder import load_model
+    from posekit.model.folder import load_model
     from posekit.training import train
 
     config = tiny_config("centered_instance", tmp_path, epochs=3, batches_per_epoch=2)
@@ -100,7 +100,7 @@ def test_nan_loss_stops_with_one_message_and_keeps_the_last_good_checkpoint(
 ):
     import lightning as L
 
-    from posekit.io.model_folder import load_model
+    from posekit.model.folder import load_model
     from posekit.training import NonFiniteLossError, train
 
     class InjectNaN(L.Callback):

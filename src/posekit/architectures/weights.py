@@ -118,25 +118,25 @@ def resolve_weights_file(
         raise PosekitError(f"ImageNet weights {filename} are not available locally; {where}")
     import torch.hub
 
-    tmp = dest.with_name(dest.name + ".part")
+    from posekit.io.atomic import atomic_path
+
     try:
         dest_dir.mkdir(parents=True, exist_ok=True)
-        torch.hub.download_url_to_file(url, str(tmp), progress=False)
-    except Exception as err:  # network, DNS, proxy, permission: all end the same way
-        tmp.unlink(missing_ok=True)
-        raise PosekitError(
-            f"could not download ImageNet weights {filename} from {url} ({type(err).__name__}: "
-            f"{err}); without network, {where}"
-        ) from err
-    if md5 is not None:
-        got = _md5(tmp)
-        if got != md5:
-            tmp.unlink(missing_ok=True)
-            raise PosekitError(
-                f"downloaded {filename} from {url} but its MD5 is {got}, expected {md5}; the "
-                f"download was corrupted: try again, or {where}"
-            )
-    tmp.replace(dest)
+        with atomic_path(dest) as tmp:
+            try:
+                torch.hub.download_url_to_file(url, str(tmp), progress=False)
+            except Exception as err:  # network, DNS, proxy, permission: all end the same
+                raise PosekitError(
+                    f"could not download ImageNet weights {filename} from {url} "
+                    f"({type(err).__name__}: {err}); without network, {where}"
+                ) from err
+            if md5 is not None and (got := _md5(tmp)) != md5:
+                raise PosekitError(
+                    f"downloaded {filename} from {url} but its MD5 is {got}, expected {md5}; "
+                    f"the download was corrupted: try again, or {where}"
+                )
+    except OSError as err:
+        raise PosekitError(f"could not write ImageNet weights to {dest} ({err}); {where}") from err
     return dest
 
 

@@ -17,7 +17,6 @@ from __future__ import annotations
 import json
 import math
 import os
-import tempfile
 from pathlib import Path
 from typing import Any, Literal
 
@@ -27,6 +26,7 @@ from posekit.config.base import ConfigBase, format_validation_error
 from posekit.config.model import BackboneConfig, ModelConfig, check_stride
 from posekit.config.skeleton import SkeletonConfig
 from posekit.errors import PosekitError
+from posekit.io.atomic import write_text_atomic
 
 #: The SLEAP release whose config format (fields and defaults) posekit follows.
 SLEAP_VERSION = "1.4.1"
@@ -374,7 +374,7 @@ class TrainingJobConfig(ConfigBase):
         # Like SLEAP: the saved file records where it lives, so relative paths in it
         # resolve against that folder when it is loaded again.
         self.filename = os.path.abspath(path)
-        _write_atomic(Path(path), self.to_json() if fmt == "json" else self.to_yaml())
+        write_text_atomic(Path(path), self.to_json() if fmt == "json" else self.to_yaml())
 
     # ---------------------------------------------------------------- paths
 
@@ -536,24 +536,3 @@ def _validate(cls, data: Any, source: str):
         return cls.model_validate(data)
     except ValidationError as err:
         raise PosekitError(format_validation_error(err, source)) from err
-
-
-def _write_atomic(path: Path, text: str) -> None:
-    """Write via a temporary file in the same folder, then rename over the target.
-
-    A crash or a full disk leaves either the old file or the new one, never half of one.
-    """
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    try:
-        # mkstemp makes the file private (0600); keep the old file's mode or use 0644.
-        os.chmod(tmp, path.stat().st_mode & 0o777 if path.exists() else 0o644)
-        with os.fdopen(fd, "w", encoding="utf-8") as f:
-            f.write(text)
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
-        raise

@@ -48,7 +48,6 @@ from posekit.data.instance_cropping import (
     instance_centroids,
 )
 from posekit.data.labels import PoseLabels, check_part_names
-from posekit.data.preprocessing import Preprocessor, pad_to_stride, resize_images
 from posekit.data.targets import (
     OFFSET_THRESHOLD,
     centroid_confidence_maps,
@@ -60,6 +59,7 @@ from posekit.data.targets import (
     part_affinity_fields,
 )
 from posekit.errors import PosekitError
+from posekit.model.preprocessing import Preprocessor, pad_to_stride, resize_images
 
 TOPDOWN_MODEL_TYPES = ("centered_instance", "multi_class_topdown")
 MULTI_CLASS_MODEL_TYPES = ("multi_class_bottomup", "multi_class_topdown")
@@ -190,7 +190,7 @@ class DataPipeline:
         leave null come from the labels (skeleton, tracks); the automatic crop size is
         measured on `labels`, so pass the training labels.
         """
-        from posekit.model import make_heads
+        from posekit.model.network import make_heads
 
         heads_cfg = _heads_config(config)
         model_type, heads = make_heads(

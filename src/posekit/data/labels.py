@@ -173,7 +173,7 @@ class PoseLabels:
         so preloading the parent serves every split. A frame that cannot be decoded
         raises the same error as `read_frame`, naming the frame and the video.
         """
-        from posekit.inference.video_reader import iter_frames
+        from posekit.data.video import iter_frames
 
         by_video: dict[int, set[int]] = {}
         for e in self.entries:

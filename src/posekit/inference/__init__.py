@@ -24,8 +24,8 @@ _LAZY = {
     "BottomUpPredictor": "posekit.inference.predictors",
     "BottomUpMultiClassPredictor": "posekit.inference.predictors",
     "TopDownMultiClassPredictor": "posekit.inference.predictors",
-    "find_global_peaks": "posekit.inference.peaks",
-    "find_local_peaks": "posekit.inference.peaks",
+    "find_global_peaks": "posekit.ops.peaks",
+    "find_local_peaks": "posekit.ops.peaks",
     "PAFGrouper": "posekit.inference.paf_grouping",
 }
 

@@ -445,7 +445,7 @@ class Predictor:
             lfs = [lf for lf in source.labeled_frames if wanted is None or lf.frame_idx in wanted]
             return [(lf.video, lf.frame_idx, lf) for lf in lfs], len(lfs), source
         if isinstance(source, sio.Video):
-            from posekit.inference.video_reader import num_frames
+            from posekit.data.video import num_frames
 
             n = num_frames(source)
             inds = parse_frames(frames, n)
@@ -475,7 +475,7 @@ class Predictor:
         ready (N, H, W, C) uint8 array and never stacks frames itself. Undecodable frames
         become `_Skip` notices that the main thread warns about and counts.
         """
-        from posekit.inference.video_reader import iter_frames, remember_media_metadata
+        from posekit.data.video import iter_frames, remember_media_metadata
 
         names = list(self.skeleton.node_names)
         # FFmpeg frame threads pay off when the CPU is otherwise idle (GPU inference);
@@ -541,7 +541,7 @@ class Predictor:
         pixels a downscale never reads). Other models (test doubles, wrappers) get the
         uint8 frames unchanged.
         """
-        from posekit.model import Model
+        from posekit.model.network import Model
 
         if isinstance(model, Model):
             images = images.to(model.device, non_blocking=True)
@@ -556,7 +556,7 @@ class Predictor:
                 of the labeled frames to predict.
 
         Media files are decoded sequentially in a background thread
-        (`posekit.inference.video_reader`), with at most a few batches in flight, so
+        (`posekit.data.video`), with at most a few batches in flight, so
         memory does not grow with the video. A streamed video's shape, grayscale flag
         and fps are recorded in its ``backend_metadata`` (when absent) so that saving
         the returned labels does not decode the whole video again.
@@ -564,7 +564,7 @@ class Predictor:
         import sleap_io as sio
         import torch
 
-        from posekit.inference.video_reader import BackgroundIterator
+        from posekit.data.video import BackgroundIterator
 
         items, total, source_labels = self._items(source, frames)
         self._to_device()
@@ -768,7 +768,7 @@ class _OneModelPredictor(Predictor):
 
     def _local_peaks(self, out: dict):
         """Local peaks (with refinement) of the multi-instance confidence-map head."""
-        from posekit.inference.peaks import find_local_peaks
+        from posekit.ops.peaks import find_local_peaks
 
         return find_local_peaks(
             out[self.confmaps_head.name],
@@ -793,8 +793,8 @@ class SingleInstancePredictor(_OneModelPredictor):
         self.confmaps_head = _need_head(model, "SingleInstanceConfmapsHead")
 
     def _predict_batch(self, images, gt):
-        from posekit.inference.peaks import find_global_peaks
-        from posekit.inference.refinement import to_image_coordinates
+        from posekit.ops.coordinates import to_image_coordinates
+        from posekit.ops.peaks import find_global_peaks
 
         out = self._forward(self.model, self._preprocess(self.model, images))
         cms = out[self.confmaps_head.name]
@@ -860,8 +860,8 @@ class _TopDownBase(Predictor):
         """(centroids (M, 2) full-image xy, values (M,), sample_inds (M,)) as tensors."""
         import torch
 
-        from posekit.inference.peaks import find_local_peaks, top_k_per_sample
-        from posekit.inference.refinement import to_image_coordinates
+        from posekit.ops.coordinates import to_image_coordinates
+        from posekit.ops.peaks import find_local_peaks, top_k_per_sample
 
         if self.centroid_model is None:
             if gt is None:
@@ -908,8 +908,8 @@ class _TopDownBase(Predictor):
         """
         import torch
 
-        from posekit.inference.peaks import find_global_peaks
-        from posekit.inference.refinement import to_image_coordinates
+        from posekit.ops.coordinates import to_image_coordinates
+        from posekit.ops.peaks import find_global_peaks
 
         model = self.confmap_model
         head = self._confmap_head
@@ -1224,7 +1224,7 @@ def load_predictor(
         if hasattr(p, "model_type"):
             models.append(p)
         else:
-            from posekit.io.model_folder import load_model
+            from posekit.model.folder import load_model
 
             models.append(load_model(p, device=dev))
     by_type: dict[str, Any] = {}

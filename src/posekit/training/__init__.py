@@ -13,8 +13,8 @@ from __future__ import annotations
 from posekit._lazy import lazy_exports
 
 _LAZY = {
-    "train": "posekit.training.train",
-    "load_base_checkpoint": "posekit.training.train",
+    "train": "posekit.training.run",
+    "load_base_checkpoint": "posekit.training.run",
     "PoseLightningModule": "posekit.training.lightning_module",
     "NonFiniteLossError": "posekit.training.lightning_module",
     "PoseDataModule": "posekit.training.datamodule",
@@ -22,8 +22,8 @@ _LAZY = {
     "KerasReduceLROnPlateau": "posekit.training.callbacks",
     "RunOutputs": "posekit.training.callbacks",
     "recommend": "posekit.training.recommend",
-    "apply_overrides": "posekit.training.overrides",
-    "parse_overrides": "posekit.training.overrides",
+    "apply_overrides": "posekit.config.overrides",
+    "parse_overrides": "posekit.config.overrides",
     "ohkm_loss": "posekit.training.losses",
 }
 

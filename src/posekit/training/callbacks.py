@@ -38,6 +38,7 @@ import numpy as np
 import torch
 from lightning.pytorch.callbacks import RichProgressBar, Timer
 
+from posekit.io.atomic import atomic_path
 from posekit.training.lightning_module import TRAIN_LOSS, VAL_LOSS
 
 CHECKPOINT_DIR = "checkpoints"
@@ -252,15 +253,6 @@ def _hms(seconds: float) -> str:
 # --------------------------------------------------------------------------- run folder
 
 
-def _atomic_write_text(path: Path, text: str) -> None:
-    tmp = path.with_name(f".{path.name}.tmp")
-    with open(tmp, "w", newline="") as f:
-        f.write(text)
-        f.flush()
-        os.fsync(f.fileno())
-    os.replace(tmp, path)
-
-
 class RunOutputs(L.Callback):
     """Writes the run folder: metrics, curves, model folders, resume checkpoint, pictures.
 
@@ -395,12 +387,10 @@ class RunOutputs(L.Callback):
     # ---------------------------------------------------------------- writers
 
     def _write_rows(self, rows: list[dict]) -> None:
-        tmp = self.metrics_csv.with_name(".metrics.csv.tmp")
-        with open(tmp, "w", newline="") as f:
+        with atomic_path(self.metrics_csv) as tmp, open(tmp, "w", newline="") as f:
             writer = csv.DictWriter(f, fieldnames=self._columns, extrasaction="ignore")
             writer.writeheader()
             writer.writerows(rows)
-        os.replace(tmp, self.metrics_csv)
 
     def _append_row(self, row: dict) -> None:
         # Append-only with a flush: a crash loses at most the row being written, and the
@@ -416,7 +406,7 @@ class RunOutputs(L.Callback):
         plot_training_curve(self.metrics_csv, self.run_dir / "training_curve.png")
 
     def _save_model(self, pl_module: L.LightningModule, name: str) -> None:
-        from posekit.io.model_folder import save_model
+        from posekit.model.folder import save_model
 
         save_model(pl_module.model, self.run_dir / name, self.config)
 
@@ -473,7 +463,7 @@ class RunOutputs(L.Callback):
         png = self.run_dir / "viz" / f"validation.epoch{epoch:04d}.png"
         if head.name in ("MultiInstanceConfmapsHead", "CentroidConfmapsHead"):
             # Several animals per map: show every local peak of both maps, unpaired.
-            from posekit.inference.peaks import find_local_peaks_rough
+            from posekit.ops.peaks import find_local_peaks_rough
 
             pred_pts = find_local_peaks_rough(torch.from_numpy(pred[None]), 0.2)[0].numpy()
             true_pts = find_local_peaks_rough(torch.from_numpy(true[None]), 0.2)[0].numpy()

@@ -29,9 +29,10 @@ def _save(fig, png: Path) -> None:
     """Save via a temporary file and rename, so a reader never sees half a PNG."""
     png = Path(png)
     png.parent.mkdir(parents=True, exist_ok=True)
-    tmp = png.with_name(f".{png.name}.tmp.png")
-    fig.savefig(tmp, dpi=96)
-    os.replace(tmp, png)
+    from posekit.io.atomic import atomic_path
+
+    with atomic_path(png) as tmp:
+        fig.savefig(tmp, dpi=96)
 
 
 def plot_training_curve(metrics_csv: str | os.PathLike, png: str | os.PathLike) -> Path:

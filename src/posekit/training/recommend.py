@@ -285,8 +285,8 @@ def _head_cfg(config: Any) -> Any:
 
 
 def _summary(config: Any, overrides: dict[str, Any], hw_in: tuple[int, int, int]) -> dict:
-    from posekit.summary import summary
-    from posekit.training.overrides import apply_overrides
+    from posekit.config.overrides import apply_overrides
+    from posekit.model.summary import summary
 
     return summary(apply_overrides(config, overrides), hw_in)
 

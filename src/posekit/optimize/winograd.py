@@ -30,6 +30,8 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from posekit.optimize._modules import conv_relu_class, set_submodule
+
 # Imported only when a model is optimised for inference (torch is loaded by then).
 __all__ = ["WinogradConv2d", "transform_filters", "use_winograd", "winograd_conv3x3", "worthwhile"]
 
@@ -203,9 +205,7 @@ def use_winograd(model: nn.Module) -> list[str]:
     Returns:
         The module paths replaced.
     """
-    from posekit.optimize import _conv_relu_class, _set_submodule
-
-    conv_relu = _conv_relu_class()
+    conv_relu = conv_relu_class()
     done: list[str] = []
     # module paths whose insides are already Winograd (from an earlier call, or just now)
     wrapped = [p for p, m in model.named_modules() if isinstance(m, WinogradConv2d)]
@@ -215,7 +215,7 @@ def use_winograd(model: nn.Module) -> list[str]:
         fused = isinstance(module, conv_relu)
         conv = module.conv if fused else module
         if worthwhile(conv):
-            _set_submodule(model, path, WinogradConv2d(conv, relu=fused))
+            set_submodule(model, path, WinogradConv2d(conv, relu=fused))
             done.append(path)
             wrapped.append(path)
     return done

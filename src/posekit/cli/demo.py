@@ -70,12 +70,12 @@ def run_demo_pipeline(out: str | Path = "demo_output", minutes: float = 6.0) -> 
     """Run the demo; returns a dict of output paths and scores."""
     from rich.console import Console
 
+    from posekit.cli.predict import save_labels_atomic
     from posekit.config.job import TrainingJobConfig
     from posekit.data.synthetic import save_synthetic_dataset
     from posekit.evaluation import evaluate
-    from posekit.inference.cli import save_labels_atomic
     from posekit.inference.predictors import load_predictor
-    from posekit.training.train import train
+    from posekit.training.run import train
     from posekit.visualization import plot_training_curve, render
 
     console = Console()

@@ -24,6 +24,8 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from posekit.optimize._modules import set_submodule
+
 # Imported only when a model is optimised for inference (torch is loaded by then).
 __all__ = ["SubpixelConvTranspose2d", "convertible", "subpixel_weights", "use_subpixel_convs"]
 
@@ -114,11 +116,9 @@ def use_subpixel_convs(model: nn.Module) -> list[str]:
     Returns:
         The module paths replaced.
     """
-    from posekit.optimize import _set_submodule
-
     done = []
     for path, module in list(model.named_modules()):
         if path and convertible(module):
-            _set_submodule(model, path, SubpixelConvTranspose2d(module))
+            set_submodule(model, path, SubpixelConvTranspose2d(module))
             done.append(path)
     return done

@@ -28,7 +28,6 @@ import re
 from pathlib import Path
 from typing import Any
 
-from posekit._lazy import callable_module
 from posekit.errors import PosekitError
 
 DEFAULT_SIZE = 256
@@ -178,7 +177,7 @@ def _build(config: Any, in_channels: int, notes: list[str], input_size=None):
             from posekit.architectures import build_backbone
 
             return build_backbone(_backbone_config(config), in_channels=in_channels), False
-        from posekit.model import build
+        from posekit.model.network import build
 
         parts, edges = _skeleton_names(config)
         missing = _missing_names(mc.heads)
@@ -571,6 +570,3 @@ def print_summary(info: dict, console: Any = None) -> None:
 
 
 __all__ = ["print_summary", "summary"]
-
-
-callable_module(__name__, "summary")

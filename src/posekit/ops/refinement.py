@@ -1,4 +1,4 @@
-"""Subpixel refinement of grid-aligned peaks, and conversion to image coordinates.
+"""Subpixel refinement of grid-aligned peaks, the step between peak finding and image coordinates.
 
 Confidence maps are predicted on a coarse grid (one map pixel per ``stride`` input
 pixels), so a grid-aligned peak is only accurate to ``stride / 2``. SLEAP recovers the
@@ -11,10 +11,7 @@ lost precision in one of three ways, all reproduced here:
   every pixel; channels are ``[part0_dx, part0_dy, part1_dx, part1_dy, ...]``.
 - **local**: a quarter-pixel step towards the larger neighbour along each axis.
 
-`to_image_coordinates` then applies SLEAP's conventions: map pixel ``i`` sits at input
-pixel ``i * stride`` (no half-pixel shift); with input scaling ``s != 1`` the point is
-divided by ``s`` and 0.5 is added (SLEAP's compensation for TensorFlow's resize
-alignment; reproduced so predictions match SLEAP's), and top-down crops add their origin.
+`posekit.ops.coordinates` then maps the refined grid points to image coordinates.
 """
 
 from __future__ import annotations
@@ -147,25 +144,3 @@ def refine_peaks(
     if refinement == "local":
         return points + local_direction_offsets(cms, points, sample_inds, channel_inds)
     raise ValueError(f"refinement must be 'integral', 'local' or None; got {refinement!r}")
-
-
-def to_image_coordinates(
-    points: torch.Tensor,
-    stride: float,
-    input_scale: float = 1.0,
-    crop_offsets: torch.Tensor | None = None,
-) -> torch.Tensor:
-    """Grid coordinates -> full-image coordinates, SLEAP's way.
-
-    ``(points * stride)``; then if ``input_scale != 1``: ``/ input_scale + 0.5``; then
-    ``+ crop_offsets`` (broadcast over the node axis: pass (M, 2) for (M, C, 2) points).
-    NaNs stay NaN.
-    """
-    out = points * float(stride)
-    if input_scale != 1.0:
-        out = out / float(input_scale) + 0.5
-    if crop_offsets is not None:
-        if out.ndim == 3 and crop_offsets.ndim == 2:
-            crop_offsets = crop_offsets[:, None, :]
-        out = out + crop_offsets.to(out.dtype)
-    return out

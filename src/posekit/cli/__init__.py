@@ -21,7 +21,7 @@ def _parse_shape(text: str) -> tuple[int, ...]:
 
 
 def _cmd_summary(args: argparse.Namespace) -> int:
-    from posekit.summary import print_summary, summary
+    from posekit.model.summary import print_summary, summary
 
     info = summary(args.config, input_shape=args.input_shape)
     if args.json:
@@ -34,7 +34,7 @@ def _cmd_summary(args: argparse.Namespace) -> int:
 
 
 def _cmd_convert(args: argparse.Namespace) -> int:
-    from posekit.io.model_folder import convert
+    from posekit.model.folder import convert
 
     out = convert(args.sleap_model_dir, args.out_dir)
     print(f"Wrote posekit model folder {out}")
@@ -42,37 +42,37 @@ def _cmd_convert(args: argparse.Namespace) -> int:
 
 
 def _cmd_train(args: argparse.Namespace) -> int:
-    from posekit.training.cli import run_train
+    from posekit.cli.train import run_train
 
     return run_train(args)
 
 
 def _cmd_predict(args: argparse.Namespace) -> int:
-    from posekit.inference.cli import run_predict
+    from posekit.cli.predict import run_predict
 
     return run_predict(args)
 
 
 def _cmd_evaluate(args: argparse.Namespace) -> int:
-    from posekit.evaluation import run_evaluate
+    from posekit.cli.evaluate import run_evaluate
 
     return run_evaluate(args)
 
 
 def _cmd_render(args: argparse.Namespace) -> int:
-    from posekit.visualization import run_render
+    from posekit.cli.render import run_render
 
     return run_render(args)
 
 
 def _cmd_export(args: argparse.Namespace) -> int:
-    from posekit.io.export import run_export
+    from posekit.cli.export import run_export
 
     return run_export(args)
 
 
 def _cmd_demo(args: argparse.Namespace) -> int:
-    from posekit.demo import run_demo
+    from posekit.cli.demo import run_demo
 
     return run_demo(args)
 

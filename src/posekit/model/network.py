@@ -24,14 +24,8 @@ from torch import nn
 
 from posekit.config.model import (
     BackboneConfig,
-    CenteredInstanceConfmapsHeadConfig,
-    CentroidsHeadConfig,
     HeadsConfig,
     ModelConfig,
-    MultiClassBottomUpConfig,
-    MultiClassTopDownConfig,
-    MultiInstanceConfig,
-    SingleInstanceConfmapsHeadConfig,
 )
 from posekit.errors import PosekitError
 from posekit.heads import (
@@ -40,29 +34,9 @@ from posekit.heads import (
     ClassMapsHead,
     ClassVectorsHead,
     Head,
-    MultiInstanceConfmapsHead,
-    OffsetRefinementHead,
     PartAffinityFieldsHead,
-    SingleInstanceConfmapsHead,
 )
-
-MODEL_TYPES = (
-    "single_instance",
-    "centroid",
-    "centered_instance",
-    "multi_instance",
-    "multi_class_bottomup",
-    "multi_class_topdown",
-)
-
-
-def _need(value, what: str, field: str):
-    if not value:
-        raise PosekitError(
-            f"the model needs {what}: set {field} in the config or pass a skeleton/labels "
-            f"that provide them"
-        )
-    return list(value)
+from posekit.model.registry import build_heads, model_type
 
 
 def make_heads(
@@ -71,104 +45,9 @@ def make_heads(
     edges: list[tuple[str, str]] | None = None,
     classes: list[str] | None = None,
 ) -> tuple[str, list[Head]]:
-    """Head descriptions for a `HeadsConfig`, in SLEAP's output order.
-
-    `part_names`, `edges` and `classes` fill in what the config leaves null (from the
-    skeleton and tracks of the labels).
-    """
-    cfg = heads_config.which_oneof()
-    if cfg is None:
-        raise PosekitError(
-            "the config has no heads: set one of model.heads."
-            + ", model.heads.".join(HeadsConfig.model_fields)
-        )
-    model_type = heads_config.which_oneof_attrib_name()
-
-    def parts(c) -> list[str]:
-        return _need(
-            c.part_names or part_names, "part names", f"model.heads.{model_type}.part_names"
-        )
-
-    heads: list[Head] = []
-    offset_cfg = None
-    if isinstance(cfg, SingleInstanceConfmapsHeadConfig):
-        names = parts(cfg)
-        heads.append(
-            SingleInstanceConfmapsHead(cfg.output_stride, cfg.loss_weight, cfg.sigma, names)
-        )
-        offset_cfg, offset_parts = cfg, names
-    elif isinstance(cfg, CentroidsHeadConfig):
-        heads.append(
-            CentroidConfmapsHead(cfg.output_stride, cfg.loss_weight, cfg.sigma, cfg.anchor_part)
-        )
-        offset_cfg, offset_parts = cfg, [cfg.anchor_part or "centroid"]
-    elif isinstance(cfg, CenteredInstanceConfmapsHeadConfig):
-        names = parts(cfg)
-        heads.append(
-            CenteredInstanceConfmapsHead(
-                cfg.output_stride, cfg.loss_weight, cfg.sigma, names, cfg.anchor_part
-            )
-        )
-        offset_cfg, offset_parts = cfg, names
-    elif isinstance(cfg, MultiInstanceConfig):
-        names = parts(cfg.confmaps)
-        c, p = cfg.confmaps, cfg.pafs
-        heads.append(MultiInstanceConfmapsHead(c.output_stride, c.loss_weight, c.sigma, names))
-        edge_names = _need(
-            p.edges or edges, "skeleton edges", "model.heads.multi_instance.pafs.edges"
-        )
-        heads.append(
-            PartAffinityFieldsHead(
-                p.output_stride, p.loss_weight, p.sigma, [tuple(e) for e in edge_names]
-            )
-        )
-        offset_cfg, offset_parts = c, names
-    elif isinstance(cfg, MultiClassBottomUpConfig):
-        names = parts(cfg.confmaps)
-        c, k = cfg.confmaps, cfg.class_maps
-        heads.append(MultiInstanceConfmapsHead(c.output_stride, c.loss_weight, c.sigma, names))
-        cls = _need(
-            k.classes or classes,
-            "class names (tracks)",
-            "model.heads.multi_class_bottomup.class_maps.classes",
-        )
-        heads.append(ClassMapsHead(k.output_stride, k.loss_weight, k.sigma, cls))
-        offset_cfg, offset_parts = c, names
-    elif isinstance(cfg, MultiClassTopDownConfig):
-        names = parts(cfg.confmaps)
-        c, k = cfg.confmaps, cfg.class_vectors
-        heads.append(
-            CenteredInstanceConfmapsHead(
-                c.output_stride, c.loss_weight, c.sigma, names, c.anchor_part
-            )
-        )
-        cls = _need(
-            k.classes or classes,
-            "class names (tracks)",
-            "model.heads.multi_class_topdown.class_vectors.classes",
-        )
-        heads.append(
-            ClassVectorsHead(
-                k.output_stride,
-                k.loss_weight,
-                None,
-                cls,
-                k.num_fc_layers,
-                k.num_fc_units,
-                k.global_pool,
-            )
-        )
-        offset_cfg, offset_parts = c, names
-    else:  # pragma: no cover - HeadsConfig only holds the types above
-        raise PosekitError(f"unsupported head config {type(cfg).__name__}")
-
-    if offset_cfg is not None and getattr(offset_cfg, "offset_refinement", False):
-        heads.append(
-            OffsetRefinementHead(
-                offset_cfg.output_stride, offset_cfg.loss_weight, None, offset_parts
-            )
-        )
-    return model_type, heads
+    """Head descriptions for a `HeadsConfig`, in SLEAP's output order (see
+    `posekit.model.registry.build_heads`)."""
+    return build_heads(heads_config, part_names, edges, classes)
 
 
 class Model(nn.Module):
@@ -274,10 +153,7 @@ class Model(nn.Module):
 
     @property
     def crop_size(self) -> int | None:
-        if self.config is None or self.model_type not in (
-            "centered_instance",
-            "multi_class_topdown",
-        ):
+        if self.config is None or not model_type(self.model_type).crops:
             return None
         size = self.config.data.instance_cropping.crop_size
         return None if size is None else int(size)
@@ -292,7 +168,7 @@ class Model(nn.Module):
         Applies the job config's preprocessing (grayscale/RGB, input scaling, padding to
         the stride) on the model's device.
         """
-        from posekit.data.preprocessing import preprocess_frames
+        from posekit.model.preprocessing import preprocess_frames
 
         pre = self.config.data.preprocessing if self.config is not None else None
         stride = self.maximum_stride

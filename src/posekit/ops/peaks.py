@@ -137,7 +137,7 @@ def find_global_peaks(
     """
     import torch
 
-    from posekit.inference.refinement import refine_peaks
+    from posekit.ops.refinement import refine_peaks
 
     points, values = find_global_peaks_rough(cms, threshold)
     n, c = values.shape
@@ -173,7 +173,7 @@ def find_local_peaks(
     Same arguments as `find_global_peaks`; returns
     ``(points (P, 2), values (P,), sample_inds (P,), channel_inds (P,))``.
     """
-    from posekit.inference.refinement import refine_peaks
+    from posekit.ops.refinement import refine_peaks
 
     points, values, sample_inds, channel_inds = find_local_peaks_rough(cms, threshold)
     if points.shape[0] == 0 or (refinement is None and offsets is None):

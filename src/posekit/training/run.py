@@ -36,8 +36,8 @@ import warnings
 from pathlib import Path
 from typing import Any
 
-from posekit._lazy import callable_module
 from posekit.errors import PosekitError
+from posekit.io.atomic import write_text_atomic
 
 RUN_DIR_ENV = "POSEKIT_RUN_DIR"
 MULTI_CLASS = ("multi_class_bottomup", "multi_class_topdown")
@@ -220,9 +220,7 @@ def _write_run_info(run_dir: Path, seed: int) -> None:
     from posekit import __version__
 
     text = json.dumps({"seed": int(seed), "posekit_version": __version__}, indent=2)
-    tmp = run_dir / f".{RUN_INFO}.tmp"
-    tmp.write_text(text)
-    os.replace(tmp, run_dir / RUN_INFO)
+    write_text_atomic(run_dir / RUN_INFO, text)
 
 
 def _read_run_info(run_dir: Path) -> dict[str, Any]:
@@ -305,7 +303,7 @@ def load_base_checkpoint(model: Any, path: str | os.PathLike) -> tuple[int, int]
     """
     import torch
 
-    from posekit.io.model_folder import load_model
+    from posekit.model.folder import load_model
 
     source = load_model(path)
     src = source.state_dict()
@@ -404,9 +402,10 @@ def train(
     import lightning as L
     import torch
 
+    from posekit.config.overrides import apply_overrides, parse_overrides
     from posekit.data.dataset import DataPipeline
-    from posekit.data.preprocessing import Preprocessor
-    from posekit.model import Model
+    from posekit.model.network import Model
+    from posekit.model.preprocessing import Preprocessor
     from posekit.training.callbacks import (
         AugmentationGenerator,
         PosekitProgressBar,
@@ -417,7 +416,6 @@ def train(
     )
     from posekit.training.datamodule import PoseDataModule
     from posekit.training.lightning_module import NonFiniteLossError, PoseLightningModule
-    from posekit.training.overrides import apply_overrides, parse_overrides
 
     user_overrides = parse_overrides(overrides)
     ckpt_path = None
@@ -606,6 +604,3 @@ def train(
 
 
 __all__ = ["as_job_config", "load_base_checkpoint", "train", "update_config"]
-
-
-callable_module(__name__, "train")

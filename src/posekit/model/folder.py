@@ -16,12 +16,11 @@ from __future__ import annotations
 
 import json
 import os
-import shutil
-import tempfile
 from pathlib import Path
 from typing import Any
 
 from posekit.errors import PosekitError
+from posekit.io.atomic import atomic_path
 
 WEIGHTS_FILE = "model.safetensors"
 INFO_FILE = "posekit_model.json"
@@ -72,7 +71,7 @@ def load_model(path: str | os.PathLike, device: str = "cpu"):
 
     `path` may be the folder or its `best_model.h5` / `model.safetensors`.
     """
-    from posekit.model import Model
+    from posekit.model.network import Model
 
     folder = Path(path)
     if folder.is_file():
@@ -128,28 +127,6 @@ def load_model(path: str | os.PathLike, device: str = "cpu"):
     return model.to(device).eval()
 
 
-def _atomic_folder(out_dir: Path, write) -> Path:
-    """Write a folder via `write(tmp_dir)` into a temporary sibling, then swap it in."""
-    out_dir = Path(out_dir)
-    out_dir.parent.mkdir(parents=True, exist_ok=True)
-    tmp = Path(tempfile.mkdtemp(prefix=f".{out_dir.name}.", dir=out_dir.parent))
-    try:
-        write(tmp)
-        if out_dir.exists():
-            old = out_dir.with_name(f".{out_dir.name}.old")
-            if old.exists():
-                shutil.rmtree(old)
-            os.replace(out_dir, old)
-            os.replace(tmp, out_dir)
-            shutil.rmtree(old, ignore_errors=True)
-        else:
-            os.replace(tmp, out_dir)
-    except BaseException:
-        shutil.rmtree(tmp, ignore_errors=True)
-        raise
-    return out_dir
-
-
 def save_model(model, out_dir: str | os.PathLike, config=None) -> Path:
     """Write `model` as a posekit model folder (atomically)."""
     from safetensors.torch import save_file
@@ -173,7 +150,10 @@ def save_model(model, out_dir: str | os.PathLike, config=None) -> Path:
         }
         (tmp / INFO_FILE).write_text(json.dumps(info, indent=2))
 
-    return _atomic_folder(Path(out_dir), write)
+    out_dir = Path(out_dir)
+    with atomic_path(out_dir, directory=True) as tmp:
+        write(tmp)
+    return out_dir
 
 
 def _edge_names(model) -> list[tuple[str, str]]:

@@ -14,9 +14,9 @@
 - **ReLU fused into the convolution** that alone feeds it (CPU: oneDNN's post-op), which
   saves one pass over every activation map; 3-19% more frames/s on SLEAP's UNets here.
 - **Transposed convolutions as sub-pixel convolutions** (one ordinary convolution and a
-  pixel shuffle; `posekit.subpixel`), which oneDNN runs much closer to its peak.
+  pixel shuffle; `posekit.optimize.subpixel`), which oneDNN runs much closer to its peak.
 - **Winograd F(4x4, 3x3)** for the 3x3 convolutions with many channels (CPU, float32):
-  4x fewer multiplications in the deep layers of a UNet (`posekit.winograd`).
+  4x fewer multiplications in the deep layers of a UNet (`posekit.optimize.winograd`).
 
 Folding is decided from what the network *does*, not from how its modules are nested:
 one forward pass records which tensor each convolution produced, which tensor each
@@ -27,19 +27,17 @@ BatchNorm reads the ReLU's output, and the ReLU cannot be moved past the affine 
 ResNet bottlenecks (conv -> BN pairs called from a hand-written `forward`) fold, while a
 convolution whose output also feeds a skip connection does not.
 
-`precision(...)` is the matching helper for reduced-precision inference: bfloat16
-autocast on CPUs that support it and float16 autocast on CUDA. Reduced precision changes
-outputs (bf16 keeps ~3 significant digits), so it is opt-in and separate from
-`optimize_for_inference`, whose outputs match the original to float32 rounding.
+Reduced precision lives in `posekit.optimize.autocast`.
 """
 
 from __future__ import annotations
 
-import contextlib
 import copy
-import functools
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
+
+from posekit.optimize import _modules
+from posekit.optimize._modules import set_submodule
 
 if TYPE_CHECKING:  # pragma: no cover
     import torch
@@ -47,13 +45,10 @@ if TYPE_CHECKING:  # pragma: no cover
 
 __all__ = [
     "FoldedPair",
-    "cpu_supports_bf16",
     "find_foldable_batchnorms",
     "fold_batchnorms",
     "fuse_conv_relu",
     "optimize_for_inference",
-    "precision",
-    "resolve_precision",
 ]
 
 
@@ -252,12 +247,6 @@ def _fold_into(conv: nn.Module, bn: nn.Module) -> None:
         conv.bias = nn.Parameter(new_bias.to(dtype), requires_grad=False)
 
 
-def _set_submodule(root: nn.Module, path: str, module: nn.Module) -> None:
-    parent_path, _, name = path.rpartition(".")
-    parent = root.get_submodule(parent_path) if parent_path else root
-    setattr(parent, name, module)
-
-
 def fold_batchnorms(
     model: nn.Module, example_input: torch.Tensor | None = None
 ) -> list[FoldedPair]:
@@ -276,57 +265,8 @@ def fold_batchnorms(
         conv = model.get_submodule(pair.conv)
         bn = model.get_submodule(pair.batchnorm)
         _fold_into(conv, bn)
-        _set_submodule(model, pair.batchnorm, nn.Identity())
+        set_submodule(model, pair.batchnorm, nn.Identity())
     return pairs
-
-
-def _fused_conv_relu_op():
-    """oneDNN's convolution with a fused post-op, or None where this build lacks it."""
-    import torch
-
-    try:
-        if not torch.backends.mkldnn.is_available():
-            return None
-        return torch.ops.mkldnn._convolution_pointwise
-    except (AttributeError, RuntimeError):  # pragma: no cover - builds without oneDNN
-        return None
-
-
-@functools.cache
-def _conv_relu_class():
-    """The `ConvReLU2d` module class (built once, on first use: torch loads lazily)."""
-    import torch
-    import torch.nn.functional as F
-    from torch import nn
-
-    class ConvReLU2d(nn.Module):
-        """``relu(conv(x))`` in one oneDNN call on CPUs (ReLU as the convolution's
-        post-op, no second pass over the output); the two separate calls elsewhere.
-        The post-op is the same ``max(0, y)``; oneDNN may pick another convolution
-        kernel for the fused call, so outputs agree to float32 rounding (often exactly)."""
-
-        def __init__(self, conv: nn.Conv2d, op):
-            super().__init__()
-            self.conv = conv
-            self._op = op
-
-        def forward(self, x: torch.Tensor) -> torch.Tensor:  # noqa: D102
-            c = self.conv
-            if (
-                self._op is not None
-                and x.device.type == "cpu"
-                and x.dtype in (torch.float32, torch.bfloat16)
-                and x.dtype == c.weight.dtype
-                and not torch.is_grad_enabled()
-            ):
-                bias = c.bias
-                return self._op(
-                    x, c.weight, bias, list(c.padding), list(c.stride), list(c.dilation),
-                    c.groups, "relu", [], "",
-                )  # fmt: skip
-            return F.relu(c(x))
-
-    return ConvReLU2d
 
 
 def fuse_conv_relu(model: nn.Module, example_input: torch.Tensor | None = None) -> list:
@@ -348,21 +288,21 @@ def fuse_conv_relu(model: nn.Module, example_input: torch.Tensor | None = None) 
         return type(m) is nn.Conv2d and m.padding_mode == "zeros" and isinstance(m.padding, tuple)
 
     def subpixel(m):  # pixel shuffle after its convolution: the ReLU commutes with it
-        from posekit.subpixel import SubpixelConvTranspose2d
+        from posekit.optimize.subpixel import SubpixelConvTranspose2d
 
         return isinstance(m, SubpixelConvTranspose2d) and plain(m.conv)
 
     convs = {m: n for n, m in model.named_modules() if plain(m) or subpixel(m)}
     relus = {m: n for n, m in model.named_modules() if type(m) is nn.ReLU}
     pairs = _sole_reader_pairs(model, example_input, convs, relus)
-    cls, op = _conv_relu_class(), _fused_conv_relu_op()
+    cls, op = _modules.conv_relu_class(), _modules.fused_conv_relu_op()
     for conv_path, relu_path in pairs:
         module = model.get_submodule(conv_path)
         if subpixel(module):
             module.conv = cls(module.conv, op)
         else:
-            _set_submodule(model, conv_path, cls(module, op))
-        _set_submodule(model, relu_path, nn.Identity())
+            set_submodule(model, conv_path, cls(module, op))
+        set_submodule(model, relu_path, nn.Identity())
     return pairs
 
 
@@ -401,10 +341,10 @@ def optimize_for_inference(
             call on CPUs (`fuse_conv_relu`); leave it off before `torch.compile`, which
             fuses by itself.
         winograd: run the 3x3 convolutions with many channels as Winograd F(4x4, 3x3)
-            in float32 on CPUs (`posekit.winograd`; 4x fewer multiplications, 1.7-2.5x
+            in float32 on CPUs (`posekit.optimize.winograd`; 4x fewer multiplications, 1.7-2.5x
             faster per layer here); outputs then agree to ~1e-5 relative, not 1e-7.
         subpixel_convs: run Keras-"same" transposed convolutions (SLEAP's UNet decoder
-            default) as one ordinary convolution + pixel shuffle (`posekit.subpixel`;
+            default) as one ordinary convolution + pixel shuffle (`posekit.optimize.subpixel`;
             1.05-2.5x faster per layer here). This and `winograd` apply to a model on
             the CPU (where they were measured); on a GPU cuDNN's kernels stay.
 
@@ -424,16 +364,16 @@ def optimize_for_inference(
     if fold_batchnorm:
         folded = fold_batchnorms(out, example_input)
     # Both rewrites were measured on CPUs only; GPUs keep cuDNN's own kernels.
-    on_cpu = _device_type(out) == "cpu"
+    on_cpu = _modules.device_type(out) == "cpu"
     subpixel: list[str] = []
     if subpixel_convs and on_cpu:
-        from posekit.subpixel import use_subpixel_convs
+        from posekit.optimize.subpixel import use_subpixel_convs
 
         subpixel = use_subpixel_convs(out)
     fused = fuse_conv_relu(out, example_input) if fuse_relu else []
     winograd_paths: list[str] = []
     if winograd and on_cpu:
-        from posekit.winograd import use_winograd
+        from posekit.optimize.winograd import use_winograd
 
         winograd_paths = use_winograd(out)
     if channels_last:
@@ -449,102 +389,3 @@ def optimize_for_inference(
         "subpixel_convs": subpixel,
     }
     return out
-
-
-# --------------------------------------------------------------------------- precision
-
-
-def cpu_supports_bf16() -> bool:
-    """Whether this CPU runs bfloat16 convolutions natively (oneDNN: AVX512-BF16/AMX).
-
-    Without hardware support oneDNN emulates bf16, which is slower than float32, so
-    `precision("auto")` only picks bf16 when this is True.
-    """
-    import torch
-
-    try:
-        return bool(torch.backends.mkldnn.is_available()) and bool(
-            torch.ops.mkldnn._is_mkldnn_bf16_supported()
-        )
-    except (AttributeError, RuntimeError):  # pragma: no cover - old or unusual builds
-        return False
-
-
-_ALIASES = {
-    None: "float32",
-    "fp32": "float32",
-    "float32": "float32",
-    "32": "float32",
-    "bf16": "bfloat16",
-    "bfloat16": "bfloat16",
-    "fp16": "float16",
-    "float16": "float16",
-    "half": "float16",
-    "16": "float16",
-    "auto": "auto",
-}
-
-
-def _device_type(device: Any) -> str:
-    import torch
-
-    if device is None:
-        return "cpu"
-    if isinstance(device, torch.nn.Module):
-        try:
-            device = next(device.parameters()).device
-        except StopIteration:
-            return "cpu"
-    if isinstance(device, torch.Tensor):
-        device = device.device
-    return torch.device(device).type
-
-
-def resolve_precision(dtype: str | None = "auto", device: Any = None) -> str:
-    """The dtype name `precision(dtype, device)` will use: float32, bfloat16 or float16.
-
-    "auto" means float16 on CUDA (and MPS), bfloat16 on a CPU with native bf16 support,
-    float32 otherwise.
-    """
-    key = dtype if dtype is None else str(dtype).lower()
-    if key not in _ALIASES:
-        from posekit.errors import PosekitError
-
-        raise PosekitError(
-            f"precision={dtype!r} is not known; use 'auto', 'fp32', 'bf16' or 'fp16'"
-        )
-    name = _ALIASES[key]
-    if name != "auto":
-        return name
-    kind = _device_type(device)
-    if kind in ("cuda", "mps"):
-        return "float16"
-    if kind == "cpu" and cpu_supports_bf16():
-        return "bfloat16"
-    return "float32"
-
-
-def precision(dtype: str | None = "auto", device: Any = None):
-    """Context manager running the enclosed inference in reduced precision (autocast).
-
-    Args:
-        dtype: "auto" (see `resolve_precision`), "fp32" (no-op), "bf16" or "fp16".
-        device: a device, device string, tensor or module saying where the model runs.
-
-    Example::
-
-        with torch.inference_mode(), precision("auto", model):
-            out = model(x)
-        maps = {k: v.float() for k, v in out.items()}
-
-    Autocast keeps weights in float32 and runs convolutions and matrix products in the
-    reduced type, so the same model serves both precisions. Outputs come back in the
-    reduced type: cast them before peak finding, whose subpixel refinement needs float32.
-    """
-    import torch
-
-    name = resolve_precision(dtype, device)
-    if name == "float32":
-        return contextlib.nullcontext()
-    kind = _device_type(device)
-    return torch.autocast(device_type=kind, dtype=getattr(torch, name))

@@ -38,7 +38,7 @@ def _job(heads, unet=None, scale: float = 1.0):
 
 def _model(heads, seed: int = 0, scale: float = 1.0, input_size=None, unet=None):
     """A tiny randomly initialised UNet model with its job config attached."""
-    from posekit.model import Model
+    from posekit.model.network import Model
 
     torch.manual_seed(seed)
     job = _job(heads, unet=unet, scale=scale)
@@ -112,7 +112,7 @@ def _frames(n: int, h: int, w: int, c: int = 1, seed: int = 0) -> np.ndarray:
 
 @pytest.mark.parametrize("fmt", ["onnx", "torchscript"])
 def test_network_export_matches_pytorch_at_two_sizes(tmp_path, fmt):
-    from posekit.io.export import export_onnx, export_torchscript
+    from posekit.export.core import export_onnx, export_torchscript
 
     model = _single_instance_model()
     sizes = [(1, 32, 48), (3, 56, 40)]
@@ -147,7 +147,7 @@ def test_network_export_matches_pytorch_at_two_sizes(tmp_path, fmt):
 @pytest.mark.parametrize("fmt", ["onnx", "torchscript"])
 def test_imported_sleap_model_exports_with_dynamic_shapes(tmp_path, fmt):
     import posekit
-    from posekit.io.export import export_onnx, export_torchscript
+    from posekit.export.core import export_onnx, export_torchscript
 
     # Three heads at two strides (confmaps and offsets at 2, PAFs at 4).
     model = posekit.load_model(MODELS / "minimal_instance.UNet.bottomup")
@@ -182,9 +182,9 @@ def test_batchnorm_is_folded_in_the_export_and_outputs_still_match(tmp_path):
     """A ResNet + transposed-conv decoder full of conv -> BN pairs, with real statistics."""
     from posekit.architectures.resnet import ResNetv1
     from posekit.config.model import UpsamplingConfig
+    from posekit.export.core import build_export_module, export_onnx
     from posekit.heads import SingleInstanceConfmapsHead
-    from posekit.io.export import build_export_module, export_onnx
-    from posekit.model import Model
+    from posekit.model.network import Model
 
     torch.manual_seed(0)
     stacks = [
@@ -218,8 +218,8 @@ def test_batchnorm_is_folded_in_the_export_and_outputs_still_match(tmp_path):
 
 
 def _reference_global(model, frames: np.ndarray, threshold: float, use_offsets: bool):
-    from posekit.inference.peaks import find_global_peaks
-    from posekit.inference.refinement import to_image_coordinates
+    from posekit.ops.coordinates import to_image_coordinates
+    from posekit.ops.peaks import find_global_peaks
 
     x = model.preprocess(frames)
     with torch.no_grad():
@@ -239,7 +239,7 @@ def _median_peak_value(model, frames) -> float:
 
 @pytest.mark.parametrize(("scale", "use_offsets"), [(1.0, True), (0.5, False)])
 def test_global_peaks_in_the_graph_equal_posekits(tmp_path, use_offsets, scale):
-    from posekit.io.export import export_onnx
+    from posekit.export.core import export_onnx
 
     model = _single_instance_model(scale=scale)
     frames = _frames(2, 70, 90, seed=1)  # not multiples of the stride: the graph pads
@@ -281,9 +281,9 @@ def _sorted_local(points, values, sample_inds, channel_inds, n, c, k):
 
 
 def test_local_peaks_in_the_graph_equal_posekits(tmp_path):
-    from posekit.inference.peaks import find_local_peaks
-    from posekit.inference.refinement import to_image_coordinates
-    from posekit.io.export import export_onnx
+    from posekit.export.core import export_onnx
+    from posekit.ops.coordinates import to_image_coordinates
+    from posekit.ops.peaks import find_local_peaks
 
     model = _multi_instance_model()
     frames = _frames(2, 64, 80, seed=4)
@@ -320,9 +320,9 @@ def test_local_peaks_in_the_graph_equal_posekits(tmp_path):
 @needs_shared
 def test_sleap_centroid_export_finds_posekits_centroids_on_a_real_frame(tmp_path):
     import posekit
-    from posekit.inference.peaks import find_local_peaks
-    from posekit.inference.refinement import to_image_coordinates
-    from posekit.io.export import export_torchscript
+    from posekit.export.core import export_torchscript
+    from posekit.ops.coordinates import to_image_coordinates
+    from posekit.ops.peaks import find_local_peaks
 
     folder = MODELS / "minimal_instance.UNet.centroid"
     model = posekit.load_model(folder)
@@ -355,7 +355,7 @@ def _evaluate_dim(dim, sizes: dict[str, int]) -> int:
 
 
 def test_sidecar_json_describes_the_outputs(tmp_path):
-    from posekit.io.export import export_onnx, load_contract, sidecar_path
+    from posekit.export.core import export_onnx, load_contract, sidecar_path
 
     model = _multi_instance_model()
     path = export_onnx(model, tmp_path / "net.onnx", input_shape=(32, 32), verify=False)
@@ -385,7 +385,7 @@ def test_sidecar_json_describes_the_outputs(tmp_path):
 
 
 def test_contract_of_postprocessed_export_and_torchscript_extra_file(tmp_path):
-    from posekit.io.export import TORCHSCRIPT_EXTRA_FILE, export_torchscript
+    from posekit.export.core import TORCHSCRIPT_EXTRA_FILE, export_torchscript
 
     model = _single_instance_model(scale=0.5)
     path = export_torchscript(model, tmp_path / "m.pt", include_postprocessing=True)
@@ -414,7 +414,7 @@ def test_flattening_class_vectors_head_fixes_the_image_size(tmp_path):
         MultiClassTopDownConfig,
         UNetConfig,
     )
-    from posekit.io.export import export_onnx
+    from posekit.export.core import export_onnx
 
     heads = HeadsConfig(
         multi_class_topdown=MultiClassTopDownConfig(
@@ -443,7 +443,7 @@ def test_flattening_class_vectors_head_fixes_the_image_size(tmp_path):
 
 
 def test_failed_export_leaves_the_old_file_and_no_temporaries(tmp_path, monkeypatch):
-    from posekit.io import export as export_mod
+    from posekit.export import core as export_mod
 
     model = _single_instance_model()
     target = tmp_path / "m.onnx"
@@ -462,7 +462,7 @@ def test_failed_export_leaves_the_old_file_and_no_temporaries(tmp_path, monkeypa
 def test_verification_catches_a_wrong_graph(tmp_path, monkeypatch):
     """The built-in check compares onnxruntime with PyTorch and refuses a mismatch."""
     pytest.importorskip("onnxruntime")
-    from posekit.io import export as export_mod
+    from posekit.export import core as export_mod
 
     model = _single_instance_model()
     real_compare = export_mod._compare
@@ -481,7 +481,7 @@ def test_verification_catches_a_wrong_graph(tmp_path, monkeypatch):
 def test_verify_true_without_onnxruntime_says_how_to_install(tmp_path, monkeypatch):
     import builtins
 
-    from posekit.io.export import export_onnx
+    from posekit.export.core import export_onnx
 
     real_import = builtins.__import__
 
@@ -505,15 +505,15 @@ def test_verify_true_without_onnxruntime_says_how_to_install(tmp_path, monkeypat
     ],
 )
 def test_bad_options_raise_clear_errors(tmp_path, kwargs, message):
-    from posekit.io.export import export_onnx
+    from posekit.export.core import export_onnx
 
     with pytest.raises(PosekitError, match=message.replace("[", r"\[")):
         export_onnx(_single_instance_model(), tmp_path / "m.onnx", verify=False, **kwargs)
 
 
 def test_run_export_writes_default_file_for_a_model_folder(tmp_path, capsys):
-    from posekit.io.export import run_export
-    from posekit.io.model_folder import save_model
+    from posekit.cli.export import run_export
+    from posekit.model.folder import save_model
 
     model = _single_instance_model()
     folder = save_model(model, tmp_path / "model")

@@ -1,4 +1,4 @@
-"""`posekit train`: the command line's view of `posekit.training.train`."""
+"""`posekit train`: the command line's view of `posekit.training.run`."""
 
 from __future__ import annotations
 
@@ -20,7 +20,7 @@ def _split_config_and_overrides(
 
 def run_train(args: argparse.Namespace) -> int:
     """Load the config, apply overrides, train, print where the model is."""
-    from posekit.training.train import train
+    from posekit.training.run import train
 
     config, overrides = _split_config_and_overrides(
         getattr(args, "config", None), getattr(args, "overrides", None)
@@ -53,7 +53,7 @@ def run_train(args: argparse.Namespace) -> int:
         max_time=getattr(args, "max_time", None),
         precision=getattr(args, "precision", None),
     )
-    from posekit.training.train import _env_rank
+    from posekit.training.run import _env_rank
 
     if _env_rank() == 0:
         best = run_dir / "best_model"

@@ -1,0 +1,28 @@
+"""Inference-time rewrites of a trained model that keep its outputs (and precision helpers).
+
+- `fusion`: BatchNorm folding, ReLU fusion, channels-last, and `optimize_for_inference`,
+  which applies every rewrite;
+- `winograd`: wide 3x3 convolutions as Winograd F(4x4, 3x3) (CPU, float32);
+- `subpixel`: Keras-"same" transposed convolutions as convolution + pixel shuffle;
+- `autocast`: which reduced precision a device runs well, and autocast around it;
+- `_modules`: the module-surgery helpers the rewrites share.
+"""
+
+from __future__ import annotations
+
+from posekit._lazy import lazy_exports
+
+_LAZY = {
+    "FoldedPair": ".fusion",
+    "find_foldable_batchnorms": ".fusion",
+    "fold_batchnorms": ".fusion",
+    "fuse_conv_relu": ".fusion",
+    "optimize_for_inference": ".fusion",
+    "cpu_supports_bf16": ".autocast",
+    "precision": ".autocast",
+    "resolve_precision": ".autocast",
+}
+
+__all__ = list(_LAZY)
+
+__getattr__, __dir__ = lazy_exports(__name__, _LAZY)
