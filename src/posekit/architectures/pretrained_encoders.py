@@ -39,6 +39,12 @@ import torch.nn.functional as F
 from torch import nn
 
 from posekit.architectures.common import Backbone, batch_norm, check_input_size
+from posekit.architectures.keras_encoders import (
+    KERAS_ENCODERS,
+    KerasEncoder,
+    build_keras_encoder,
+    copy_mapped,
+)
 from posekit.errors import PosekitError, unknown_choice
 
 if TYPE_CHECKING:  # pragma: no cover
@@ -174,18 +180,23 @@ def _hf_cache_dir() -> str:
         return "~/.cache/huggingface/hub"
 
 
-def _load_state_file(encoder: nn.Module, path: Path, encoder_name: str) -> None:
-    """Load an encoder state dict from a local `.safetensors`, `.pth` or `.bin` file."""
+def _read_state_file(path: Path) -> dict[str, torch.Tensor]:
+    """A state dict from a local `.safetensors`, `.pth` or `.bin` file."""
     if not path.is_file():
         raise PosekitError(f"encoder weights file {path} does not exist")
     if path.suffix == ".safetensors":
         from safetensors.torch import load_file
 
-        state = load_file(str(path), device="cpu")
-    else:
-        state = torch.load(path, map_location="cpu", weights_only=True)
-        if isinstance(state, dict) and "state_dict" in state:
-            state = state["state_dict"]
+        return load_file(str(path), device="cpu")
+    state = torch.load(path, map_location="cpu", weights_only=True)
+    if isinstance(state, dict) and "state_dict" in state:
+        state = state["state_dict"]
+    return state
+
+
+def _load_state_file(encoder: nn.Module, path: Path, encoder_name: str) -> None:
+    """Load an encoder state dict from a local `.safetensors`, `.pth` or `.bin` file."""
+    state = _read_state_file(path)
     problem = "no tensors match"
     for target in (encoder, getattr(encoder, "model", None)):
         if target is None:
@@ -244,6 +255,85 @@ def build_encoder(
     return module
 
 
+def _keras_imagenet_file(encoder: str) -> Path:
+    """classification_models' Keras ImageNet weights for `encoder`, from the torch hub cache.
+
+    Downloaded once into `<torch hub dir>/checkpoints/` (like timm/torchvision weights) and
+    checked against the MD5 classification_models publishes; a cached file is trusted.
+    """
+    import hashlib
+
+    from posekit.architectures.keras_resnet import IMAGENET_WEIGHTS
+
+    url, md5 = IMAGENET_WEIGHTS[encoder]
+    path = Path(torch.hub.get_dir()) / "checkpoints" / url.rsplit("/", 1)[-1]
+    if path.is_file():
+        return path
+    path.parent.mkdir(parents=True, exist_ok=True)
+    partial = path.with_name(path.name + ".partial")
+    try:
+        torch.hub.download_url_to_file(url, str(partial), progress=False)
+    except Exception as err:  # network failures surface as many exception types
+        partial.unlink(missing_ok=True)
+        raise PosekitError(
+            f"could not download ImageNet weights for encoder {encoder!r} "
+            f"({type(err).__name__}: {str(err)[:300]}). They are SLEAP's Keras weights, {url}; "
+            f"without network, download that file on a connected machine and copy it to "
+            f"{path} (torch hub cache), or pass it with weights_path=..., or set "
+            f"pretrained=False"
+        ) from err
+    digest = hashlib.md5(partial.read_bytes()).hexdigest()
+    if digest != md5:
+        partial.unlink(missing_ok=True)
+        raise PosekitError(
+            f"the download of {url} is damaged (MD5 {digest}, expected {md5}); try again"
+        )
+    partial.replace(path)
+    return path
+
+
+def load_imagenet_weights(encoder: KerasEncoder, weights_path: str | Path | None = None) -> None:
+    """Fill a Keras-graph encoder with ImageNet weights (SLEAP's `pretrained: true`).
+
+    - EfficientNet / MobileNetV2: smp's `efficientnet-b*` / `mobilenet_v2` ImageNet weights
+      (downloaded and cached by smp, as for every other encoder), copied tensor by tensor
+      onto the Keras layers (same tensors, other names; see `keras_efficientnet.py`,
+      `keras_mobilenet.py`).
+    - ResNets: SLEAP's own Keras weights (classification_models' release; no PyTorch copy
+      of these pre-activation networks exists), loaded by layer name.
+
+    `weights_path` replaces the download: a Keras `.h5` with the encoder's layer names (any
+    of these encoders), or a state dict (`.safetensors`/`.pth`) keyed like posekit's encoder
+    or like smp's encoder of that name.
+    """
+    from posekit.io.keras_h5 import load_keras_weights
+
+    name = encoder.keras_name
+    path = Path(weights_path).expanduser() if weights_path is not None else None
+    if path is not None and path.suffix == ".h5":
+        load_keras_weights(encoder, path)
+        return
+    if name.startswith("resnet"):
+        if path is None:
+            load_keras_weights(encoder, _keras_imagenet_file(name))
+            return
+        _load_state_file(encoder, path, name)
+        return
+    if path is not None:
+        state = _read_state_file(path)
+        own = set(encoder.state_dict())
+        if own <= set(state):
+            encoder.load_state_dict({k: state[k] for k in own})
+            return
+    from posekit.architectures import keras_efficientnet, keras_mobilenet
+
+    family = keras_mobilenet if name == "mobilenetv2" else keras_efficientnet
+    source = build_encoder(name, 3, True, path)
+    copy_mapped(
+        encoder, source.state_dict(), family.smp_pairs(encoder), f"smp {ENCODER_SOURCES[name]}"
+    )
+
+
 class UnetPretrainedEncoder(Backbone):
     """UNet decoder on an (optionally ImageNet-pretrained) classification encoder.
 
@@ -289,9 +379,13 @@ class UnetPretrainedEncoder(Backbone):
 
         tile = self.pretrained and self.in_channels == 1
         self.ensure_rgb = TileChannels() if tile else None
-        self.encoder = build_encoder(
-            encoder, 3 if tile else self.in_channels, self.pretrained, weights_path
-        )
+        enc_in = 3 if tile else self.in_channels
+        if encoder in KERAS_ENCODERS:
+            self.encoder = build_keras_encoder(encoder, enc_in)
+            if self.pretrained and not torch.empty(0).is_meta:
+                load_imagenet_weights(self.encoder, weights_path)
+        else:
+            self.encoder = build_encoder(encoder, enc_in, self.pretrained, weights_path)
         enc_channels = list(self.encoder.out_channels)  # strides 1, 2, 4, 8, 16, 32
         channels = enc_channels[-1]
 
@@ -359,7 +453,9 @@ class UnetPretrainedEncoder(Backbone):
 
     @property
     def encoder_source(self) -> str:
-        """The smp (or `tu-` timm) encoder this backbone uses."""
+        """Where the encoder comes from: "Keras graph" (built here) or the smp/timm name."""
+        if self.encoder_name in KERAS_ENCODERS:
+            return "Keras graph"
         return ENCODER_SOURCES[self.encoder_name]
 
     @property
