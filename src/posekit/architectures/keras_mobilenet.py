@@ -15,9 +15,10 @@ segmentation_models feeds the decoder from `block_13_expand_relu`, `block_6_expa
 `block_3_expand_relu` and `block_1_expand_relu` (strides 16, 8, 4, 2).
 
 ImageNet weights: torchvision's `mobilenet_v2` (smp's `mobilenet_v2` encoder) has the same
-tensors in the same order (`smp_pairs`). It was trained with symmetric padding, so with
-those weights the features are those of torchvision's network sampled one pixel
-differently at each stride-2 layer: a good initialisation, not Keras' numbers.
+tensors in the same order (`smp_pairs`). It was trained with symmetric padding and
+BatchNorm epsilon 1e-5, so with those weights the features are torchvision's network's
+sampled one pixel differently at each stride-2 layer (and normalised with epsilon 1e-3):
+a good initialisation for training, as Keras' own ImageNet weights are, not the same numbers.
 """
 
 from __future__ import annotations
