@@ -31,6 +31,9 @@ from __future__ import annotations
 
 import math
 from collections import OrderedDict
+from collections.abc import Iterator
+from contextlib import contextmanager
+from contextvars import ContextVar
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -255,6 +258,25 @@ def build_encoder(
     return module
 
 
+_SKIP_IMAGENET: ContextVar[bool] = ContextVar("posekit_skip_imagenet", default=False)
+
+
+@contextmanager
+def skip_imagenet_weights() -> Iterator[None]:
+    """Build pretrained-encoder backbones without fetching ImageNet weights, in this block.
+
+    For importing a trained model (a SLEAP `best_model.h5`, a posekit checkpoint): the
+    network must have the `pretrained: true` structure (an RGB stem fed by the tiled
+    grayscale input) but every weight comes from the file, so downloading ImageNet weights
+    first would be wasted time, and fail offline.
+    """
+    token = _SKIP_IMAGENET.set(True)
+    try:
+        yield
+    finally:
+        _SKIP_IMAGENET.reset(token)
+
+
 def _keras_imagenet_file(encoder: str) -> Path:
     """classification_models' Keras ImageNet weights for `encoder`, from the torch hub cache.
 
@@ -382,10 +404,11 @@ class UnetPretrainedEncoder(Backbone):
         enc_in = 3 if tile else self.in_channels
         if encoder in KERAS_ENCODERS:
             self.encoder = build_keras_encoder(encoder, enc_in)
-            if self.pretrained and not torch.empty(0).is_meta:
+            if self.pretrained and not torch.empty(0).is_meta and not _SKIP_IMAGENET.get():
                 load_imagenet_weights(self.encoder, weights_path)
         else:
-            self.encoder = build_encoder(encoder, enc_in, self.pretrained, weights_path)
+            fetch = self.pretrained and not _SKIP_IMAGENET.get()
+            self.encoder = build_encoder(encoder, enc_in, fetch, weights_path)
         enc_channels = list(self.encoder.out_channels)  # strides 1, 2, 4, 8, 16, 32
         channels = enc_channels[-1]
 
@@ -500,4 +523,10 @@ class UnetPretrainedEncoder(Backbone):
         return [result]
 
 
-__all__ = ["ENCODER_SOURCES", "UnetPretrainedEncoder", "build_encoder"]
+__all__ = [
+    "ENCODER_SOURCES",
+    "UnetPretrainedEncoder",
+    "build_encoder",
+    "load_imagenet_weights",
+    "skip_imagenet_weights",
+]
