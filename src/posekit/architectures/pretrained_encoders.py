@@ -10,21 +10,29 @@ of two such 512-filter layers first. The number of decoder blocks sets the outpu
 stride: `log2(32 / output_stride)`, with `decoder_filters * decoder_filters_rate ** i`
 filters in block `i`. The decoder modules carry those Keras layer names.
 
-posekit takes the encoders from segmentation-models-pytorch (or timm through smp's
-`tu-` wrapper where smp has none), so each encoder is the PyTorch network of that name,
-not a layer-for-layer copy of the Keras one: parameter counts differ somewhat (see
-`benchmarks/pretrained_encoder_counts.md`) and SLEAP-trained weights of these backbones
-cannot be imported. Output shapes and strides are SLEAP's.
+Encoders: EfficientNet-B0..B7, MobileNetV2 and ResNet18..152 are rebuilt as the Keras
+graphs segmentation_models uses (`keras_encoders.py` and the `keras_*.py` files): same
+layers and names, the same decoder skips (e.g. EfficientNet's expansion activations,
+1952 input channels in `decoder_stage0a_conv`), TF "same" padding, pre-activation ResNets
+with the input BatchNorm. Their parameter counts are SLEAP's and SLEAP-trained weights
+import by name (`posekit.io.load_keras_weights`). The other encoders come from
+segmentation-models-pytorch (timm through smp's `tu-` wrapper where smp has none): the
+PyTorch network of that name, with SLEAP's output shapes and strides; VGG is the same
+network in both (exact counts), the others differ (see
+`benchmarks/pretrained_encoder_counts.md`).
 
 Input handling follows SLEAP: no ImageNet normalisation is applied (inputs stay in
 [0, 1]); with pretrained weights a grayscale input is tiled to 3 channels (SLEAP's
 `ensure_rgb`, equivalent to summing the first conv's weights over RGB); without
 pretrained weights the first conv takes the input channels directly.
 
-smp and timm are imported only when a model is built (optional extra `pretrained`).
-ImageNet weights are loaded by smp/timm's own code (Hugging Face Hub cache, or the torch
-hub cache for timm models with a plain URL), so they work offline once cached; a failed
-download raises one `PosekitError` that says what to fetch and where it goes.
+smp and timm are imported only when a model needs them (optional extra `pretrained`).
+ImageNet weights (`pretrained=True`): smp/timm's own download code and caches for smp
+encoders and for EfficientNet / MobileNetV2, whose smp weights are then copied onto the
+Keras layers (`load_imagenet_weights`); SLEAP's own Keras file for the ResNets (torch hub
+cache). All work offline once cached, a failed download raises one `PosekitError` that
+says what to fetch and where it goes, and `skip_imagenet_weights()` builds the pretrained
+structure without fetching anything when a checkpoint will fill the weights.
 """
 
 from __future__ import annotations
@@ -363,13 +371,16 @@ class UnetPretrainedEncoder(Backbone):
         encoder: SLEAP's encoder name (`posekit.config.model.PRETRAINED_ENCODERS`).
         decoder_filters: filters of each decoder block, deepest first; their number sets
             the output stride `32 / 2 ** len(decoder_filters)` (SLEAP's attribute).
-        pretrained: load ImageNet weights into the encoder (smp/timm download + cache).
-            Under `torch.device("meta")` only the structure is built (nothing is loaded).
+        pretrained: load ImageNet weights into the encoder (downloaded once, cached; see
+            `load_imagenet_weights`). Under `torch.device("meta")` or
+            `skip_imagenet_weights()` only the structure is built (nothing is loaded).
         in_channels: input channels (1 for grayscale; tiled to RGB when pretrained).
         decoder_batchnorm: BatchNorm in the decoder convs. SLEAP 1.4.1 ignores its config
             field and always uses BatchNorm; posekit honours it (default True = SLEAP).
-        weights_path: a local encoder state dict (`.safetensors`/`.pth`) to load instead
-            of downloading (keys as in smp's encoder, or the timm model for `tu-` ones).
+        weights_path: a local file to load instead of downloading: a state dict
+            (`.safetensors`/`.pth`) keyed like smp's encoder of that name (the timm model
+            for `tu-` ones) or like posekit's encoder, or, for the Keras-graph encoders,
+            a Keras `.h5` with their layer names.
 
     `forward_features` returns `[{stride: tensor}]` with every decoder block's output
     (strides 16, 8, ..., `output_stride`), as SLEAP's intermediate features.
