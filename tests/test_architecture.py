@@ -147,7 +147,9 @@ def test_the_never_rules():
         posekit_tops = {_top(m) for m, _ in _imports(path)}
         if top in ("architectures", "heads") and third_party & {"sleap_io", "lightning"}:
             bad.append(f"{me}: a network module imports labels or trainer code")
-        if top in ("inference", "tracking") and ("training" in posekit_tops or "lightning" in third_party):
+        if top in ("inference", "tracking") and (
+            "training" in posekit_tops or "lightning" in third_party
+        ):
             bad.append(f"{me}: prediction/tracking imports training code")
         if top != "cli" and "cli" in posekit_tops:
             bad.append(f"{me}: a library module imports the CLI")

@@ -1,8 +1,10 @@
-"""UnetPretrainedEncoder: SLEAP's shapes/strides, every encoder name, weights and errors.
+"""UnetPretrainedEncoder: SLEAP's shapes, strides, layers and parameter counts; weights; errors.
 
-Parameter counts cannot match SLEAP's (PyTorch encoders of the same name are not the Keras
-ones); they are listed side by side in `benchmarks/pretrained_encoder_counts.md`, which
-this module regenerates when run as a script:
+Every reference case (`shared/reference/sleap_tf_params.json`, built by SLEAP 1.4.1 with
+Keras segmentation_models) must match exactly: total, trainable and non-trainable counts,
+and, for the encoders posekit rebuilds as the Keras graph, every weighted layer by name
+and kernel shape. `benchmarks/pretrained_encoder_counts.md` lists the counts side by
+side; this module regenerates it when run as a script:
 
     .venv/bin/python tests/architectures/test_pretrained_encoders.py --write-table
 """
@@ -21,6 +23,7 @@ from torch import nn
 
 pytest.importorskip("segmentation_models_pytorch")
 
+from posekit.architectures.keras_encoders import KERAS_ENCODERS  # noqa: E402
 from posekit.architectures.pretrained_encoders import (  # noqa: E402
     ENCODER_SOURCES,
     UnetPretrainedEncoder,
@@ -73,6 +76,22 @@ def _built(name: str) -> tuple[UnetPretrainedEncoder, dict, torch.Tensor]:
     return model, feats, out
 
 
+def _keras_layers(model: nn.Module) -> dict[str, tuple[list | None, int]]:
+    """{leaf name: (Keras kernel shape, Keras parameter count)} of every weighted layer."""
+    layers = {}
+    for name, m in model.named_modules():
+        if isinstance(m, nn.Conv2d):
+            o, i, kh, kw = m.weight.shape
+            # The reference gives no kernel shape for DepthwiseConv2D (params still compared).
+            shape = None if m.groups > 1 else [kh, kw, i, o]
+        elif isinstance(m, nn.BatchNorm2d):
+            shape = None
+        else:
+            continue
+        layers[name.rsplit(".", 1)[-1]] = (shape, keras_counts(m)[0])
+    return layers
+
+
 def _decoder_layers(pairs) -> dict[str, list | None]:
     return {
         name: shape for name, shape in pairs if name.startswith(("decoder_stage", "center_block"))
@@ -98,27 +117,22 @@ def test_pretrained_encoder_shapes_and_strides_match_sleap(case):
     assert list(model.decoder_filters) == attrs["decoder_filters"]
     assert model.pretrained == attrs["pretrained"]
 
-    # Decoder layers carry SLEAP's names; their kernels match where the encoder's
-    # channels do (VGG, whose PyTorch and Keras versions are the same network).
-    ref = _decoder_layers(
-        (w["name"].split("/")[-1], w["kernel_shape"]) for w in case["weighted_layers"]
+    # Keras' counting: BatchNorm moving statistics are non-trainable.
+    assert keras_counts(model) == (
+        case["total_params"],
+        case["trainable_params"],
+        case["non_trainable_params"],
     )
-    ours = {}
-    for name, m in model.named_modules():
-        if isinstance(m, nn.Conv2d):
-            o, i, kh, kw = m.weight.shape
-            ours[name.rsplit(".", 1)[-1]] = [kh, kw, i, o]
-        elif isinstance(m, nn.BatchNorm2d):
-            ours[name.rsplit(".", 1)[-1]] = None
-    ours = _decoder_layers(ours.items())
-    assert sorted(ours) == sorted(ref)
-    if attrs["encoder"].startswith("vgg"):
+    # Layers carry SLEAP's names with its kernel shapes and parameter counts: all of them for
+    # the Keras-graph encoders, the decoder for VGG (smp's VGG is the same network, other names).
+    ref = {
+        w["name"].split("/")[-1]: (w["kernel_shape"], w["params"]) for w in case["weighted_layers"]
+    }
+    ours = _keras_layers(model)
+    if attrs["encoder"] in KERAS_ENCODERS:
         assert ours == ref
-        assert keras_counts(model) == (
-            case["total_params"],
-            case["trainable_params"],
-            case["non_trainable_params"],
-        )
+    else:
+        assert _decoder_layers(ours.items()) == _decoder_layers(ref.items())
 
     # Grayscale: tiled to RGB with pretrained weights (first conv sees 3 channels), fed
     # directly without (SLEAP's stem conv then has 1 input channel).
@@ -157,11 +171,18 @@ def _fake_hf_cache(tmp_path, monkeypatch, populate: bool) -> dict:
 
 
 def test_pretrained_weights_load_through_smp_from_its_cache(tmp_path, monkeypatch):
+    # smp downloads (here: finds in its cache) torchvision's MobileNetV2 weights; posekit
+    # copies them onto the Keras layers (mapping checked numerically in
+    # test_pretrained_encoders_keras.py).
     state = _fake_hf_cache(tmp_path, monkeypatch, populate=True)
     model = UnetPretrainedEncoder("mobilenetv2", (8, 8), pretrained=True, in_channels=1).eval()
     loaded = model.encoder.state_dict()
-    for key in ("features.0.0.weight", "features.18.1.running_var", "features.9.conv.1.0.weight"):
-        torch.testing.assert_close(loaded[key], state[key], rtol=0, atol=0)
+    for ours, theirs in (
+        ("Conv1.weight", "features.0.0.weight"),
+        ("blocks.8.block_8_depthwise.weight", "features.9.conv.1.0.weight"),
+        ("Conv_1_bn.running_var", "features.18.1.running_var"),
+    ):
+        torch.testing.assert_close(loaded[ours], state[theirs], rtol=0, atol=0)
     # Grayscale goes through the pretrained RGB conv as three identical channels.
     gray = torch.rand(1, 1, 64, 64)
     out = model(gray)
@@ -171,19 +192,25 @@ def test_pretrained_weights_load_through_smp_from_its_cache(tmp_path, monkeypatc
 
 def test_local_weights_file_option(tmp_path, monkeypatch):
     from safetensors.torch import save_file
+    from segmentation_models_pytorch.encoders import get_encoder
 
     _fake_hf_cache(tmp_path, monkeypatch, populate=False)
-    donor = UnetPretrainedEncoder("mobilenetv2", (8,), pretrained=False, in_channels=3)
+    # smp's (torchvision's) keys ...
     state = {
-        k: (v + 1.5 if v.is_floating_point() else v) for k, v in donor.encoder.state_dict().items()
+        k: (v + 1.5 if v.is_floating_point() else v)
+        for k, v in get_encoder("mobilenet_v2", weights=None).state_dict().items()
     }
     save_file(state, str(tmp_path / "mnv2.safetensors"))
     model = UnetPretrainedEncoder(
         "mobilenetv2", (8,), pretrained=True, weights_path=tmp_path / "mnv2.safetensors"
     )
-    torch.testing.assert_close(
-        model.encoder.state_dict()["features.0.0.weight"], state["features.0.0.weight"]
+    torch.testing.assert_close(model.encoder.Conv1.weight, state["features.0.0.weight"])
+    # ... or posekit's own encoder's keys.
+    torch.save(model.encoder.state_dict(), tmp_path / "own.pth")
+    again = UnetPretrainedEncoder(
+        "mobilenetv2", (8,), pretrained=True, weights_path=tmp_path / "own.pth"
     )
+    torch.testing.assert_close(again.encoder.Conv1.weight, state["features.0.0.weight"])
     torch.save(state, tmp_path / "wrong.pth")
     with pytest.raises(PosekitError, match="does not hold weights for the efficientnetb0"):
         UnetPretrainedEncoder(
@@ -237,35 +264,37 @@ def test_decoder_options_and_errors():
         UnetPretrainedEncoder("efficientnet-b0", pretrained=False)
     with pytest.raises(ValueError, match="not divisible"):
         UnetPretrainedEncoder("mobilenetv2", (8,), pretrained=False)(torch.zeros(1, 1, 40, 40))
-    assert set(ENCODER_SOURCES) == set(PRETRAINED_ENCODERS)
+    assert set(ENCODER_SOURCES) | set(KERAS_ENCODERS) == set(PRETRAINED_ENCODERS)
 
 
 def count_table() -> str:
-    """Markdown table: SLEAP's counts (Keras segmentation_models) vs posekit's (smp/timm)."""
+    """Markdown table: SLEAP's counts (Keras segmentation_models) vs posekit's."""
     lines = [
         "# Pretrained-encoder backbones: parameter counts, SLEAP vs posekit",
         "",
         "SLEAP 1.4.1 builds `UnetPretrainedEncoder` with the Keras `segmentation_models`",
-        "encoders; posekit uses the PyTorch encoders of the same name from",
-        "segmentation-models-pytorch (timm for inceptionv3, seresnet18/34, mobilenet).",
-        "Output shapes and strides are identical (tested); counts differ wherever the",
-        "PyTorch network differs from the Keras one (e.g. which layer feeds each skip).",
-        "Counts follow Keras: non-trainable = BatchNorm moving statistics. Regenerate with",
+        "encoders. posekit rebuilds EfficientNet-B0..B7, MobileNetV2 and ResNet18..152 as",
+        'those Keras graphs ("Keras graph": same layers, names and decoder skips, so SLEAP',
+        "weights import) and takes the other encoders from segmentation-models-pytorch / timm",
+        "(VGG is the same network there). Counts follow Keras: non-trainable = BatchNorm",
+        "moving statistics. Regenerate with",
         "`.venv/bin/python tests/architectures/test_pretrained_encoders.py --write-table`.",
         "",
         "| case | encoder (posekit source) | input | SLEAP total | posekit total | "
-        "SLEAP non-trainable | posekit non-trainable | difference |",
-        "|---|---|---|---:|---:|---:|---:|---:|",
+        "SLEAP trainable | posekit trainable | SLEAP non-trainable | posekit non-trainable | "
+        "difference |",
+        "|---|---|---|---:|---:|---:|---:|---:|---:|---:|",
     ]
     for case in _cases():
         model = _built(case["name"])[0]
-        source, (total, _, frozen) = model.encoder_source, keras_counts(model)
+        source, (total, trainable, frozen) = model.encoder_source, keras_counts(model)
         ref_total, ref_frozen = case["total_params"], case["non_trainable_params"]
+        ref_trainable = case["trainable_params"]
         diff = (total - ref_total) / ref_total
         lines.append(
             f"| {case['name']} | {case['backbone_attrs']['encoder']} ({source}) | "
             f"{'x'.join(str(v) for v in case['input_shape'][1:])} | {ref_total:,} | {total:,} | "
-            f"{ref_frozen:,} | {frozen:,} | {diff:+.2%} |"
+            f"{ref_trainable:,} | {trainable:,} | {ref_frozen:,} | {frozen:,} | {diff:+.2%} |"
         )
     return "\n".join(lines) + "\n"
 

@@ -233,3 +233,70 @@ def test_loader_rejects_corrupt_and_foreign_files(tmp_path):
         load_keras_weights(_tiny_model(), foreign)
     with pytest.raises(PosekitError, match="not found"):
         load_keras_weights(_tiny_model(), tmp_path / "missing.h5")
+
+
+PRETRAINED_FIXTURE = (
+    SHARED
+    / "reference"
+    / "keras_numeric_pretrained"
+    / "pretrained_encoder_efficientnetb0_os4_random_rgb"
+)
+
+
+@pytest.mark.skipif(not PRETRAINED_FIXTURE.exists(), reason="../shared is absent")
+def test_sleap_model_with_pretrained_encoder_imports(tmp_path):
+    """A SLEAP best_model.h5 whose backbone is a pretrained encoder: SLEAP nests the
+    segmentation_models UNet as a Keras model ("model_1") with the heads after it. Built here
+    from the EfficientNet-B0 reference backbone plus a centroid head (no TensorFlow)."""
+    import h5py
+
+    import posekit.io
+    from posekit.architectures.pretrained_encoders import skip_imagenet_weights
+    from posekit.config.model import ModelConfig
+    from posekit.model import build
+
+    rng = np.random.default_rng(0)
+    kernel = rng.normal(0, 0.05, (1, 1, 256, 1)).astype(np.float32)
+    bias = np.array([0.1], np.float32)
+    h5 = tmp_path / "best_model.h5"
+    with h5py.File(PRETRAINED_FIXTURE / "weights.h5", "r") as src, h5py.File(h5, "w") as dst:
+        group = dst.create_group("model_weights")
+        src.copy(src["model_1"], group, "model_1")
+        group.create_group("input").attrs["weight_names"] = []
+        head = group.create_group("CentroidConfmapsHead")
+        head.create_dataset("CentroidConfmapsHead/kernel:0", data=kernel)
+        head.create_dataset("CentroidConfmapsHead/bias:0", data=bias)
+        head.attrs["weight_names"] = [
+            b"CentroidConfmapsHead/kernel:0",
+            b"CentroidConfmapsHead/bias:0",
+        ]
+        group.attrs["layer_names"] = [b"input", b"model_1", b"CentroidConfmapsHead"]
+
+    config = ModelConfig.model_validate(
+        {
+            "backbone": {
+                "pretrained_encoder": {
+                    "encoder": "efficientnetb0",
+                    "pretrained": True,  # as SLEAP trains it; the weights come from the file
+                    "decoder_filters": 256,
+                    "decoder_filters_rate": 1.0,
+                    "output_stride": 4,
+                    "decoder_batchnorm": True,
+                }
+            },
+            "heads": {
+                "centroid": {"anchor_part": None, "sigma": 2.5, "output_stride": 4},
+            },
+        }
+    )
+    with skip_imagenet_weights():  # offline: nothing is downloaded, the .h5 fills every layer
+        model = build(config, in_channels=3).eval()
+    loaded = posekit.io.load_keras_weights(model, h5)
+    assert "CentroidConfmapsHead" in loaded and "block6a_expand_conv" in loaded
+
+    io = np.load(PRETRAINED_FIXTURE / "io.npz")
+    with torch.no_grad():
+        out = model(_nchw(io["input"]))
+    # The head is a 1x1 conv on the backbone output Keras computed.
+    expected = io["decoder_stage2b_relu"] @ kernel[0, 0] + bias
+    assert _max_err(out["CentroidConfmapsHead"], expected) < 1e-4

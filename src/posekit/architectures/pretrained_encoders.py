@@ -10,27 +10,38 @@ of two such 512-filter layers first. The number of decoder blocks sets the outpu
 stride: `log2(32 / output_stride)`, with `decoder_filters * decoder_filters_rate ** i`
 filters in block `i`. The decoder modules carry those Keras layer names.
 
-posekit takes the encoders from segmentation-models-pytorch (or timm through smp's
-`tu-` wrapper where smp has none), so each encoder is the PyTorch network of that name,
-not a layer-for-layer copy of the Keras one: parameter counts differ somewhat (see
-`benchmarks/pretrained_encoder_counts.md`) and SLEAP-trained weights of these backbones
-cannot be imported. Output shapes and strides are SLEAP's.
+Encoders: EfficientNet-B0..B7, MobileNetV2 and ResNet18..152 are rebuilt as the Keras
+graphs segmentation_models uses (`keras_encoders.py` and the `keras_*.py` files): same
+layers and names, the same decoder skips (e.g. EfficientNet's expansion activations,
+1952 input channels in `decoder_stage0a_conv`), TF "same" padding, pre-activation ResNets
+with the input BatchNorm. Their parameter counts are SLEAP's and SLEAP-trained weights
+import by name (`posekit.io.load_keras_weights`). The other encoders come from
+segmentation-models-pytorch (timm through smp's `tu-` wrapper where smp has none): the
+PyTorch network of that name, with SLEAP's output shapes and strides; VGG is the same
+network in both (exact counts), the others differ (see
+`benchmarks/pretrained_encoder_counts.md`).
 
 Input handling follows SLEAP: no ImageNet normalisation is applied (inputs stay in
 [0, 1]); with pretrained weights a grayscale input is tiled to 3 channels (SLEAP's
 `ensure_rgb`, equivalent to summing the first conv's weights over RGB); without
 pretrained weights the first conv takes the input channels directly.
 
-smp and timm are imported only when a model is built (optional extra `pretrained`).
-ImageNet weights are loaded by smp/timm's own code (Hugging Face Hub cache, or the torch
-hub cache for timm models with a plain URL), so they work offline once cached; a failed
-download raises one `PosekitError` that says what to fetch and where it goes.
+smp and timm are imported only when a model needs them (optional extra `pretrained`).
+ImageNet weights (`pretrained=True`): smp/timm's own download code and caches for smp
+encoders and for EfficientNet / MobileNetV2, whose smp weights are then copied onto the
+Keras layers (`load_imagenet_weights`); SLEAP's own Keras file for the ResNets (torch hub
+cache). All work offline once cached, a failed download raises one `PosekitError` that
+says what to fetch and where it goes, and `skip_imagenet_weights()` builds the pretrained
+structure without fetching anything when a checkpoint will fill the weights.
 """
 
 from __future__ import annotations
 
 import math
 from collections import OrderedDict
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from contextvars import ContextVar
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -39,6 +50,11 @@ import torch.nn.functional as F
 from torch import nn
 
 from posekit.architectures.common import Backbone, batch_norm, check_input_size
+from posekit.architectures.keras_encoders import (
+    KERAS_ENCODERS,
+    KerasEncoder,
+    copy_mapped,
+)
 from posekit.errors import PosekitError, unknown_choice
 
 if TYPE_CHECKING:  # pragma: no cover
@@ -174,18 +190,23 @@ def _hf_cache_dir() -> str:
         return "~/.cache/huggingface/hub"
 
 
-def _load_state_file(encoder: nn.Module, path: Path, encoder_name: str) -> None:
-    """Load an encoder state dict from a local `.safetensors`, `.pth` or `.bin` file."""
+def _read_state_file(path: Path) -> dict[str, torch.Tensor]:
+    """A state dict from a local `.safetensors`, `.pth` or `.bin` file."""
     if not path.is_file():
         raise PosekitError(f"encoder weights file {path} does not exist")
     if path.suffix == ".safetensors":
         from safetensors.torch import load_file
 
-        state = load_file(str(path), device="cpu")
-    else:
-        state = torch.load(path, map_location="cpu", weights_only=True)
-        if isinstance(state, dict) and "state_dict" in state:
-            state = state["state_dict"]
+        return load_file(str(path), device="cpu")
+    state = torch.load(path, map_location="cpu", weights_only=True)
+    if isinstance(state, dict) and "state_dict" in state:
+        state = state["state_dict"]
+    return state
+
+
+def _load_state_file(encoder: nn.Module, path: Path, encoder_name: str) -> None:
+    """Load an encoder state dict from a local `.safetensors`, `.pth` or `.bin` file."""
+    state = _read_state_file(path)
     problem = "no tensors match"
     for target in (encoder, getattr(encoder, "model", None)):
         if target is None:
@@ -244,6 +265,124 @@ def build_encoder(
     return module
 
 
+_SKIP_IMAGENET: ContextVar[bool] = ContextVar("posekit_skip_imagenet", default=False)
+
+
+@contextmanager
+def skip_imagenet_weights() -> Iterator[None]:
+    """Build pretrained-encoder backbones without fetching ImageNet weights, in this block.
+
+    For importing a trained model (a SLEAP `best_model.h5`, a posekit checkpoint): the
+    network must have the `pretrained: true` structure (an RGB stem fed by the tiled
+    grayscale input) but every weight comes from the file, so downloading ImageNet weights
+    first would be wasted time, and fail offline.
+    """
+    token = _SKIP_IMAGENET.set(True)
+    try:
+        yield
+    finally:
+        _SKIP_IMAGENET.reset(token)
+
+
+def _keras_imagenet_file(encoder: str) -> Path:
+    """classification_models' Keras ImageNet weights for `encoder`, from the torch hub cache.
+
+    Downloaded once into `<torch hub dir>/checkpoints/` (like timm/torchvision weights) and
+    checked against the MD5 classification_models publishes; a cached file is trusted.
+    """
+    import hashlib
+
+    from posekit.architectures.keras_resnet import IMAGENET_WEIGHTS
+
+    url, md5 = IMAGENET_WEIGHTS[encoder]
+    path = Path(torch.hub.get_dir()) / "checkpoints" / url.rsplit("/", 1)[-1]
+    if path.is_file():
+        return path
+    path.parent.mkdir(parents=True, exist_ok=True)
+    partial = path.with_name(path.name + ".partial")
+    try:
+        torch.hub.download_url_to_file(url, str(partial), progress=False)
+    except Exception as err:  # network failures surface as many exception types
+        partial.unlink(missing_ok=True)
+        raise PosekitError(
+            f"could not download ImageNet weights for encoder {encoder!r} "
+            f"({type(err).__name__}: {str(err)[:300]}). They are SLEAP's Keras weights, {url}; "
+            f"without network, download that file on a connected machine and copy it to "
+            f"{path} (torch hub cache), or pass it with weights_path=..., or set "
+            f"pretrained=False"
+        ) from err
+    digest = hashlib.md5(partial.read_bytes()).hexdigest()
+    if digest != md5:
+        partial.unlink(missing_ok=True)
+        raise PosekitError(
+            f"the download of {url} is damaged (MD5 {digest}, expected {md5}); try again"
+        )
+    partial.replace(path)
+    return path
+
+
+def _registry() -> dict[str, Callable[[int], KerasEncoder]]:
+    from posekit.architectures import keras_efficientnet, keras_mobilenet, keras_resnet
+
+    return {
+        **keras_efficientnet.BUILDERS,
+        **keras_mobilenet.BUILDERS,
+        **keras_resnet.BUILDERS,
+    }
+
+
+def build_keras_encoder(name: str, in_channels: int = 3) -> KerasEncoder:
+    """The Keras-graph encoder `name` (one of `KERAS_ENCODERS`), randomly initialised."""
+    builders = _registry()
+    if name not in builders:
+        raise PosekitError(
+            f"{name!r} has no Keras-graph encoder; choose one of {', '.join(KERAS_ENCODERS)}"
+        )
+    return builders[name](in_channels)
+
+
+def load_imagenet_weights(encoder: KerasEncoder, weights_path: str | Path | None = None) -> None:
+    """Fill a Keras-graph encoder with ImageNet weights (SLEAP's `pretrained: true`).
+
+    - EfficientNet / MobileNetV2: smp's `efficientnet-b*` / `mobilenet_v2` ImageNet weights
+      (downloaded and cached by smp, as for every other encoder), copied tensor by tensor
+      onto the Keras layers (same tensors, other names; see `keras_efficientnet.py`,
+      `keras_mobilenet.py`).
+    - ResNets: SLEAP's own Keras weights (classification_models' release; no PyTorch copy
+      of these pre-activation networks exists), loaded by layer name.
+
+    `weights_path` replaces the download: a Keras `.h5` with the encoder's layer names (any
+    of these encoders), or a state dict (`.safetensors`/`.pth`) keyed like posekit's encoder
+    or like smp's encoder of that name.
+    """
+    from posekit.io.keras_h5 import load_keras_weights
+
+    name = encoder.keras_name
+    path = Path(weights_path).expanduser() if weights_path is not None else None
+    if path is not None and path.suffix == ".h5":
+        load_keras_weights(encoder, path)
+        return
+    if name.startswith("resnet"):
+        if path is None:
+            load_keras_weights(encoder, _keras_imagenet_file(name))
+            return
+        _load_state_file(encoder, path, name)
+        return
+    if path is not None:
+        state = _read_state_file(path)
+        own = set(encoder.state_dict())
+        if own <= set(state):
+            encoder.load_state_dict({k: state[k] for k in own})
+            return
+    from posekit.architectures import keras_efficientnet, keras_mobilenet
+
+    family = keras_mobilenet if name == "mobilenetv2" else keras_efficientnet
+    source = build_encoder(name, 3, True, path)
+    copy_mapped(
+        encoder, source.state_dict(), family.smp_pairs(encoder), f"smp {ENCODER_SOURCES[name]}"
+    )
+
+
 class UnetPretrainedEncoder(Backbone):
     """UNet decoder on an (optionally ImageNet-pretrained) classification encoder.
 
@@ -251,13 +390,16 @@ class UnetPretrainedEncoder(Backbone):
         encoder: SLEAP's encoder name (`posekit.config.model.PRETRAINED_ENCODERS`).
         decoder_filters: filters of each decoder block, deepest first; their number sets
             the output stride `32 / 2 ** len(decoder_filters)` (SLEAP's attribute).
-        pretrained: load ImageNet weights into the encoder (smp/timm download + cache).
-            Under `torch.device("meta")` only the structure is built (nothing is loaded).
+        pretrained: load ImageNet weights into the encoder (downloaded once, cached; see
+            `load_imagenet_weights`). Under `torch.device("meta")` or
+            `skip_imagenet_weights()` only the structure is built (nothing is loaded).
         in_channels: input channels (1 for grayscale; tiled to RGB when pretrained).
         decoder_batchnorm: BatchNorm in the decoder convs. SLEAP 1.4.1 ignores its config
             field and always uses BatchNorm; posekit honours it (default True = SLEAP).
-        weights_path: a local encoder state dict (`.safetensors`/`.pth`) to load instead
-            of downloading (keys as in smp's encoder, or the timm model for `tu-` ones).
+        weights_path: a local file to load instead of downloading: a state dict
+            (`.safetensors`/`.pth`) keyed like smp's encoder of that name (the timm model
+            for `tu-` ones) or like posekit's encoder, or, for the Keras-graph encoders,
+            a Keras `.h5` with their layer names.
 
     `forward_features` returns `[{stride: tensor}]` with every decoder block's output
     (strides 16, 8, ..., `output_stride`), as SLEAP's intermediate features.
@@ -289,9 +431,14 @@ class UnetPretrainedEncoder(Backbone):
 
         tile = self.pretrained and self.in_channels == 1
         self.ensure_rgb = TileChannels() if tile else None
-        self.encoder = build_encoder(
-            encoder, 3 if tile else self.in_channels, self.pretrained, weights_path
-        )
+        enc_in = 3 if tile else self.in_channels
+        if encoder in KERAS_ENCODERS:
+            self.encoder = build_keras_encoder(encoder, enc_in)
+            if self.pretrained and not torch.empty(0).is_meta and not _SKIP_IMAGENET.get():
+                load_imagenet_weights(self.encoder, weights_path)
+        else:
+            fetch = self.pretrained and not _SKIP_IMAGENET.get()
+            self.encoder = build_encoder(encoder, enc_in, fetch, weights_path)
         enc_channels = list(self.encoder.out_channels)  # strides 1, 2, 4, 8, 16, 32
         channels = enc_channels[-1]
 
@@ -359,7 +506,9 @@ class UnetPretrainedEncoder(Backbone):
 
     @property
     def encoder_source(self) -> str:
-        """The smp (or `tu-` timm) encoder this backbone uses."""
+        """Where the encoder comes from: "Keras graph" (built here) or the smp/timm name."""
+        if self.encoder_name in KERAS_ENCODERS:
+            return "Keras graph"
         return ENCODER_SOURCES[self.encoder_name]
 
     @property
@@ -404,4 +553,10 @@ class UnetPretrainedEncoder(Backbone):
         return [result]
 
 
-__all__ = ["ENCODER_SOURCES", "UnetPretrainedEncoder", "build_encoder"]
+__all__ = [
+    "ENCODER_SOURCES",
+    "UnetPretrainedEncoder",
+    "build_encoder",
+    "load_imagenet_weights",
+    "skip_imagenet_weights",
+]

@@ -6,11 +6,14 @@ weights. Layouts differ and are converted here:
 
 - Conv2D kernel (kh, kw, in, out) -> (out, in, kh, kw)
 - Conv2DTranspose kernel (kh, kw, out, in) -> (in, out, kh, kw)
+- DepthwiseConv2D depthwise_kernel (kh, kw, in, mult) -> (in * mult, 1, kh, kw)
 - Dense kernel (in, out) -> (out, in)
 - BatchNormalization gamma/beta/moving_mean/moving_variance -> weight/bias/running stats
 
 Both Keras files SLEAP writes are read: `save_weights` files (layer groups at the root)
-and full-model files (`best_model.h5`, layer groups under `model_weights`). Head layers
+and full-model files (`best_model.h5`, layer groups under `model_weights`). A nested
+model's group (SLEAP's pretrained-encoder backbones) is split into its inner layers, and a
+BatchNormalization without `gamma` (`scale=False`) fills a torch BatchNorm without weight. Head layers
 may be named with or without a `_0` suffix (older SLEAP versions added one).
 """
 
@@ -61,7 +64,8 @@ def read_keras_weights(path: str | Path) -> dict[str, dict[str, np.ndarray]]:
         for raw_name in group.attrs["layer_names"]:
             name = _decode(raw_name)
             layer_group = group[name]
-            weights = {}
+            # {inner layer: {weight: array}}; one entry unless the layer is a nested model.
+            inner: dict[str, dict[str, np.ndarray]] = {}
             for raw_wname in layer_group.attrs.get("weight_names", []):
                 wname = _decode(raw_wname)
                 try:
@@ -71,10 +75,22 @@ def read_keras_weights(path: str | Path) -> dict[str, dict[str, np.ndarray]]:
                         f"{path}: weight {wname!r} of layer {name!r} is listed but cannot be "
                         f"read ({err}); the file is corrupt"
                     ) from err
-                short = wname.split("/")[-1].split(":")[0]
-                weights[short] = arr
-            if weights:
-                layers[name] = weights
+                parts = wname.split("/")
+                owner = parts[-2] if len(parts) > 1 else name
+                inner.setdefault(owner, {})[parts[-1].split(":")[0]] = arr
+            if len(inner) == 1:
+                layers[name] = next(iter(inner.values()))
+            else:
+                # A nested Keras model (SLEAP wraps segmentation_models' UNet in one, e.g.
+                # "model_1"): its weights are named "<inner layer>/<weight>", and posekit
+                # names its modules after those inner layers.
+                for owner, weights in inner.items():
+                    if owner in layers:
+                        raise PosekitError(
+                            f"{path}: layer {owner!r} appears twice (inside {name!r}); the "
+                            f"file cannot be mapped by layer name"
+                        )
+                    layers[owner] = weights
     return layers
 
 
@@ -135,7 +151,12 @@ def _convert(layer: nn.Module, weights: dict[str, np.ndarray]) -> dict[str, np.n
             out[mapping[k]] = v
         return out
     for k, v in weights.items():
-        if k == "kernel":
+        if k == "depthwise_kernel":
+            # DepthwiseConv2D (kh, kw, in, multiplier) -> grouped conv (in * multiplier, 1, kh, kw):
+            # Keras' output channel i * multiplier + m is torch's channel of group i.
+            kh, kw, cin, mult = v.shape
+            out["weight"] = v.transpose(2, 3, 0, 1).reshape(cin * mult, 1, kh, kw)
+        elif k == "kernel":
             # Conv2D (kh, kw, in, out) and Conv2DTranspose (kh, kw, out, in) both become
             # torch's layout with the same axis order: (out, in, kh, kw) / (in, out, kh, kw).
             out["weight"] = v.T if isinstance(layer, nn.Linear) else v.transpose(3, 2, 0, 1)

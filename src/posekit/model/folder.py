@@ -19,6 +19,7 @@ import os
 from pathlib import Path
 from typing import Any
 
+from posekit.architectures.pretrained_encoders import skip_imagenet_weights
 from posekit.errors import PosekitError
 from posekit.io.atomic import atomic_path
 
@@ -87,15 +88,16 @@ def load_model(path: str | os.PathLike, device: str = "cpu"):
         info_path = folder / INFO_FILE
         info = json.loads(info_path.read_text()) if info_path.exists() else {}
         input_size = tuple(info["input_size"]) if info.get("input_size") else None
-        model = Model.from_config(
-            config.model,
-            in_channels=int(info.get("in_channels", 1)),
-            part_names=info.get("part_names"),
-            edges=[tuple(e) for e in info.get("edges") or []] or None,
-            classes=info.get("classes"),
-            skeleton=skeleton,
-            input_size=input_size,
-        )
+        with skip_imagenet_weights():  # every weight comes from the file
+            model = Model.from_config(
+                config.model,
+                in_channels=int(info.get("in_channels", 1)),
+                part_names=info.get("part_names"),
+                edges=[tuple(e) for e in info.get("edges") or []] or None,
+                classes=info.get("classes"),
+                skeleton=skeleton,
+                input_size=input_size,
+            )
         state = load_file(str(folder / WEIGHTS_FILE))
         result = model.load_state_dict(state, strict=False)
         if result.missing_keys or result.unexpected_keys:
@@ -114,12 +116,13 @@ def load_model(path: str | os.PathLike, device: str = "cpu"):
             h5 = candidates[0]
         from posekit.io.keras_h5 import load_keras_weights
 
-        model = Model.from_config(
-            config.model,
-            in_channels=_sleap_in_channels(config, h5),
-            skeleton=skeleton,
-            input_size=_sleap_input_size(h5),
-        )
+        with skip_imagenet_weights():  # every weight comes from the .h5
+            model = Model.from_config(
+                config.model,
+                in_channels=_sleap_in_channels(config, h5),
+                skeleton=skeleton,
+                input_size=_sleap_input_size(h5),
+            )
         load_keras_weights(model, h5)
     model.config = config
     model.skeleton = skeleton
