@@ -159,7 +159,7 @@ def test_run_evaluate_json(tmp_path, capsys):
     args.json = False
     assert run_evaluate(args) == 0
     assert "OKS mAP" in capsys.readouterr().out
-    with pytest.raises(PosekitError, match="not found"):
+    with pytest.raises(PosekitError, match="does not exist"):
         run_evaluate(argparse.Namespace(ground_truth="nope.slp", predictions="x.slp", json=False))
 
 

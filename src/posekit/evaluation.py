@@ -34,7 +34,7 @@ from typing import Any
 
 import numpy as np
 
-from posekit.data.labels import instance_points
+from posekit.data.labels import instance_points, read_labels_file
 from posekit.errors import PosekitError
 
 DEFAULT_OKS_STDDEV = 0.025
@@ -187,12 +187,44 @@ def _video_keys(video) -> set[str]:
     return keys
 
 
+def _video_shape(video) -> tuple[int, ...] | None:
+    """(frames, height, width, channels) of a video, opening it if it can be found."""
+    try:
+        shape = video.shape
+        if shape is None:
+            video.open()
+            shape = video.shape
+        return tuple(int(v) for v in shape) if shape is not None else None
+    except Exception:  # missing or unreadable file: the shape is simply unknown
+        return None
+
+
+def _video_names(labels) -> str:
+    names = sorted({os.path.basename(str(k)) for v in labels.videos for k in _video_keys(v)})
+    return ", ".join(names[:3]) + (" ..." if len(names) > 3 else "") if names else "no video"
+
+
+def _same_video_by_content(video_gt, video_pr):
+    """`video_pr` when two differently named videos are the same recording, else None.
+
+    One video on each side with different names happens when a file was moved or renamed
+    after prediction; pairing them blindly scores fly predictions against robot labels
+    (mAP 0, no error). They are paired only when both open and agree in frame count and
+    frame size.
+    """
+    a, b = _video_shape(video_gt), _video_shape(video_pr)
+    if a is not None and a == b:
+        return video_pr
+    return None
+
+
 def find_frame_pairs(labels_gt, labels_pr) -> list[tuple[Any, Any]]:
     """Pairs (labeled frame, predicted frame) on the same video and frame index.
 
     Videos are paired by identity, then by file path or name (also through an embedded
-    video's source); with one video on each side they are paired regardless. Only
-    labeled frames with user instances count, and only where predictions exist.
+    video's source); one video on each side under different names is paired only when
+    both open with the same frame count and size. Only labeled frames with user instances
+    count, and only where predictions exist.
     """
     video_map = {}
     for vg in labels_gt.videos:
@@ -201,7 +233,7 @@ def find_frame_pairs(labels_gt, labels_pr) -> list[tuple[Any, Any]]:
             keys = _video_keys(vg)
             match = next((vp for vp in labels_pr.videos if keys & _video_keys(vp)), None)
         if match is None and len(labels_gt.videos) == 1 and len(labels_pr.videos) == 1:
-            match = labels_pr.videos[0]
+            match = _same_video_by_content(vg, labels_pr.videos[0])
         if match is not None:
             video_map[id(vg)] = match
     pr_index: dict[tuple[int, int], Any] = {}
@@ -247,12 +279,10 @@ def evaluate(
         count_unmatched_predictions: count unmatched predictions as false positives in
             the precision (COCO); False reproduces SLEAP's numbers.
     """
-    import sleap_io as sio
-
     if isinstance(ground_truth, str | os.PathLike):
-        ground_truth = sio.load_slp(str(ground_truth), open_videos=False)
+        ground_truth = read_labels_file(ground_truth, open_videos=False)
     if isinstance(predictions, str | os.PathLike):
-        predictions = sio.load_slp(str(predictions), open_videos=False)
+        predictions = read_labels_file(predictions, open_videos=False)
     if not ground_truth.skeletons:
         raise PosekitError("the ground-truth labels have no skeleton")
     names = list(ground_truth.skeletons[0].node_names)
@@ -268,6 +298,12 @@ def evaluate(
         )
 
     frame_pairs = find_frame_pairs(ground_truth, predictions)
+    if not frame_pairs:
+        raise PosekitError(
+            "no labeled frame of the ground truth has predictions: the ground truth holds "
+            f"{_video_names(ground_truth)} and the predictions {_video_names(predictions)}. "
+            "Evaluate predictions made on the same video and frames"
+        )
     pairs = []  # (gt points, pr points, oks, pr score, gt track, pr track)
     n_gt = n_pr = n_fn = 0
     fp_scores: list[float] = []

@@ -374,6 +374,35 @@ def pose_labels_from_sleap_io(
     )
 
 
+def read_labels_file(path: str | os.PathLike, open_videos: bool = True) -> Any:
+    """`sleap_io.Labels` from a labels file, with one clear error for every way it fails.
+
+    A missing path, a folder, a truncated or non-HDF5 `.slp` and a video given where labels
+    are expected each get a message naming the file and what to do, never a traceback from
+    h5py.
+    """
+    import sleap_io as sio
+
+    file = Path(path).expanduser()
+    if not file.exists():
+        raise PosekitError(f"labels file {str(file)!r} does not exist; check the path")
+    if file.is_dir():
+        raise PosekitError(f"{str(file)!r} is a folder, not a labels file")
+    try:
+        if file.suffix == ".slp":
+            labels = sio.load_slp(str(file), open_videos=open_videos)
+        else:
+            labels = sio.load_file(str(file))
+    except Exception as err:  # noqa: BLE001 - h5py/json errors are all "unreadable"
+        raise PosekitError(
+            f"could not read labels {str(file)!r} ({type(err).__name__}: {err}); the file is "
+            "damaged or not a SLEAP/sleap-io labels file: re-export it from SLEAP, or restore it"
+        ) from err
+    if not isinstance(labels, sio.Labels):
+        raise PosekitError(f"{str(file)!r} is a video, not a labels file")
+    return labels
+
+
 def load_labels(
     path: str | Path | Any,
     search_path_hints: Sequence[str | Path] = (),
@@ -390,21 +419,10 @@ def load_labels(
         part_names, class_names, require_track: see `pose_labels_from_sleap_io`.
         preload: decode every labelled frame into memory now.
     """
-    import sleap_io as sio
 
     if isinstance(path, str | Path):
         file = Path(path).expanduser()
-        if not file.exists():
-            raise PosekitError(f"labels file {str(file)!r} does not exist; check the path")
-        try:
-            labels = sio.load_file(str(file))
-        except Exception as err:  # noqa: BLE001
-            raise PosekitError(
-                f"could not read labels {str(file)!r} with sleap-io "
-                f"({type(err).__name__}: {err}); is it a SLEAP/sleap-io labels file?"
-            ) from err
-        if not isinstance(labels, sio.Labels):
-            raise PosekitError(f"{str(file)!r} is a video, not a labels file")
+        labels = read_labels_file(file)
     else:
         labels, file = path, None
     resolve_video_paths(labels, file, search_path_hints)
