@@ -9,6 +9,9 @@ Permissions follow the user's umask, like every other tool (Python's `mkstemp` a
 `mkdtemp` would make the file 0600 and the folder 0700, unreadable to a lab's
 colleagues); a file that already exists keeps its mode.
 
+A read-only target is never replaced: the user protected it, so writing fails with a
+message instead.
+
 Temporaries are named ``.<name>.posekit-tmp-<pid><suffix>``: a process killed while
 writing (SIGKILL skips every cleanup) leaves one behind, and the next write of the same
 target removes those whose process is gone (`remove_stale_temporaries`).
@@ -19,6 +22,7 @@ from __future__ import annotations
 import contextlib
 import os
 import shutil
+import stat
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -84,6 +88,13 @@ def atomic_path(
     untouched.
     """
     target = Path(target)
+    if target.exists() and not target.is_dir() and not target.stat().st_mode & stat.S_IWUSR:
+        from posekit.errors import PosekitError
+
+        raise PosekitError(
+            f"{target} is read-only, so posekit will not replace it; make it writable "
+            "(chmod u+w) or choose another output path"
+        )
     target.parent.mkdir(parents=True, exist_ok=True)
     remove_stale_temporaries(target)
     suffix = target.suffix if suffix is None else suffix
