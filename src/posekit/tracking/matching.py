@@ -23,9 +23,9 @@ def tie_break(distances: np.ndarray) -> np.ndarray:
     order: an identity switch by accident. Adding ``TIE_BREAK_WEIGHT * d / (1 + d)``
     makes the nearer track win exactly those ties and changes no other decision.
     """
-    d = np.nan_to_num(np.asarray(distances, dtype=np.float64), nan=np.inf)
+    d = np.asarray(distances, dtype=np.float64)
     with np.errstate(invalid="ignore"):
-        out = np.where(np.isinf(d), 1.0, d / (1.0 + d))
+        out = np.where(np.isfinite(d), d / (1.0 + d), 1.0)
     return TIE_BREAK_WEIGHT * out
 
 
@@ -76,11 +76,13 @@ def match_margins(similarity: np.ndarray, matches: list[tuple[int, int]]) -> np.
     The rival of a match (i, j) is the best other track for instance i or the best other
     instance for track j. A small or negative margin is a decision a person should check.
     """
-    sim = np.nan_to_num(np.asarray(similarity, dtype=np.float64), nan=-np.inf)
+    sim = np.asarray(similarity, dtype=np.float64)
+    sim = np.where(np.isnan(sim), -np.inf, sim)
     out = np.full(len(matches), np.inf)
     for m, (i, j) in enumerate(matches):
-        row = np.delete(sim[i], j)
-        col = np.delete(sim[:, j], i)
-        rival = max(row.max(initial=-np.inf), col.max(initial=-np.inf))
-        out[m] = sim[i, j] - rival
+        v = sim[i, j]
+        sim[i, j] = -np.inf  # exclude the match itself from its rivals
+        rival = max(sim[i].max(initial=-np.inf), sim[:, j].max(initial=-np.inf))
+        sim[i, j] = v
+        out[m] = v - rival
     return out

@@ -210,12 +210,13 @@ class Tracker:
     @staticmethod
     def _centroid_distance(points, c_pts, c_ids, track_list):
         """(k, n_tracks) distance from each instance to each track's nearest candidate."""
-        with np.errstate(all="ignore"):
-            a = np.nanmean(points, axis=1) if points.shape[1] else np.zeros((len(points), 2))
-            b = np.nanmean(c_pts, axis=1) if c_pts.shape[1] else np.zeros((len(c_pts), 2))
-        d = np.linalg.norm(a[:, None, :] - b[None, :, :], axis=-1)
+        a, b = _mean_points(points), _mean_points(c_pts)
+        d = np.sqrt(((a[:, None, :] - b[None, :, :]) ** 2).sum(-1))
         d = np.where(np.isfinite(d), d, np.inf)
-        return np.stack([d[:, c_ids == tid].min(axis=1) for tid in track_list], axis=1)
+        out = np.empty((len(points), len(track_list)))
+        for j, tid in enumerate(track_list):
+            out[:, j] = d[:, c_ids == tid].min(axis=1)
+        return out
 
     def _spawn(self, poses: FramePoses, unmatched: np.ndarray, t: int) -> None:
         opts = self.options
@@ -232,3 +233,12 @@ class Tracker:
             poses.tracking_scores[i] = 0.0
             self.spawned_on.append(t)
             self.n_tracks += 1
+
+
+def _mean_points(points: np.ndarray) -> np.ndarray:
+    """(k, n, 2) -> (k, 2) mean of the visible nodes (NaN when none), without warnings."""
+    ok = np.isfinite(points[..., 0]) & np.isfinite(points[..., 1])
+    total = np.where(ok[..., None], points, 0.0).sum(axis=1)
+    count = ok.sum(axis=1)[:, None]
+    with np.errstate(invalid="ignore", divide="ignore"):
+        return total / count

@@ -34,10 +34,11 @@ def _pair_sq_dists(points: np.ndarray, candidates: np.ndarray) -> np.ndarray:
 def instance_similarity(points: np.ndarray, candidates: np.ndarray) -> np.ndarray:
     """SLEAP's ``instance`` similarity for every (instance, candidate) pair."""
     d2 = _pair_sq_dists(points, candidates)
-    n_ref = np.sum(np.all(np.isfinite(points), axis=-1), axis=-1)  # (k,)
-    with np.errstate(invalid="ignore", divide="ignore"):
-        sim = np.nansum(np.exp(-d2), axis=-1) / n_ref[:, None]
-    both = np.any(np.isfinite(d2), axis=-1)
+    ok = np.isfinite(d2)
+    n_ref = np.isfinite(points).all(axis=-1).sum(axis=-1)  # (k,)
+    with np.errstate(invalid="ignore", divide="ignore", over="ignore"):
+        sim = np.where(ok, np.exp(-np.where(ok, d2, 0.0)), 0.0).sum(-1) / n_ref[:, None]
+    both = ok.any(axis=-1)
     return np.where(both, sim, np.nan)
 
 
