@@ -10,7 +10,11 @@ from posekit.tracking.culling import cull_indices
 from posekit.tracking.matching import greedy_matching, hungarian_matching, match_margins
 from posekit.tracking.options import ALIASES, canonical_name, resolve_options
 from posekit.tracking.poses import FramePoses
-from posekit.tracking.postprocess import clean_instance_count, connect_single_breaks, drop_short_tracks
+from posekit.tracking.postprocess import (
+    clean_instance_count,
+    connect_single_breaks,
+    drop_short_tracks,
+)
 from posekit.tracking.similarity import (
     centroid_similarity,
     instance_similarity,
@@ -51,8 +55,12 @@ def test_object_keypoint_similarity_errors_and_normalisation():
     assert s2 == pytest.approx(np.exp(-4 / 8))
     part = moved.copy()
     part[0, 1] = np.nan
-    assert object_keypoint_similarity(A, part, normalization="all")[0, 0] == pytest.approx(np.exp(-2) / 2)
-    assert object_keypoint_similarity(A, part, normalization="union")[0, 0] == pytest.approx(np.exp(-2))
+    assert object_keypoint_similarity(A, part, normalization="all")[0, 0] == pytest.approx(
+        np.exp(-2) / 2
+    )
+    assert object_keypoint_similarity(A, part, normalization="union")[0, 0] == pytest.approx(
+        np.exp(-2)
+    )
     with pytest.raises(PosekitError, match="oks_errors"):
         object_keypoint_similarity(A, moved, errors=[1, 2, 3])
 

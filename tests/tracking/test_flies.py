@@ -43,7 +43,10 @@ def test_flies_spurious_instances_are_culled(flies):
             for pts, score in ((dup, 0.3), (false, 0.2)):
                 lf.instances.append(
                     sio.PredictedInstance.from_numpy(
-                        points_data=pts, skeleton=skel, point_scores=np.ones(len(skel.nodes)), score=score
+                        points_data=pts,
+                        skeleton=skel,
+                        point_scores=np.ones(len(skel.nodes)),
+                        score=score,
                     )
                 )
     for tracker in ("simple", "global"):

@@ -68,7 +68,11 @@ def test_flow_shift_follows_a_moving_blob():
 
     def frame(cx, cy):
         img = 255 * np.exp(-((xx - cx) ** 2 + (yy - cy) ** 2) / (2 * 6.0**2))
-        img += 60 * (np.sin(xx / 3.0) * np.cos(yy / 4.0) > 0) * (((xx - cx) ** 2 + (yy - cy) ** 2) < 30**2)
+        img += (
+            60
+            * (np.sin(xx / 3.0) * np.cos(yy / 4.0) > 0)
+            * (((xx - cx) ** 2 + (yy - cy) ** 2) < 30**2)
+        )
         return img.clip(0, 255).astype(np.uint8)
 
     shifter = FlowShifter()

@@ -4,12 +4,11 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
+from tracking_helpers import identity_map, make_labels, make_skeleton, n_switches, sio
 
 import posekit
 from posekit.errors import PosekitError
 from posekit.tracking import Tracker, track
-
-from tracking_helpers import identity_map, make_labels, make_skeleton, n_switches, sio
 
 
 def _two_walkers(n=40):
@@ -63,7 +62,9 @@ def test_online_tracker_frame_by_frame_matches_batch():
     names = []
     for lf in labels.labeled_frames:
         new = tracker.track_frame(lf)
-        names.append({truth[lf.frame_idx][i]: inst.track.name for i, inst in enumerate(new.instances)})
+        names.append(
+            {truth[lf.frame_idx][i]: inst.track.name for i, inst in enumerate(new.instances)}
+        )
     assert all(n == names[0] for n in names)
     with pytest.raises(PosekitError, match="increasing frame order"):
         tracker.track_frame(labels.labeled_frames[3])
@@ -73,7 +74,10 @@ def test_min_track_length_drops_blips():
     traj = _two_walkers(20)
     labels, truth = make_labels(traj)
     blip = sio.PredictedInstance.from_numpy(
-        points_data=np.full((3, 2), 500.0), skeleton=labels.skeletons[0], point_scores=np.ones(3), score=0.5
+        points_data=np.full((3, 2), 500.0),
+        skeleton=labels.skeletons[0],
+        point_scores=np.ones(3),
+        score=0.5,
     )
     labels.labeled_frames[5].instances.append(blip)
     assert len(track(labels, "simple").tracks) == 3
@@ -137,7 +141,9 @@ def test_global_uses_identity_classes_when_present():
 def test_bad_inputs_are_one_clear_error(tmp_path):
     skel = make_skeleton()
     video = sio.Video(filename="x.mp4")
-    empty = sio.Labels([sio.LabeledFrame(video=video, frame_idx=0)], videos=[video], skeletons=[skel])
+    empty = sio.Labels(
+        [sio.LabeledFrame(video=video, frame_idx=0)], videos=[video], skeletons=[skel]
+    )
     with pytest.raises(PosekitError, match="no instances"):
         track(empty)
     labels, _ = make_labels(_two_walkers(5))
@@ -150,7 +156,9 @@ def test_bad_inputs_are_one_clear_error(tmp_path):
         track(labels, "flow")
     other = make_skeleton(4)
     labels.labeled_frames[2].instances.append(
-        sio.PredictedInstance.from_numpy(points_data=np.zeros((4, 2)), skeleton=other, point_scores=np.ones(4), score=1.0)
+        sio.PredictedInstance.from_numpy(
+            points_data=np.zeros((4, 2)), skeleton=other, point_scores=np.ones(4), score=1.0
+        )
     )
     with pytest.raises(PosekitError, match="different skeletons"):
         track(labels, "simple")

@@ -82,12 +82,24 @@ def flies_predictions(labels, n_frames: int = 300, seed: int = 0):
     for lf in lfs:
         insts = [
             sio.PredictedInstance.from_numpy(
-                points_data=i.numpy(), skeleton=i.skeleton, point_scores=np.ones(len(i.skeleton.nodes)), score=1.0
+                points_data=i.numpy(),
+                skeleton=i.skeleton,
+                point_scores=np.ones(len(i.skeleton.nodes)),
+                score=1.0,
             )
             for i in lf.instances
         ]
         order = rng.permutation(len(insts))
-        frames.append(sio.LabeledFrame(video=lf.video, frame_idx=lf.frame_idx, instances=[insts[o] for o in order]))
+        frames.append(
+            sio.LabeledFrame(
+                video=lf.video, frame_idx=lf.frame_idx, instances=[insts[o] for o in order]
+            )
+        )
     pred = sio.Labels(frames, videos=list(labels.videos), skeletons=list(labels.skeletons))
-    gt = sio.Labels(lfs, videos=list(labels.videos), skeletons=list(labels.skeletons), tracks=list(labels.tracks))
+    gt = sio.Labels(
+        lfs,
+        videos=list(labels.videos),
+        skeletons=list(labels.skeletons),
+        tracks=list(labels.tracks),
+    )
     return pred, gt

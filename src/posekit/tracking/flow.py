@@ -126,7 +126,11 @@ class FlowShifter:
             None,
             winSize=(self.window_size, self.window_size),
             maxLevel=self.max_levels,
-            criteria=(cv2.TERM_CRITERIA_EPS | cv2.TERM_CRITERIA_COUNT, _CRITERIA_COUNT, _CRITERIA_EPS),
+            criteria=(
+                cv2.TERM_CRITERIA_EPS | cv2.TERM_CRITERIA_COUNT,
+                _CRITERIA_COUNT,
+                _CRITERIA_EPS,
+            ),
         )
         found = status.reshape(-1).astype(bool)
         moved = (dst.reshape(-1, 2) + origin).astype(np.float64) / self.img_scale

@@ -153,7 +153,9 @@ class _Tracklets:
             mus[i] = mu
             ok = np.isfinite(mu)
             # frame-level spread around this identity's mean, pooled over identities
-            sq[ok] += (self.f_sq[mine] - 2 * mu * self.f_sum[mine] + self.f_cnt[mine] * mu**2).sum(0)[ok]
+            sq[ok] += (self.f_sq[mine] - 2 * mu * self.f_sum[mine] + self.f_cnt[mine] * mu**2).sum(
+                0
+            )[ok]
             cnt[ok] += self.f_cnt[mine].sum(0)[ok]
         with np.errstate(all="ignore"):
             var = sq / cnt
@@ -257,7 +259,9 @@ def _segments(frames, linking) -> list[dict]:
             continue
         new = [a for a in key if a not in seen]
         seen.update(key)
-        segs.append({"frames": [pos], "tracklets": key, "new": new, "decides": bool(segs) and bool(new)})
+        segs.append(
+            {"frames": [pos], "tracklets": key, "new": new, "decides": bool(segs) and bool(new)}
+        )
     return segs
 
 
@@ -306,7 +310,10 @@ def _viterbi(segments, tl, unary, n_ids, sigma):
     for k in range(1, len(segments)):
         t = np.array(
             [
-                [_transition(segments[k - 1], segments[k], sp, sn, tl, sigma, cache) for sn in states[k]]
+                [
+                    _transition(segments[k - 1], segments[k], sp, sn, tl, sigma, cache)
+                    for sn in states[k]
+                ]
                 for sp in states[k - 1]
             ]
         ).reshape(len(states[k - 1]), len(states[k]))

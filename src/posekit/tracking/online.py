@@ -164,7 +164,9 @@ class Tracker:
             if len(c_ids):
                 track_list, sim = self._track_similarity(poses, c_pts, c_ps, c_ids)
                 sim[fixed] = np.nan
-                cost = -sim + tie_break(self._centroid_distance(poses.points, c_pts, c_ids, track_list))
+                cost = -sim + tie_break(
+                    self._centroid_distance(poses.points, c_pts, c_ids, track_list)
+                )
                 cost[~np.isfinite(sim)] = np.inf
                 matches = self._match(cost)
                 for i, j in matches:
@@ -202,7 +204,10 @@ class Tracker:
                     vals = np.where(finite, cols, -np.inf).max(axis=1)
                 else:
                     vals = np.array(
-                        [np.quantile(r[f], opts.robust) if f.any() else -np.inf for r, f in zip(cols, finite)]
+                        [
+                            np.quantile(r[f], opts.robust) if f.any() else -np.inf
+                            for r, f in zip(cols, finite)
+                        ]
                     )
             out[:, j] = np.where(np.isfinite(vals), vals, np.nan)
         return track_list, out

@@ -84,7 +84,11 @@ def object_keypoint_similarity(
     term = np.exp(-d2)
     if score_weighting:
         ps = np.ones(points.shape[:2]) if point_scores is None else point_scores
-        cs = np.ones(candidates.shape[:2]) if candidate_point_scores is None else candidate_point_scores
+        cs = (
+            np.ones(candidates.shape[:2])
+            if candidate_point_scores is None
+            else candidate_point_scores
+        )
         term = term * ps[:, None, :] * cs[None, :, :]
     vis_ref = np.all(np.isfinite(points), axis=-1)  # (k, n)
     if normalization == "all":
@@ -107,8 +111,9 @@ SIMILARITY_FUNCTIONS = {
 }
 
 
-def similarity_matrix(name: str, points, candidates, *, options=None, point_scores=None,
-                      candidate_point_scores=None) -> np.ndarray:
+def similarity_matrix(
+    name: str, points, candidates, *, options=None, point_scores=None, candidate_point_scores=None
+) -> np.ndarray:
     """The ``(k, c)`` similarity `name` between instances and candidates."""
     if len(points) == 0 or len(candidates) == 0:
         return np.zeros((len(points), len(candidates)))

@@ -51,7 +51,9 @@ def _velocity(prev_pts: np.ndarray, pts: np.ndarray, dt: float) -> np.ndarray:
         return np.median(d[ok], axis=0)
 
 
-def motion_nll(points: np.ndarray, predicted: np.ndarray, sigma: float, dt: np.ndarray) -> np.ndarray:
+def motion_nll(
+    points: np.ndarray, predicted: np.ndarray, sigma: float, dt: np.ndarray
+) -> np.ndarray:
     """(k, n, 2) poses vs (m, n, 2) predictions -> (k, m) link costs (NaN: no common node)."""
     diff = points[:, None] - predicted[None]
     d2 = np.sum(diff * diff, axis=-1)  # (k, m, n)
@@ -117,7 +119,9 @@ def _link_pass(frames: list, sigma: float, max_gap: int, cut_margin: float, gate
                 active[a] = {"t": t, "pts": fr.points[i].copy(), "vel": np.zeros(2)}
             else:
                 vel = _velocity(st["pts"], fr.points[i], t - st["t"])
-                pts = np.where(np.isfinite(fr.points[i]), fr.points[i], st["pts"] + st["vel"] * (t - st["t"]))
+                pts = np.where(
+                    np.isfinite(fr.points[i]), fr.points[i], st["pts"] + st["vel"] * (t - st["t"])
+                )
                 active[a] = {"t": t, "pts": pts, "vel": vel}
         out_ids.append(ids)
     return out_ids, np.asarray(residuals), next_id
