@@ -19,6 +19,7 @@ _LAZY = {
     "load_predictor": "posekit.inference.predictors",
     "train": "posekit.training.run",
     "evaluate": "posekit.evaluation",
+    "track": "posekit.tracking.api",
     "TrainingJobConfig": "posekit.config.job",
     "ModelConfig": "posekit.config.model",
 }
