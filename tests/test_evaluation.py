@@ -182,3 +182,19 @@ def test_greedy_matching_lets_a_high_score_take_a_weak_match():
     assert fp == [0]
     pairs, _, fp = match_instances([B], [B + 0.5, near_b], [0.5, 0.9], threshold=0.5)
     assert pairs[0][1] == 0 and fp == [1]
+
+
+def test_tracked_labels_get_tracking_metrics_with_the_switch_frames():
+    pytest.importorskip("motmetrics")
+    frames = [[(A, 1, "f"), (B, 1, "m")] for _ in range(4)]
+    gt = make_labels(frames, tracks=["f", "m"])
+    swapped = [[(A, 1, "t0"), (B, 1, "t1")]] * 2 + [[(A, 1, "t1"), (B, 1, "t0")]] * 2
+    m = evaluate(gt, make_labels(swapped, predicted=True, tracks=["t0", "t1"]))
+    t = m["tracking"]
+    assert t["identity_switches"] == 2 and t["idf1"] == pytest.approx(0.5)
+    assert sorted((s["frame_idx"], s["gt_track"]) for s in t["switch_frames"]) == [
+        (2, "f"),
+        (2, "m"),
+    ]
+    untracked = make_labels([[(A, 1, None), (B, 1, None)]] * 4, predicted=True)
+    assert evaluate(gt, untracked)["tracking"] is None

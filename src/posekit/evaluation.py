@@ -353,7 +353,28 @@ def evaluate(
     metrics.update(_visibility_metrics(gt_arr, pr_arr))
     metrics["nodes"] = _node_table(names, dists, gt_arr, pr_arr, pck_thresholds)
     metrics.update(_identity_metrics([(p[4], p[5]) for p in pairs]))
+    metrics["tracking"] = _tracking(ground_truth, predictions)
     return metrics
+
+
+def _has_tracks(labels) -> bool:
+    return any(inst.track is not None for lf in labels.labeled_frames for inst in lf.instances)
+
+
+def _tracking(ground_truth, predictions) -> dict[str, Any] | None:
+    """Identity switches, IDF1 and MOTA when both sides carry tracks (else None).
+
+    Needs the `tracking` extra (motmetrics); without it the pose metrics still come and
+    this says why the tracking ones do not.
+    """
+    if not (_has_tracks(ground_truth) and _has_tracks(predictions)):
+        return None
+    try:
+        from posekit.tracking.metrics import tracking_metrics
+
+        return tracking_metrics(ground_truth, predictions)
+    except PosekitError as err:
+        return {"unavailable": str(err)}
 
 
 def _track_name(inst) -> str | None:
@@ -526,6 +547,16 @@ def print_report(metrics: dict[str, Any]) -> None:
         rows.append(
             ("identity accuracy", f"{f(metrics['identity.accuracy'])} (n={metrics['identity.n']})")
         )
+    tracking = metrics.get("tracking")
+    if tracking and "unavailable" not in tracking:
+        rows.append(
+            (
+                "tracking: identity switches / IDF1 / MOTA",
+                f"{tracking['identity_switches']} / {f(tracking['idf1'])} / {f(tracking['mota'])}",
+            )
+        )
+    elif tracking:
+        rows.append(("tracking", tracking["unavailable"]))
     for r in rows:
         summary.add_row(*r)
     console.print(summary)
