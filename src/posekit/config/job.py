@@ -438,12 +438,19 @@ def load_config(path: str | os.PathLike) -> TrainingJobConfig | ModelConfig | Ba
     - A file whose top-level keys are backbone names (`{"unet": {...}}`) ->
       `BackboneConfig`.
     - A name that is not an existing path but names a config shipped with posekit
-      (`single_instance_unet`, see `shipped_configs()`) loads that config.
+      (`single_instance_unet`, see `shipped_configs()`) or one of SLEAP's training
+      profiles (`baseline.centroid`, see `posekit.config.profiles`) loads that config.
 
     Mistakes (missing file, bad syntax, wrong field or value) raise `PosekitError` with
     the file, the dotted field path and the value.
     """
-    p = _locate(Path(path))
+    given = Path(path)
+    if not given.exists() and len(given.parts) == 1:
+        from posekit.config.profiles import PROFILES, load_profile
+
+        if given.name.removesuffix(".json") in PROFILES:
+            return load_profile(given.name)
+    p = _locate(given)
     data = _read_tree(p, _format_of(p))
     keys = set(data) if isinstance(data, dict) else set()
     if keys & {"backbone", "heads", "base_checkpoint"}:
@@ -485,9 +492,12 @@ def _locate(path: Path) -> Path:
     stem = path.name.removesuffix(path.suffix) if path.suffix in _SUFFIXES else path.name
     if len(path.parts) == 1 and stem in shipped:
         return shipped[stem]
+    from posekit.config.profiles import profile_names
+
+    names = [*shipped, *profile_names()]
     raise PosekitError(
-        f"config file {str(path)!r} does not exist"
-        + (f"; shipped configs: {', '.join(shipped)}" if shipped else "")
+        f"config file {str(path)!r} does not exist; configs known by name (`posekit configs`): "
+        + ", ".join(names)
     )
 
 
