@@ -3,15 +3,25 @@
 from __future__ import annotations
 
 import argparse
-import json
 import os
 
 from posekit.errors import PosekitError
-from posekit.evaluation import _jsonable, evaluate, print_report
 
 
-def run_evaluate(args: argparse.Namespace) -> int:
-    """`posekit evaluate GT.slp PRED.slp [--json]`."""
+def add_parser(subparsers) -> argparse.ArgumentParser:
+    p = subparsers.add_parser("evaluate", help="compare predictions with ground truth")
+    p.add_argument("ground_truth", help="labels file with the true poses (.slp)")
+    p.add_argument("predictions", help="predictions of the same video and frames (.slp)")
+    p.add_argument("--json", action="store_true", help="print every metric as JSON, not the report")
+    return p
+
+
+def run(args: argparse.Namespace) -> int:
+    """Check both files exist and share frames, then print the report (or JSON)."""
+    import json
+
+    from posekit.evaluation import _jsonable, evaluate, print_report
+
     for path in (args.ground_truth, args.predictions):
         if not os.path.exists(path):
             raise PosekitError(f"labels file not found: {path}")
@@ -21,7 +31,7 @@ def run_evaluate(args: argparse.Namespace) -> int:
             "no labeled frame of the ground truth has predictions: check that both files refer "
             "to the same video and frame indices"
         )
-    if getattr(args, "json", False):
+    if args.json:
         print(json.dumps(_jsonable(metrics), indent=2))
     else:
         print_report(metrics)
