@@ -10,7 +10,7 @@ import numpy as np
 import pytest
 import sleap_io as sio
 
-from posekit.cli.evaluate import run_evaluate
+from posekit.cli.evaluate import run as run_evaluate
 from posekit.errors import PosekitError
 from posekit.evaluation import compute_oks, evaluate, match_instances, voc_metrics
 

@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 import sleap_io as sio
 
-from posekit.cli.render import run_render
+from posekit.cli.render import run as run_render
 from posekit.errors import PosekitError
 from posekit.visualization import (
     plot_predictions_vs_truth,

@@ -6,7 +6,6 @@ exporter's own check out of the way), at two input sizes so dynamic shapes are e
 
 from __future__ import annotations
 
-import argparse
 import json
 import os
 from pathlib import Path
@@ -512,12 +511,13 @@ def test_bad_options_raise_clear_errors(tmp_path, kwargs, message):
 
 
 def test_run_export_writes_default_file_for_a_model_folder(tmp_path, capsys):
-    from posekit.cli.export import run_export
+    from posekit.cli import parse_args
+    from posekit.cli.export import run as run_export
     from posekit.model.folder import save_model
 
     model = _single_instance_model()
     folder = save_model(model, tmp_path / "model")
-    args = argparse.Namespace(model_dir=str(folder), format="torchscript", output=None)
+    args = parse_args(["export", str(folder), "--format", "torchscript"])
     assert run_export(args) == 0
     path = folder / "model.torchscript.pt"
     loaded = torch.jit.load(str(path))

@@ -147,7 +147,7 @@ def test_multiclass_identities_agree_with_tracks(name, fly_labels):
 
 
 def test_cli_writes_predictions(tmp_path):
-    from posekit.cli.predict import run_predict
+    from posekit.cli.predict import run as run_predict
 
     out = tmp_path / "pred.slp"
     args = argparse.Namespace(

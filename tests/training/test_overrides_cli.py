@@ -145,3 +145,49 @@ def test_max_time_forms_become_one_timedelta_for_lightning(given, seconds):
     assert _max_time(None) is None
     with pytest.raises(PosekitError, match="is not a time"):
         _max_time("ten minutes")
+
+
+@pytest.mark.parametrize(
+    "where",
+    [
+        ["CFG", "optimization.epochs=5", "--labels", "x.slp", "--run-name", "x"],
+        ["CFG", "--labels", "x.slp", "--run-name", "x", "optimization.epochs=5"],
+        ["CFG", "--labels", "x.slp", "optimization.epochs=5", "--run-name", "x"],
+        ["--labels", "x.slp", "CFG", "--run-name", "x", "optimization.epochs=5"],
+        ["optimization.epochs=5", "--labels", "x.slp", "CFG", "--run-name", "x"],
+    ],
+    ids=["before-options", "after-options", "among-options", "config-after-option", "first"],
+)
+def test_cli_overrides_anywhere_reach_the_config(tmp_path, monkeypatch, where):
+    import importlib
+
+    from posekit.cli import main
+
+    train_module = importlib.import_module("posekit.training.run")
+    seen = {}
+
+    def fake_train(config, **kwargs):
+        seen.update(kwargs)
+        seen["config"] = apply_overrides(train_module.as_job_config(config), kwargs["overrides"])
+        return tmp_path
+
+    monkeypatch.setattr(train_module, "train", fake_train)
+    cfg = tmp_path / "job.yaml"
+    cfg.write_text(_config().to_yaml())
+    argv = [str(cfg) if token == "CFG" else token for token in where]
+    assert main(["train", *argv, "optimization.batch_size=2"]) == 0
+    assert seen["config"].optimization.epochs == 5
+    assert seen["config"].optimization.batch_size == 2
+    assert seen["labels"] == "x.slp" and seen["run_name"] == "x"
+
+
+def test_cli_stray_positional_is_one_clear_error(tmp_path, capsys):
+    from posekit.cli import main
+
+    cfg = tmp_path / "job.yaml"
+    cfg.write_text(_config().to_yaml())
+    code = main(["train", str(cfg), "--labels", "x.slp", "optimization.epochs=5", "stray"])
+    err = capsys.readouterr().err
+    assert code == 2
+    assert err.startswith("posekit: error: unexpected argument 'stray'")
+    assert "key.path=value" in err and len(err.strip().splitlines()) == 1

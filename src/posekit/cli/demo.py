@@ -11,6 +11,7 @@ Everything goes under one output folder; the paths and the score are printed at 
 
 from __future__ import annotations
 
+import argparse
 import json
 import time
 from pathlib import Path
@@ -20,6 +21,25 @@ IMAGE_SIZE = 192
 BODY_LENGTH = 56.0  # px: animals large enough that OKS reflects pose, not pixel noise
 N_PARTS = 5
 N_ANIMALS = 2
+DEFAULT_OUT = "demo_output"
+DEFAULT_MINUTES = 6.0
+
+
+def add_parser(subparsers) -> argparse.ArgumentParser:
+    p = subparsers.add_parser(
+        "demo", help="synthetic data -> train -> predict -> evaluate -> picture"
+    )
+    p.add_argument(
+        "--out", default=DEFAULT_OUT, help="folder for everything it writes (default: %(default)s)"
+    )
+    p.add_argument(
+        "--minutes",
+        type=float,
+        default=DEFAULT_MINUTES,
+        help="training budget in minutes, both models together, 0.5 at least "
+        "(default: %(default)s)",
+    )
+    return p
 
 
 def _config(model_type: str) -> dict[str, Any]:
@@ -66,7 +86,9 @@ def _config(model_type: str) -> dict[str, Any]:
     }
 
 
-def run_demo_pipeline(out: str | Path = "demo_output", minutes: float = 6.0) -> dict[str, Any]:
+def run_demo_pipeline(
+    out: str | Path = DEFAULT_OUT, minutes: float = DEFAULT_MINUTES
+) -> dict[str, Any]:
     """Run the demo; returns a dict of output paths and scores."""
     from rich.console import Console
 
@@ -167,6 +189,6 @@ def run_demo_pipeline(out: str | Path = "demo_output", minutes: float = 6.0) -> 
     return result
 
 
-def run_demo(args) -> int:
+def run(args: argparse.Namespace) -> int:
     run_demo_pipeline(args.out, minutes=args.minutes)
     return 0

@@ -1,55 +1,102 @@
-"""`posekit export MODEL_DIR --format onnx|torchscript ...`."""
+"""`posekit export MODEL_DIR --format onnx|torchscript ...`: a model as one file plus its
+JSON contract, for other runtimes."""
 
 from __future__ import annotations
 
+import argparse
 from pathlib import Path
-from typing import Any
 
-from posekit.errors import PosekitError
-from posekit.export.core import (
-    DEFAULT_MAX_PEAKS,
-    DEFAULT_OPSET,
-    export_onnx,
-    export_torchscript,
-    load_contract,
-    sidecar_path,
-)
+from posekit.cli.common import parse_shape
+from posekit.export.core import DEFAULT_MAX_PEAKS, DEFAULT_OPSET
+from posekit.ops.peaks import DEFAULT_PEAK_THRESHOLD
+
+#: The file written into the model folder when no `-o` is given, per format.
+DEFAULT_FILE_NAMES = {"onnx": "model.onnx", "torchscript": "model.torchscript.pt"}
 
 
-def run_export(args) -> int:
-    """`posekit export MODEL_DIR --format onnx|torchscript [-o PATH]`.
+def add_parser(subparsers) -> argparse.ArgumentParser:
+    p = subparsers.add_parser("export", help="export a model to ONNX or TorchScript")
+    p.add_argument("model_dir", help="model folder (posekit or SLEAP) to export")
+    p.add_argument(
+        "--format",
+        default="onnx",
+        choices=list(DEFAULT_FILE_NAMES),
+        help="file format to write (default: %(default)s)",
+    )
+    p.add_argument(
+        "-o",
+        "--output",
+        default=None,
+        help="file to write (default: model.onnx or model.torchscript.pt in MODEL_DIR)",
+    )
+    p.add_argument(
+        "--with-peaks",
+        action="store_true",
+        help="include preprocessing and peak finding: the graph takes uint8 frames and "
+        "returns points (default: raw head outputs)",
+    )
+    p.add_argument(
+        "--static",
+        action="store_true",
+        help="fixed input size and batch (default: dynamic batch, height and width)",
+    )
+    p.add_argument(
+        "--input-shape",
+        type=parse_shape,
+        default=None,
+        metavar="H,W",
+        help="size of the example input, the fixed size with --static (default: the "
+        "model's input size, the crop size for top-down models)",
+    )
+    p.add_argument(
+        "--max-peaks",
+        type=int,
+        default=DEFAULT_MAX_PEAKS,
+        help="peak slots per frame for centroid and multi-instance models with "
+        "--with-peaks (default: %(default)s)",
+    )
+    p.add_argument(
+        "--peak-threshold",
+        type=float,
+        default=DEFAULT_PEAK_THRESHOLD,
+        help="with --with-peaks, peaks below this are dropped (default: %(default)s)",
+    )
+    p.add_argument(
+        "--batch-size",
+        type=int,
+        default=1,
+        help="batch of the example input, the fixed batch with --static (default: %(default)s)",
+    )
+    p.add_argument(
+        "--opset", type=int, default=DEFAULT_OPSET, help="ONNX opset, >= 17 (default: %(default)s)"
+    )
+    return p
 
-    Optional attributes of `args` (set by the CLI when it offers them): `input_shape`
-    ("H,W"), `static` (fixed shapes), `with_peaks` (include preprocessing and peak
-    finding), `max_peaks`, `peak_threshold`, `batch_size`, `opset`.
-    """
+
+def run(args: argparse.Namespace) -> int:
+    """Export, then print the file, its contract and the inputs and outputs it declares."""
+    from posekit.export.core import export_onnx, export_torchscript, load_contract, sidecar_path
     from posekit.model.folder import load_model
 
-    fmt = str(getattr(args, "format", "onnx") or "onnx").lower()
-    if fmt not in ("onnx", "torchscript"):
-        raise PosekitError(f"--format {fmt!r} is not supported; use onnx or torchscript")
     folder = Path(args.model_dir)
     model = load_model(folder)
     base = folder if folder.is_dir() else folder.parent
-    default_name = "model.onnx" if fmt == "onnx" else "model.torchscript.pt"
-    out = Path(getattr(args, "output", None) or base / default_name)
-    with_peaks = bool(getattr(args, "with_peaks", False))
-    kwargs: dict[str, Any] = dict(
-        input_shape=getattr(args, "input_shape", None),
-        dynamic=not bool(getattr(args, "static", False)),
-        include_postprocessing=with_peaks,
-        include_preprocessing=with_peaks,
-        batch_size=int(getattr(args, "batch_size", None) or 1),
-        max_peaks=int(getattr(args, "max_peaks", None) or DEFAULT_MAX_PEAKS),
-        peak_threshold=getattr(args, "peak_threshold", None),
+    out = Path(args.output or base / DEFAULT_FILE_NAMES[args.format])
+    kwargs = dict(
+        input_shape=args.input_shape,
+        dynamic=not args.static,
+        include_postprocessing=args.with_peaks,
+        include_preprocessing=args.with_peaks,
+        batch_size=args.batch_size,
+        max_peaks=args.max_peaks,
+        peak_threshold=args.peak_threshold,
     )
-    if fmt == "onnx":
-        opset = getattr(args, "opset", None)
-        path = export_onnx(model, out, opset=int(opset or DEFAULT_OPSET), **kwargs)
+    if args.format == "onnx":
+        path = export_onnx(model, out, opset=args.opset, **kwargs)
     else:
         path = export_torchscript(model, out, **kwargs)
     contract = load_contract(path)
-    print(f"wrote {path} ({model.model_type}, {fmt})")
+    print(f"wrote {path} ({model.model_type}, {args.format})")
     print(f"contract: {sidecar_path(path)}")
     for spec in contract["inputs"]:
         print(f"  input  {spec['name']}: {spec['dtype']} {spec['shape']}")

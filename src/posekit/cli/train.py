@@ -1,66 +1,177 @@
-"""`posekit train`: the command line's view of `posekit.training.run`."""
+"""`posekit train CONFIG [key.path=value ...] --labels LABELS ...`: the command line's view
+of `posekit.training.run.train`.
+
+Overrides may stand anywhere on the line, before, between or after the options; tokens
+argparse leaves over after the options are added to `overrides` (`posekit.cli.parse_args`)
+and told apart from the config here.
+"""
 
 from __future__ import annotations
 
 import argparse
 from pathlib import Path
 
+from posekit.cli.common import LOOSE_TOKENS
 from posekit.errors import PosekitError
 
 
-def _split_config_and_overrides(
-    config: str | None, overrides: list[str] | None
-) -> tuple[str | None, list[str]]:
-    """argparse puts a lone `key=value` into the optional config slot; move it back."""
-    items = list(overrides or [])
-    if config is not None and "=" in config and not Path(config).exists():
-        return None, [config, *items]
-    return config, items
-
-
-def run_train(args: argparse.Namespace) -> int:
-    """Load the config, apply overrides, train, print where the model is."""
-    from posekit.training.run import train
-
-    config, overrides = _split_config_and_overrides(
-        getattr(args, "config", None), getattr(args, "overrides", None)
+def add_parser(subparsers) -> argparse.ArgumentParser:
+    p = subparsers.add_parser("train", help="train a model from a config and labels")
+    p.add_argument(
+        "config",
+        nargs="?",
+        default=None,
+        metavar="CONFIG",
+        help="a SLEAP training_config.json, a posekit YAML/JSON or a shipped name such as "
+        "single_instance_unet; not needed with --resume",
     )
-    resume = getattr(args, "resume", None)
-    if config is None and resume is None:
+    p.add_argument(
+        "overrides",
+        nargs="*",
+        metavar="key.path=value",
+        help="config overrides such as optimization.epochs=5, before or after the options",
+    )
+    p.add_argument(
+        "--labels",
+        help="training labels, .slp (default: the config's data.labels.training_labels)",
+    )
+    p.add_argument(
+        "--val-labels",
+        help="validation labels, .slp (default: the config's data.labels.validation_labels, "
+        "else a seeded validation_fraction split of the training labels)",
+    )
+    p.add_argument(
+        "--run-name",
+        help="name of the run folder (default: the config's outputs.run_name, else "
+        "<timestamp>.<model type>.n=<labeled frames>)",
+    )
+    p.add_argument(
+        "--runs-folder",
+        help="folder the run folder is made in (default: the config's outputs.runs_folder)",
+    )
+    p.add_argument(
+        "--epochs", type=int, help="training epochs (default: the config's optimization.epochs)"
+    )
+    p.add_argument(
+        "--batch-size",
+        type=int,
+        help="samples per training batch (default: the config's optimization.batch_size)",
+    )
+    p.add_argument(
+        "--device",
+        default="auto",
+        choices=["auto", "cpu", "cuda", "mps"],
+        help="where to train; auto: a CUDA GPU, else Apple mps, else the CPU "
+        "(default: %(default)s)",
+    )
+    p.add_argument(
+        "--devices",
+        type=int,
+        default=None,
+        help="devices per node, e.g. GPUs of this machine to train on (default: 1)",
+    )
+    p.add_argument(
+        "--num-nodes",
+        type=int,
+        default=1,
+        help="machines to train on, for multi-node runs (default: %(default)s)",
+    )
+    p.add_argument(
+        "--strategy",
+        default=None,
+        help="Lightning distributed strategy such as ddp (default: Lightning's auto)",
+    )
+    p.add_argument(
+        "--resume",
+        default=None,
+        metavar="RUN_FOLDER",
+        help="continue this run after its last finished epoch, with its own config "
+        "(default: start a new run)",
+    )
+    p.add_argument(
+        "--auto",
+        action="store_true",
+        help="let posekit choose settings for these labels and this machine (input "
+        "scaling, batch size, epochs, ...); overrides still win",
+    )
+    p.add_argument(
+        "--max-time",
+        default=None,
+        help="wall-clock training budget: seconds, or DD:HH:MM:SS; with --auto the "
+        "recommended settings are planned for it (default: no limit)",
+    )
+    p.add_argument(
+        "--precision",
+        default=None,
+        choices=["32-true", "bf16-mixed", "16-mixed"],
+        help="Lightning precision (default 32-true; --auto picks bf16-mixed on CPUs and "
+        "GPUs with native bfloat16)",
+    )
+    p.set_defaults(**{LOOSE_TOKENS: "overrides"})
+    return p
+
+
+def _split_config_and_overrides(
+    config: str | None, overrides: list[str]
+) -> tuple[str | None, list[str]]:
+    """The config and the overrides among the positional tokens, in their order.
+
+    argparse puts the first positional token into `config`, and it may be an override
+    (`posekit train optimization.epochs=3 --resume RUN`); the overrides list may hold the
+    config (`posekit train --labels L optimization.epochs=3 job.yaml`). A token with '='
+    that is not an existing file is an override; one other token is the config, and a
+    second one is a mistake that is better reported than guessed at.
+    """
+    found: str | None = None
+    items: list[str] = []
+    for token in [*([config] if config is not None else []), *overrides]:
+        if "=" in token and not Path(token).exists():
+            items.append(token)
+        elif found is None:
+            found = token
+        else:
+            raise PosekitError(
+                f"unexpected argument {token!r}: posekit train takes one config ({found}) and "
+                "key.path=value overrides (e.g. optimization.epochs=5)"
+            )
+    return found, items
+
+
+def run(args: argparse.Namespace) -> int:
+    """Load the config, apply overrides, train, print where the model is."""
+    config, overrides = _split_config_and_overrides(args.config, args.overrides)
+    if config is None and args.resume is None:
         raise PosekitError(
             "posekit train needs a config (a SLEAP training_config.json, a posekit YAML or "
             "a shipped name such as single_instance_unet), or --resume RUN_FOLDER"
         )
-    if config is not None and resume is not None:
+    if config is not None and args.resume is not None:
         print(
             f"posekit: --resume uses the run folder's own training_config.json; ignoring {config}"
         )
-    run_dir = train(
-        config if resume is None else None,
-        labels=getattr(args, "labels", None),
-        val_labels=getattr(args, "val_labels", None),
-        run_name=getattr(args, "run_name", None),
-        epochs=getattr(args, "epochs", None),
-        batch_size=getattr(args, "batch_size", None),
-        device=getattr(args, "device", "auto") or "auto",
-        devices=getattr(args, "devices", None),
-        num_nodes=getattr(args, "num_nodes", 1) or 1,
-        strategy=getattr(args, "strategy", None),
-        resume=resume,
-        overrides=overrides,
-        runs_folder=getattr(args, "runs_folder", None),
-        auto=bool(getattr(args, "auto", False)),
-        max_time=getattr(args, "max_time", None),
-        precision=getattr(args, "precision", None),
-    )
-    from posekit.training.run import _env_rank
+    from posekit.training.run import _env_rank, train
 
+    run_dir = train(
+        config if args.resume is None else None,
+        labels=args.labels,
+        val_labels=args.val_labels,
+        run_name=args.run_name,
+        epochs=args.epochs,
+        batch_size=args.batch_size,
+        device=args.device,
+        devices=args.devices,
+        num_nodes=args.num_nodes,
+        strategy=args.strategy,
+        resume=args.resume,
+        overrides=overrides,
+        runs_folder=args.runs_folder,
+        auto=args.auto,
+        max_time=args.max_time,
+        precision=args.precision,
+    )
     if _env_rank() == 0:
         best = run_dir / "best_model"
         print(f"Run folder: {run_dir}")
         if best.exists():
             print(f"Trained model: {best}")
     return 0
-
-
-__all__ = ["run_train"]
