@@ -319,12 +319,12 @@ class TimedForward:
 
 def predict_and_save(predictor, video: str, n_frames: int, out_dir: str) -> dict:
     """One `posekit predict` pass (predict + atomic .slp write) over frames 0..n-1."""
-    from posekit.cli.predict import save_labels_atomic
+    from posekit.data.labels import save_labels
 
     timer = TimedForward(predictor)
     t = time.perf_counter()
     labels = predictor.predict(video, frames=f"0-{n_frames - 1}")
-    save_labels_atomic(labels, Path(out_dir) / "out.predictions.slp")
+    save_labels(labels, Path(out_dir) / "out.predictions.slp")
     seconds = time.perf_counter() - t
     predictor._forward = timer.inner
     n = len(labels.labeled_frames)

@@ -13,12 +13,23 @@ from __future__ import annotations
 import argparse
 import sys
 
-from posekit.cli import convert, demo, evaluate, export, predict, render, summary, train
+from posekit.cli import (
+    configs,
+    convert,
+    demo,
+    evaluate,
+    export,
+    predict,
+    render,
+    summary,
+    track,
+    train,
+)
 from posekit.cli.common import LOOSE_TOKENS
 from posekit.errors import PosekitError
 
 #: The subcommands, in the order `posekit --help` lists them.
-COMMANDS = (summary, convert, train, predict, evaluate, render, export, demo)
+COMMANDS = (summary, configs, convert, train, predict, track, evaluate, render, export, demo)
 
 
 def build_parser() -> argparse.ArgumentParser:

@@ -92,8 +92,8 @@ def run_demo_pipeline(
     """Run the demo; returns a dict of output paths and scores."""
     from rich.console import Console
 
-    from posekit.cli.predict import save_labels_atomic
     from posekit.config.job import TrainingJobConfig
+    from posekit.data.labels import save_labels
     from posekit.data.synthetic import save_synthetic_dataset
     from posekit.evaluation import evaluate
     from posekit.inference.predictors import load_predictor
@@ -151,7 +151,7 @@ def run_demo_pipeline(
         max_instances=N_ANIMALS,
     )
     predictions = predictor.predict(truth.video)
-    pred_path = save_labels_atomic(predictions, out / "heldout.predictions.slp")
+    pred_path = save_labels(predictions, out / "heldout.predictions.slp")
 
     console.rule("[bold]4. Evaluation and pictures")
     metrics = evaluate(truth, predictions)

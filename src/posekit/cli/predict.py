@@ -10,6 +10,7 @@ import argparse
 import os
 from pathlib import Path
 
+from posekit.cli.track import add_tracking_arguments, tracking_options, wants_tracking
 from posekit.errors import PosekitError
 from posekit.inference.runtime import PRECISIONS, RUNTIMES
 from posekit.ops.peaks import DEFAULT_PEAK_THRESHOLD
@@ -71,6 +72,7 @@ def add_parser(subparsers) -> argparse.ArgumentParser:
         "compile, for long videos; onnx: onnxruntime (the export extra) "
         "(default: %(default)s)",
     )
+    add_tracking_arguments(p)
     return p
 
 
@@ -84,22 +86,9 @@ def default_output_path(source: str | os.PathLike) -> Path:
     return source.with_name(name + ".predictions.slp")
 
 
-def save_labels_atomic(labels, output: str | os.PathLike) -> Path:
-    """Write ``labels`` to ``output`` (.slp) via a temporary sibling and a rename."""
-    import sleap_io as sio
-
-    from posekit.io.atomic import atomic_path
-
-    output = Path(output)
-    if output.suffix != ".slp":
-        raise PosekitError(f"predictions are written as .slp; got output path {output}")
-    with atomic_path(output) as tmp:
-        sio.save_slp(labels, str(tmp), verbose=False)
-    return output
-
-
 def run(args: argparse.Namespace) -> int:
     """Check the inputs, predict, write the .slp, print frames and speed."""
+    from posekit.data.labels import save_labels
     from posekit.inference.predictors import load_predictor, resolve_device
     from posekit.inference.runtime import check_runtime_options
 
@@ -128,7 +117,12 @@ def run(args: argparse.Namespace) -> int:
         runtime=args.runtime,
     )
     labels = predictor.predict(source, frames=args.frames)
-    save_labels_atomic(labels, output)
+    options = tracking_options(args)
+    if wants_tracking(options):
+        from posekit.tracking import track
+
+        labels = track(labels, **options)
+    save_labels(labels, output)
     stats = predictor.stats
     n_inst = sum(len(lf.instances) for lf in labels.labeled_frames)
     msg = (

@@ -403,6 +403,20 @@ def read_labels_file(path: str | os.PathLike, open_videos: bool = True) -> Any:
     return labels
 
 
+def save_labels(labels: Any, output: str | os.PathLike) -> Path:
+    """Write `sleap_io.Labels` to `output` (.slp) atomically (`posekit.io.atomic`)."""
+    import sleap_io as sio
+
+    from posekit.io.atomic import atomic_path
+
+    output = Path(output)
+    if output.suffix != ".slp":
+        raise PosekitError(f"labels are written as .slp; got output path {output}")
+    with atomic_path(output) as tmp:
+        sio.save_slp(labels, str(tmp), verbose=False)
+    return output
+
+
 def load_labels(
     path: str | Path | Any,
     search_path_hints: Sequence[str | Path] = (),
