@@ -47,8 +47,9 @@ def save_labels_atomic(labels, output: str | os.PathLike) -> Path:
 
 def run_predict(args: argparse.Namespace) -> int:
     """Run `posekit predict` from parsed arguments; returns the exit code."""
-    from posekit.inference.predictors import load_predictor, resolve_device
+    from posekit.inference.predictors import load_predictor
     from posekit.inference.runtime import check_runtime_options
+    from posekit.model.device import resolve_device
 
     paths = list(args.paths)
     if len(paths) < 2:
