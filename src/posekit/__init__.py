@@ -16,7 +16,7 @@ _LAZY = {
     "summary": "posekit.model.summary",
     "Model": "posekit.model.network",
     "load_model": "posekit.model.folder",
-    "load_predictor": "posekit.inference.predictors",
+    "load_predictor": "posekit.inference.predictors.loading",
     "train": "posekit.training.run",
     "evaluate": "posekit.evaluation",
     "track": "posekit.tracking.api",

@@ -85,7 +85,7 @@ def _draw_frame(ax, lf, labels, track_colors, instance_colors) -> None:
 
 
 def _select_frames(labels, frames) -> list:
-    from posekit.inference.predictors import parse_frames
+    from posekit.data.video import parse_frames
 
     wanted = parse_frames(frames)
     lfs = [lf for lf in labels.labeled_frames if wanted is None or lf.frame_idx in wanted]

@@ -7,8 +7,8 @@ from pathlib import Path
 
 import pytest
 
-from posekit.config.job import TrainingJobConfig
-from posekit.config.profiles import PROFILES, load_profile, profile_names
+from posekit.config.job import TrainingJobConfig, load_profile
+from posekit.config.profiles import PROFILES, profile_names
 from posekit.errors import PosekitError
 
 SLEAP_PROFILES = Path(__file__).resolve().parents[2] / ".." / "shared" / "sleap_profiles"

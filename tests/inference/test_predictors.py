@@ -10,6 +10,8 @@ import sleap_io as sio
 import torch
 from _inference_fakes import FakeModel, blob_frame
 
+from posekit.data.instance_cropping import instance_centroids
+from posekit.data.video import parse_frames
 from posekit.errors import PosekitError
 from posekit.inference.predictors import (
     BottomUpMultiClassPredictor,
@@ -17,9 +19,7 @@ from posekit.inference.predictors import (
     TopDownMultiClassPredictor,
     TopDownPredictor,
     crop_centered,
-    instance_centroids,
     load_predictor,
-    parse_frames,
 )
 
 
@@ -166,7 +166,8 @@ def test_topdown_ground_truth_modes(monkeypatch):
 
 
 def test_instance_centroids_anchor_or_bbox():
-    inst = [np.array([[1.0, 2.0], [5.0, 10.0]]), np.array([[np.nan, np.nan], [4.0, 6.0]])]
+    # The top-down predictors take the labels' centroids with training's rule.
+    inst = torch.tensor([[[1.0, 2.0], [5.0, 10.0]], [[np.nan, np.nan], [4.0, 6.0]]])
     np.testing.assert_allclose(instance_centroids(inst, 0), [[1.0, 2.0], [4.0, 6.0]])
     np.testing.assert_allclose(instance_centroids(inst, None), [[3.0, 6.0], [4.0, 6.0]])
 

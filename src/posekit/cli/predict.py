@@ -89,8 +89,9 @@ def default_output_path(source: str | os.PathLike) -> Path:
 def run(args: argparse.Namespace) -> int:
     """Check the inputs, predict, write the .slp, print frames and speed."""
     from posekit.data.labels import save_labels
-    from posekit.inference.predictors import load_predictor, resolve_device
+    from posekit.inference.predictors import load_predictor
     from posekit.inference.runtime import check_runtime_options
+    from posekit.model.device import resolve_device
 
     paths = list(args.paths)
     if len(paths) < 2:

@@ -24,6 +24,7 @@ from pydantic import Field, ValidationError, field_serializer, field_validator, 
 
 from posekit.config.base import ConfigBase, format_validation_error
 from posekit.config.model import BackboneConfig, ModelConfig, check_stride
+from posekit.config.profiles import PROFILES, profile_fields, profile_names
 from posekit.config.skeleton import SkeletonConfig
 from posekit.errors import PosekitError
 from posekit.io.atomic import write_text_atomic
@@ -446,8 +447,6 @@ def load_config(path: str | os.PathLike) -> TrainingJobConfig | ModelConfig | Ba
     """
     given = Path(path)
     if not given.exists() and len(given.parts) == 1:
-        from posekit.config.profiles import PROFILES, load_profile
-
         if given.name.removesuffix(".json") in PROFILES:
             return load_profile(given.name)
     p = _locate(given)
@@ -460,6 +459,18 @@ def load_config(path: str | os.PathLike) -> TrainingJobConfig | ModelConfig | Ba
     if isinstance(data, dict):
         data = {**data, "filename": os.path.abspath(p)}
     return _validate(TrainingJobConfig, data, str(p))
+
+
+def load_profile(name: str) -> TrainingJobConfig:
+    """The `TrainingJobConfig` of SLEAP's training profile `name` (``"baseline.centroid"``)."""
+    data = TrainingJobConfig().model_dump(mode="json")
+    for dotted, value in profile_fields(name).items():
+        *path, leaf = dotted.split(".")
+        tree = data
+        for key in path:
+            tree = tree[key]
+        tree[leaf] = value
+    return TrainingJobConfig.model_validate(data)
 
 
 def load_model_config(path: str | os.PathLike) -> ModelConfig:
@@ -492,8 +503,6 @@ def _locate(path: Path) -> Path:
     stem = path.name.removesuffix(path.suffix) if path.suffix in _SUFFIXES else path.name
     if len(path.parts) == 1 and stem in shipped:
         return shipped[stem]
-    from posekit.config.profiles import profile_names
-
     names = [*shipped, *profile_names()]
     raise PosekitError(
         f"config file {str(path)!r} does not exist; configs known by name (`posekit configs`): "

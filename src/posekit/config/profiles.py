@@ -18,7 +18,7 @@ from typing import Any
 
 from posekit.errors import PosekitError
 
-__all__ = ["PROFILES", "load_profile", "profile_names"]
+__all__ = ["PROFILES", "profile_fields", "profile_names"]
 
 _COMMON: dict[str, Any] = {
     "optimization.augmentation_config.rotate": True,
@@ -154,21 +154,13 @@ def profile_names() -> list[str]:
     return sorted(PROFILES)
 
 
-def _set(tree: dict[str, Any], dotted: str, value: Any) -> None:
-    *path, leaf = dotted.split(".")
-    for key in path:
-        tree = tree[key]
-    tree[leaf] = copy.deepcopy(value)
+def profile_fields(name: str) -> dict[str, Any]:
+    """The dotted fields of SLEAP's profile `name` that differ from the defaults.
 
-
-def load_profile(name: str):
-    """The `TrainingJobConfig` of SLEAP's profile `name` (``"baseline.centroid"``, ...).
-
-    A trailing ``.json`` is accepted, as SLEAP users often type the file name.
+    A trailing ``.json`` is accepted, as SLEAP users often type the file name. Build the
+    config with `posekit.config.job.load_profile`.
     """
     import difflib
-
-    from posekit.config.job import TrainingJobConfig
 
     key = name[: -len(".json")] if name.endswith(".json") else name
     if key not in PROFILES:
@@ -178,8 +170,4 @@ def load_profile(name: str):
             f"no training profile named {name!r}.{hint} `posekit configs` lists them: "
             + ", ".join(profile_names())
         )
-    data = TrainingJobConfig().model_dump(mode="json")
-    for dotted, value in {**_COMMON, **PROFILES[key][1]}.items():
-        _set(data, dotted, value)
-    data.setdefault("outputs", {})["run_name"] = key
-    return TrainingJobConfig.model_validate(data)
+    return {**copy.deepcopy(_COMMON), **copy.deepcopy(PROFILES[key][1]), "outputs.run_name": key}

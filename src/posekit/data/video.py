@@ -40,6 +40,8 @@ from typing import Any
 
 import numpy as np
 
+from posekit.errors import PosekitError
+
 # Jump with a keyframe seek when the next wanted frame is more than this many frames
 # ahead; closer frames are reached by decoding through (no seek can be cheaper than
 # decoding up to a GOP, and short gaps are common in labeled-frame selections).
@@ -395,6 +397,54 @@ def num_frames(video) -> int:
     return len(video)
 
 
+def parse_frames(spec: Any, n_frames: int | None = None) -> list[int] | None:
+    """Frame selection -> sorted unique indices (None: every frame).
+
+    Accepts None, an int, an iterable of ints, or a string such as ``"0-999"`` (inclusive,
+    as SLEAP's ``--frames``, so command lines written for SLEAP select the same frames) or
+    ``"0-9,20,30-39"``. Indices at or beyond ``n_frames`` are dropped with a warning
+    rather than failing, so one selection can be reused across videos of different lengths.
+    """
+    if spec is None or (isinstance(spec, str) and not spec.strip()):
+        return None
+    if isinstance(spec, int | np.integer):
+        inds = [int(spec)]
+    elif isinstance(spec, str):
+        inds = []
+        for part in spec.replace(" ", "").split(","):
+            if not part:
+                continue
+            try:
+                if "-" in part[1:]:
+                    a, b = part.split("-", 1) if not part.startswith("-") else (part, "")
+                    lo, hi = int(a), int(b)
+                    if hi < lo:
+                        raise ValueError
+                    inds.extend(range(lo, hi + 1))
+                else:
+                    inds.append(int(part))
+            except ValueError as err:
+                raise PosekitError(
+                    f"cannot read frame selection {spec!r}: use e.g. '0-999' (inclusive) or "
+                    "'0,5,10-20'"
+                ) from err
+    else:
+        inds = [int(i) for i in spec]
+    if any(i < 0 for i in inds):
+        raise PosekitError(f"frame indices must be >= 0; got {spec!r}")
+    inds = sorted(set(inds))
+    if n_frames is not None:
+        beyond = [i for i in inds if i >= n_frames]
+        if beyond:
+            warnings.warn(
+                f"{len(beyond)} requested frame(s) are beyond the video's {n_frames} frames "
+                f"(first: {beyond[0]}); they are skipped",
+                stacklevel=2,
+            )
+            inds = [i for i in inds if i < n_frames]
+    return inds
+
+
 def remember_media_metadata(
     video, frame_shape: tuple[int, ...], n_frames: int | None = None
 ) -> None:
@@ -589,5 +639,6 @@ __all__ = [
     "can_stream",
     "iter_frames",
     "num_frames",
+    "parse_frames",
     "remember_media_metadata",
 ]

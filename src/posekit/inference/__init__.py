@@ -1,15 +1,15 @@
-"""Inference: peak finding, refinement, PAF grouping, identity assignment, predictors.
+"""Inference: PAF grouping, identity assignment, runtimes and the predictors.
 
 Modules (each importable on its own; torch loads only when one is used):
 
-- `peaks`: global and local peak finders on (N, C, H, W) confidence maps.
-- `refinement`: integral / learned-offset / local subpixel refinement and SLEAP's
-  grid -> image coordinate conventions.
 - `paf_grouping`: bottom-up grouping of peaks into instances with part affinity fields.
 - `identity`: class-map and class-vector identity assignment for multi-class models.
+- `runtime`: how a model runs (torch, compile, ONNX; fp32, bf16, fp16, int8).
 - `predictors`: `load_predictor` and one predictor per model type, producing
   `sleap_io.Labels`.
-- `cli`: `posekit predict`.
+
+Peak finders and refinement live in `posekit.ops` (shared with training and export);
+`find_global_peaks` / `find_local_peaks` are re-exported here.
 """
 
 from __future__ import annotations
@@ -17,13 +17,13 @@ from __future__ import annotations
 from posekit._lazy import lazy_exports
 
 _LAZY = {
-    "load_predictor": "posekit.inference.predictors",
-    "Predictor": "posekit.inference.predictors",
-    "SingleInstancePredictor": "posekit.inference.predictors",
-    "TopDownPredictor": "posekit.inference.predictors",
-    "BottomUpPredictor": "posekit.inference.predictors",
-    "BottomUpMultiClassPredictor": "posekit.inference.predictors",
-    "TopDownMultiClassPredictor": "posekit.inference.predictors",
+    "load_predictor": "posekit.inference.predictors.loading",
+    "Predictor": "posekit.inference.predictors.base",
+    "SingleInstancePredictor": "posekit.inference.predictors.single_instance",
+    "TopDownPredictor": "posekit.inference.predictors.topdown",
+    "BottomUpPredictor": "posekit.inference.predictors.bottomup",
+    "BottomUpMultiClassPredictor": "posekit.inference.predictors.bottomup",
+    "TopDownMultiClassPredictor": "posekit.inference.predictors.topdown",
     "find_global_peaks": "posekit.ops.peaks",
     "find_local_peaks": "posekit.ops.peaks",
     "PAFGrouper": "posekit.inference.paf_grouping",

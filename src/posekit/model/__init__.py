@@ -4,7 +4,8 @@
 - `registry`: the model types (single instance, centroid, ...) and what each one needs;
 - `preprocessing`: the input a model expects (scaling, channels, stride padding);
 - `summary`: parameter counts, shapes, strides, FLOPs, receptive field;
-- `folder`: SLEAP and posekit model folders (load, save, convert).
+- `folder`: SLEAP and posekit model folders (load, save, convert);
+- `device`: the device a model runs on (``"auto"`` resolved once).
 
 Submodules load lazily, so `import posekit.model` does not import torch.
 """
@@ -21,6 +22,7 @@ _LAZY = {
     "ModelType": ".registry",
     "model_type": ".registry",
     "load_model": ".folder",
+    "resolve_device": ".device",
     "save_model": ".folder",
     "convert": ".folder",
 }

@@ -34,6 +34,7 @@ from posekit.heads import (
 
 __all__ = [
     "MODEL_TYPES",
+    "allowed_combinations",
     "ModelType",
     "build_heads",
     "model_type",
@@ -258,22 +259,29 @@ def build_heads(
     return name, heads
 
 
+def allowed_combinations() -> list[frozenset[str]]:
+    """Every set of model types that runs as one predictor: each type alone, and each crop
+    model with the model it pairs with."""
+    combos = [frozenset({name}) for name in MODEL_TYPES]
+    combos += [frozenset({t.pairs_with, t.name}) for t in MODEL_TYPES.values() if t.pairs_with]
+    return combos
+
+
 def predictor_path(types: set[str] | list[str]) -> str:
     """Import path of the predictor that runs models of these types together.
 
-    A crop model and the model it pairs with (centroid) run as one top-down predictor;
-    either one alone is allowed too (the other's part then comes from ground truth).
+    A crop model and the model it pairs with (centroid) run as the crop model's (top-down)
+    predictor; either one alone is allowed too (the other's part then comes from ground
+    truth, or is left out).
     """
     types = set(types)
     for name in types:
-        model_type(name)
-    main = [t for t in types if t != "centroid"] or ["centroid"]
-    if len(main) == 1:
-        entry = MODEL_TYPES[main[0]]
-        partners = types - {entry.name}
-        if not partners or partners == {entry.pairs_with}:
+        entry = model_type(name)
+        if types - {name} <= {entry.pairs_with}:
             return entry.predictor
+    order = list(MODEL_TYPES).index
+    valid = "; ".join(" + ".join(sorted(c, key=order)) for c in allowed_combinations())
     raise PosekitError(
-        f"these models do not run together: {', '.join(sorted(types))}. Give one model, or "
-        "a centroid model with a centered-instance (or multi-class top-down) model"
+        f"cannot combine models of types {sorted(types)}: give one model, or a crop model "
+        f"with the model it pairs with. Valid sets: {valid}"
     )

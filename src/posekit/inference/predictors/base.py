@@ -1,0 +1,369 @@
+"""What every predictor shares: the prediction loop, model outputs, labels out.
+
+A predictor provides `_predict_batch` (uint8 frames -> `RawInstance`s per frame) and
+`skeleton`; the base class reads the source (`pipeline`), runs batches under
+`torch.inference_mode` through the chosen runtime and precision, and turns the raw
+instances into `sleap_io.Labels`. Which model types a predictor runs is the model-type
+registry's answer (`posekit.model.registry`), not a list kept here: a predictor accepts a
+model when the registry names it (or a class it derives from) as that type's predictor.
+"""
+
+from __future__ import annotations
+
+import threading
+import time
+import warnings
+from collections.abc import Mapping
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+
+from posekit.data.video import BackgroundIterator
+from posekit.errors import PosekitError
+from posekit.inference.predictors.pipeline import (
+    BufferPool,
+    Skip,
+    make_progress,
+    read_batches,
+    source_items,
+)
+from posekit.inference.runtime import check_runtime_options, make_runner
+from posekit.model.device import device_type, resolve_device
+from posekit.model.registry import MODEL_TYPES, ModelType, model_type
+from posekit.ops.peaks import DEFAULT_PEAK_THRESHOLD
+
+
+@dataclass
+class RawInstance:
+    """One predicted instance before it becomes a `sleap_io.PredictedInstance`."""
+
+    points: np.ndarray  # (n_nodes, 2), NaN = missing
+    point_scores: np.ndarray  # (n_nodes,)
+    score: float
+    track: int | None = None
+    tracking_score: float | None = None
+
+
+def need_head(model, name: str):
+    """The head called `name` of `model`, with an error naming the heads it has."""
+    for head in model.heads:
+        if head.name == name:
+            return head
+    raise PosekitError(
+        f"the {model.model_type} model has no {name}; its heads are {[h.name for h in model.heads]}"
+    )
+
+
+def skeleton_of(model):
+    """The skeleton of the instances a model predicts: the one it was trained with when
+    it matches its part names, else one built from its part names and edges."""
+    import sleap_io as sio
+
+    skel = getattr(model, "skeleton", None)
+    names = list(model.part_names)
+    anchor_only = not model_type(model.model_type).needs_part_names
+    if skel is not None and (list(skel.node_names) == names or anchor_only):
+        # A model that predicts only an anchor (centroid) has no parts of its own; its
+        # instances use the skeleton it was trained with.
+        return skel
+    if not names:
+        raise PosekitError(
+            "the model knows no part names or skeleton; its training_config.json should list "
+            "data.labels.skeletons"
+        )
+    edges = [(names[a], names[b]) for a, b in model.edges]
+    return sio.Skeleton(nodes=names, edges=edges)
+
+
+def types_run_by(cls: type) -> list[ModelType]:
+    """The registry's model types whose predictor is `cls` or a class it derives from."""
+    paths = {f"{k.__module__}:{k.__qualname__}" for k in cls.__mro__}
+    return [t for t in MODEL_TYPES.values() if t.predictor in paths]
+
+
+class Predictor:
+    """Shared loop: read frames, batch, run `_predict_batch`, build labels.
+
+    Args:
+        peak_threshold: minimum confidence-map value of a peak (SLEAP default 0.2).
+        integral_refinement: integral regression (True) or quarter-pixel local refinement
+            (False); ignored when the model has an offset-refinement head.
+        integral_patch_size: patch size of integral refinement.
+        max_instances: keep at most this many instances per frame (best first).
+        batch_size: frames per forward pass.
+        device: "auto", "cpu", "cuda", "cuda:1", "mps", ...
+        precision: "fp32", "bf16", "fp16" (GPU) or "int8" (CPU); see
+            `posekit.inference.runtime`.
+        runtime: "torch" or "onnx" (onnxruntime, float32); see `posekit.inference.runtime`.
+        progress: show a rich progress bar while predicting.
+    """
+
+    def __init__(
+        self,
+        *,
+        peak_threshold: float = DEFAULT_PEAK_THRESHOLD,
+        integral_refinement: bool = True,
+        integral_patch_size: int = 5,
+        max_instances: int | None = None,
+        batch_size: int = 4,
+        device: str = "auto",
+        precision: str = "fp32",
+        runtime: str = "torch",
+        progress: bool = True,
+    ):
+        if batch_size < 1:
+            raise PosekitError(f"batch_size must be at least 1; got {batch_size}")
+        if max_instances is not None and max_instances < 1:
+            raise PosekitError(f"max_instances must be at least 1 or None; got {max_instances}")
+        self.peak_threshold = float(peak_threshold)
+        self.integral_refinement = bool(integral_refinement)
+        self.integral_patch_size = int(integral_patch_size)
+        self.max_instances = max_instances
+        self.batch_size = int(batch_size)
+        self.device = resolve_device(device)
+        check_runtime_options(runtime, precision, self.device)
+        self.precision = precision
+        self.runtime = runtime
+        self._runners: dict[int, Any] = {}
+        self.progress = progress
+        self.stats: dict[str, float] = {}
+
+    # -- to be provided by subclasses
+
+    @classmethod
+    def from_models(cls, models: Mapping[str, Any], **options) -> Predictor:
+        """The predictor for `models` (model type -> loaded model), as `load_predictor`
+        builds it once the registry has chosen this class."""
+        raise NotImplementedError
+
+    def _models(self) -> list:
+        raise NotImplementedError
+
+    def _predict_batch(self, images, gt: list | None) -> list[list[RawInstance]]:
+        raise NotImplementedError
+
+    @property
+    def skeleton(self):
+        raise NotImplementedError
+
+    @property
+    def class_names(self) -> list[str] | None:
+        return None
+
+    # -- shared machinery
+
+    @property
+    def refinement(self) -> str:
+        return "integral" if self.integral_refinement else "local"
+
+    def _keep_best(self, frame: list[RawInstance]) -> list[RawInstance]:
+        """At most `max_instances` of a frame's instances, highest score first (the
+        multi-class predictors, whose identities are not ranked otherwise)."""
+        if self.max_instances is not None and len(frame) > self.max_instances:
+            return sorted(frame, key=lambda r: -r.score)[: self.max_instances]
+        return frame
+
+    def _to_device(self) -> None:
+        for m in self._models():
+            if m is not None:
+                m.to(self.device).eval()
+
+    def _forward(self, model, x):
+        """``{head name: float32 output}`` of `model` on the preprocessed batch `x`,
+        through this predictor's runtime and precision (one runner per model)."""
+        runner = self._runners.get(id(model))
+        if runner is None:
+            runner = make_runner(
+                model, device=self.device, precision=self.precision, runtime=self.runtime
+            )
+            self._runners[id(model)] = runner
+        return runner(x)
+
+    def _preprocess(self, model, images):
+        """``model.preprocess`` on the uint8 batch moved to the model's device as uint8 (4x
+        less to transfer than float; the conversion happens there, after dropping the
+        pixels a downscale never reads). Other models (test doubles, wrappers) get the
+        uint8 frames unchanged.
+        """
+        from posekit.model.network import Model
+
+        if isinstance(model, Model):
+            images = images.to(model.device, non_blocking=True)
+        return model.preprocess(images)
+
+    def predict_images(self, images, gt: list | None = None) -> list[list[RawInstance]]:
+        """Predict a batch of frames given as (N, H, W, C) uint8 (numpy or torch).
+
+        ``gt``: optional list (per frame) of labeled instances as (n_nodes, 2) arrays,
+        used by the ground-truth modes of the top-down predictors.
+        """
+        import torch
+
+        self._to_device()
+        if not isinstance(images, torch.Tensor):
+            images = torch.from_numpy(np.ascontiguousarray(images))
+        if images.ndim == 3:
+            images = images[..., None]
+        if images.ndim != 4:
+            raise PosekitError(
+                f"images must be (N, H, W, C) or (N, H, W); got shape {tuple(images.shape)}"
+            )
+        with torch.inference_mode():
+            return self._predict_batch(images, gt)
+
+    def _track_objects(self, source_labels=None) -> list | None:
+        import sleap_io as sio
+
+        names = self.class_names
+        if not names:
+            return None
+        existing = {t.name: t for t in (source_labels.tracks if source_labels else [])}
+        return [existing.get(n) or sio.Track(name=n) for n in names]
+
+    def _make_instance(self, raw: RawInstance, skeleton, tracks):
+        import sleap_io as sio
+
+        track = None
+        if raw.track is not None and tracks is not None and raw.track < len(tracks):
+            track = tracks[raw.track]
+        return sio.PredictedInstance.from_numpy(
+            points_data=np.asarray(raw.points, dtype=np.float64),
+            skeleton=skeleton,
+            point_scores=np.asarray(raw.point_scores, dtype=np.float64),
+            score=float(raw.score),
+            track=track,
+            tracking_score=None if raw.tracking_score is None else float(raw.tracking_score),
+        )
+
+    def predict(self, source, frames=None):
+        """Predict poses on every frame of ``source`` -> `sleap_io.Labels`.
+
+        Args:
+            source: video path, ``.slp`` path, `sleap_io.Video` or `sleap_io.Labels`.
+            frames: frame selection (see `posekit.data.video.parse_frames`); for labels,
+                the frame indices of the labeled frames to predict.
+
+        Media files are decoded sequentially in a background thread
+        (`posekit.data.video`), with at most a few batches in flight, so
+        memory does not grow with the video. A streamed video's shape, grayscale flag
+        and fps are recorded in its ``backend_metadata`` (when absent) so that saving
+        the returned labels does not decode the whole video again.
+        """
+        import sleap_io as sio
+        import torch
+
+        items, total, source_labels = source_items(source, frames)
+        self._to_device()
+        skeleton = self.skeleton
+        tracks = self._track_objects(source_labels)
+        kind = device_type(self.device)
+        pin = kind == "cuda"
+        queue_size = 4
+        pool = BufferPool(size=queue_size + 2, pin_memory=pin)
+        stop = threading.Event()
+        frames_out = []
+        videos: list = []
+        skipped = 0
+        t0 = time.perf_counter()
+        n_done = 0
+        progress = None
+        task = None
+        if self.progress:
+            # torch.compile works on the first batch, silently for up to a minute
+            first = "Compiling (first batch)" if self.runtime == "compile" else "Predicting"
+            progress, task = make_progress(total, first)
+        batches = read_batches(
+            items,
+            batch_size=self.batch_size,
+            node_names=list(skeleton.node_names),
+            threads=kind != "cpu",
+            pool=pool,
+            stop=stop,
+        )
+        reader = BackgroundIterator(batches, maxsize=queue_size)
+        try:
+            for batch in reader:
+                if isinstance(batch, Skip):
+                    skipped += 1
+                    warnings.warn(
+                        f"skipping frame {batch.frame_idx} of "
+                        f"{getattr(batch.video, 'filename', batch.video)}: it could not be "
+                        f"decoded ({batch.error})",
+                        stacklevel=2,
+                    )
+                    continue
+                metas = batch.items
+                gt = [it.gt for it in metas] if metas[0].gt is not None else None
+                images = pool.as_tensor(batch.buffer)[: batch.n]
+                if pin:
+                    images = images.to(self.device, non_blocking=True)
+                with torch.inference_mode():
+                    results = self._predict_batch(images, gt)
+                pool.release(batch.buffer)
+                for it, raws in zip(metas, results):
+                    insts = [self._make_instance(r, skeleton, tracks) for r in raws]
+                    frames_out.append(sio.LabeledFrame(it.video, it.frame_idx, insts))
+                    if not any(v is it.video for v in videos):
+                        videos.append(it.video)
+                n_done += batch.n
+                if progress is not None:
+                    elapsed = max(time.perf_counter() - t0, 1e-9)
+                    progress.update(
+                        task,
+                        completed=n_done + skipped,
+                        fps=n_done / elapsed,
+                        description="Predicting",
+                    )
+        finally:
+            stop.set()
+            reader.close()
+            if progress is not None:
+                progress.stop()
+        elapsed = time.perf_counter() - t0
+        self.stats = {
+            "frames": n_done,
+            "skipped": skipped,
+            "seconds": elapsed,
+            "fps": n_done / elapsed if elapsed > 0 else 0.0,
+        }
+        if skipped:
+            warnings.warn(
+                f"{skipped} frame(s) could not be decoded and were skipped",
+                stacklevel=2,
+            )
+        if source_labels is not None:
+            videos = list(source_labels.videos)
+        labels = sio.Labels(
+            labeled_frames=frames_out,
+            videos=videos,
+            skeletons=[skeleton],
+            tracks=list(tracks) if tracks else [],
+        )
+        labels.provenance["posekit_predictor"] = type(self).__name__
+        return labels
+
+
+class OneModelPredictor(Predictor):
+    """A predictor that runs one full-frame model, of a type the registry runs with it."""
+
+    def __init__(self, model, **kwargs):
+        super().__init__(**kwargs)
+        types = [t.name for t in types_run_by(type(self))]
+        if model.model_type not in types:
+            raise PosekitError(
+                f"{type(self).__name__} needs a {' or '.join(types)} model; got {model.model_type}"
+            )
+        self.model = model
+
+    @classmethod
+    def from_models(cls, models, **options):
+        (model,) = models.values()
+        return cls(model, **options)
+
+    def _models(self):
+        return [self.model]
+
+    @property
+    def skeleton(self):
+        return skeleton_of(self.model)

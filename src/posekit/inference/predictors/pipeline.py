@@ -1,0 +1,272 @@
+"""Frames in, batches out: what a predictor reads, decoded in the background.
+
+Prediction is limited by the model on a GPU and by decoding on many CPUs, so the two
+overlap: a reader thread (`posekit.data.video.BackgroundIterator`) decodes frames in
+order and copies them straight into reusable batch buffers (`BufferPool`), while the
+main thread runs the model on the previous batch. At most a few batches are in flight,
+so memory stays flat whatever the length of the video. A frame that cannot be decoded
+travels as a `Skip` notice instead of stopping the run.
+"""
+
+from __future__ import annotations
+
+import os
+import queue
+import threading
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from posekit.data.video import iter_frames, num_frames, parse_frames, remember_media_metadata
+from posekit.errors import PosekitError
+
+
+@dataclass
+class Item:
+    """One frame of a batch: where it comes from and, on labels, its labeled instances."""
+
+    video: Any
+    frame_idx: int
+    gt: list[np.ndarray] | None = None
+
+
+@dataclass
+class Batch:
+    buffer: Any  # (batch_size, H, W, C) uint8 from the pool; the first `n` rows are used
+    n: int
+    items: list[Item]
+
+
+@dataclass
+class Skip:
+    """A frame that failed to decode; the main thread warns about it and counts it."""
+
+    video: Any
+    frame_idx: int
+    error: BaseException
+
+
+def source_items(source, frames) -> tuple[list, int, Any]:
+    """What to predict on `source`: (list of (video, frame_idx, labeled frame or None),
+    number of frames, the source's labels or None).
+
+    `source` is a video or ``.slp`` path, a `sleap_io.Video` or a `sleap_io.Labels`; on
+    labels only the labeled frames are predicted (and `frames` selects among them).
+    """
+    import sleap_io as sio
+
+    if isinstance(source, str | os.PathLike):
+        path = Path(source)
+        if not path.exists():
+            raise PosekitError(f"source not found: {path}")
+        if path.name.endswith(".slp"):
+            source = sio.load_slp(str(path))
+        else:
+            try:
+                source = sio.load_video(str(path))
+            except Exception as err:  # noqa: BLE001 - report any backend failure
+                raise PosekitError(f"cannot open video {path}: {err}") from err
+    if isinstance(source, sio.Labels):
+        wanted = parse_frames(frames)
+        lfs = [lf for lf in source.labeled_frames if wanted is None or lf.frame_idx in wanted]
+        return [(lf.video, lf.frame_idx, lf) for lf in lfs], len(lfs), source
+    if isinstance(source, sio.Video):
+        n = num_frames(source)
+        inds = parse_frames(frames, n)
+        inds = list(range(n)) if inds is None else inds
+        return [(source, i, None) for i in inds], len(inds), None
+    raise PosekitError(
+        "predict() takes a video or .slp path, a sleap_io.Video or a sleap_io.Labels; "
+        f"got {type(source).__name__}"
+    )
+
+
+def _runs(items):
+    """Split items into runs of one video: (video, [(frame_idx, labeled frame), ...])."""
+    run: list = []
+    for video, frame_idx, lf in items:
+        if run and run[0][0] is not video:
+            yield run[0][0], [(i, f) for _, i, f in run]
+            run = []
+        run.append((video, frame_idx, lf))
+    if run:
+        yield run[0][0], [(i, f) for _, i, f in run]
+
+
+def _gt_points(lf, skeleton_names: list[str]) -> list[np.ndarray]:
+    """User instances of a labeled frame as (n_nodes, 2) arrays in the model's node order."""
+    out = []
+    instances = list(getattr(lf, "user_instances", lf.instances))
+    for inst in instances:
+        pts = np.asarray(inst.numpy(), dtype=np.float64)
+        names = list(inst.skeleton.node_names)
+        arr = np.full((len(skeleton_names), 2), np.nan)
+        for j, name in enumerate(skeleton_names):
+            if name in names:
+                arr[j] = pts[names.index(name)]
+        if not np.isnan(arr).all():
+            out.append(arr)
+    return out
+
+
+def read_batches(
+    items,
+    *,
+    batch_size: int,
+    node_names: list[str],
+    threads: bool,
+    pool: BufferPool,
+    stop: threading.Event,
+) -> Iterator[Batch | Skip]:
+    """Decode frames in order (sequentially where possible) and yield batches.
+
+    Runs in the reader thread. Frames are copied straight into a batch buffer from `pool`
+    (pinned memory on CUDA), so the main thread gets a ready (N, H, W, C) uint8 array and
+    never stacks frames itself. A batch holds frames of one video and one shape. Labeled
+    instances come along in `node_names` order for the top-down ground-truth modes.
+    `threads`: let FFmpeg decode with frame threads (worth it when the CPU is otherwise
+    idle, i.e. the model runs on a GPU; on CPU inference torch uses every core already).
+    """
+    buf = None
+    metas: list[Item] = []
+
+    def flush():
+        nonlocal buf, metas
+        if metas:
+            batch = Batch(buf, len(metas), metas)
+            buf, metas = None, []
+            return batch
+        return None
+
+    for video, run in _runs(items):
+        lfs = {i: lf for i, lf in run if lf is not None}
+        fallback = (lambda i, lfs=lfs: lfs[i].image) if lfs else None
+        read_stats: dict = {}
+        shape = None
+        pending_metadata = True
+        frames = iter_frames(
+            video, [i for i, _ in run], fallback=fallback, threads=threads, stats=read_stats
+        )
+        # iter_frames yields exactly one result per requested index, in order.
+        for (_, lf), (frame_idx, image, err) in zip(run, frames):
+            if stop.is_set():
+                frames.close()
+                return
+            if err is not None:
+                yield Skip(video, frame_idx, err)
+                continue
+            if image.ndim == 2:
+                image = image[..., None]
+            shape = image.shape
+            gt = _gt_points(lf, node_names) if lf is not None else None
+            if metas and (metas[0].video is not video or buf.shape[1:] != image.shape):
+                yield flush()
+            if not metas:
+                buf = pool.acquire((batch_size, *image.shape), stop)
+                if buf is None:
+                    return
+            buf[len(metas)] = image
+            metas.append(Item(video, int(frame_idx), gt))
+            if len(metas) >= batch_size:
+                yield flush()
+                if pending_metadata and read_stats.get("mode") == "stream":
+                    # Once the first batch is out (overlapping the model's work), record
+                    # what saving the predictions needs, so that sleap-io does not
+                    # decode the whole video again to learn its shape.
+                    remember_media_metadata(video, shape, read_stats.get("num_frames"))
+                    pending_metadata = False
+        last = flush()
+        if last is not None:
+            yield last
+        if pending_metadata and shape is not None and read_stats.get("mode") == "stream":
+            remember_media_metadata(video, shape, read_stats.get("num_frames"))
+
+
+class BufferPool:
+    """Reusable uint8 batch buffers shared by the reader thread and the main thread.
+
+    At most ``size`` buffers exist (bounding memory together with the batch queue); the
+    reader blocks until the main thread releases one. Reuse avoids page-faulting fresh
+    allocations for every batch and, on CUDA, lets the buffers be pinned (page-locked)
+    once so host-to-device copies are fast and asynchronous. A buffer is released only
+    after its batch's predictions are back on the CPU, so an in-flight copy never sees
+    it overwritten.
+    """
+
+    def __init__(self, size: int, pin_memory: bool = False):
+        self.size = int(size)
+        self.pin_memory = bool(pin_memory)
+        self._free: queue.Queue = queue.Queue()
+        self._made = 0
+        self._shape: tuple | None = None
+        self._lock = threading.Lock()
+
+    def _new(self, shape):
+        if self.pin_memory:
+            import torch
+
+            return torch.empty(shape, dtype=torch.uint8, pin_memory=True).numpy()
+        return np.empty(shape, np.uint8)
+
+    def acquire(self, shape: tuple, stop: threading.Event):
+        """A free buffer of `shape`; None once `stop` is set while waiting for one."""
+        shape = tuple(int(x) for x in shape)
+        with self._lock:
+            if shape != self._shape:
+                # New frame size: drop buffers of the old size (outstanding ones are
+                # discarded when released).
+                self._shape = shape
+                self._made = 0
+                while True:
+                    try:
+                        self._free.get_nowait()
+                    except queue.Empty:
+                        break
+            if self._free.empty() and self._made < self.size:
+                self._made += 1
+                return self._new(shape)
+        while not stop.is_set():
+            try:
+                buf = self._free.get(timeout=0.1)
+            except queue.Empty:
+                continue
+            if buf.shape == self._shape:
+                return buf
+        return None
+
+    def release(self, buf) -> None:
+        if buf.shape == self._shape:
+            self._free.put(buf)
+
+    def as_tensor(self, buf):
+        import torch
+
+        return torch.from_numpy(buf)
+
+
+def make_progress(total: int, description: str = "Predicting"):
+    """A started rich progress bar with frames/s, and its task id."""
+    from rich.progress import (
+        BarColumn,
+        MofNCompleteColumn,
+        Progress,
+        TextColumn,
+        TimeElapsedColumn,
+        TimeRemainingColumn,
+    )
+
+    progress = Progress(
+        TextColumn("[bold]{task.description}"),
+        BarColumn(),
+        MofNCompleteColumn(),
+        TextColumn("{task.fields[fps]:.1f} frames/s"),
+        TimeElapsedColumn(),
+        TextColumn("ETA"),
+        TimeRemainingColumn(),
+    )
+    task = progress.add_task(description, total=total, fps=0.0)
+    progress.start()
+    return progress, task
