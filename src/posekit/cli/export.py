@@ -6,14 +6,10 @@ from pathlib import Path
 from typing import Any
 
 from posekit.errors import PosekitError
-from posekit.export.core import (
-    DEFAULT_MAX_PEAKS,
-    DEFAULT_OPSET,
-    export_onnx,
-    export_torchscript,
-    load_contract,
-    sidecar_path,
-)
+from posekit.export.contract import load_contract, sidecar_path
+from posekit.export.graph import DEFAULT_MAX_PEAKS
+from posekit.export.onnx import DEFAULT_OPSET, export_onnx
+from posekit.export.torchscript import export_torchscript
 
 
 def run_export(args) -> int:

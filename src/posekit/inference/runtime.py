@@ -214,7 +214,7 @@ class OnnxRunner:
     def _build(self, x):
         import torch
 
-        from posekit.export.core import export_onnx
+        from posekit.export.onnx import export_onnx
 
         ort = _import_onnxruntime()
         self._tmp = tempfile.TemporaryDirectory(prefix="posekit-onnx-")
