@@ -56,7 +56,7 @@ def test_commands_listed_with_a_summary():
 
 
 def test_defaults_are_the_library_constants():
-    from posekit.export.core import DEFAULT_MAX_PEAKS, DEFAULT_OPSET
+    from posekit.export import DEFAULT_MAX_PEAKS, DEFAULT_OPSET
     from posekit.ops.peaks import DEFAULT_PEAK_THRESHOLD
 
     assert parse_args(["predict", "model", "video.mp4"]).peak_threshold == DEFAULT_PEAK_THRESHOLD
@@ -85,3 +85,13 @@ def test_help_lists_every_command(capsys):
     assert exc.value.code == 0
     out = capsys.readouterr().out
     assert all(name in out for name in _subcommands(build_parser()))
+
+
+def test_the_command_line_starts_without_torch():
+    """`posekit --help` and argument errors stay instant: no torch until a command runs."""
+    import subprocess
+    import sys
+
+    code = "import sys, posekit.cli; print('torch' in sys.modules)"
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert out.stdout.strip() == "False"

@@ -10,9 +10,12 @@ import torch
 from posekit.ops.coordinates import to_image_coordinates
 from posekit.ops.peaks import (
     find_global_peaks,
+    find_global_peaks_fixed,
     find_global_peaks_rough,
     find_local_peaks,
+    find_local_peaks_fixed,
     find_local_peaks_rough,
+    local_peak_mask,
     top_k_per_sample,
 )
 from posekit.ops.refinement import (
@@ -184,3 +187,57 @@ def test_sigma_matches_gaussian_definition():
     # Sanity of the helper used above: value one sigma away is exp(-1/2).
     g = gaussian(9, 9, 4.0, 4.0, sigma=2.0)
     assert g[4, 6].item() == pytest.approx(math.exp(-0.5))
+
+
+def _smooth_maps(seed: int, n: int = 2, c: int = 3, h: int = 19, w: int = 23) -> torch.Tensor:
+    gen = torch.Generator().manual_seed(seed)
+    return torch.nn.functional.avg_pool2d(torch.rand(n, c, h, w, generator=gen), 3, 1, 1)
+
+
+@pytest.mark.parametrize("refinement", ["integral", None, "offsets"])
+def test_fixed_size_global_finder_equals_find_global_peaks(refinement):
+    cms = _smooth_maps(0)
+    offsets = torch.randn(2, 6, 19, 23) if refinement == "offsets" else None
+    refinement = None if refinement == "offsets" else refinement
+    threshold = float(cms.flatten(2).amax(-1).median())  # about half the peaks are NaN
+    ref_points, ref_values = find_global_peaks(cms, threshold, refinement, offsets=offsets)
+    points, values = find_global_peaks_fixed(cms, threshold, refinement, offsets=offsets)
+    assert torch.equal(values, ref_values)
+    assert torch.isnan(points).any() and not torch.isnan(points).all()
+    torch.testing.assert_close(points, ref_points, equal_nan=True)
+
+
+@pytest.mark.parametrize("refinement", ["integral", None, "offsets"])
+def test_fixed_size_local_finder_keeps_the_k_strongest_peaks_per_map(refinement):
+    cms = _smooth_maps(1)
+    cms[1, 2] = 0.0
+    cms[1, 2, 5, 7] = 1.0  # one peak on this map: K - 1 empty slots
+    offsets = torch.randn(2, 6, 19, 23) if refinement == "offsets" else None
+    refinement = None if refinement == "offsets" else refinement
+    threshold, k = float(cms.quantile(0.5)), 4
+    ref = find_local_peaks(cms, threshold, refinement, offsets=offsets)
+    points, values = find_local_peaks_fixed(cms, k, threshold, refinement, offsets=offsets)
+    assert points.shape == (2, 3, k, 2) and values.shape == (2, 3, k)
+    some_full = some_short = False
+    for s in range(2):
+        for c in range(3):
+            sel = (ref[2] == s) & (ref[3] == c)
+            order = torch.argsort(ref[1][sel], descending=True, stable=True)[:k]
+            m = len(order)
+            some_full |= m == k
+            some_short |= m < k
+            assert torch.equal(values[s, c, :m], ref[1][sel][order])
+            torch.testing.assert_close(points[s, c, :m], ref[0][sel][order])
+            assert torch.isnan(points[s, c, m:]).all() and (values[s, c, m:] == 0).all()
+    assert some_full and some_short
+
+
+def test_local_peak_mask_is_the_rough_finders_rule():
+    cms = _smooth_maps(2)
+    cms[0, 0, 4, 4:6] = 2.0  # a plateau: no peak
+    _, _, samples, channels = find_local_peaks_rough(cms, 0.3)
+    points = find_local_peaks_rough(cms, 0.3)[0].long()
+    mask = local_peak_mask(cms, 0.3)
+    expected = torch.zeros_like(mask)
+    expected[samples, channels, points[:, 1], points[:, 0]] = True
+    assert torch.equal(mask, expected) and not mask[0, 0, 4, 4:6].any()

@@ -7,7 +7,7 @@ import argparse
 from pathlib import Path
 
 from posekit.cli.common import parse_shape
-from posekit.export.core import DEFAULT_MAX_PEAKS, DEFAULT_OPSET
+from posekit.export import DEFAULT_MAX_PEAKS, DEFAULT_OPSET
 from posekit.ops.peaks import DEFAULT_PEAK_THRESHOLD
 
 #: The file written into the model folder when no `-o` is given, per format.
@@ -75,7 +75,9 @@ def add_parser(subparsers) -> argparse.ArgumentParser:
 
 def run(args: argparse.Namespace) -> int:
     """Export, then print the file, its contract and the inputs and outputs it declares."""
-    from posekit.export.core import export_onnx, export_torchscript, load_contract, sidecar_path
+    from posekit.export.contract import load_contract, sidecar_path
+    from posekit.export.onnx import export_onnx
+    from posekit.export.torchscript import export_torchscript
     from posekit.model.folder import load_model
 
     folder = Path(args.model_dir)

@@ -12,7 +12,7 @@ Runtimes:
   also transposed convolutions as sub-pixel convolutions and wide 3x3 convolutions as
   Winograd F(4x4, 3x3)), `torch.inference_mode`. Outputs equal the eager model's to
   float32 rounding (Winograd layers: ~1e-5 relative).
-- ``onnx``: the model exported with `posekit.export.core.export_onnx` (dynamic batch and
+- ``onnx``: the model exported with `posekit.export.onnx.export_onnx` (dynamic batch and
   size, BatchNorm folded) into a temporary file and run by onnxruntime (the ``export``
   extra), on CUDA when the device is CUDA and onnxruntime has that provider. This is the
   path a deployed model takes, so predicting with it checks the export end to end.
@@ -214,7 +214,7 @@ class OnnxRunner:
     def _build(self, x):
         import torch
 
-        from posekit.export.core import export_onnx
+        from posekit.export.onnx import export_onnx
 
         ort = _import_onnxruntime()
         self._tmp = tempfile.TemporaryDirectory(prefix="posekit-onnx-")

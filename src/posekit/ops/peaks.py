@@ -11,8 +11,14 @@ Two finders, as in SLEAP:
 
 Everything here works in **grid units** of the map (pixel ``(row, col)`` of the map ->
 point ``(x=col, y=row)``). Subpixel refinement lives in `refinement.py`; conversion to
-image coordinates (stride, input scaling, crop origin) in `refinement.to_image_coordinates`.
+image coordinates (stride, input scaling, crop origin) in `coordinates.to_image_coordinates`.
 The convenience wrappers `find_global_peaks` and `find_local_peaks` chain both steps.
+
+`find_global_peaks_fixed` and `find_local_peaks_fixed` are the same finders with outputs
+of a fixed size (every channel refined, K slots of local peaks): what an exported graph
+can compute, since it cannot select a data-dependent number of peaks. They share the
+arg-maximum, the threshold rules, the neighbourhood and the refinement with the finders
+above, and nothing in them pins a device or a size when traced.
 
 All functions take NCHW tensors on any device and return tensors on the same device.
 """
@@ -51,27 +57,46 @@ def find_global_peaks_rough(
         below threshold; values (N, C), the map value at the arg-maximum (kept even when
         the point is NaN).
     """
+    _check_maps(cms)
+    points, values = _global_argmax(cms)
+    return _nan_below(points, values, threshold), values
+
+
+def _grid_points(idx: torch.Tensor, width) -> torch.Tensor:
+    """Row-major flat pixel indices -> float32 (x, y) grid points (a trailing axis of 2)."""
     import torch
 
-    _check_maps(cms)
+    ys = torch.div(idx, width, rounding_mode="floor")
+    xs = idx - ys * width
+    return torch.stack([xs, ys], dim=-1).to(torch.float32)
+
+
+def _global_argmax(cms: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """Grid point (N, C, 2) and value (N, C) of every map's maximum, before thresholding."""
     n, c, h, w = cms.shape
-    flat = cms.reshape(n, c, h * w)
-    values, idx = flat.max(dim=-1)
-    ys = torch.div(idx, w, rounding_mode="floor")
-    xs = idx - ys * w
-    points = torch.stack([xs, ys], dim=-1).to(torch.float32)
+    values, idx = cms.reshape(n, c, h * w).max(dim=-1)
+    return _grid_points(idx, w), values
+
+
+def _nan_below(points: torch.Tensor, values: torch.Tensor, threshold: float) -> torch.Tensor:
+    """SLEAP's global-peak rule: a peak whose value is below `threshold` becomes NaN."""
+    import torch
+
     below = values < threshold
-    points = torch.where(below[..., None], torch.full_like(points, float("nan")), points)
-    return points, values
+    return torch.where(below[..., None], torch.full_like(points, float("nan")), points)
+
+
+#: (dy, dx) of the eight neighbours a local peak must exceed, for both local finders.
+_NEIGHBOURS = ((-1, -1), (-1, 0), (-1, 1), (0, -1), (0, 1), (1, -1), (1, 0), (1, 1))
 
 
 @functools.cache
 def _neighbour_offsets():
-    """(dy, dx) of the 8 neighbours of a pixel, as int64 tensors (built once)."""
+    """`_NEIGHBOURS` as two int64 tensors, dy and dx (built once)."""
     import torch
 
-    dy = torch.tensor([-1, -1, -1, 0, 0, 1, 1, 1])
-    dx = torch.tensor([-1, 0, 1, -1, 1, -1, 0, 1])
+    dy = torch.tensor([d[0] for d in _NEIGHBOURS])
+    dx = torch.tensor([d[1] for d in _NEIGHBOURS])
     return dy, dx
 
 
@@ -188,6 +213,113 @@ def find_local_peaks(
         offsets=offsets,
     )
     return points, values, sample_inds, channel_inds
+
+
+def local_peak_mask(cms: torch.Tensor, threshold: float = DEFAULT_PEAK_THRESHOLD) -> torch.Tensor:
+    """Boolean (N, C, H, W): `find_local_peaks_rough`'s rule on every pixel at once.
+
+    Above ``threshold`` and strictly above each of the eight neighbours (outside the map
+    counts as -inf). Eight passes over the whole map, where `find_local_peaks_rough`
+    visits only the pixels above the threshold; this form has fixed shapes, so it
+    traces into an exported graph.
+    """
+    import torch
+    import torch.nn.functional as F
+
+    _check_maps(cms)
+    h, w = cms.shape[-2:]
+    padded = F.pad(cms, (1, 1, 1, 1), value=float("-inf"))
+    neighbours = None
+    for dy, dx in _NEIGHBOURS:
+        view = padded[:, :, 1 + dy : 1 + dy + h, 1 + dx : 1 + dx + w]
+        neighbours = view if neighbours is None else torch.maximum(neighbours, view)
+    return (cms > neighbours) & (cms > threshold)
+
+
+def _refine_slots(
+    cms: torch.Tensor,
+    points: torch.Tensor,
+    refinement: str | None,
+    integral_patch_size: int,
+    offsets: torch.Tensor | None,
+) -> torch.Tensor:
+    """`refine_peaks` on grid points (N, C, ..., 2), one per slot of map (n, c).
+
+    Every slot is refined, whether it holds a peak or not (callers mask the empty ones):
+    selecting the valid ones would make the number of points depend on the data.
+    """
+    import torch
+
+    from posekit.ops.refinement import arange_like, refine_peaks
+
+    if refinement is None and offsets is None:
+        return points
+    slots = torch.zeros_like(points[..., 0], dtype=torch.long)
+    trailing = [1] * (slots.ndim - 2)
+    samples = arange_like(slots.shape[0], slots).reshape(-1, 1, *trailing) + slots
+    channels = arange_like(slots.shape[1], slots).reshape(1, -1, *trailing) + slots
+    refined = refine_peaks(
+        cms,
+        points.reshape(-1, 2),
+        samples.reshape(-1),
+        channels.reshape(-1),
+        refinement=refinement,
+        integral_patch_size=integral_patch_size,
+        offsets=offsets,
+    )
+    return refined.reshape(points.shape)
+
+
+def find_global_peaks_fixed(
+    cms: torch.Tensor,
+    threshold: float = DEFAULT_PEAK_THRESHOLD,
+    refinement: str | None = "integral",
+    integral_patch_size: int = 5,
+    offsets: torch.Tensor | None = None,
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """`find_global_peaks` without data-dependent steps (for exported graphs).
+
+    Same arguments and outputs; every channel is refined before the threshold turns the
+    weak ones into NaN, where `find_global_peaks` refines only the peaks it keeps.
+    """
+    _check_maps(cms)
+    points, values = _global_argmax(cms)
+    points = _refine_slots(cms, points, refinement, integral_patch_size, offsets)
+    return _nan_below(points, values, threshold), values
+
+
+def find_local_peaks_fixed(
+    cms: torch.Tensor,
+    max_peaks: int,
+    threshold: float = DEFAULT_PEAK_THRESHOLD,
+    refinement: str | None = "integral",
+    integral_patch_size: int = 5,
+    offsets: torch.Tensor | None = None,
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """The `max_peaks` strongest local peaks of each map, in K fixed slots (exports).
+
+    The peaks of `find_local_peaks` (same rule and refinement), kept per sample and
+    channel: the K highest, strongest first.
+
+    Returns:
+        ``(points, values)``: points (N, C, K, 2) in grid units, NaN in unused slots;
+        values (N, C, K), 0 in unused slots.
+    """
+    import torch
+    import torch.nn.functional as F
+
+    _check_maps(cms)
+    n, c, h, w = cms.shape
+    k = int(max_peaks)
+    scores = torch.where(local_peak_mask(cms, threshold), cms, float("-inf"))
+    # K extra -inf slots keep top-k valid on maps with fewer than K pixels.
+    scores = F.pad(scores.reshape(n, c, h * w), (0, k), value=float("-inf"))
+    values, idx = torch.topk(scores, k, dim=-1)
+    valid = values > float("-inf")
+    points = _grid_points(torch.where(valid, idx, 0), w)
+    points = _refine_slots(cms, points, refinement, integral_patch_size, offsets)
+    points = torch.where(valid[..., None], points, float("nan"))
+    return points, torch.where(valid, values, 0.0)
 
 
 def top_k_per_sample(

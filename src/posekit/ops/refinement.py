@@ -12,6 +12,10 @@ lost precision in one of three ways, all reproduced here:
 - **local**: a quarter-pixel step towards the larger neighbour along each axis.
 
 `posekit.ops.coordinates` then maps the refined grid points to image coordinates.
+
+Exported graphs (`posekit.export`) run these same functions under `torch.jit.trace`, so
+nothing here may pin a device: constant index tensors come from `arange_like`, which the
+tracer records relative to the input instead of as a tensor on the tracing device.
 """
 
 from __future__ import annotations
@@ -22,6 +26,17 @@ if TYPE_CHECKING:  # pragma: no cover
     import torch
 
 
+def arange_like(n, like: torch.Tensor, dtype: torch.dtype | None = None) -> torch.Tensor:
+    """``0, 1, ..., n - 1`` on `like`'s device (and `dtype`, default `like`'s).
+
+    Equal to ``torch.arange(n, dtype=dtype, device=like.device)``, built from `like`
+    because a traced graph records `torch.arange`'s device as a constant: a TorchScript
+    export traced on the CPU would then fail when loaded on a GPU. `n` may be a traced
+    size (the batch of an exported graph), which keeps that size dynamic.
+    """
+    return like.new_ones(n, dtype=dtype or like.dtype).cumsum(0) - 1
+
+
 def _patch_gather(
     cms: torch.Tensor,
     points: torch.Tensor,
@@ -30,14 +45,13 @@ def _patch_gather(
     size: int,
 ) -> torch.Tensor:
     """(P, size, size) patches of ``cms`` centred on integer ``points``, zero outside."""
-    import torch
     import torch.nn.functional as F
 
     half = size // 2
     padded = F.pad(cms, (half, half, half, half), value=0.0)
     xs = points[:, 0].round().long()
     ys = points[:, 1].round().long()
-    g = torch.arange(size, device=cms.device)
+    g = arange_like(size, xs)
     rows = (ys[:, None] + g[None, :])[:, :, None]  # (P, size, 1) in padded coordinates
     cols = (xs[:, None] + g[None, :])[:, None, :]  # (P, 1, size)
     n_idx = sample_inds.long()[:, None, None]
@@ -65,7 +79,7 @@ def integral_offsets(
     if patch_size < 1 or patch_size % 2 == 0:
         raise ValueError(f"integral_patch_size must be a positive odd number; got {patch_size}")
     patches = _patch_gather(cms, points, sample_inds, channel_inds, patch_size).to(torch.float32)
-    g = torch.arange(patch_size, device=cms.device, dtype=torch.float32) - (patch_size - 1) / 2
+    g = arange_like(patch_size, patches) - (patch_size - 1) / 2
     z = patches.sum(dim=(1, 2))
     dx = (patches * g[None, None, :]).sum(dim=(1, 2)) / z
     dy = (patches * g[None, :, None]).sum(dim=(1, 2)) / z
