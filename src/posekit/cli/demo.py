@@ -155,7 +155,13 @@ def run_demo_pipeline(
     predictions = predictor.predict(truth.video)
 
     console.rule("[bold]4. Tracking (one identity per animal over the video)")
-    predictions = track(predictions, max_tracks=N_ANIMALS)
+    if any(lf.instances for lf in predictions.labeled_frames):
+        predictions = track(predictions, max_tracks=N_ANIMALS)
+    else:
+        console.print(
+            "[bold red]No animal was found in any frame[/]: the models are undertrained "
+            "(give the demo more --minutes); nothing to track."
+        )
     pred_path = save_labels(predictions, out / "heldout.predictions.slp")
 
     console.rule("[bold]5. Evaluation and pictures")
