@@ -53,9 +53,9 @@ def run_train(args: argparse.Namespace) -> int:
         max_time=getattr(args, "max_time", None),
         precision=getattr(args, "precision", None),
     )
-    from posekit.training.run import _env_rank
+    from posekit.training.run_folder import env_rank
 
-    if _env_rank() == 0:
+    if env_rank() == 0:
         best = run_dir / "best_model"
         print(f"Run folder: {run_dir}")
         if best.exists():
