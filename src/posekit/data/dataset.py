@@ -273,10 +273,6 @@ class DataPipeline:
         """True for models trained on crops around each animal (the registry's `crops`)."""
         return self._type.crops
 
-    @property
-    def head_names(self) -> list[str]:
-        return [h.name for h in self.heads]
-
     def context_size(self) -> int | None:
         """Side (frame pixels) of the context crops top-down samples carry."""
         if not self.is_topdown:
