@@ -1,7 +1,8 @@
 """The model: a backbone with its heads, what it expects as input, and its folder on disk.
 
-- `network`: `Model` (backbone + heads, built as SLEAP builds it), `make_heads`, `build`;
-- `registry`: the model types (single instance, centroid, ...) and what each one needs;
+- `network`: `Model` (backbone + heads, built as SLEAP builds it), `build`;
+- `registry`: the model types (single instance, centroid, ...), what each one needs, and
+  `make_heads`;
 - `preprocessing`: the input a model expects (scaling, channels, stride padding);
 - `summary`: parameter counts, shapes, strides, FLOPs, receptive field;
 - `folder`: SLEAP and posekit model folders (load, save, convert);
@@ -17,7 +18,7 @@ from posekit._lazy import lazy_exports
 _LAZY = {
     "Model": ".network",
     "build": ".network",
-    "make_heads": ".network",
+    "make_heads": ".registry",
     "MODEL_TYPES": ".registry",
     "ModelType": ".registry",
     "model_type": ".registry",

@@ -8,6 +8,8 @@ deep inside torch.
 
 from __future__ import annotations
 
+from typing import Any
+
 from posekit.errors import PosekitError
 
 __all__ = ["device_type", "resolve_device"]
@@ -32,9 +34,19 @@ def resolve_device(device: str | None = "auto") -> str:
     return str(device)
 
 
-def device_type(device: str) -> str:
-    """The kind of a device string: ``"cuda:1"`` -> ``"cuda"`` (what decides pinned memory
-    and decoder threads, whichever card it is)."""
+def device_type(device: Any) -> str:
+    """The kind of a device: ``"cuda:1"`` -> ``"cuda"``; also for a tensor or a module (its
+    parameters' device) and None ("cpu"). What decides pinned memory, decoder threads and
+    which inference rewrites apply, whichever card it is."""
     import torch
 
+    if device is None:
+        return "cpu"
+    if isinstance(device, torch.nn.Module):
+        try:
+            device = next(device.parameters()).device
+        except StopIteration:
+            return "cpu"
+    if isinstance(device, torch.Tensor):
+        device = device.device
     return torch.device(device).type

@@ -24,7 +24,6 @@ from torch import nn
 
 from posekit.config.model import (
     BackboneConfig,
-    HeadsConfig,
     ModelConfig,
 )
 from posekit.errors import PosekitError
@@ -36,18 +35,7 @@ from posekit.heads import (
     Head,
     PartAffinityFieldsHead,
 )
-from posekit.model.registry import build_heads, model_type
-
-
-def make_heads(
-    heads_config: HeadsConfig,
-    part_names: list[str] | None = None,
-    edges: list[tuple[str, str]] | None = None,
-    classes: list[str] | None = None,
-) -> tuple[str, list[Head]]:
-    """Head descriptions for a `HeadsConfig`, in SLEAP's output order (see
-    `posekit.model.registry.build_heads`)."""
-    return build_heads(heads_config, part_names, edges, classes)
+from posekit.model.registry import make_heads, model_type
 
 
 class Model(nn.Module):

@@ -36,7 +36,7 @@ __all__ = [
     "MODEL_TYPES",
     "allowed_combinations",
     "ModelType",
-    "build_heads",
+    "make_heads",
     "model_type",
     "predictor_path",
 ]
@@ -228,7 +228,7 @@ def model_type(name: str | ModelType) -> ModelType:
         ) from None
 
 
-def build_heads(
+def make_heads(
     heads_config: Any,
     part_names: list[str] | None = None,
     edges: list[tuple[str, str]] | None = None,

@@ -8,7 +8,9 @@ place and all build the same fused convolution + ReLU module; they import these 
 from __future__ import annotations
 
 import functools
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
+
+from posekit.model.device import device_type  # noqa: F401 - the rewrites ask it here
 
 if TYPE_CHECKING:  # pragma: no cover
     from torch import nn
@@ -68,19 +70,3 @@ def conv_relu_class():
             return F.relu(c(x))
 
     return ConvReLU2d
-
-
-def device_type(device: Any) -> str:
-    """ "cpu", "cuda", ... for a device, device string, tensor or module (None: "cpu")."""
-    import torch
-
-    if device is None:
-        return "cpu"
-    if isinstance(device, torch.nn.Module):
-        try:
-            device = next(device.parameters()).device
-        except StopIteration:
-            return "cpu"
-    if isinstance(device, torch.Tensor):
-        device = device.device
-    return torch.device(device).type

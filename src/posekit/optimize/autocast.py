@@ -11,7 +11,7 @@ import contextlib
 from typing import Any
 
 from posekit.errors import PosekitError
-from posekit.optimize._modules import device_type
+from posekit.model.device import device_type
 
 __all__ = ["cpu_supports_bf16", "precision", "resolve_precision"]
 

@@ -430,7 +430,8 @@ class RunOutputs(L.Callback):
             print(f"posekit: could not draw a training picture ({type(err).__name__}: {err})")
 
     def _visualize(self, trainer: L.Trainer, pl_module: L.LightningModule, epoch: int) -> None:
-        from posekit.training.plots import map_peaks, plot_peaks_vs_truth
+        from posekit.ops.peaks import find_global_peaks_rough, find_local_peaks_rough
+        from posekit.training.plots import plot_peaks_vs_truth
 
         dm = trainer.datamodule
         if dm is None or not hasattr(dm, "viz_batch"):
@@ -463,15 +464,14 @@ class RunOutputs(L.Callback):
         png = self.run_dir / "viz" / f"validation.epoch{epoch:04d}.png"
         if head.name in ("MultiInstanceConfmapsHead", "CentroidConfmapsHead"):
             # Several animals per map: show every local peak of both maps, unpaired.
-            from posekit.ops.peaks import find_local_peaks_rough
-
-            pred_pts = find_local_peaks_rough(torch.from_numpy(pred[None]), 0.2)[0].numpy()
-            true_pts = find_local_peaks_rough(torch.from_numpy(true[None]), 0.2)[0].numpy()
+            pred_pts = find_local_peaks_rough(torch.from_numpy(pred[None]))[0].numpy()
+            true_pts = find_local_peaks_rough(torch.from_numpy(true[None]))[0].numpy()
             title = f"epoch {epoch}: {head.name}, {len(pred_pts)} peaks ({len(true_pts)} true)"
             plot_peaks_vs_truth(image, true_pts * stride, pred_pts * stride, png, title, False)
             return
-        pred_pts, _ = map_peaks(pred)
-        true_pts, true_vals = map_peaks(true)
+        pred_pts = find_global_peaks_rough(torch.from_numpy(pred[None]), 0.0)[0][0].numpy()
+        true_pts, true_vals = find_global_peaks_rough(torch.from_numpy(true[None]), 0.0)
+        true_pts, true_vals = true_pts[0].numpy(), true_vals[0].numpy()
         true_pts[true_vals < 0.1] = np.nan
         err = np.linalg.norm((pred_pts - true_pts) * stride, axis=1)
         mean_err = float(np.nanmean(err)) if np.isfinite(err).any() else math.nan

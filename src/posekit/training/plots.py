@@ -2,8 +2,7 @@
 
 `posekit.visualization` owns plotting: the loss curve is its `plot_training_curve`, and
 points that pair up (one per part) are drawn by its `plot_predictions_vs_truth`. What
-training needs beyond it lives here: reading points off confidence maps (`map_peaks`)
-and drawing two *unpaired* sets of peaks (multi-instance and centroid maps, where the
+training needs beyond it lives here: drawing two *unpaired* sets of peaks (multi-instance and centroid maps, where the
 i-th predicted peak is not the i-th true one). matplotlib runs with the non-interactive
 Agg backend (training machines have no display).
 """
@@ -14,15 +13,6 @@ import os
 from pathlib import Path
 
 import numpy as np
-
-
-def map_peaks(maps: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    """Global peak (x, y) in grid units and its value for each channel of (C, h, w) maps."""
-    c, h, w = maps.shape
-    flat = maps.reshape(c, -1)
-    idx = flat.argmax(axis=1)
-    vals = flat[np.arange(c), idx]
-    return np.stack([idx % w, idx // w], axis=1).astype(np.float64), vals
 
 
 def plot_peaks_vs_truth(
@@ -87,4 +77,4 @@ def _plot_unpaired(
     return png
 
 
-__all__ = ["map_peaks", "plot_peaks_vs_truth"]
+__all__ = ["plot_peaks_vs_truth"]

@@ -15,6 +15,7 @@ import numpy as np
 from posekit.inference.identity import classify_peaks_from_maps
 from posekit.inference.paf_grouping import PAFGrouper
 from posekit.inference.predictors.base import OneModelPredictor, RawInstance, need_head
+from posekit.ops.coordinates import to_image_coordinates
 from posekit.ops.peaks import find_local_peaks
 
 #: Keyword options only PAF grouping takes (`load_predictor` refuses them elsewhere).
@@ -78,9 +79,8 @@ class BottomUpPredictor(_BottomUpBase):
         results = []
         for g in grouped:
             frame = []
-            for p, v, sc in zip(g.points, g.point_scores, g.instance_scores):
-                if scale != 1.0:
-                    p = p / scale + 0.5
+            points = to_image_coordinates(np.asarray(g.points), 1.0, scale)
+            for p, v, sc in zip(points, g.point_scores, g.instance_scores):
                 if np.isnan(p).all():
                     continue
                 frame.append(RawInstance(p, v, float(sc)))
@@ -113,10 +113,7 @@ class BottomUpMultiClassPredictor(_BottomUpBase):
             channels,
             n_channels=out[self.confmaps_head.name].shape[1],
         )
-        points = points * cls_stride
-        scale = self.model.input_scale
-        if scale != 1.0:
-            points = points / scale + 0.5
+        points = to_image_coordinates(points, cls_stride, self.model.input_scale)
         results = []
         for p_frame, v_frame, c_frame in zip(points, point_vals, class_probs):
             frame = []
