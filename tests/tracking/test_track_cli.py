@@ -61,3 +61,27 @@ def test_track_faults_end_cleanly(flies, tmp_path, capsys):
     assert "simple" in err and "Traceback" not in err
     assert src.read_bytes() == before
     assert not (tmp_path / "pred.tracked.slp").exists()
+
+
+MODELS = [
+    ["minimal_instance.UNet.bottomup"],
+    ["minimal_instance.UNet.centroid", "minimal_instance.UNet.centered_instance"],
+]
+
+
+@pytest.mark.parametrize("models", MODELS, ids=["bottomup", "topdown"])
+def test_predict_tracks_every_multi_animal_model_type(models, tmp_path, capsys):
+    """`predict --max-tracks 2` on SLEAP's trained models and their two-animal video."""
+    from tracking_helpers import SHARED
+
+    video = SHARED / "data" / "minimal" / "centered_pair_low_quality.mp4"
+    dirs = [SHARED / "sleap_models" / m for m in models]
+    if not video.exists() or not all(d.exists() for d in dirs):
+        pytest.skip("shared SLEAP models not available")
+    out = tmp_path / "pred.slp"
+    argv = ["predict", *map(str, dirs), str(video), "-o", str(out), "--frames", "0-19"]
+    assert main([*argv, "--max-tracks", "2"]) == 0
+    labels = sio.load_slp(str(out))
+    names = [i.track.name for lf in labels.labeled_frames for i in lf.instances if i.track]
+    assert len(set(names)) == 2
+    assert len(names) == sum(len(lf.instances) for lf in labels.labeled_frames) >= 30
