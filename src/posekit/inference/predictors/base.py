@@ -261,7 +261,10 @@ class Predictor:
         """Predict poses on every frame of ``source`` -> `sleap_io.Labels`.
 
         Args:
-            source: video path, ``.slp`` path, `sleap_io.Video` or `sleap_io.Labels`.
+            source: video path, ``.slp`` path, `sleap_io.Video`, `sleap_io.Labels`, or
+                in-memory frames: a (N, H, W, C) uint8 numpy array (C = 1 or 3), e.g.
+                from a camera or a notebook, predicted as they are (no decoding); the
+                labels then reference a `sleap_io.Video` named "in-memory frames".
             frames: frame selection (see `posekit.data.video.parse_frames`); for labels,
                 the frame indices of the labeled frames to predict.
 
@@ -274,7 +277,7 @@ class Predictor:
         import sleap_io as sio
         import torch
 
-        items, total, source_labels = source_items(source, frames)
+        items, total, source_labels, readers = source_items(source, frames)
         self._to_device()
         skeleton = self.skeleton
         tracks = self._track_objects(source_labels)
@@ -301,6 +304,7 @@ class Predictor:
             threads=kind != "cpu",
             pool=pool,
             stop=stop,
+            readers=readers,
         )
         reader = BackgroundIterator(batches, maxsize=queue_size)
         try:
