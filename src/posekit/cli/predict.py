@@ -72,6 +72,13 @@ def add_parser(subparsers) -> argparse.ArgumentParser:
         "compile, for long videos; onnx: onnxruntime (the export extra) "
         "(default: %(default)s)",
     )
+    p.add_argument(
+        "--sleap-compatible",
+        action="store_true",
+        help="reproduce SLEAP 1.4.1's predicted points exactly where posekit deliberately "
+        "differs (top-down crop offsets: README, Parity with SLEAP) (default: posekit's "
+        "conventions)",
+    )
     add_tracking_arguments(p)
     return p
 
@@ -116,6 +123,7 @@ def run(args: argparse.Namespace) -> int:
         device=args.device,
         precision=args.precision,
         runtime=args.runtime,
+        sleap_compatible=args.sleap_compatible,
     )
     labels = predictor.predict(source, frames=args.frames)
     options = tracking_options(args)

@@ -150,11 +150,12 @@ class Model(nn.Module):
     def device(self) -> torch.device:
         return next(self.parameters()).device
 
-    def preprocess(self, frames: Any) -> torch.Tensor:
+    def preprocess(self, frames: Any, resize: bool = True) -> torch.Tensor:
         """uint8 frames (N, H, W, C) -> the float NCHW input this model expects.
 
         Applies the job config's preprocessing (grayscale/RGB, input scaling, padding to
-        the stride) on the model's device.
+        the stride) on the model's device. ``resize=False`` skips the input scaling, for
+        frames already resized by it (top-down crops cut from resized frames).
         """
         from posekit.model.preprocessing import preprocess_frames
 
@@ -165,7 +166,7 @@ class Model(nn.Module):
         return preprocess_frames(
             frames,
             in_channels=self.in_channels,
-            input_scaling=self.input_scale,
+            input_scaling=self.input_scale if resize else 1.0,
             pad_to_stride=stride,
             imagenet_mode=getattr(pre, "imagenet_mode", None),
             device=self.device,

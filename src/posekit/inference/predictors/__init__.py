@@ -5,9 +5,11 @@ One class per SLEAP inference approach, with SLEAP 1.4.1's behaviour and default
 `TopDownMultiClassPredictor` (`topdown`: centroid, crop, centered instance),
 `BottomUpPredictor` and `BottomUpMultiClassPredictor` (`bottomup`: PAF or class-map
 grouping). `load_predictor` (`loading`) picks the class through the model-type registry.
-`predict(source)` accepts a video path, an ``.slp`` path, a `sleap_io.Video` or a
-`sleap_io.Labels` (its labeled frames are predicted); `base` holds the shared loop and
-`pipeline` the background decoding and batching it reads from.
+`predict(source)` accepts a video path, an ``.slp`` path, a `sleap_io.Video`, a
+`sleap_io.Labels` (its labeled frames are predicted) or in-memory frames (a (N, H, W, C)
+uint8 numpy array); `base` holds the shared loop and `pipeline` the background decoding
+and batching it reads from. ``sleap_compatible=True`` (any predictor) reproduces SLEAP
+1.4.1's points where posekit deliberately differs (`topdown`).
 
 SLEAP's coordinate conventions are kept for parity (`posekit.ops.coordinates`): map pixel
 ``i`` is input pixel ``i * stride``; with input scaling the point is divided by the scale

@@ -97,6 +97,10 @@ class Predictor:
             `posekit.inference.runtime`.
         runtime: "torch" or "onnx" (onnxruntime, float32); see `posekit.inference.runtime`.
         progress: show a rich progress bar while predicting.
+        sleap_compatible: reproduce SLEAP 1.4.1's predicted points wherever posekit
+            deliberately differs (today: the top-down crop offsets, see `topdown`; the
+            other predictors already follow SLEAP). ``sleap_crop_offsets`` is an
+            accepted alias.
     """
 
     def __init__(
@@ -111,7 +115,15 @@ class Predictor:
         precision: str = "fp32",
         runtime: str = "torch",
         progress: bool = True,
+        sleap_compatible: bool = False,
+        sleap_crop_offsets: bool | None = None,
     ):
+        if sleap_crop_offsets is not None:
+            if sleap_compatible and not sleap_crop_offsets:
+                raise PosekitError(
+                    "sleap_crop_offsets is an alias of sleap_compatible; pass only one of them"
+                )
+            sleap_compatible = bool(sleap_crop_offsets)
         if batch_size < 1:
             raise PosekitError(f"batch_size must be at least 1; got {batch_size}")
         if max_instances is not None and max_instances < 1:
@@ -127,6 +139,7 @@ class Predictor:
         self.runtime = runtime
         self._runners: dict[int, Any] = {}
         self.progress = progress
+        self.sleap_compatible = bool(sleap_compatible)
         self.stats: dict[str, float] = {}
 
     # -- to be provided by subclasses
@@ -152,6 +165,11 @@ class Predictor:
         return None
 
     # -- shared machinery
+
+    @property
+    def sleap_crop_offsets(self) -> bool:
+        """The former name of `sleap_compatible` (kept as an alias)."""
+        return self.sleap_compatible
 
     @property
     def refinement(self) -> str:
@@ -180,16 +198,19 @@ class Predictor:
             self._runners[id(model)] = runner
         return runner(x)
 
-    def _preprocess(self, model, images):
+    def _preprocess(self, model, images, resize: bool = True):
         """``model.preprocess`` on the uint8 batch moved to the model's device as uint8 (4x
         less to transfer than float; the conversion happens there, after dropping the
         pixels a downscale never reads). Other models (test doubles, wrappers) get the
-        uint8 frames unchanged.
+        uint8 frames unchanged. ``resize=False``: the images are already resized by the
+        model's input scaling (top-down crops of resized frames).
         """
         from posekit.model.network import Model
 
         if isinstance(model, Model):
             images = images.to(model.device, non_blocking=True)
+        if not resize:
+            return model.preprocess(images, resize=False)
         return model.preprocess(images)
 
     def predict_images(self, images, gt: list | None = None) -> list[list[RawInstance]]:
@@ -240,7 +261,10 @@ class Predictor:
         """Predict poses on every frame of ``source`` -> `sleap_io.Labels`.
 
         Args:
-            source: video path, ``.slp`` path, `sleap_io.Video` or `sleap_io.Labels`.
+            source: video path, ``.slp`` path, `sleap_io.Video`, `sleap_io.Labels`, or
+                in-memory frames: a (N, H, W, C) uint8 numpy array (C = 1 or 3), e.g.
+                from a camera or a notebook, predicted as they are (no decoding); the
+                labels then reference a `sleap_io.Video` named "in-memory frames".
             frames: frame selection (see `posekit.data.video.parse_frames`); for labels,
                 the frame indices of the labeled frames to predict.
 
@@ -253,7 +277,7 @@ class Predictor:
         import sleap_io as sio
         import torch
 
-        items, total, source_labels = source_items(source, frames)
+        items, total, source_labels, readers = source_items(source, frames)
         self._to_device()
         skeleton = self.skeleton
         tracks = self._track_objects(source_labels)
@@ -280,6 +304,7 @@ class Predictor:
             threads=kind != "cpu",
             pool=pool,
             stop=stop,
+            readers=readers,
         )
         reader = BackgroundIterator(batches, maxsize=queue_size)
         try:

@@ -34,6 +34,7 @@ def load_predictor(
     min_line_scores: float = 0.25,
     batch_size: int = 4,
     device: str = "auto",
+    sleap_compatible: bool = False,
     **kwargs,
 ) -> Predictor:
     """Load one or two model folders and return the matching predictor.
@@ -43,8 +44,12 @@ def load_predictor(
     multi_instance (bottom-up); multi_class_bottomup; multi_class_topdown with an optional
     centroid model (`posekit.model.registry.allowed_combinations`). Extra keyword
     arguments go to the predictor (e.g. ``precision``, ``progress``,
-    ``integral_patch_size``, ``sleap_crop_offsets``; bottom-up: ``max_edge_length_ratio``,
-    ``dist_penalty_weight``, ``paf_line_points``, ``min_instance_peaks``).
+    ``integral_patch_size``; bottom-up: ``max_edge_length_ratio``, ``dist_penalty_weight``,
+    ``paf_line_points``, ``min_instance_peaks``).
+
+    ``sleap_compatible=True`` reproduces SLEAP 1.4.1's predicted points wherever posekit
+    deliberately differs (the top-down crop offsets; README "Parity with SLEAP");
+    ``sleap_crop_offsets`` is its former name, still accepted. Every predictor takes it.
     """
     if isinstance(model_paths, str | os.PathLike) or hasattr(model_paths, "model_type"):
         model_paths = [model_paths]
@@ -70,6 +75,7 @@ def load_predictor(
         max_instances=max_instances,
         batch_size=batch_size,
         device=dev,
+        sleap_compatible=sleap_compatible,
         **kwargs,
     )
     if issubclass(cls, BottomUpPredictor):

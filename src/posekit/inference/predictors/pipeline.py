@@ -49,14 +49,48 @@ class Skip:
     error: BaseException
 
 
-def source_items(source, frames) -> tuple[list, int, Any]:
-    """What to predict on `source`: (list of (video, frame_idx, labeled frame or None),
-    number of frames, the source's labels or None).
+#: The filename of the `sleap_io.Video` that in-memory frames are predicted as.
+IN_MEMORY_FILENAME = "in-memory frames"
 
-    `source` is a video or ``.slp`` path, a `sleap_io.Video` or a `sleap_io.Labels`; on
-    labels only the labeled frames are predicted (and `frames` selects among them).
+
+def check_frame_array(frames) -> np.ndarray:
+    """In-memory frames as predictors take them: a (N, H, W, C) uint8 array, C 1 or 3."""
+    arr = np.asarray(frames)
+    shape = tuple(arr.shape)
+    if (
+        arr.dtype != np.uint8
+        or arr.ndim != 4
+        or arr.shape[3] not in (1, 3)
+        or min(shape, default=0) < 1
+    ):
+        raise PosekitError(
+            "in-memory frames must be a uint8 array of shape (N, H, W, C) with C = 1 "
+            f"(grayscale) or 3 (RGB) and N, H, W >= 1; got {arr.dtype} {shape} (a single "
+            "frame: frames[None]; a grayscale stack (N, H, W): frames[..., None]; float "
+            "images: convert to uint8 0-255)"
+        )
+    return arr
+
+
+def source_items(source, frames) -> tuple[list, int, Any, dict]:
+    """What to predict on `source`: (list of (video, frame_idx, labeled frame or None),
+    number of frames, the source's labels or None, readers).
+
+    `source` is a video or ``.slp`` path, a `sleap_io.Video`, a `sleap_io.Labels` or
+    in-memory frames, a (N, H, W, C) uint8 numpy array; on labels only the labeled frames
+    are predicted (and `frames` selects among them). In-memory frames are predicted as a
+    `sleap_io.Video` without a backend (filename `IN_MEMORY_FILENAME`, shape recorded);
+    ``readers`` maps ``id(video)`` to the function that returns its frame ``i``.
     """
     import sleap_io as sio
+
+    if isinstance(source, np.ndarray):
+        arr = check_frame_array(source)
+        video = sio.Video(filename=IN_MEMORY_FILENAME, open_backend=False)
+        video.backend_metadata["shape"] = tuple(int(x) for x in arr.shape)
+        inds = parse_frames(frames, len(arr))
+        inds = list(range(len(arr))) if inds is None else inds
+        return [(video, i, None) for i in inds], len(inds), None, {id(video): arr.__getitem__}
 
     if isinstance(source, str | os.PathLike):
         path = Path(source)
@@ -72,15 +106,15 @@ def source_items(source, frames) -> tuple[list, int, Any]:
     if isinstance(source, sio.Labels):
         wanted = parse_frames(frames)
         lfs = [lf for lf in source.labeled_frames if wanted is None or lf.frame_idx in wanted]
-        return [(lf.video, lf.frame_idx, lf) for lf in lfs], len(lfs), source
+        return [(lf.video, lf.frame_idx, lf) for lf in lfs], len(lfs), source, {}
     if isinstance(source, sio.Video):
         n = num_frames(source)
         inds = parse_frames(frames, n)
         inds = list(range(n)) if inds is None else inds
-        return [(source, i, None) for i in inds], len(inds), None
+        return [(source, i, None) for i in inds], len(inds), None, {}
     raise PosekitError(
-        "predict() takes a video or .slp path, a sleap_io.Video or a sleap_io.Labels; "
-        f"got {type(source).__name__}"
+        "predict() takes a video or .slp path, a sleap_io.Video, a sleap_io.Labels or "
+        f"in-memory frames (a (N, H, W, C) uint8 numpy array); got {type(source).__name__}"
     )
 
 
@@ -120,6 +154,7 @@ def read_batches(
     threads: bool,
     pool: BufferPool,
     stop: threading.Event,
+    readers: dict | None = None,
 ) -> Iterator[Batch | Skip]:
     """Decode frames in order (sequentially where possible) and yield batches.
 
@@ -129,6 +164,8 @@ def read_batches(
     instances come along in `node_names` order for the top-down ground-truth modes.
     `threads`: let FFmpeg decode with frame threads (worth it when the CPU is otherwise
     idle, i.e. the model runs on a GPU; on CPU inference torch uses every core already).
+    ``readers``: ``id(video)`` -> frame reader, for videos without a backend (in-memory
+    frames, `source_items`).
     """
     buf = None
     metas: list[Item] = []
@@ -144,6 +181,8 @@ def read_batches(
     for video, run in _runs(items):
         lfs = {i: lf for i, lf in run if lf is not None}
         fallback = (lambda i, lfs=lfs: lfs[i].image) if lfs else None
+        if readers and id(video) in readers:
+            fallback = readers[id(video)]
         read_stats: dict = {}
         shape = None
         pending_metadata = True

@@ -15,19 +15,23 @@
 Which model goes where is the registry's: the crop model is the type with ``crops`` that
 the registry runs with the predictor, the anchor model the type it ``pairs_with``.
 
-SLEAP conventions kept for parity (see `posekit.ops.coordinates.to_image_coordinates`):
-crops are sampled starting at the crop origin ``centroid - (crop_size - 1) / 2`` (the
-crop's pixel 0, as in training), and peaks found in a crop get that origin added back.
-SLEAP 1.4.1 adds ``centroid - crop_size / 2`` instead, which shifts its top-down
-predictions by -0.5 px on both axes relative to the labels its models were trained on;
-pass ``sleap_crop_offsets=True`` to reproduce that shift exactly.
+Crops follow training. A crop is cut from the frame resized by the centered-instance
+model's input scaling ``s`` (bilinear, half-pixel centres, as `posekit.model.preprocessing`
+resizes), around the centroid times ``s``, and sampled from the crop origin
+``s * centroid - (crop_size - 1) / 2`` (the crop's pixel 0, as in training); the model
+then sees the crop as it is, without resizing it again. A peak ``u`` (crop pixels, map
+index times stride) maps back to the frame as ``(u + origin) / s``, the exact inverse of
+the crop training made (for ``s = 1``: ``u + origin``).
 
-A centered-instance model with input scaling ``s != 1`` was trained on crops of
-``crop_size`` pixels cut from frames already resized by ``s``; here the matching
-full-resolution region (``crop_size / s`` pixels) is cut and then resized. SLEAP 1.4.1
-cuts ``crop_size`` full-resolution pixels instead, so the model sees animals at the
-wrong scale (its ``centered_instance_with_scaling`` test model misses by tens of pixels
-that way, by ~2 px here).
+SLEAP 1.4.1 (`CentroidCrop` with ``precrop_resize`` and `FindInstancePeaks`) cuts the
+same crops but from the resized frame truncated back to uint8, and maps peaks back as
+``u / s + 0.5 + (s * centroid - crop_size / 2) / s``: its crop offset is half a pixel of
+the resized frame short, and the ``+ 0.5`` (its compensation for TensorFlow's resize) is
+not part of the crops' training transform (it is added only when ``s != 1``). For the
+same crops SLEAP's points are therefore lower than posekit's default on both axes by
+``0.5`` px when ``s = 1`` and by ``0.5 / s - 0.5`` px otherwise (also 0.5 px at
+``s = 0.5``). ``sleap_compatible=True`` (alias ``sleap_crop_offsets``) reproduces SLEAP's
+crops and mapping exactly.
 """
 
 from __future__ import annotations
@@ -120,12 +124,26 @@ def crop_centered(images, centroids, sample_inds, crop_size: int):
     return out.to(images.dtype)
 
 
+def resize_frames(images, scale: float, to_uint8: bool = False):
+    """(N, H, W, C) frames resized by `scale` for cropping: bilinear with half-pixel
+    centres, no antialiasing, to ``int(size * scale)`` (`posekit.model.preprocessing`'s
+    resize, which is TensorFlow's), as float32 in the frames' range, or truncated back to
+    uint8 as SLEAP's ``resize_image`` does (``to_uint8``)."""
+    import torch
+
+    from posekit.model.preprocessing import resize_images
+
+    x = resize_images(images.permute(0, 3, 1, 2).to(torch.float32), scale)
+    x = x.permute(0, 2, 3, 1)
+    if to_uint8:
+        return x.clamp(0, 255).floor().to(torch.uint8)
+    return x.contiguous()
+
+
 class _TopDownBase(Predictor):
     """Centroid detection and cropping shared by the top-down predictors."""
 
-    def __init__(
-        self, centroid_model=None, confmap_model=None, sleap_crop_offsets: bool = False, **kwargs
-    ):
+    def __init__(self, centroid_model=None, confmap_model=None, **kwargs):
         crop = self._crop_type()
         name = type(self).__name__
         if confmap_model is None and crop.multi_class:
@@ -144,7 +162,6 @@ class _TopDownBase(Predictor):
                 f"{confmap_model.model_type}"
             )
         super().__init__(**kwargs)
-        self.sleap_crop_offsets = bool(sleap_crop_offsets)
         if centroid_model is not None and centroid_model.model_type != crop.pairs_with:
             raise PosekitError(
                 f"the first top-down model must be a {crop.pairs_with} model; got "
@@ -246,17 +263,20 @@ class _TopDownBase(Predictor):
         model = self.confmap_model
         head = self._confmap_head
         scale = float(model.input_scale)
-        # The crop size is in the model's (scaled) input pixels, as in training, where
-        # frames are resized before cropping: cut the matching full-resolution region.
-        size = int(round(self.crop_size / scale)) if scale != 1.0 else self.crop_size
-        images_dev = images.to(self.device)
+        size = self.crop_size  # in the model's (resized) input pixels, as in training
+        frames = images.to(self.device)
+        if scale != 1.0:
+            # Training crops the resized frame; so does SLEAP 1.4.1 (uint8 again).
+            frames = resize_frames(frames, scale, to_uint8=self.sleap_compatible)
         all_pts, all_vals, all_out = [], [], []
         chunk = max(16, 4 * self.batch_size)
         for start in range(0, centroids.shape[0], chunk):
-            c = centroids[start : start + chunk]
+            c = centroids[start : start + chunk].to(torch.float32) * scale
             s = samples[start : start + chunk]
-            crops = crop_centered(images_dev, c, s, size)
-            out = self._forward(model, self._preprocess(model, crops))
+            crops = crop_centered(frames, c, s, size)
+            if crops.is_floating_point():
+                crops = crops / 255.0
+            out = self._forward(model, self._preprocess(model, crops, resize=scale == 1.0))
             cms = out[head.name]
             pts, vals = find_global_peaks(
                 cms,
@@ -265,9 +285,14 @@ class _TopDownBase(Predictor):
                 integral_patch_size=self.integral_patch_size,
                 offsets=out.get("OffsetRefinementHead"),
             )
-            shift = size / 2 if self.sleap_crop_offsets else (size - 1) / 2
-            offsets = c.to(torch.float32) - shift
-            pts = to_image_coordinates(pts, head.output_stride, model.input_scale, offsets)
+            if self.sleap_compatible:
+                # SLEAP: u / s + 0.5 + (c - size / 2) / s (module docstring)
+                pts = to_image_coordinates(pts, head.output_stride, scale, (c - size / 2) / scale)
+            else:
+                # The inverse of the training crop: (u + c - (size - 1) / 2) / s
+                pts = to_image_coordinates(pts, head.output_stride, 1.0, c - (size - 1) / 2)
+                if scale != 1.0:
+                    pts = pts / scale
             all_pts.append(pts)
             all_vals.append(vals)
             all_out.append(out)
@@ -284,7 +309,7 @@ class _TopDownBase(Predictor):
 class TopDownPredictor(_TopDownBase):
     """Centroid model -> crops -> centered-instance model (either may be None on labels).
 
-    ``sleap_crop_offsets=True`` reproduces SLEAP's -0.5 px top-down shift (module doc).
+    ``sleap_compatible=True`` reproduces SLEAP 1.4.1's top-down points (module doc).
     """
 
     def _predict_batch(self, images, gt):
