@@ -20,14 +20,12 @@ import torch
 
 from posekit.errors import PosekitError
 from posekit.export import DEFAULT_OPSET
-from posekit.export.contract import build_contract, describe, write_sidecar
-from posekit.export.graph import DEFAULT_MAX_PEAKS, build_export_module, quiet_tracing
+from posekit.export.contract import build_contract, write_sidecar
+from posekit.export.graph import DEFAULT_MAX_PEAKS, quiet_tracing
 from posekit.export.verify import (
     as_numpy,
     compare,
-    examples,
-    parse_input_shape,
-    reference_outputs,
+    prepare,
 )
 from posekit.io.atomic import atomic_path
 
@@ -102,10 +100,11 @@ def export_onnx(
         raise PosekitError(f"opset={opset} is too old; posekit exports need opset >= 17")
     path = Path(path)
     ort = _import_onnxruntime(required=verify is True) if verify else None
-    if batch_size < 1:
-        raise PosekitError(f"batch_size={batch_size} must be at least 1")
-    module = build_export_module(
+    prep = prepare(
         model,
+        input_shape,
+        batch_size,
+        dynamic,
         include_postprocessing=include_postprocessing,
         include_preprocessing=include_preprocessing,
         frame_channels=frame_channels,
@@ -116,10 +115,8 @@ def export_onnx(
         use_offsets=use_offsets,
         fold_batchnorm=fold_batchnorm,
     )
-    dynamic = bool(dynamic)
-    inputs = examples(module, parse_input_shape(input_shape), int(batch_size), dynamic)
-    refs = reference_outputs(module, inputs)
-    inp, outputs, axes = describe(module, dynamic, refs[0], inputs[0])
+    module, inputs, refs = prep.module, prep.inputs, prep.refs
+    inp, outputs, axes = prep.inp, prep.outputs, prep.axes
     opset = int(opset)
     with atomic_path(path) as tmp:
         meta = {"opset": opset, "exporter": _write(module, inputs[0], tmp, axes, opset)}

@@ -14,20 +14,16 @@ from typing import Any
 
 import torch
 
-from posekit.errors import PosekitError
 from posekit.export.contract import (
     TORCHSCRIPT_EXTRA_FILE,
     build_contract,
-    describe,
     write_sidecar,
 )
-from posekit.export.graph import DEFAULT_MAX_PEAKS, build_export_module, quiet_tracing
+from posekit.export.graph import DEFAULT_MAX_PEAKS, quiet_tracing
 from posekit.export.verify import (
     as_numpy,
     compare,
-    examples,
-    parse_input_shape,
-    reference_outputs,
+    prepare,
 )
 from posekit.io.atomic import atomic_path
 
@@ -64,10 +60,11 @@ def export_torchscript(
         The path written.
     """
     path = Path(path)
-    if batch_size < 1:
-        raise PosekitError(f"batch_size={batch_size} must be at least 1")
-    module = build_export_module(
+    prep = prepare(
         model,
+        input_shape,
+        batch_size,
+        dynamic,
         include_postprocessing=include_postprocessing,
         include_preprocessing=include_preprocessing,
         frame_channels=frame_channels,
@@ -78,10 +75,8 @@ def export_torchscript(
         use_offsets=use_offsets,
         fold_batchnorm=fold_batchnorm,
     )
-    dynamic = bool(dynamic)
-    inputs = examples(module, parse_input_shape(input_shape), int(batch_size), dynamic)
-    refs = reference_outputs(module, inputs)
-    inp, outputs, _ = describe(module, dynamic, refs[0], inputs[0])
+    module, inputs, refs = prep.module, prep.inputs, prep.refs
+    inp, outputs = prep.inp, prep.outputs
     contract = build_contract(
         module, "torchscript", path.name, inp, outputs, {"verified": bool(verify)}
     )

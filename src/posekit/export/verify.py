@@ -7,7 +7,8 @@ file is moved into place.
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any
 
 from posekit.errors import PosekitError
 from posekit.export.graph import network_size
@@ -146,3 +147,36 @@ def compare(
                 f"{what}: output {name} differs from PyTorch by up to {err:.3g} "
                 f"(tolerance {atol * scale:.3g})"
             )
+
+
+@dataclass
+class Prepared:
+    """What both writers start from: the export graph, example inputs, PyTorch's outputs
+    on them, and the contract's description of inputs and outputs (+ dynamic axes)."""
+
+    module: Any
+    inputs: list
+    refs: list
+    inp: dict
+    outputs: list
+    axes: Any
+
+
+def prepare(
+    model, input_shape: Any, batch_size: int, dynamic: bool, **graph_options: Any
+) -> Prepared:
+    """Build the export graph for `model` and run it once on the example inputs.
+
+    `graph_options` go to `build_export_module` (peaks, preprocessing, refinement...).
+    """
+    from posekit.export.contract import describe
+    from posekit.export.graph import build_export_module
+
+    if batch_size < 1:
+        raise PosekitError(f"batch_size={batch_size} must be at least 1")
+    module = build_export_module(model, **graph_options)
+    dynamic = bool(dynamic)
+    inputs = examples(module, parse_input_shape(input_shape), int(batch_size), dynamic)
+    refs = reference_outputs(module, inputs)
+    inp, outputs, axes = describe(module, dynamic, refs[0], inputs[0])
+    return Prepared(module, inputs, refs, inp, outputs, axes)
