@@ -36,7 +36,9 @@ def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="posekit", description=__doc__.splitlines()[0])
     subparsers = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
     for command in COMMANDS:
-        command.add_parser(subparsers).set_defaults(run=command.run)
+        command.add_parser(subparsers).set_defaults(
+            run=command.run, interrupted=getattr(command, "INTERRUPTED", INTERRUPTED)
+        )
     return parser
 
 
@@ -59,13 +61,26 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     return args
 
 
+#: Said after Ctrl-C by a command that does not say more (`INTERRUPTED` in its module).
+INTERRUPTED = "files are written only once complete, so no half-written output was left"
+
+#: Exit status after Ctrl-C (128 + SIGINT, as shells report it).
+EXIT_INTERRUPTED = 130
+
+
 def main(argv: list[str] | None = None) -> int:
+    """Run a command: 0 on success, 2 for a `PosekitError` (one line, no traceback), 130
+    after Ctrl-C (one line saying what was or was not written)."""
     args = parse_args(argv)
     try:
         return int(args.run(args) or 0)
     except PosekitError as err:
         print(f"posekit: error: {err}", file=sys.stderr)
         return 2
+    except KeyboardInterrupt:
+        note = getattr(args, "interrupted", INTERRUPTED)
+        print(f"\nposekit: error: interrupted; {note}", file=sys.stderr)
+        return EXIT_INTERRUPTED
 
 
 if __name__ == "__main__":

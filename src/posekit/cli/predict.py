@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import argparse
 import os
+import sys
 from pathlib import Path
 
 from posekit.cli.track import add_tracking_arguments, tracking_options, wants_tracking
@@ -83,6 +84,13 @@ def add_parser(subparsers) -> argparse.ArgumentParser:
     return p
 
 
+#: What `posekit predict` writes (`posekit.data.labels.save_labels`).
+OUTPUT_SUFFIXES = (".slp",)
+
+#: Said when Ctrl-C stops the command (`posekit.cli.main`).
+INTERRUPTED = "nothing was written (predictions are saved only once every frame is done)"
+
+
 def default_output_path(source: str | os.PathLike) -> Path:
     """SLEAP's naming: ``<source>.predictions.slp`` (``x.slp`` -> ``x.predictions.slp``)."""
     source = Path(source)
@@ -96,8 +104,11 @@ def default_output_path(source: str | os.PathLike) -> Path:
 def run(args: argparse.Namespace) -> int:
     """Check the inputs, predict, write the .slp, print frames and speed."""
     from posekit.data.labels import save_labels
+    from posekit.inference.checks import check_prediction_options
     from posekit.inference.predictors import load_predictor
+    from posekit.inference.predictors.pipeline import source_items
     from posekit.inference.runtime import check_runtime_options
+    from posekit.io.outputs import check_output_path
     from posekit.model.device import resolve_device
 
     paths = list(args.paths)
@@ -107,6 +118,11 @@ def run(args: argparse.Namespace) -> int:
             "posekit predict MODEL_DIR [MODEL_DIR] SOURCE"
         )
     *model_dirs, source = paths
+    check_prediction_options(
+        peak_threshold=args.peak_threshold,
+        batch_size=args.batch_size,
+        max_instances=args.max_instances,
+    )
     check_runtime_options(args.runtime, args.precision, resolve_device(args.device))
     if not Path(source).exists():
         raise PosekitError(f"source not found: {source} (the last argument is the video or .slp)")
@@ -114,6 +130,10 @@ def run(args: argparse.Namespace) -> int:
         if not Path(d).exists():
             raise PosekitError(f"model folder not found: {d}")
     output = Path(args.output) if args.output else default_output_path(source)
+    # Everything that can fail cheaply fails before the models load and the first frame.
+    check_output_path(output, OUTPUT_SUFFIXES, inputs=paths, what="predictions")
+    items, _, labels_source, _ = source_items(source, args.frames)
+    source = labels_source if labels_source is not None else items[0][0]
 
     predictor = load_predictor(
         model_dirs,
@@ -141,5 +161,11 @@ def run(args: argparse.Namespace) -> int:
     if stats.get("skipped"):
         msg += f"; skipped {stats['skipped']} undecodable frame(s)"
     print(msg)
+    if not n_inst:
+        print(
+            "posekit: warning: no instance was found in any frame; check that the model was "
+            "trained on videos like this one, or lower --peak-threshold",
+            file=sys.stderr,
+        )
     print(f"Wrote {output}")
     return 0

@@ -35,25 +35,35 @@ def _decode(value) -> str:
     return value.decode("utf8") if isinstance(value, bytes) else str(value)
 
 
+def open_keras_h5(path: str | Path):
+    """`h5py.File` of a Keras `.h5`, read-only; a missing, empty, truncated or non-HDF5
+    file is a `PosekitError` naming it (h5py's own error says only "truncated file")."""
+    import h5py
+
+    path = Path(path)
+    if not path.exists():
+        raise PosekitError(f"Keras weights file not found: {path}")
+    if path.is_file() and path.stat().st_size == 0:
+        raise PosekitError(
+            f"{path} is empty (0 bytes): the model was not copied completely; copy the "
+            "model folder again"
+        )
+    try:
+        return h5py.File(path, "r")
+    except OSError as err:
+        raise PosekitError(
+            f"{path} is not a readable HDF5 file ({err}); it may be truncated or corrupt: "
+            f"copy the model's best_model.h5 again"
+        ) from err
+
+
 def read_keras_weights(path: str | Path) -> dict[str, dict[str, np.ndarray]]:
     """Read `{layer name: {weight name: array}}` from a Keras `.h5` file.
 
     Weight names are the short Keras names (`kernel`, `bias`, `gamma`, `beta`,
     `moving_mean`, `moving_variance`, ...). Layers without weights are left out.
     """
-    import h5py
-
-    path = Path(path)
-    if not path.exists():
-        raise PosekitError(f"Keras weights file not found: {path}")
-    try:
-        f = h5py.File(path, "r")
-    except OSError as err:
-        raise PosekitError(
-            f"{path} is not a readable HDF5 file ({err}); it may be truncated or corrupt: "
-            f"copy the model's best_model.h5 again"
-        ) from err
-    with f:
+    with open_keras_h5(path) as f:
         group = f["model_weights"] if "model_weights" in f else f
         if "layer_names" not in group.attrs:
             raise PosekitError(
@@ -96,9 +106,7 @@ def read_keras_weights(path: str | Path) -> dict[str, dict[str, np.ndarray]]:
 
 def read_keras_input_shape(path: str | Path) -> tuple | None:
     """Input shape (H, W, C) stored in a full-model `.h5` (None for weights-only files)."""
-    import h5py
-
-    with h5py.File(path, "r") as f:
+    with open_keras_h5(path) as f:
         raw = f.attrs.get("model_config")
     if raw is None:
         return None

@@ -27,10 +27,30 @@ def resolve_device(device: str | None = "auto") -> str:
         if mps is not None and mps.is_available():
             return "mps"
         return "cpu"
-    if str(device).startswith("cuda") and not torch.cuda.is_available():
+    try:
+        parsed = torch.device(str(device))
+    except (RuntimeError, ValueError) as err:
         raise PosekitError(
-            f"device {device!r} requested but CUDA is not available; use --device cpu"
-        )
+            f"device {device!r} is not a device name; use auto, cpu, cuda, cuda:N (N = the "
+            "GPU's number, from 0) or mps"
+        ) from err
+    if parsed.type == "cuda":
+        if not torch.cuda.is_available():
+            raise PosekitError(
+                f"device {device!r} requested but CUDA is not available; use --device cpu"
+            )
+        count = torch.cuda.device_count()
+        if parsed.index is not None and parsed.index >= count:
+            raise PosekitError(
+                f"device {device!r} requested but this machine has {count} CUDA GPU(s) "
+                f"(cuda:0 to cuda:{count - 1})"
+            )
+    elif parsed.type == "mps":
+        mps = getattr(torch.backends, "mps", None)
+        if mps is None or not mps.is_available():
+            raise PosekitError(
+                f"device {device!r} requested but Apple mps is not available; use --device cpu"
+            )
     return str(device)
 
 

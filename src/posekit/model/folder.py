@@ -98,7 +98,13 @@ def load_model(path: str | os.PathLike, device: str = "cpu"):
                 skeleton=skeleton,
                 input_size=input_size,
             )
-        state = load_file(str(folder / WEIGHTS_FILE))
+        try:
+            state = load_file(str(folder / WEIGHTS_FILE))
+        except Exception as err:  # noqa: BLE001 - safetensors' errors are all "unreadable"
+            raise PosekitError(
+                f"{folder / WEIGHTS_FILE} cannot be read ({err}); it is truncated or "
+                "damaged: copy the model folder again"
+            ) from err
         result = model.load_state_dict(state, strict=False)
         if result.missing_keys or result.unexpected_keys:
             raise PosekitError(

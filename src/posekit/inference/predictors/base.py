@@ -33,6 +33,9 @@ from posekit.model.device import device_type, resolve_device
 from posekit.model.registry import MODEL_TYPES, ModelType, model_type
 from posekit.ops.peaks import DEFAULT_PEAK_THRESHOLD
 
+#: Undecodable frames warned about one by one; the rest are counted in the summary.
+MAX_SKIP_WARNINGS = 5
+
 
 @dataclass
 class RawInstance:
@@ -164,6 +167,10 @@ class Predictor:
     def class_names(self) -> list[str] | None:
         return None
 
+    def _check_labels(self, labels, items) -> None:
+        """Refuse labels this predictor would silently find nothing on (before any frame
+        is read); the top-down predictors check the nodes they take from the labels."""
+
     # -- shared machinery
 
     @property
@@ -278,6 +285,8 @@ class Predictor:
         import torch
 
         items, total, source_labels, readers = source_items(source, frames)
+        if source_labels is not None:
+            self._check_labels(source_labels, items)
         self._to_device()
         skeleton = self.skeleton
         tracks = self._track_objects(source_labels)
@@ -289,6 +298,7 @@ class Predictor:
         frames_out = []
         videos: list = []
         skipped = 0
+        first_error = None
         t0 = time.perf_counter()
         n_done = 0
         progress = None
@@ -311,12 +321,19 @@ class Predictor:
             for batch in reader:
                 if isinstance(batch, Skip):
                     skipped += 1
-                    warnings.warn(
-                        f"skipping frame {batch.frame_idx} of "
-                        f"{getattr(batch.video, 'filename', batch.video)}: it could not be "
-                        f"decoded ({batch.error})",
-                        stacklevel=2,
-                    )
+                    first_error = first_error or batch
+                    if skipped <= MAX_SKIP_WARNINGS:
+                        more = (
+                            "; further undecodable frames are counted, not listed"
+                            if skipped == MAX_SKIP_WARNINGS
+                            else ""
+                        )
+                        warnings.warn(
+                            f"skipping frame {batch.frame_idx} of "
+                            f"{getattr(batch.video, 'filename', batch.video)}: it could not be "
+                            f"decoded ({batch.error}){more}",
+                            stacklevel=2,
+                        )
                     continue
                 metas = batch.items
                 gt = [it.gt for it in metas] if metas[0].gt is not None else None
@@ -352,6 +369,18 @@ class Predictor:
             "seconds": elapsed,
             "fps": n_done / elapsed if elapsed > 0 else 0.0,
         }
+        if total and not n_done:
+            detail = ""
+            if first_error is not None:
+                detail = (
+                    f" (frame {first_error.frame_idx} of "
+                    f"{getattr(first_error.video, 'filename', first_error.video)}: "
+                    f"{first_error.error})"
+                )
+            raise PosekitError(
+                f"none of the {total} frame(s) to predict could be decoded{detail}; the video "
+                "is damaged or unreadable: copy it again or re-encode it with ffmpeg"
+            )
         if skipped:
             warnings.warn(
                 f"{skipped} frame(s) could not be decoded and were skipped",

@@ -10,17 +10,15 @@ travels as a `Skip` notice instead of stopping the run.
 
 from __future__ import annotations
 
-import os
 import queue
 import threading
 from collections.abc import Iterator
 from dataclasses import dataclass
-from pathlib import Path
 from typing import Any
 
 import numpy as np
 
-from posekit.data.video import iter_frames, num_frames, parse_frames, remember_media_metadata
+from posekit.data.video import iter_frames, remember_media_metadata
 from posekit.errors import PosekitError
 
 
@@ -84,33 +82,29 @@ def source_items(source, frames) -> tuple[list, int, Any, dict]:
     """
     import sleap_io as sio
 
+    from posekit.inference.checks import (
+        open_source,
+        select_frames,
+        select_labeled_frames,
+        select_video_frames,
+    )
+
     if isinstance(source, np.ndarray):
         arr = check_frame_array(source)
         video = sio.Video(filename=IN_MEMORY_FILENAME, open_backend=False)
         video.backend_metadata["shape"] = tuple(int(x) for x in arr.shape)
-        inds = parse_frames(frames, len(arr))
-        inds = list(range(len(arr))) if inds is None else inds
+        inds = select_frames(frames, len(arr), "the in-memory frames")
         return [(video, i, None) for i in inds], len(inds), None, {id(video): arr.__getitem__}
 
-    if isinstance(source, str | os.PathLike):
-        path = Path(source)
-        if not path.exists():
-            raise PosekitError(f"source not found: {path}")
-        if path.name.endswith(".slp"):
-            source = sio.load_slp(str(path))
-        else:
-            try:
-                source = sio.load_video(str(path))
-            except Exception as err:  # noqa: BLE001 - report any backend failure
-                raise PosekitError(f"cannot open video {path}: {err}") from err
+    # Checked first (`posekit.inference.checks`): a file that does not read, labels without
+    # labeled frames or whose videos are missing, and a selection of no frame are refused
+    # before any model runs.
+    source = open_source(source)
     if isinstance(source, sio.Labels):
-        wanted = parse_frames(frames)
-        lfs = [lf for lf in source.labeled_frames if wanted is None or lf.frame_idx in wanted]
+        lfs = select_labeled_frames(source, frames)
         return [(lf.video, lf.frame_idx, lf) for lf in lfs], len(lfs), source, {}
     if isinstance(source, sio.Video):
-        n = num_frames(source)
-        inds = parse_frames(frames, n)
-        inds = list(range(n)) if inds is None else inds
+        inds = select_video_frames(source, frames)
         return [(source, i, None) for i in inds], len(inds), None, {}
     raise PosekitError(
         "predict() takes a video or .slp path, a sleap_io.Video, a sleap_io.Labels or "

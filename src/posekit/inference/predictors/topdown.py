@@ -204,13 +204,63 @@ class _TopDownBase(Predictor):
             )
         return int(size)
 
-    def _anchor_index(self, names: list[str]) -> int | None:
+    def _anchor_name(self) -> str | None:
         anchor = None
         for m in (self.confmap_model, self.centroid_model):
             if m is not None and anchor is None:
                 anchor = m.anchor_part
                 if anchor is None and getattr(m, "config", None) is not None:
                     anchor = m.config.data.instance_cropping.center_on_part
+        return anchor
+
+    def _check_labels(self, labels, items) -> None:
+        """Without one of its two models, a top-down predictor takes centroids or instances
+        from the labels: refuse labels that lack the nodes it needs (which would silently
+        give no instance) or that have no user-labeled instance at all."""
+        from posekit.inference.checks import check_labels_nodes
+
+        if self.centroid_model is not None and self.confmap_model is not None:
+            return
+        crop = self._crop_type()
+        model = self.confmap_model or self.centroid_model
+        desc = f"{model.model_type} model"
+        folder = getattr(model, "source_folder", None)
+        if folder is not None:
+            desc += f" ({folder})"
+        names = list(self.skeleton.node_names)
+        anchor = self._anchor_name()
+        if self.centroid_model is None:
+            needed = [anchor] if anchor else names
+            why = (
+                f"takes its crop centres from the labels' instances (no {crop.pairs_with} "
+                "model given), "
+                + (f"at its anchor part {anchor!r}" if anchor else "at the middle of all nodes")
+            )
+            fix = (
+                f"predict on labels with the model's skeleton, or add a {crop.pairs_with} "
+                f"model: posekit predict {crop.pairs_with.upper()}_MODEL "
+                f"{crop.name.upper()}_MODEL SOURCE"
+            )
+        else:
+            needed = names
+            why = (
+                "copies the labels' instances onto the centroids it finds (no "
+                f"{crop.name} model given)"
+            )
+            fix = f"predict on labels with the model's skeleton, or add a {crop.name} model"
+        check_labels_nodes(labels, needed, desc, why, fix)
+        if self.centroid_model is None and not any(
+            lf is not None and list(getattr(lf, "user_instances", lf.instances))
+            for _, _, lf in items
+        ):
+            raise PosekitError(
+                f"the {desc} takes its crop centres from the labels' instances (no "
+                f"{crop.pairs_with} model given), but the selected frames have no "
+                f"user-labeled instance; {fix}"
+            )
+
+    def _anchor_index(self, names: list[str]) -> int | None:
+        anchor = self._anchor_name()
         return names.index(anchor) if anchor in names else None
 
     def _find_centroids(self, images, gt):
