@@ -77,8 +77,8 @@ def main(argv: list[str] | None = None) -> int:
     except PosekitError as err:
         print(f"posekit: error: {err}", file=sys.stderr)
         return 2
-    except KeyboardInterrupt:
-        note = getattr(args, "interrupted", INTERRUPTED)
+    except KeyboardInterrupt as err:
+        note = str(err) or getattr(args, "interrupted", INTERRUPTED)
         print(f"\nposekit: error: interrupted; {note}", file=sys.stderr)
         return EXIT_INTERRUPTED
 

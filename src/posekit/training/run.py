@@ -28,6 +28,7 @@ from __future__ import annotations
 
 import datetime as _dt
 import os
+import signal
 import warnings
 from dataclasses import dataclass
 from pathlib import Path
@@ -515,6 +516,13 @@ def _fit(trainer: Any, module: Any, datamodule: Any, run_dir: Path, ckpt_path: A
             trainer.fit(
                 module, datamodule=datamodule, ckpt_path=str(ckpt_path) if ckpt_path else None
             )
+    except (KeyboardInterrupt, SystemExit) as err:
+        # Lightning turns Ctrl-C into a graceful shutdown and `sys.exit(1)`, with SIGINT
+        # left ignored; say what was kept and how to continue instead of a bare exit 1.
+        if isinstance(err, SystemExit) and not trainer.interrupted:
+            raise
+        signal.signal(signal.SIGINT, signal.default_int_handler)
+        raise TrainingInterrupted(_interrupted_note(run_dir)) from None
     except NonFiniteLossError as err:
         last = last_checkpoint(run_dir)
         where = (
@@ -529,6 +537,36 @@ def _fit(trainer: Any, module: Any, datamodule: Any, run_dir: Path, ckpt_path: A
             os.environ.pop(RUN_DIR_ENV, None)
         else:
             os.environ[RUN_DIR_ENV] = previous
+
+
+class TrainingInterrupted(KeyboardInterrupt):
+    """Ctrl-C during training; the message says what was kept and how to resume."""
+
+
+def _interrupted_note(run_dir: Path) -> str:
+    """Where the last checkpoint is and the resume command, or that nothing was kept.
+
+    A run stopped before its first checkpoint holds only its configs: the folder is
+    removed, so that a later run with the same name does not find a half-made run.
+    """
+    import shutil
+
+    from posekit.training.callbacks import last_checkpoint
+
+    last = last_checkpoint(run_dir)
+    if last.exists():
+        best = run_dir / "best_model"
+        kept = f"; the best model so far is {best}" if best.exists() else ""
+        return (
+            f"training stopped; the last checkpoint is {last}{kept}. Continue with "
+            f"`posekit train --resume {run_dir}`"
+        )
+    if env_rank() == 0:
+        shutil.rmtree(run_dir, ignore_errors=True)
+    return (
+        f"training stopped before its first checkpoint, so nothing was kept; the run folder "
+        f"{run_dir} (configs only) was removed"
+    )
 
 
 def _finish(config: Any, trainer: Any, run_dir: Path) -> None:

@@ -1,0 +1,61 @@
+"""Ctrl-C during `posekit train`: one line saying what was kept and how to resume."""
+
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+
+import pytest
+import yaml
+
+sys.path.append(str(Path(__file__).resolve().parents[1] / "training"))
+
+from _training_helpers import tiny_config  # noqa: E402
+from conftest import assert_clean_failure  # noqa: E402
+
+
+@pytest.fixture
+def labels(tmp_path_factory) -> str:
+    from posekit.data.synthetic import save_synthetic_dataset
+
+    folder = tmp_path_factory.mktemp("single")
+    return str(
+        save_synthetic_dataset(
+            folder, n_frames=40, n_animals=1, image_size=64, n_parts=4, seed=1, body_length=24
+        )
+    )
+
+
+def _interrupt_at(monkeypatch, step: int) -> None:
+    """Raise KeyboardInterrupt (what Ctrl-C raises) at training step `step`."""
+    from posekit.training.lightning_module import PoseLightningModule
+
+    real = PoseLightningModule.training_step
+    calls = {"n": 0}
+
+    def step_then_interrupt(self, *args, **kwargs):
+        calls["n"] += 1
+        if calls["n"] > step:
+            raise KeyboardInterrupt
+        return real(self, *args, **kwargs)
+
+    monkeypatch.setattr(PoseLightningModule, "training_step", step_then_interrupt)
+
+
+@pytest.mark.parametrize("step", [1, 5], ids=["before-checkpoint", "after-checkpoint"])
+def test_ctrl_c_says_where_the_checkpoint_is(step, labels, tmp_path, monkeypatch, run_cli):
+    config = tiny_config("single_instance", tmp_path / "runs", epochs=4, batches_per_epoch=2)
+    cfg = tmp_path / "job.yaml"
+    cfg.write_text(yaml.safe_dump(config))
+    _interrupt_at(monkeypatch, step)
+    code, _, err = run_cli(
+        "train", cfg, "--labels", labels, "--run-name", "x", "--device", "cpu"
+    )
+    assert code == 130
+    run = tmp_path / "runs" / "x"
+    if step == 1:
+        assert_clean_failure(code, err, "before its first checkpoint", "removed")
+        assert not run.exists()
+    else:
+        assert_clean_failure(code, err, "last checkpoint", f"--resume {run}")
+        assert (run / "checkpoints" / "last.ckpt").exists()
