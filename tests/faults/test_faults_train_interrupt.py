@@ -11,6 +11,7 @@ import yaml
 sys.path.append(str(Path(__file__).resolve().parents[1] / "training"))
 
 from _training_helpers import tiny_config  # noqa: E402
+
 from conftest import assert_clean_failure  # noqa: E402
 
 
@@ -48,9 +49,7 @@ def test_ctrl_c_says_where_the_checkpoint_is(step, labels, tmp_path, monkeypatch
     cfg = tmp_path / "job.yaml"
     cfg.write_text(yaml.safe_dump(config))
     _interrupt_at(monkeypatch, step)
-    code, _, err = run_cli(
-        "train", cfg, "--labels", labels, "--run-name", "x", "--device", "cpu"
-    )
+    code, _, err = run_cli("train", cfg, "--labels", labels, "--run-name", "x", "--device", "cpu")
     assert code == 130
     run = tmp_path / "runs" / "x"
     if step == 1:

@@ -52,7 +52,7 @@ def test_track_faults_end_cleanly(flies, tmp_path, capsys):
     assert main(["track", str(src), "--max-tracks", "0"]) == 2
     assert "max_tracks" in capsys.readouterr().err
     assert main(["track", str(src), "-o", str(src)]) == 2
-    assert "is the input" in capsys.readouterr().err
+    assert "is an input of this command" in capsys.readouterr().err
     moved = sio.load_slp(str(src))
     moved.videos[0].replace_filename(str(tmp_path / "gone.mp4"), open=False)
     gone = _write(moved, tmp_path / "gone.slp")

@@ -12,7 +12,6 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
-from posekit.errors import PosekitError
 from posekit.tracking.options import MATCHERS, SIMILARITIES, TRACKERS, option_table
 
 _SHORT = {
@@ -111,6 +110,7 @@ def add_parser(subparsers) -> argparse.ArgumentParser:
 def run(args: argparse.Namespace) -> int:
     """Read, track, write atomically, print what was found."""
     from posekit.data.labels import read_labels_file, save_labels
+    from posekit.io.outputs import check_output_path
     from posekit.tracking import track
 
     source = Path(args.predictions)
@@ -119,10 +119,7 @@ def run(args: argparse.Namespace) -> int:
         if args.output
         else source.with_name(source.name.removesuffix(".slp") + ".tracked.slp")
     )
-    if output.resolve() == source.resolve():
-        raise PosekitError(
-            f"the output {output} is the input; write the tracks to another file (-o)"
-        )
+    check_output_path(output, (".slp",), inputs=[source], what="tracked labels")
     labels = read_labels_file(source)
     options = tracking_options(args)
     if args.keep_tracks:
