@@ -67,7 +67,9 @@ def measure(
         edges=[tuple(e) for e in skeleton.edges],
         classes=train_labels.class_names or None,
     )
-    pipeline = DataPipeline.from_config(config, train_labels, max_stride=model.maximum_stride)
+    pipeline = DataPipeline.from_config(
+        config, train_labels, model.head_specs, max_stride=model.maximum_stride
+    )
     config.optimization.batches_per_epoch = steps + warmup
     dm = PoseDataModule(
         pipeline, train_labels, splits["val"], config.optimization, num_workers=num_workers

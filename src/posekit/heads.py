@@ -19,7 +19,11 @@ from posekit.errors import PosekitError
 
 @dataclass
 class Head:
-    """Base head description. Subclasses fix `name`, the activation and the loss."""
+    """Base head description. Subclasses fix `name`, the activation and the loss.
+
+    `sigma` is the config's Gaussian spread, in output-grid pixels (see
+    `posekit.config.model._MapHeadConfig`); None for heads without Gaussian targets.
+    """
 
     output_stride: int = 1
     loss_weight: float = 1.0
@@ -201,18 +205,3 @@ class ClassVectorsLayer(nn.Module):
         for i in range(self.num_fc_layers):
             x = torch.relu(getattr(self, f"pre_classification{i}_fc")(x))
         return torch.softmax(getattr(self, self._out_name)(x), dim=-1)
-
-
-HEAD_CLASSES = {
-    cls.__name__: cls
-    for cls in (
-        SingleInstanceConfmapsHead,
-        CentroidConfmapsHead,
-        CenteredInstanceConfmapsHead,
-        MultiInstanceConfmapsHead,
-        PartAffinityFieldsHead,
-        ClassMapsHead,
-        ClassVectorsHead,
-        OffsetRefinementHead,
-    )
-}

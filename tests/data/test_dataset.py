@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 import torch
 
-from posekit.config.model import ModelConfig
+from posekit.config.model import HeadsConfig, ModelConfig
 from posekit.data.dataset import DataPipeline, collate_samples
 from posekit.data.instance_cropping import (
     crop_origins,
@@ -17,6 +17,7 @@ from posekit.data.instance_cropping import (
     instance_centroids,
 )
 from posekit.errors import PosekitError
+from posekit.model.network import make_heads
 from posekit.model.preprocessing import resize_images
 
 
@@ -35,6 +36,19 @@ def _config(heads, scale=1.0, aug=None, crop_size=None, center_on_part=None, max
     }
 
 
+def _pipeline(config, labels, **kwargs) -> DataPipeline:
+    """The pipeline for `config`, given the heads a model of it has (names from the labels)."""
+    model = config["model"] if isinstance(config, dict) else config.model
+    heads = model["heads"] if isinstance(model, dict) else model.heads
+    _, specs = make_heads(
+        HeadsConfig.model_validate(heads) if isinstance(heads, dict) else heads,
+        part_names=labels.node_names,
+        edges=labels.skeleton.edges,
+        classes=labels.class_names,
+    )
+    return DataPipeline.from_config(config, labels, specs, **kwargs)
+
+
 def _far_apart(points: np.ndarray, min_dist: float) -> bool:
     c = np.nanmean(points, axis=1)
     return float(np.linalg.norm(c[0] - c[1])) > min_dist
@@ -42,7 +56,7 @@ def _far_apart(points: np.ndarray, min_dist: float) -> bool:
 
 def test_single_instance_targets_peak_at_first_instance(synthetic_labels):
     heads = {"single_instance": {"sigma": 1.0, "output_stride": 2, "offset_refinement": True}}
-    pipe = DataPipeline.from_config(_config(heads), synthetic_labels)
+    pipe = _pipeline(_config(heads), synthetic_labels)
     ds = pipe.dataset(synthetic_labels, with_targets=True)
     assert len(ds) == 12
     sample = ds[5]
@@ -63,7 +77,7 @@ def test_single_instance_targets_peak_at_first_instance(synthetic_labels):
 
 def test_centroid_maps_peak_at_anchor_part(synthetic_labels):
     heads = {"centroid": {"sigma": 1.5, "output_stride": 4, "anchor_part": "head"}}
-    pipe = DataPipeline.from_config(_config(heads), synthetic_labels)
+    pipe = _pipeline(_config(heads), synthetic_labels)
     ds = pipe.dataset(synthetic_labels, with_targets=True)
     sample = ds[0]
     cm = sample["CentroidConfmapsHead"]
@@ -76,7 +90,7 @@ def test_centroid_maps_peak_at_anchor_part(synthetic_labels):
 
 def test_topdown_crops_equal_crops_of_the_scaled_frame(synthetic_labels):
     heads = {"centered_instance": {"sigma": 1.0, "output_stride": 2, "anchor_part": "spine1"}}
-    pipe = DataPipeline.from_config(_config(heads, scale=0.5, crop_size=24), synthetic_labels)
+    pipe = _pipeline(_config(heads, scale=0.5, crop_size=24), synthetic_labels)
     ds = pipe.dataset(synthetic_labels)
     assert len(ds) == 24  # one item per instance
     raw = collate_samples([ds[i] for i in range(6)])
@@ -108,7 +122,7 @@ def test_topdown_augmented_crops_stay_centred_and_consistent(synthetic_labels):
         "rotation_max_angle": 180,
         "random_flip": True,
     }
-    pipe = DataPipeline.from_config(_config(heads, crop_size=32, aug=aug), synthetic_labels, seed=0)
+    pipe = _pipeline(_config(heads, crop_size=32, aug=aug), synthetic_labels, seed=0)
     ds = pipe.dataset(synthetic_labels)
     batch = pipe.process(collate_samples([ds[i] for i in range(8)]), augment=True)
     torch.testing.assert_close(
@@ -125,7 +139,7 @@ def test_topdown_augmented_crops_stay_centred_and_consistent(synthetic_labels):
 
 def test_auto_crop_size_from_training_labels(synthetic_labels):
     heads = {"centered_instance": {"sigma": 2.0, "output_stride": 4}}
-    pipe = DataPipeline.from_config(_config(heads, scale=0.5), synthetic_labels)
+    pipe = _pipeline(_config(heads, scale=0.5), synthetic_labels)
     expected = find_instance_crop_size(synthetic_labels.all_points(), 16, 16, 0.5)
     assert pipe.crop_size == expected and expected % 16 == 0
 
@@ -137,7 +151,7 @@ def test_bottomup_pafs_follow_edges(synthetic_labels):
             "pafs": {"sigma": 5.0, "output_stride": 1},
         }
     }
-    pipe = DataPipeline.from_config(_config(heads), synthetic_labels)
+    pipe = _pipeline(_config(heads), synthetic_labels)
     ds = pipe.dataset(synthetic_labels, with_targets=True)
     checked = 0
     for i in range(len(ds)):
@@ -160,7 +174,7 @@ def test_multiclass_targets_use_tracks(synthetic_labels):
     td = {
         "multi_class_topdown": {"confmaps": {"sigma": 1.0, "output_stride": 2}, "class_vectors": {}}
     }
-    pipe = DataPipeline.from_config(_config(td, crop_size=32), synthetic_labels)
+    pipe = _pipeline(_config(td, crop_size=32), synthetic_labels)
     assert pipe.class_names == ["animal0", "animal1"]
     batch = pipe.process(collate_samples([pipe.dataset(synthetic_labels)[i] for i in range(4)]))
     for n in range(4):
@@ -175,7 +189,7 @@ def test_multiclass_targets_use_tracks(synthetic_labels):
             "class_maps": {"sigma": 1.0, "output_stride": 2},
         }
     }
-    pipe = DataPipeline.from_config(_config(bu), synthetic_labels)
+    pipe = _pipeline(_config(bu), synthetic_labels)
     ds = pipe.dataset(synthetic_labels, with_targets=True)
     for i in range(len(ds)):
         entry = synthetic_labels.entries[i]
@@ -200,7 +214,7 @@ def test_loader_batches_and_seeded_augmentation_with_config_objects(synthetic_la
         ),
         optimization=SimpleNamespace(augmentation_config={"rotate": True, "brightness": True}),
     )
-    pipe = DataPipeline.from_config(cfg, synthetic_labels, seed=0)
+    pipe = _pipeline(cfg, synthetic_labels, seed=0)
     assert pipe.max_stride == 32 and pipe.preprocessor.pad_to_stride == 32
     raw = next(iter(pipe.dataset(synthetic_labels).loader(batch_size=4, shuffle=False)))
     assert raw["image"].dtype == torch.uint8 and raw["points"].shape == (4, 2, 5, 2)
@@ -215,8 +229,6 @@ def test_loader_batches_and_seeded_augmentation_with_config_objects(synthetic_la
 
 def test_bad_anchor_and_part_names_are_clear_errors(synthetic_labels):
     with pytest.raises(PosekitError, match="anchor part 'nose'"):
-        DataPipeline.from_config(_config({"centroid": {"anchor_part": "nose"}}), synthetic_labels)
+        _pipeline(_config({"centroid": {"anchor_part": "nose"}}), synthetic_labels)
     with pytest.raises(PosekitError, match="skeleton mismatch.*'paw'"):
-        DataPipeline.from_config(
-            _config({"single_instance": {"part_names": ["head", "paw"]}}), synthetic_labels
-        )
+        _pipeline(_config({"single_instance": {"part_names": ["head", "paw"]}}), synthetic_labels)

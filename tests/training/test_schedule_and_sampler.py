@@ -117,6 +117,7 @@ def test_validation_order_is_fixed():
 def test_datamodule_from_config_epoch_lengths(multi_labels):
     from posekit.config.job import TrainingJobConfig
     from posekit.data.labels import load_labels, split_labels
+    from posekit.model.network import make_heads
     from posekit.training.datamodule import PoseDataModule
 
     config = TrainingJobConfig.model_validate(
@@ -133,7 +134,8 @@ def test_datamodule_from_config_epoch_lengths(multi_labels):
         }
     )
     train, val = split_labels(load_labels(multi_labels), 0.25, seed=0)  # 18 / 6 frames
-    dm = PoseDataModule.from_config(config, train, val, num_workers=0)
+    _, heads = make_heads(config.model.heads, train.node_names, train.skeleton.edges)
+    dm = PoseDataModule.from_config(config, train, val, heads, num_workers=0)
     assert (len(dm.train_dataset), len(dm.val_dataset)) == (18, 6)
     assert dm.train_batches() == 5  # max(3, ceil(18 / 4))
     assert dm.val_batches() == 2  # max(2, ceil(6 / 4))

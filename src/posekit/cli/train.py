@@ -149,7 +149,8 @@ def run(args: argparse.Namespace) -> int:
         print(
             f"posekit: --resume uses the run folder's own training_config.json; ignoring {config}"
         )
-    from posekit.training.run import _env_rank, train
+    from posekit.training.run import train
+    from posekit.training.run_folder import env_rank
 
     run_dir = train(
         config if args.resume is None else None,
@@ -169,7 +170,7 @@ def run(args: argparse.Namespace) -> int:
         max_time=args.max_time,
         precision=args.precision,
     )
-    if _env_rank() == 0:
+    if env_rank() == 0:
         best = run_dir / "best_model"
         print(f"Run folder: {run_dir}")
         if best.exists():

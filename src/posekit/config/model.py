@@ -76,8 +76,9 @@ def _check_output_vs_max(cls_name: str, output_stride: int, max_stride: int) -> 
 
 
 def _positive_sigma(value: float) -> float:
+    """A Gaussian spread must be positive (its unit: see `_MapHeadConfig`)."""
     if not value > 0:
-        raise ValueError(f"sigma={value} must be a positive number of input pixels (e.g. 2.5)")
+        raise ValueError(f"sigma={value} must be a positive number (e.g. 2.5)")
     return value
 
 
@@ -266,6 +267,12 @@ class _MapHeadConfig(ConfigBase):
 
     The fields themselves are declared by each head, in SLEAP's order, so that configs
     are written with SLEAP's key order (inherited fields would come first).
+
+    `sigma` is the spread of a head's Gaussians in pixels of its output grid: targets are
+    drawn with ``sigma * output_stride`` input pixels, because SLEAP's code does so (its
+    documentation says input pixels; see README "Parity with SLEAP"). The PAF `sigma` is
+    not multiplied by the stride; it weighs squared input-pixel distances to an edge
+    (`posekit.data.targets.part_affinity_fields`), which is why its values are large.
     """
 
     _v_sigma = field_validator("sigma", check_fields=False)(lambda v: _positive_sigma(v))

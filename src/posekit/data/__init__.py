@@ -1,10 +1,11 @@
 """Data pipeline: labels via sleap-io, preprocessing, augmentation, crops and targets.
 
 Submodules (imported lazily, so `import posekit.data` does not load torch):
-`labels` (loading, moved videos, splits, frame decoding), `preprocessing` (SLEAP's
-PreprocessingConfig on NCHW batches), `instance_cropping` (centroids, crop sizes, crops),
-`targets` (confidence maps, PAFs, class maps/vectors, offsets), `augmentation`
-(`BatchAugmenter`), `dataset` (`PoseDataset`, `DataPipeline`), `synthetic` (rendered data).
+`labels` (loading, moved videos, splits, frame decoding), `video` (frame reading),
+`instance_cropping` (centroids, crop sizes, crops), `targets` (confidence maps, PAFs,
+class maps/vectors, offsets), `augmentation` (`BatchAugmenter`), `dataset` (`PoseDataset`,
+`DataPipeline`), `synthetic` (rendered data). Preprocessing (SLEAP's PreprocessingConfig
+on NCHW batches) belongs to the model: `posekit.model.preprocessing`.
 """
 
 from __future__ import annotations

@@ -59,10 +59,9 @@ from posekit.data.targets import (
     part_affinity_fields,
 )
 from posekit.errors import PosekitError
+from posekit.model import registry
 from posekit.model.preprocessing import Preprocessor, pad_to_stride, resize_images
 
-TOPDOWN_MODEL_TYPES = ("centered_instance", "multi_class_topdown")
-MULTI_CLASS_MODEL_TYPES = ("multi_class_bottomup", "multi_class_topdown")
 _METADATA_KEYS = ("frame_index", "video_index", "frame_idx", "instance_index")
 
 
@@ -76,7 +75,8 @@ def _get(config: Any, path: str, default: Any = None) -> Any:
     return default if value is None else value
 
 
-def _heads_config(config: Any):
+def _model_type(config: Any) -> str:
+    """The model type a job config sets (the `model.heads` field), from an object or a dict."""
     from posekit.config.model import HeadsConfig
 
     heads = _get(config, "model.heads")
@@ -84,7 +84,13 @@ def _heads_config(config: Any):
         raise PosekitError("the config has no model.heads; set one model type under model.heads")
     if isinstance(heads, dict):
         heads = HeadsConfig.model_validate(heads)
-    return heads
+    name = heads.which_oneof_attrib_name()
+    if name is None:
+        raise PosekitError(
+            "the config has no heads: set one of model.heads."
+            + ", model.heads.".join(HeadsConfig.model_fields)
+        )
+    return name
 
 
 def _max_stride(config: Any) -> int:
@@ -126,7 +132,7 @@ def batch_to_device(batch: dict[str, Any], device: torch.device | str) -> dict[s
 class DataPipeline:
     """Everything that turns labels into model inputs and targets for one model.
 
-    Build with `DataPipeline.from_config(job_config, train_labels)`; then
+    Build with `DataPipeline.from_config(job_config, train_labels, model.head_specs)`; then
     `pipeline.dataset(labels)` gives datasets and `pipeline.process(raw_batch, ...)`
     finishes batches on the device.
 
@@ -169,6 +175,7 @@ class DataPipeline:
         self.crop_size = None if crop_size is None else int(crop_size)
         self.anchor_index = anchor_index
         self.augmenter = augmenter
+        self._type = registry.model_type(model_type)
         if self.is_topdown and self.crop_size is None:
             raise PosekitError(f"{model_type} models need a crop size")
 
@@ -179,32 +186,29 @@ class DataPipeline:
         cls,
         config: Any,
         labels: PoseLabels,
+        heads: Sequence[Any],
         max_stride: int | None = None,
         seed: int | None = None,
     ) -> DataPipeline:
-        """From a `TrainingJobConfig` (object or nested dict) and the training labels.
+        """From a `TrainingJobConfig` (object or nested dict), the training labels and heads.
 
-        Reads `data.preprocessing`, `data.instance_cropping`, `model.heads`,
+        `heads` are the model's (`Model.head_specs`): the targets are made for exactly
+        the outputs the model has, with the part names, edges and classes it was built
+        with, so the pipeline never re-derives them from the config. Reads
+        `data.preprocessing`, `data.instance_cropping`, the model type (`model.heads`),
         `model.backbone` (max stride, unless `max_stride` is given) and
-        `optimization.augmentation_config`. Part names, edges and classes the heads
-        leave null come from the labels (skeleton, tracks); the automatic crop size is
-        measured on `labels`, so pass the training labels.
+        `optimization.augmentation_config`. The automatic crop size is measured on
+        `labels`, so pass the training labels.
         """
-        from posekit.model.network import make_heads
-
-        heads_cfg = _heads_config(config)
-        model_type, heads = make_heads(
-            heads_cfg,
-            part_names=labels.node_names,
-            edges=labels.skeleton.edges,
-            classes=labels.class_names,
-        )
+        model_type = _model_type(config)
+        entry = registry.model_type(model_type)
+        heads = list(heads)
         stride = int(max_stride) if max_stride is not None else _max_stride(config)
         part_names = next(
             (list(h.part_names) for h in heads if getattr(h, "part_names", None)),
             labels.node_names,
         )
-        if model_type == "centroid":
+        if not entry.needs_part_names:  # the heads see only an anchor; points keep every part
             part_names = labels.node_names
         check_part_names(labels.node_names, part_names, f"model.heads.{model_type}")
         index = {n: i for i, n in enumerate(part_names)}
@@ -237,7 +241,7 @@ class DataPipeline:
             _get(config, "data.preprocessing"), pad_to_stride=stride
         )
         crop_size = None
-        if model_type in TOPDOWN_MODEL_TYPES:
+        if entry.crops:
             crop_size = _get(config, "data.instance_cropping.crop_size")
             if crop_size is None:
                 crop_size = find_instance_crop_size(
@@ -266,11 +270,8 @@ class DataPipeline:
 
     @property
     def is_topdown(self) -> bool:
-        return self.model_type in TOPDOWN_MODEL_TYPES
-
-    @property
-    def head_names(self) -> list[str]:
-        return [h.name for h in self.heads]
+        """True for models trained on crops around each animal (the registry's `crops`)."""
+        return self._type.crops
 
     def context_size(self) -> int | None:
         """Side (frame pixels) of the context crops top-down samples carry."""
@@ -407,7 +408,7 @@ class DataPipeline:
                     primary_sigma,
                     threshold=float(getattr(head, "sigma_threshold", OFFSET_THRESHOLD)),
                 )
-            else:  # pragma: no cover - heads come from make_heads
+            else:  # pragma: no cover - heads come from the registry
                 raise PosekitError(f"no targets known for head {name}")
         return targets
 
@@ -447,14 +448,17 @@ class PoseDataset(torch.utils.data.Dataset):
         )
         channels = {shapes[i][2] for i in used}
         self.channels = channels.pop() if len(channels) == 1 else 3
-        require_class = pipeline.model_type in MULTI_CLASS_MODEL_TYPES
+        kind = registry.model_type(pipeline.model_type)
+        require_class = kind.multi_class
+        # A full-frame model with one (global) peak per part sees one animal per frame.
+        first_only = kind.peaks == "global" and not kind.crops
 
         # (entry, instance) pairs for top-down; kept instance lists for full frames.
         self.items: list[tuple[int, np.ndarray]] = []
         for i, entry in enumerate(labels.entries):
             classes = self.class_lookup[entry.track_inds]
             keep = np.flatnonzero(classes >= 0) if require_class else np.arange(entry.n_instances)
-            if pipeline.model_type == "single_instance":
+            if first_only:
                 keep = keep[:1]
             if len(keep) == 0:
                 continue
@@ -567,8 +571,6 @@ class PoseDataset(torch.utils.data.Dataset):
 
 
 __all__ = [
-    "MULTI_CLASS_MODEL_TYPES",
-    "TOPDOWN_MODEL_TYPES",
     "DataPipeline",
     "PoseDataset",
     "batch_to_device",

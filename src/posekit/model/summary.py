@@ -22,7 +22,6 @@ allocating its weights. Everything reported is computed from shapes:
 
 from __future__ import annotations
 
-import json
 import math
 import re
 from pathlib import Path
@@ -54,26 +53,12 @@ def _load(config_or_path: Any) -> tuple[Any, str]:
     if isinstance(config_or_path, nn.Module):
         return config_or_path, type(config_or_path).__name__
     if isinstance(config_or_path, str | Path):
-        path = Path(config_or_path)
-        try:
-            from posekit.config import load_config
-        except ImportError:  # the job-config module is not there yet: plain JSON only
-            return _from_tree(_read_json(path)), str(path)
-        return load_config(path), str(path)
+        from posekit.config.job import load_config
+
+        return load_config(config_or_path), str(config_or_path)
     if isinstance(config_or_path, dict):
         return _from_tree(config_or_path), "dict"
     return config_or_path, type(config_or_path).__name__
-
-
-def _read_json(path: Path) -> Any:
-    if path.is_dir():
-        path = path / "training_config.json"
-    if not path.exists():
-        raise PosekitError(f"config file not found: {path}")
-    try:
-        return json.loads(path.read_text())
-    except json.JSONDecodeError as err:
-        raise PosekitError(f"{path} is not valid JSON: {err}") from err
 
 
 def _from_tree(data: Any) -> Any:
@@ -359,6 +344,8 @@ def summary(config_or_path: Any, input_shape: Any = None) -> dict:
     """
     import torch
 
+    from posekit.model.registry import model_type
+
     config, source = _load(config_or_path)
     notes: list[str] = []
 
@@ -388,10 +375,8 @@ def summary(config_or_path: Any, input_shape: Any = None) -> dict:
     if height is None:
         crop = None
         cropping = getattr(getattr(config, "data", None), "instance_cropping", None)
-        if cropping is not None and getattr(model, "model_type", None) in (
-            "centered_instance",
-            "multi_class_topdown",
-        ):
+        kind = getattr(model, "model_type", None) if is_model else None
+        if cropping is not None and kind is not None and model_type(kind).crops:
             crop = cropping.crop_size
         height = width = int(crop or DEFAULT_SIZE)
     ph = math.ceil(height / max_stride) * max_stride

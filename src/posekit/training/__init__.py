@@ -2,10 +2,12 @@
 
 `train(config, labels, ...)` is the entry point (`posekit train` on the command line).
 Submodules load lazily so `import posekit.training` does not import torch or Lightning:
-`train` (the orchestration), `lightning_module` (losses per head, optimizer), `losses`
-(MSE, OHKM, Keras cross-entropy), `datamodule` (epoch lengths, rank shards), `callbacks`
-(run folder, schedule, progress), `recommend` (`--auto` settings), `overrides`
-(`key.path=value`), `cli` (`run_train`).
+`run` (`train`, its steps in order), `inputs` (job config and labels, checked and
+completed), `run_folder` (where a run writes, which rank writes), `lightning_module`
+(losses per head, optimizer), `losses` (MSE, OHKM, Keras cross-entropy), `datamodule`
+(epoch lengths, rank shards), `callbacks` (run outputs, schedule, progress), `plots`
+(per-epoch pictures), `recommend` (`--auto` settings). Overrides (`key.path=value`) are
+`posekit.config.overrides`; the command line is `posekit.cli.train`.
 """
 
 from __future__ import annotations

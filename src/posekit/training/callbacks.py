@@ -401,7 +401,7 @@ class RunOutputs(L.Callback):
             os.fsync(f.fileno())
 
     def _plot_curve(self) -> None:
-        from posekit.training.plots import plot_training_curve
+        from posekit.visualization import plot_training_curve
 
         plot_training_curve(self.metrics_csv, self.run_dir / "training_curve.png")
 

@@ -146,18 +146,21 @@ class PoseDataModule(L.LightningDataModule):
         config: Any,
         train_labels: Any,
         val_labels: Any,
+        heads: Any,
         max_stride: int | None = None,
         num_workers: int | None = None,
         seed: int = 0,
     ) -> PoseDataModule:
-        """From a `TrainingJobConfig` and `PoseLabels` splits (builds the `DataPipeline`).
+        """From a `TrainingJobConfig`, `PoseLabels` splits and the model's heads.
 
-        `max_stride` is the model's (`model.maximum_stride`); by default the backbone
-        config's `max_stride`.
+        Builds the `DataPipeline` for `heads` (`Model.head_specs`). `max_stride` is the
+        model's (`model.maximum_stride`); by default the backbone config's `max_stride`.
         """
         from posekit.data.dataset import DataPipeline
 
-        pipeline = DataPipeline.from_config(config, train_labels, max_stride=max_stride, seed=seed)
+        pipeline = DataPipeline.from_config(
+            config, train_labels, heads, max_stride=max_stride, seed=seed
+        )
         return cls(pipeline, train_labels, val_labels, config.optimization, num_workers, seed)
 
     # ---------------------------------------------------------------- distributed view

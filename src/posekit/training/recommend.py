@@ -111,9 +111,6 @@ import numpy as np
 
 from posekit.errors import PosekitError
 
-TOPDOWN = ("centered_instance", "multi_class_topdown")
-#: Heads whose output stride and sigma the lean rules set (one confidence-map head).
-SINGLE_MAP_HEADS = ("centroid", "centered_instance", "single_instance")
 LEAN_FILTERS = 16
 LEAN_SIGMA = 1.5
 BUDGET_EPOCHS = 30
@@ -279,11 +276,6 @@ def _max_stride(config: Any) -> int:
     return int(getattr(chosen, "max_stride", 32) or 32)
 
 
-def _head_cfg(config: Any) -> Any:
-    head = config.model.heads.which_oneof()
-    return getattr(head, "confmaps", head)
-
-
 def _summary(config: Any, overrides: dict[str, Any], hw_in: tuple[int, int, int]) -> dict:
     from posekit.config.overrides import apply_overrides
     from posekit.model.summary import summary
@@ -328,12 +320,14 @@ def recommend(
     one the recommendation is planned for that time (see the module docstring).
     """
     from posekit.data.instance_cropping import find_instance_crop_size
+    from posekit.model import registry
 
     hw = hardware or detect_hardware()
     budget = budget_seconds(max_time)
     lean = budget is not None and hw.kind == "cpu"
     rec = Recommendation()
     model_type = config.model.heads.which_oneof_attrib_name()
+    kind = registry.model_type(model_type)
     backbone_name = config.model.backbone.which_oneof_attrib_name()
     h, w = _frame_hw(labels)
     channels = _frame_channels(labels)
@@ -341,11 +335,11 @@ def recommend(
     typical, largest = float(np.median(sizes)), float(sizes.max())
 
     # 1. input scaling
-    if model_type in TOPDOWN:
+    if kind.crops:
         cap = 256.0 if lean else 512.0
         s = 1.0 if largest <= cap else cap / largest
         why = f"top-down crops: full resolution unless instances exceed {cap:.0f} px"
-    elif model_type == "centroid":
+    elif not kind.needs_part_names:  # centroids
         if lean:
             s = min(1.0, max(24.0 / typical, 64.0 / max(h, w)))
             why = f"CPU budget: animals ({typical:.0f} px) -> 24 px, cost ~ scale^2"
@@ -369,9 +363,11 @@ def recommend(
                 LEAN_FILTERS,
                 f"CPU budget: {filters} -> {LEAN_FILTERS} filters, cost ~ filters^2",
             )
-    if lean and model_type in SINGLE_MAP_HEADS:
+    # The lean rules set the stride and sigma of one confidence-map head: a head config
+    # that holds them itself (not in `confmaps`/`pafs`/... sections).
+    if lean and hasattr(config.model.heads.which_oneof(), "sigma"):
         head_key = f"model.heads.{model_type}"
-        if model_type == "centroid":
+        if not kind.needs_part_names:
             os_ = _pow2_floor(typical * s / 4.0)
             why = f"a map pixel <= a quarter animal ({typical * s:.0f} px at scale {s})"
         else:
@@ -402,7 +398,7 @@ def recommend(
             )
 
     # 4. crop size / model input size
-    if model_type in TOPDOWN:
+    if kind.crops:
         padding = int(config.data.instance_cropping.crop_size_detection_padding)
         crop = find_instance_crop_size(
             labels.all_points(), padding=padding, maximum_stride=stride, input_scaling=s

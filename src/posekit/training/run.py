@@ -1,31 +1,27 @@
 """`train()`: from a config and labels to a trained posekit model folder.
 
-What happens, in order (SLEAP's `Trainer` does the same steps):
+`train` runs these steps, in SLEAP's `Trainer` order, each a small function below:
 
-1. The config is loaded (file, dict or object), `overrides` and the explicit arguments
-   (`epochs`, `batch_size`, `run_name`, ...) are applied; with `resume` the run folder's
-   own `training_config.json` is used instead.
-2. Labels are loaded with sleap-io (`posekit.data.labels`): user instances only, moved
-   videos found through `search_path_hints`, a seeded validation split when no
-   validation labels are given. Mistakes fail here with one clear message: no user
-   instances, config part names / edges / anchor not in the skeleton, a validation set
-   with another skeleton, a frame that cannot be decoded.
-3. With `auto`, `posekit.training.recommend` picks scaling, crop size, batch size, learning
-   rate schedule and epochs from the labels and the hardware (user overrides still win).
-4. The config is completed from the labels, like SLEAP's `update_config`: the skeleton
-   goes into `data.labels.skeletons`, part names / edges / classes into the heads,
-   `pad_to_stride` defaults to the backbone's max stride and top-down models store their
-   automatic crop size in `data.instance_cropping.crop_size`, so the saved config alone
-   rebuilds the model and its preprocessing.
-5. The model is built (`Model.from_config`), optionally initialised from
-   `model.base_checkpoint` (a posekit or SLEAP model folder; tensors are copied by name
-   where shapes agree), and trained with Lightning on the requested devices. Only global
-   rank 0 writes the run folder (see `posekit.training.callbacks` for its layout).
-
-Distributed runs: Lightning's DDP launcher starts the other ranks by running the same
-command again; they receive the run folder of rank 0 through the `POSEKIT_RUN_DIR`
-environment variable, so every rank agrees on it. Jobs started by SLURM or torchrun
-(every rank starts at once) need a fixed `run_name`, or get one from the job id.
+1. `_resolve_job`: the config is loaded (file, dict or object), `overrides` and the
+   explicit arguments (`epochs`, `batch_size`, `run_name`, ...) are applied; with
+   `resume` the run folder's own `training_config.json` and seed are used instead.
+2. `_load_labels`: labels are loaded with sleap-io (`posekit.training.inputs`), checked
+   against the config and split (see `load_label_splits`).
+3. `_plan` (only with `auto`): `posekit.training.recommend` picks scaling, crop size,
+   batch size, learning-rate schedule and epochs from the labels and the hardware; the
+   user's overrides and arguments still win.
+4. `_build_model`: the model is built once (`Model.from_config`); its heads, with the
+   part names, edges and classes of the config or the labels, are what the later steps
+   use.
+5. `_build_data`: the data pipeline makes targets for exactly those heads; the config is
+   completed from the labels (`update_config`), so the saved config alone rebuilds the
+   model and its preprocessing.
+6. `_initialise_weights`: optionally from `model.base_checkpoint` (a posekit or SLEAP
+   model folder; tensors are copied by name where shapes agree).
+7. `_prepare_run_folder`: rank 0 writes the configs (`posekit.training.run_folder`).
+8. `_lightning_module`, `_callbacks`, `_trainer`: Lightning on the requested devices;
+   `RunOutputs` (`posekit.training.callbacks`) writes the models and metrics.
+9. `_fit`, then `_finish` (the optional zip of the run folder).
 """
 
 from __future__ import annotations
@@ -33,322 +29,27 @@ from __future__ import annotations
 import datetime as _dt
 import os
 import warnings
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 from posekit.errors import PosekitError
-from posekit.io.atomic import write_text_atomic
-
-RUN_DIR_ENV = "POSEKIT_RUN_DIR"
-MULTI_CLASS = ("multi_class_bottomup", "multi_class_topdown")
-TOPDOWN = ("centered_instance", "multi_class_topdown")
-
-
-# --------------------------------------------------------------------------- config
-
-
-def as_job_config(config: Any):
-    """A fresh `TrainingJobConfig` from a path, a shipped config name, a dict or an object."""
-    from posekit.config.job import TrainingJobConfig, load_config
-    from posekit.config.model import ModelConfig
-
-    if config is None:
-        raise PosekitError(
-            "no config: pass a training config (a SLEAP training_config.json, a posekit "
-            "YAML, or a shipped name such as 'single_instance_unet')"
-        )
-    if isinstance(config, str | os.PathLike):
-        config = load_config(config)
-    elif isinstance(config, dict):
-        from pydantic import ValidationError
-
-        from posekit.config.base import format_validation_error
-
-        try:
-            config = TrainingJobConfig.model_validate(config)
-        except ValidationError as err:
-            raise PosekitError(format_validation_error(err, "the config dict")) from err
-    if isinstance(config, ModelConfig):
-        config = TrainingJobConfig(model=config)
-    if not isinstance(config, TrainingJobConfig):
-        raise PosekitError(
-            f"training needs a full job config (data, model, optimization, outputs); got a "
-            f"{type(config).__name__}. Put it under `model:` in a job config."
-        )
-    return config.model_copy(deep=True)
-
-
-def _heads(config: Any) -> tuple[str, Any]:
-    heads = config.model.heads
-    model_type = heads.which_oneof_attrib_name()
-    if model_type is None:
-        from posekit.config.model import HeadsConfig
-
-        raise PosekitError(
-            "the config has no heads: set one of model.heads."
-            + ", model.heads.".join(HeadsConfig.model_fields)
-        )
-    return model_type, heads.which_oneof()
-
-
-def _confmaps_config(head_cfg: Any) -> Any:
-    return getattr(head_cfg, "confmaps", head_cfg)
-
-
-def _config_part_names(config: Any) -> list[str] | None:
-    model_type, cfg = _heads(config)
-    if model_type == "centroid":
-        return None
-    names = _confmaps_config(cfg).part_names
-    return list(names) if names else None
-
-
-def _config_classes(config: Any) -> list[str] | None:
-    model_type, cfg = _heads(config)
-    if model_type == "multi_class_bottomup":
-        return list(cfg.class_maps.classes) if cfg.class_maps.classes else None
-    if model_type == "multi_class_topdown":
-        return list(cfg.class_vectors.classes) if cfg.class_vectors.classes else None
-    return None
-
-
-def update_config(config: Any, pipeline: Any, skeleton: Any, max_stride: int) -> None:
-    """Write what the labels decided into the config (in place), as SLEAP does."""
-    model_type, cfg = _heads(config)
-    config.data.labels.skeletons = [skeleton]
-    confmaps = _confmaps_config(cfg)
-    if model_type != "centroid" and not confmaps.part_names:
-        confmaps.part_names = list(pipeline.part_names)
-    if model_type == "multi_instance" and not cfg.pafs.edges:
-        names = pipeline.part_names
-        cfg.pafs.edges = [(names[a], names[b]) for a, b in pipeline.edge_inds]
-    if model_type == "multi_class_bottomup" and not cfg.class_maps.classes:
-        cfg.class_maps.classes = list(pipeline.class_names)
-    if model_type == "multi_class_topdown" and not cfg.class_vectors.classes:
-        cfg.class_vectors.classes = list(pipeline.class_names)
-    pre = config.data.preprocessing
-    if pre.pad_to_stride is None:
-        pre.pad_to_stride = int(max_stride)
-    if model_type in TOPDOWN:
-        config.data.instance_cropping.crop_size = int(pipeline.crop_size)
-
-
-# --------------------------------------------------------------------------- labels
-
-
-def _load_labels(config: Any, labels: Any, val_labels: Any, seed: int) -> tuple[Any, Any]:
-    from posekit.data.labels import PoseLabels, load_labels, load_training_labels, split_labels
-
-    model_type, _ = _heads(config)
-    kw = dict(
-        part_names=_config_part_names(config),
-        class_names=_config_classes(config),
-        require_track=model_type in MULTI_CLASS,
-    )
-    preload = bool(config.optimization.preload_data)
-    lab_cfg = config.data.labels
-    hints = list(lab_cfg.search_path_hints or [])
-    if isinstance(labels, PoseLabels):
-        train = labels.preload() if preload else labels
-        if val_labels is None and lab_cfg.validation_labels is None:
-            train, val = split_labels(train, lab_cfg.validation_fraction or 0.1, seed)
-        else:
-            val = val_labels if val_labels is not None else lab_cfg.validation_labels
-    else:
-        cfg = lab_cfg.model_dump()
-        if val_labels is not None and not isinstance(val_labels, PoseLabels):
-            cfg["validation_labels"] = val_labels
-        splits = load_training_labels(cfg, training_labels=labels, seed=seed, preload=preload, **kw)
-        train, val = splits["train"], splits["val"]
-        if isinstance(val_labels, PoseLabels):
-            val = val_labels
-    if not isinstance(val, PoseLabels):
-        kw["class_names"] = kw["class_names"] or train.class_names
-        val = load_labels(val, hints, preload=preload, **kw)
-    if val.node_names != train.node_names:
-        raise PosekitError(
-            f"skeleton mismatch: the validation labels have nodes {val.node_names} but the "
-            f"training labels have {train.node_names}; use labels with the same skeleton"
-        )
-    if not preload:
-        _check_frames_readable(train)
-        _check_frames_readable(val)
-    return train, val
-
-
-def _check_frames_readable(labels: Any) -> None:
-    """Fail now, not mid-training, on frames that cannot be read (when not preloading).
-
-    Decodes the first labelled frame of every video and checks, without decoding, that
-    no labelled frame lies beyond the end of its video.
-    """
-    first: dict[int, int] = {}
-    last: dict[int, int] = {}
-    for i, entry in enumerate(labels.entries):
-        first.setdefault(entry.video_index, i)
-        last[entry.video_index] = max(last.get(entry.video_index, -1), int(entry.frame_idx))
-    for video_index, i in first.items():
-        labels.read_entry(i)
-        video = labels.labels.videos[video_index]
-        shape = getattr(video, "shape", None)
-        if shape is not None and shape[0] and last[video_index] >= int(shape[0]):
-            raise PosekitError(
-                f"could not read frame {last[video_index]} of video {video.filename!r}: the "
-                f"video has only {int(shape[0])} frames; the labels do not belong to this "
-                f"video, or it is incomplete"
-            )
-
-
-def _record_label_paths(config: Any, train: Any, val: Any, val_given: Any) -> None:
-    """Keep the label files in the config (SLEAP does too), so `--resume` finds them."""
-    labels_cfg = config.data.labels
-    if train.path is not None:
-        labels_cfg.training_labels = str(Path(train.path).resolve())
-    if val_given is not None and val.path is not None:
-        labels_cfg.validation_labels = str(Path(val.path).resolve())
-
-
-# --------------------------------------------------------------------------- run folder
-
-RUN_INFO = "posekit_run.json"
-
-
-def _write_run_info(run_dir: Path, seed: int) -> None:
-    """What the config does not hold but a resumed run needs (the seed fixes the split)."""
-    import json
-
-    from posekit import __version__
-
-    text = json.dumps({"seed": int(seed), "posekit_version": __version__}, indent=2)
-    write_text_atomic(run_dir / RUN_INFO, text)
-
-
-def _read_run_info(run_dir: Path) -> dict[str, Any]:
-    import json
-
-    path = run_dir / RUN_INFO
-    return json.loads(path.read_text()) if path.exists() else {}
-
-
-def _env_rank() -> int:
-    """Global rank announced by a launcher (Lightning child, torchrun, SLURM); 0 if none."""
-    for var in ("RANK", "SLURM_PROCID", "LOCAL_RANK", "NODE_RANK", "PMI_RANK"):
-        value = os.environ.get(var)
-        if value not in (None, "", "0"):
-            try:
-                return int(value)
-            except ValueError:
-                continue
-    return 0
-
-
-def _externally_launched() -> bool:
-    """True when every rank was started at once by SLURM or torchrun."""
-    ntasks = int(os.environ.get("SLURM_NTASKS", "1") or 1)
-    world = int(os.environ.get("WORLD_SIZE", "1") or 1)
-    return ntasks > 1 or world > 1
-
-
-def _auto_run_name(model_type: str, n: int) -> str:
-    """SLEAP's run name: `<yymmdd_HHMMSS>.<model type>.n=<labelled frames>`.
-
-    In a job whose ranks start independently the timestamp would differ between ranks,
-    so the job id is used instead.
-    """
-    job = os.environ.get("SLURM_JOB_ID") or os.environ.get("TORCHELASTIC_RUN_ID")
-    stamp = (
-        job if (job and _externally_launched()) else _dt.datetime.now().strftime("%y%m%d_%H%M%S")
-    )
-    return f"{stamp}.{model_type}.n={n}"
-
-
-def _choose_run_dir(config: Any, n_frames: int) -> Path:
-    inherited = os.environ.get(RUN_DIR_ENV)
-    if inherited and _env_rank() != 0:
-        return Path(inherited)
-    outputs = config.outputs
-    model_type, _ = _heads(config)
-    if outputs.run_name is None:
-        outputs.run_name = _auto_run_name(model_type, n_frames)
-    base = Path(outputs.runs_folder).expanduser()
-    if outputs.run_name_suffix is None:
-        outputs.run_name_suffix = ""
-        if not _externally_launched():
-            i = 0
-            while (
-                base / (outputs.run_name_prefix + outputs.run_name + outputs.run_name_suffix)
-            ).exists():
-                i += 1
-                outputs.run_name_suffix = f"_{i}"
-    return Path(outputs.run_path).expanduser().resolve()
-
-
-def _write_configs(run_dir: Path, config: Any, initial: Any | None) -> None:
-    run_dir.mkdir(parents=True, exist_ok=True)
-    if initial is not None:
-        initial.model_copy(deep=True).save_json(run_dir / "initial_config.json")
-    config.model_copy(deep=True).save_json(run_dir / "training_config.json")
-    config.model_copy(deep=True).save_yaml(run_dir / "config.yaml")
-
-
-# --------------------------------------------------------------------------- model
-
-
-def load_base_checkpoint(model: Any, path: str | os.PathLike) -> tuple[int, int]:
-    """Copy weights from a posekit or SLEAP model folder into `model`, by name and shape.
-
-    Returns (tensors copied, tensors in `model`). Heads whose shape differs (another
-    skeleton) keep their fresh initialisation; if no backbone tensor matches it is an
-    error (a different architecture: only coincidences like a bias could be copied).
-    """
-    import torch
-
-    from posekit.model.folder import load_model
-
-    source = load_model(path)
-    src = source.state_dict()
-    dst = model.state_dict()
-    matched = {k: v for k, v in src.items() if k in dst and dst[k].shape == v.shape}
-    backbone = [k for k in dst if k.startswith("backbone.")]
-    if not matched or (backbone and not any(k.startswith("backbone.") for k in matched)):
-        raise PosekitError(
-            f"model.base_checkpoint {str(path)!r}: none of its weights fit this model "
-            f"(different backbone?); use a checkpoint of the same architecture"
-        )
-    with torch.no_grad():
-        model.load_state_dict(matched, strict=False)
-    return len(matched), len(dst)
-
-
-def _accelerator(device: str | None) -> str:
-    device = (device or "auto").lower()
-    return {"cuda": "gpu", "gpu": "gpu", "cpu": "cpu", "mps": "mps", "auto": "auto"}.get(
-        device, device
-    )
-
-
-def _max_time(max_time: Any) -> _dt.timedelta | None:
-    """Lightning's `max_time` from any form `budget_seconds` accepts ("600" included)."""
-    from posekit.training.recommend import budget_seconds
-
-    seconds = budget_seconds(max_time)
-    return None if seconds is None else _dt.timedelta(seconds=seconds)
-
-
-# --------------------------------------------------------------------------- train
-
-
-def _quiet_lightning() -> None:
-    """Keep Lightning's banners and advertising tips out of the user's console.
-
-    Device facts still show in posekit's own progress output; warnings stay visible.
-    """
-    import logging
-
-    logging.getLogger("lightning.pytorch.utilities.rank_zero").setLevel(logging.WARNING)
-    logging.getLogger("lightning.fabric.utilities.rank_zero").setLevel(logging.WARNING)
-    warnings.filterwarnings("ignore", message=".*isinstance\\(treespec, LeafSpec\\).*")
-    warnings.filterwarnings("ignore", message=".*overridden `on_after_batch_transfer`.*")
+from posekit.training.inputs import (
+    as_job_config,
+    config_names,
+    heads_config,
+    load_label_splits,
+    record_label_paths,
+    update_config,
+)
+from posekit.training.run_folder import (
+    RUN_DIR_ENV,
+    choose_run_dir,
+    env_rank,
+    read_run_info,
+    write_configs,
+    write_run_info,
+)
 
 
 def train(
@@ -400,26 +101,105 @@ def train(
         progress: show the rich progress bar.
     """
     import lightning as L
-    import torch
 
-    from posekit.config.overrides import apply_overrides, parse_overrides
-    from posekit.data.dataset import DataPipeline
-    from posekit.model.network import Model
-    from posekit.model.preprocessing import Preprocessor
-    from posekit.training.callbacks import (
-        AugmentationGenerator,
-        PosekitProgressBar,
-        RunOutputs,
-        last_checkpoint,
-        optimization_callbacks,
-        remove_run_temporaries,
+    arguments = _Arguments(epochs, batch_size, run_name, runs_folder, resume is not None)
+    job = _resolve_job(config, resume, overrides, seed, arguments)
+    L.seed_everything(job.seed, workers=True, verbose=False)
+    train_labels, val_set = _load_labels(job, labels, val_labels)
+    if auto and not job.resuming:
+        num_workers, precision = _plan(job, train_labels, device, max_time, num_workers, precision)
+    model = _build_model(job.config, train_labels)
+    datamodule = _build_data(job, model, train_labels, val_set, num_workers)
+    _initialise_weights(job, model)
+    run_dir = _prepare_run_folder(job, len(train_labels) + len(val_set))
+    module, augment_rng = _lightning_module(job, model, datamodule.pipeline)
+    trainer = _trainer(
+        job.config,
+        run_dir,
+        _callbacks(job.config, run_dir, augment_rng, progress, callbacks),
+        device=device,
+        devices=devices,
+        num_nodes=num_nodes,
+        strategy=strategy,
+        max_time=max_time,
+        precision=precision,
+        progress=progress,
     )
-    from posekit.training.datamodule import PoseDataModule
-    from posekit.training.lightning_module import NonFiniteLossError, PoseLightningModule
+    _fit(trainer, module, datamodule, run_dir, job.ckpt_path)
+    _finish(job.config, trainer, run_dir)
+    return run_dir
+
+
+# --------------------------------------------------------------------------- 1. the job
+
+
+@dataclass(frozen=True)
+class _Arguments:
+    """`train()`'s explicit settings: they win over the config, and over `--auto` too."""
+
+    epochs: int | None
+    batch_size: int | None
+    run_name: str | None
+    runs_folder: str | os.PathLike | None
+    resuming: bool  # a resumed run keeps its own folder: run_name/runs_folder are ignored
+
+    def apply(self, config: Any) -> Any:
+        """Set the given arguments on `config` (in place) and return it."""
+        if self.epochs is not None:
+            config.optimization.epochs = int(self.epochs)
+        if self.batch_size is not None:
+            config.optimization.batch_size = int(self.batch_size)
+        if not self.resuming:
+            if self.run_name is not None:
+                config.outputs.run_name = self.run_name
+            if self.runs_folder is not None:
+                config.outputs.runs_folder = str(self.runs_folder)
+        return config
+
+
+@dataclass
+class _Job:
+    """The resolved job, handed from step to step.
+
+    Attributes:
+        config: the `TrainingJobConfig`; later steps complete it in place.
+        seed: the run's seed (a resumed run keeps the seed it started with).
+        overrides: the user's overrides, parsed (re-applied after `--auto`).
+        arguments: the explicit arguments (re-applied after `--auto`).
+        initial: the config as given, saved as `initial_config.json` (None on resume).
+        run_dir: the run folder (known at once when resuming, else chosen later).
+        ckpt_path: the Lightning checkpoint to continue from (None for a new run).
+    """
+
+    config: Any
+    seed: int
+    overrides: dict[str, Any]
+    arguments: _Arguments
+    initial: Any = None
+    run_dir: Path | None = None
+    ckpt_path: Path | None = None
+
+    @property
+    def resuming(self) -> bool:
+        return self.ckpt_path is not None
+
+
+def _resolve_job(
+    config: Any, resume: Any, overrides: Any, seed: int, arguments: _Arguments
+) -> _Job:
+    """One config for the whole run: the user's (or the resumed run's) plus overrides.
+
+    Label and checkpoint paths become absolute (relative ones are relative to the config
+    file). A config without heads fails here, before any labels are read.
+    """
+    from posekit.config.overrides import apply_overrides, parse_overrides
+    from posekit.training.callbacks import last_checkpoint
 
     user_overrides = parse_overrides(overrides)
-    ckpt_path = None
+    run_dir = ckpt_path = None
     if resume is not None:
+        from posekit.config.job import TrainingJobConfig
+
         run_dir = Path(resume).expanduser().resolve()
         ckpt_path = last_checkpoint(run_dir)
         if not ckpt_path.exists():
@@ -427,105 +207,185 @@ def train(
                 f"cannot resume {run_dir}: it has no {ckpt_path.relative_to(run_dir)} (the "
                 f"run did not finish an epoch, or this is not a posekit run folder)"
             )
-        from posekit.config.job import TrainingJobConfig
-
         config = TrainingJobConfig.load_json(run_dir / "training_config.json")
-        initial = None
-        info = _read_run_info(run_dir)
-        seed = int(info.get("seed", seed))
+        seed = int(read_run_info(run_dir).get("seed", seed))
     else:
         config = as_job_config(config)
-    config = apply_overrides(config, user_overrides)
+    config = arguments.apply(apply_overrides(config, user_overrides)).with_resolved_paths()
+    heads_config(config)
+    initial = None if resume is not None else config.model_copy(deep=True)
+    return _Job(config, seed, user_overrides, arguments, initial, run_dir, ckpt_path)
 
-    def explicit(cfg):
-        if epochs is not None:
-            cfg.optimization.epochs = int(epochs)
-        if batch_size is not None:
-            cfg.optimization.batch_size = int(batch_size)
-        if resume is None:
-            if run_name is not None:
-                cfg.outputs.run_name = run_name
-            if runs_folder is not None:
-                cfg.outputs.runs_folder = str(runs_folder)
-        return cfg
 
-    config = explicit(config).with_resolved_paths()
-    if resume is None:
-        initial = config.model_copy(deep=True)
-    model_type, _ = _heads(config)
+# --------------------------------------------------------------------------- 2-3. labels, plan
 
-    # ---- labels (checks happen here)
-    L.seed_everything(seed, workers=True, verbose=False)
-    train_labels, val_set = _load_labels(config, labels, val_labels, seed)
-    _record_label_paths(config, train_labels, val_set, val_labels)
 
-    if auto and resume is None:
-        from posekit.training.recommend import detect_hardware, recommend
+def _load_labels(job: _Job, labels: Any, val_labels: Any) -> tuple[Any, Any]:
+    """Training and validation labels, checked; their files are recorded for `--resume`."""
+    train_labels, val_set = load_label_splits(job.config, labels, val_labels, job.seed)
+    record_label_paths(job.config, train_labels, val_set, val_labels)
+    return train_labels, val_set
 
-        rec = recommend(config, train_labels, detect_hardware(device), max_time=max_time)
-        config = explicit(apply_overrides(apply_overrides(config, rec.overrides), user_overrides))
-        if num_workers is None:
-            num_workers = rec.num_workers
-        if precision is None:
-            precision = rec.precision
-        if _env_rank() == 0:
-            print("posekit: --auto settings:\n" + rec.describe())
 
-    # ---- model and data pipeline
+def _plan(
+    job: _Job,
+    train_labels: Any,
+    device: str | None,
+    max_time: Any,
+    num_workers: int | None,
+    precision: str | None,
+) -> tuple[int | None, str | None]:
+    """`--auto`: settings from the labels and the hardware, under the user's own.
+
+    Returns the DataLoader workers and precision to use (the user's when given).
+    """
+    from posekit.config.overrides import apply_overrides
+    from posekit.training.recommend import detect_hardware, recommend
+
+    rec = recommend(job.config, train_labels, detect_hardware(device), max_time=max_time)
+    planned = apply_overrides(apply_overrides(job.config, rec.overrides), job.overrides)
+    job.config = job.arguments.apply(planned)
+    if env_rank() == 0:
+        print("posekit: --auto settings:\n" + rec.describe())
+    return (
+        rec.num_workers if num_workers is None else num_workers,
+        rec.precision if precision is None else precision,
+    )
+
+
+# --------------------------------------------------------------------------- 4-6. model, data
+
+
+def _build_model(config: Any, train_labels: Any) -> Any:
+    """The model, built once; its heads carry the names every later step uses.
+
+    Part names and classes come from the config, else from the labels (skeleton nodes,
+    tracks); edges from the skeleton where the config leaves them null. The input
+    channels follow the frames (a mix of gray and color videos trains on color).
+    """
+    from posekit.model.network import Model
+    from posekit.model.preprocessing import Preprocessor
+
     skeleton = train_labels.skeleton
     used = sorted({e.video_index for e in train_labels.entries})
     channels = {train_labels.frame_shape(i)[2] for i in used}
     frame_c = channels.pop() if len(channels) == 1 else 3
     in_channels = Preprocessor.from_config(config.data.preprocessing).output_channels(frame_c)
-    part_names = _config_part_names(config) or list(skeleton.node_names)
-    model = Model.from_config(
+    return Model.from_config(
         config.model,
         in_channels=in_channels,
-        part_names=part_names,
+        part_names=config_names(config, "part_names") or list(skeleton.node_names),
         edges=[tuple(e) for e in skeleton.edges],
-        classes=_config_classes(config) or list(train_labels.class_names) or None,
+        classes=config_names(config, "classes") or list(train_labels.class_names) or None,
     )
+
+
+def _build_data(
+    job: _Job, model: Any, train_labels: Any, val_set: Any, num_workers: int | None
+) -> Any:
+    """The data pipeline for the model's heads, and the config and model completed by it.
+
+    The pipeline fixes what the labels decide (automatic crop size, padding); that goes
+    into the config (`update_config`), and the model records the config, its skeleton
+    and its input size, so the saved model folder is self-contained.
+    """
+    from posekit.data.dataset import DataPipeline
+    from posekit.training.datamodule import PoseDataModule
+
+    config = job.config
     stride = model.maximum_stride
-    pipeline = DataPipeline.from_config(config, train_labels, max_stride=stride, seed=seed)
-    update_config(config, pipeline, skeleton, stride)
+    pipeline = DataPipeline.from_config(
+        config, train_labels, model.head_specs, max_stride=stride, seed=job.seed
+    )
+    update_config(config, model.head_specs, train_labels.skeleton, stride, pipeline.crop_size)
     datamodule = PoseDataModule(
-        pipeline, train_labels, val_set, config.optimization, num_workers=num_workers, seed=seed
+        pipeline, train_labels, val_set, config.optimization, num_workers=num_workers, seed=job.seed
     )
     if pipeline.is_topdown:
         input_size = (pipeline.crop_size, pipeline.crop_size)
     else:
         s = pipeline.preprocessor.input_scaling
-        hw = datamodule.train_dataset.frame_hw
         pad = int(pipeline.preprocessor.pad_to_stride or 1)
-        input_size = tuple(-(-int(v * s) // pad) * pad for v in hw)
-    if any(not getattr(h, "global_pool", True) for h in model.heads):
-        # A flattening class-vectors head needs the feature size: rebuild with it.
-        model = Model.from_config(config.model, in_channels=in_channels, input_size=input_size)
+        input_size = tuple(-(-int(v * s) // pad) * pad for v in datamodule.train_dataset.frame_hw)
     model.input_size = tuple(int(v) for v in input_size)
     model.config = config
-    model.skeleton = skeleton.to_sleap_io()
+    model.skeleton = train_labels.skeleton.to_sleap_io()
+    return datamodule
 
-    if resume is None and config.model.base_checkpoint:
-        copied, total = load_base_checkpoint(model, config.model.base_checkpoint)
-        if _env_rank() == 0:
-            print(
-                f"posekit: initialised {copied}/{total} tensors from {config.model.base_checkpoint}"
-            )
 
-    # ---- run folder (rank 0 writes)
-    if resume is None:
-        run_dir = _choose_run_dir(config, len(train_labels) + len(val_set))
-    save = bool(config.outputs.save_outputs)
-    if _env_rank() == 0:
-        if resume is not None:
-            remove_run_temporaries(run_dir)
-            config.model_copy(deep=True).save_json(run_dir / "training_config.json")
+def _initialise_weights(job: _Job, model: Any) -> None:
+    """Start a new run from `model.base_checkpoint` when the config names one."""
+    source = job.config.model.base_checkpoint
+    if job.resuming or not source:
+        return
+    copied, total = load_base_checkpoint(model, source)
+    if env_rank() == 0:
+        print(f"posekit: initialised {copied}/{total} tensors from {source}")
+
+
+def load_base_checkpoint(model: Any, path: str | os.PathLike) -> tuple[int, int]:
+    """Copy weights from a posekit or SLEAP model folder into `model`, by name and shape.
+
+    Returns (tensors copied, tensors in `model`). Heads whose shape differs (another
+    skeleton) keep their fresh initialisation; if no backbone tensor matches it is an
+    error (a different architecture: only coincidences like a bias could be copied).
+    """
+    import torch
+
+    from posekit.model.folder import load_model
+
+    source = load_model(path)
+    src = source.state_dict()
+    dst = model.state_dict()
+    matched = {k: v for k, v in src.items() if k in dst and dst[k].shape == v.shape}
+    backbone = [k for k in dst if k.startswith("backbone.")]
+    if not matched or (backbone and not any(k.startswith("backbone.") for k in matched)):
+        raise PosekitError(
+            f"model.base_checkpoint {str(path)!r}: none of its weights fit this model "
+            f"(different backbone?); use a checkpoint of the same architecture"
+        )
+    with torch.no_grad():
+        model.load_state_dict(matched, strict=False)
+    return len(matched), len(dst)
+
+
+# --------------------------------------------------------------------------- 7. run folder
+
+
+def _prepare_run_folder(job: _Job, n_frames: int) -> Path:
+    """The run folder, with the configs written (by rank 0 only).
+
+    A new run gets a fresh folder with `initial_config.json`, the completed config and
+    the seed; a resumed run loses a killed run's temporary files and gets its config
+    rewritten (overrides may have changed it).
+    """
+    from posekit.training.callbacks import remove_run_temporaries
+
+    if job.run_dir is None:
+        job.run_dir = choose_run_dir(job.config, n_frames)
+    if env_rank() == 0:
+        if job.resuming:
+            remove_run_temporaries(job.run_dir)
+            job.config.model_copy(deep=True).save_json(job.run_dir / "training_config.json")
         else:
-            _write_configs(run_dir, config, initial)
-            _write_run_info(run_dir, seed)
+            write_configs(job.run_dir, job.config, job.initial)
+            write_run_info(job.run_dir, job.seed)
+    return job.run_dir
 
-    # ---- Lightning
-    augment_rng = AugmentationGenerator(seed)
+
+# --------------------------------------------------------------------------- 8. Lightning
+
+
+def _lightning_module(job: _Job, model: Any, pipeline: Any) -> tuple[Any, Any]:
+    """The LightningModule, finishing each batch on the device through the pipeline.
+
+    Training batches are augmented with each rank's own generator (the returned
+    `AugmentationGenerator` callback makes it at fit start); validation batches are not.
+    """
+    from posekit.training.callbacks import AugmentationGenerator
+    from posekit.training.lightning_module import PoseLightningModule
+
+    augment_rng = AugmentationGenerator(job.seed)
 
     def train_transform(batch):
         return pipeline.process(batch, augment=True, generator=augment_rng.generator)
@@ -534,27 +394,58 @@ def train(
         return pipeline.process(batch, augment=False)
 
     module = PoseLightningModule(
-        model, config, train_transform=train_transform, eval_transform=eval_transform
+        model, job.config, train_transform=train_transform, eval_transform=eval_transform
     )
+    return module, augment_rng
+
+
+def _callbacks(
+    config: Any, run_dir: Path, augment_rng: Any, progress: bool, extra: list[Any] | None
+) -> list[Any]:
+    """The config's schedule and early stopping, the run folder's writer, then the user's."""
+    from posekit.training.callbacks import PosekitProgressBar, RunOutputs, optimization_callbacks
+
+    outputs = config.outputs
+    save = bool(outputs.save_outputs)
     cbs: list[Any] = optimization_callbacks(config.optimization)
     cbs.append(
         RunOutputs(
             run_dir,
             config,
-            save_visualizations=save and bool(config.outputs.save_visualizations),
-            keep_viz_images=bool(config.outputs.keep_viz_images),
-            checkpointing=config.outputs.checkpointing,
+            save_visualizations=save and bool(outputs.save_visualizations),
+            keep_viz_images=bool(outputs.keep_viz_images),
+            checkpointing=outputs.checkpointing,
             plot_curve=save,
-            log_to_csv=bool(config.outputs.log_to_csv),
+            log_to_csv=bool(outputs.log_to_csv),
         )
     )
     cbs.append(augment_rng)
     if progress:
         cbs.append(PosekitProgressBar())
-    cbs.extend(callbacks or [])
+    cbs.extend(extra or [])
+    return cbs
+
+
+def _trainer(
+    config: Any,
+    run_dir: Path,
+    callbacks: list[Any],
+    *,
+    device: str | None,
+    devices: Any,
+    num_nodes: int,
+    strategy: str | None,
+    max_time: Any,
+    precision: str | None,
+    progress: bool,
+) -> Any:
+    """`lightning.Trainer` for the run; checkpoints and logs are posekit's own (RunOutputs)."""
+    import lightning as L
+    import torch
+
     accelerator = _accelerator(device)
     _quiet_lightning()
-    trainer = L.Trainer(
+    return L.Trainer(
         accelerator=accelerator,
         devices=devices if devices is not None else 1,
         num_nodes=int(num_nodes or 1),
@@ -568,10 +459,52 @@ def train(
         enable_progress_bar=progress,
         num_sanity_val_steps=0,
         use_distributed_sampler=False,
-        callbacks=cbs,
+        callbacks=callbacks,
         default_root_dir=str(run_dir),
         benchmark=torch.cuda.is_available() and accelerator in ("gpu", "auto"),
     )
+
+
+def _accelerator(device: str | None) -> str:
+    """posekit's device names ("cuda", ...) as Lightning's accelerator names ("gpu", ...)."""
+    device = (device or "auto").lower()
+    return {"cuda": "gpu", "gpu": "gpu", "cpu": "cpu", "mps": "mps", "auto": "auto"}.get(
+        device, device
+    )
+
+
+def _max_time(max_time: Any) -> _dt.timedelta | None:
+    """Lightning's `max_time` from any form `budget_seconds` accepts ("600" included)."""
+    from posekit.training.recommend import budget_seconds
+
+    seconds = budget_seconds(max_time)
+    return None if seconds is None else _dt.timedelta(seconds=seconds)
+
+
+def _quiet_lightning() -> None:
+    """Keep Lightning's banners and advertising tips out of the user's console.
+
+    Device facts still show in posekit's own progress output; warnings stay visible.
+    """
+    import logging
+
+    logging.getLogger("lightning.pytorch.utilities.rank_zero").setLevel(logging.WARNING)
+    logging.getLogger("lightning.fabric.utilities.rank_zero").setLevel(logging.WARNING)
+    warnings.filterwarnings("ignore", message=".*isinstance\\(treespec, LeafSpec\\).*")
+    warnings.filterwarnings("ignore", message=".*overridden `on_after_batch_transfer`.*")
+
+
+# --------------------------------------------------------------------------- 9. fit, finish
+
+
+def _fit(trainer: Any, module: Any, datamodule: Any, run_dir: Path, ckpt_path: Any) -> None:
+    """Train; the ranks Lightning starts find the run folder in `RUN_DIR_ENV`.
+
+    A non-finite loss ends the run with where its last good model is and how to resume.
+    """
+    from posekit.training.callbacks import last_checkpoint
+    from posekit.training.lightning_module import NonFiniteLossError
+
     previous = os.environ.get(RUN_DIR_ENV)
     os.environ[RUN_DIR_ENV] = str(run_dir)
     try:
@@ -596,11 +529,14 @@ def train(
             os.environ.pop(RUN_DIR_ENV, None)
         else:
             os.environ[RUN_DIR_ENV] = previous
+
+
+def _finish(config: Any, trainer: Any, run_dir: Path) -> None:
+    """Zip the run folder next to it when `outputs.zip_outputs` asks (rank 0 only)."""
     if config.outputs.zip_outputs and trainer.is_global_zero:
         import shutil
 
         shutil.make_archive(str(run_dir), "zip", root_dir=str(run_dir))
-    return run_dir
 
 
-__all__ = ["as_job_config", "load_base_checkpoint", "train", "update_config"]
+__all__ = ["load_base_checkpoint", "train"]
