@@ -163,5 +163,7 @@ def test_cli_writes_predictions(tmp_path):
     )
     assert run_predict(args) == 0
     labels = sio.load_slp(str(out))
-    assert len(labels.labeled_frames[0].instances) == 2
+    # A project's output keeps its user labels beside the predictions (as sleap-track).
+    assert len(labels.labeled_frames[0].predicted_instances) == 2
+    assert len(labels.labeled_frames[0].user_instances) == 2
     assert [p.name for p in tmp_path.iterdir()] == ["pred.slp"]  # no temp file left

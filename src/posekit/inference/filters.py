@@ -10,8 +10,9 @@ Overlap removal is greedy non-maximum suppression, best instance score first: an
 instance whose similarity to an already kept one exceeds the threshold is a duplicate.
 ``iou``: intersection over union of the bounding boxes of the visible points; ``oks``:
 object keypoint similarity of the points visible in both, with the kept instance's
-bounding-box area as the scale and a per-node standard deviation of 0.025 (COCO's, as
-SLEAP's evaluation uses), so a duplicate is one whose points nearly coincide.
+bounding-box area as the scale and a per-node standard deviation of 0.025, normalised as
+SLEAP's evaluation (and `posekit.evaluation.compute_oks`) does, so a duplicate is one whose
+points nearly coincide.
 """
 
 from __future__ import annotations
@@ -56,9 +57,9 @@ def pose_oks(reference: np.ndarray, other: np.ndarray, stddev: float = OKS_STDDE
         return 0.0
     box = _box(reference)
     area = float(np.prod(box[2:] - box[:2])) if box is not None else 0.0
-    scale2 = max(area, 1.0)
+    norm = (2 * stddev) ** 2 * 2 * max(area, 1.0)  # SLEAP's (and posekit.evaluation's)
     d2 = ((reference[both] - other[both]) ** 2).sum(axis=1)
-    return float(np.mean(np.exp(-d2 / (2.0 * scale2 * stddev**2))))
+    return float(np.mean(np.exp(-d2 / norm)))
 
 
 @dataclass(frozen=True)
@@ -78,9 +79,7 @@ class InstanceFilter:
         if self.min_visible_nodes is not None and self.min_visible_nodes < 0:
             raise PosekitError(f"min_visible_nodes must be >= 0; got {self.min_visible_nodes}")
         if not 0 < float(self.overlap_threshold) <= 1:
-            raise PosekitError(
-                f"overlap threshold must be in (0, 1]; got {self.overlap_threshold}"
-            )
+            raise PosekitError(f"overlap threshold must be in (0, 1]; got {self.overlap_threshold}")
 
     @property
     def active(self) -> bool:

@@ -238,13 +238,13 @@ def expand_sources(
     if isinstance(video_index, int):
         video_index = [video_index]
     jobs: list[PredictionJob] = []
-    files = [(str(s), p) for s in sources for p in _expand_paths(str(s))]
-    if not any(_is_project(p) for _, p in files) and (project_flags or video_index is not None):
+    files = [p for s in sources for p in _expand_paths(str(s))]
+    if not any(_is_project(p) for p in files) and (project_flags or video_index is not None):
         raise PosekitError(
             "--video-index, --only-labeled-frames, --only-suggested-frames and "
             "--exclude-user-labeled select frames of a SLEAP project (.slp); no source is one"
         )
-    for source, path in files:
+    for path in files:
         if _is_project(path):
             labels = load_project(path)
             indices = range(len(labels.videos))
