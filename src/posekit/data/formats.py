@@ -7,10 +7,13 @@
 | ``.csv`` | SLEAP's analysis CSV: one row per instance (``track, frame_idx, instance.score, <node>.x, <node>.y, <node>.score``) | `save_csv` |
 | ``.nwb`` | NWB with ndx-pose: one ``PoseEstimation`` per video and track | `save_nwb` (predictions) |
 
-Untracked predictions export too: the analysis HDF5 gives each frame's instances slots
-``track_0...`` (as sleap-io and SLEAP do), the CSV has one row per instance with an empty
-track, and NWB (which stores one series per track) gets the slots as tracks named
-``untracked_<k>`` (in the output only; the labels are not modified).
+The analysis HDF5 and CSV show per frame its user instances where it has any (a
+proofread frame of a project), else its predictions; NWB's predictions layout holds the
+predictions. Untracked predictions export too: the analysis HDF5 gives each frame's
+instances slots ``track_0...`` (as sleap-io and SLEAP do), the CSV has one row per
+instance with an empty track, and NWB (one series per track) and a mix of tracked and
+untracked instances get slot tracks named ``untracked_<k>`` (in the output only; the
+labels are not modified). See `export_view`.
 
 The analysis HDF5 and CSV layouts hold one video: when the labels span several videos
 with predictions, one file per video is written, named as SLEAP's export names them
@@ -32,7 +35,7 @@ import numpy as np
 
 from posekit.errors import PosekitError
 
-__all__ = ["OUTPUT_FORMATS", "output_format", "output_paths", "write_predictions"]
+__all__ = ["OUTPUT_FORMATS", "export_view", "output_format", "output_paths", "write_predictions"]
 
 #: suffix -> format name, longest suffix first (".analysis.h5" before ".h5").
 OUTPUT_FORMATS = {
@@ -91,35 +94,62 @@ def output_paths(labels, path: str | os.PathLike) -> list[tuple[Any, Path]]:
     return out
 
 
-def _with_slot_tracks(labels):
-    """A shallow copy of `labels` whose untracked predicted instances have slot tracks
-    ``untracked_<k>`` (k: order in the frame), for writers that store one series per
-    track; tracked instances and the input are left as they are."""
+def _copy_with_track(inst, track):
     import sleap_io as sio
 
-    slots: dict[int, Any] = {}
-    frames = []
+    if isinstance(inst, sio.PredictedInstance):
+        return sio.PredictedInstance.from_numpy(
+            points_data=inst.numpy(),
+            skeleton=inst.skeleton,
+            point_scores=inst.numpy(scores=True)[:, 2],
+            score=float(inst.score),
+            track=track,
+            tracking_score=inst.tracking_score,
+        )
+    return sio.Instance.from_numpy(inst.numpy(), skeleton=inst.skeleton, track=track)
+
+
+def export_view(labels, *, predictions_only: bool = False, slots: bool | None = None):
+    """What the one-row-per-animal formats show of `labels` (a shallow copy; the input is
+    not modified).
+
+    Per frame: its user instances where it has any (a proofread frame), else its
+    predictions; only predictions with `predictions_only` (NWB's predictions layout).
+    ``slots``: give untracked instances slot tracks ``untracked_<k>`` (k: order in the
+    frame); None does so only when tracked and untracked instances mix, since the
+    analysis layout would otherwise drop the untracked ones.
+    """
+    import sleap_io as sio
+
+    chosen = []
     for lf in labels.labeled_frames:
-        insts = []
-        k = 0
-        for inst in lf.instances:
-            if isinstance(inst, sio.PredictedInstance) and inst.track is None:
-                track = slots.setdefault(k, sio.Track(name=f"untracked_{k}"))
-                k += 1
-                inst = sio.PredictedInstance.from_numpy(
-                    points_data=inst.numpy(),
-                    skeleton=inst.skeleton,
-                    point_scores=inst.numpy(scores=True)[:, 2],
-                    score=float(inst.score),
-                    track=track,
-                )
-            insts.append(inst)
+        if predictions_only:
+            insts = list(lf.predicted_instances)
+        else:
+            insts = list(lf.user_instances) or list(lf.predicted_instances)
+        chosen.append((lf, insts))
+    flat = [i for _, insts in chosen for i in insts]
+    if slots is None:
+        slots = any(i.track is not None for i in flat) and any(i.track is None for i in flat)
+    made: dict[int, Any] = {}
+    frames = []
+    for lf, insts in chosen:
+        if slots:
+            k, out = 0, []
+            for inst in insts:
+                if inst.track is None:
+                    track = made.setdefault(k, sio.Track(name=f"untracked_{k}"))
+                    inst = _copy_with_track(inst, track)
+                    k += 1
+                out.append(inst)
+            insts = out
         frames.append(sio.LabeledFrame(lf.video, lf.frame_idx, insts))
+    used = {id(i.track) for _, insts in chosen for i in insts if i.track is not None}
     return sio.Labels(
         labeled_frames=frames,
         videos=list(labels.videos),
         skeletons=list(labels.skeletons),
-        tracks=list(labels.tracks) + list(slots.values()),
+        tracks=[t for t in labels.tracks if id(t) in used] + list(made.values()),
         provenance=dict(labels.provenance),
     )
 
@@ -127,7 +157,7 @@ def _with_slot_tracks(labels):
 def _write_nwb(labels, tmp: Path) -> None:
     from sleap_io.io import nwb_predictions
 
-    labels = _with_slot_tracks(labels)
+    labels = export_view(labels, predictions_only=True, slots=True)
     # sleap-io numbers rows 0..n-1 unless given the video's timestamps; give one per frame
     # up to the last predicted frame so that sparse frame selections keep their places.
     last = max((int(lf.frame_idx) for lf in labels.labeled_frames), default=0)
@@ -135,7 +165,7 @@ def _write_nwb(labels, tmp: Path) -> None:
     rate = fps[0] if fps and all(f == fps[0] for f in fps) and fps[0] else 1.0
     stamps = np.arange(last + 1, dtype=np.float64) / float(rate)
     with warnings.catch_warnings():
-        warnings.simplefilter("ignore", UserWarning)  # pynwb's rate remarks
+        warnings.simplefilter("ignore")  # pynwb and ndx-pose remarks and deprecations
         nwb_predictions.write_nwb(
             labels, str(tmp), pose_estimation_metadata={"video_timestamps": stamps}
         )
@@ -160,6 +190,8 @@ def write_predictions(
             f"nothing to write to {path}: no instance was predicted (a lower "
             "--peak-threshold, or the .slp format, which also keeps empty frames)"
         )
+    if fmt in ("analysis.h5", "csv"):
+        labels = export_view(labels)
     written = []
     for video, target in output_paths(labels, path):
         with atomic_path(target) as tmp:
