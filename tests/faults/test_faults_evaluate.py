@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import shutil
 
-from conftest import assert_clean_failure, fingerprint, need_shared
+from fault_helpers import assert_clean_failure, fingerprint, need_shared
 
 
 def test_labels_of_another_video_are_refused(run_cli, tmp_path):

@@ -12,8 +12,7 @@ import shutil
 import stat
 
 import pytest
-
-from conftest import assert_clean_failure, fingerprint, need_shared
+from fault_helpers import assert_clean_failure, fingerprint, need_shared
 
 BOTTOMUP = ("sleap_models", "minimal_instance.UNet.bottomup")
 
@@ -84,8 +83,8 @@ def test_output_onto_a_file_of_the_model_folder_is_refused(
 
 def test_wrong_output_suffix_is_refused_before_work(run_cli, tmp_path, labels_copy, no_model_load):
     model = need_shared(*BOTTOMUP)
-    code, _, err = run_cli("predict", model, labels_copy, "-o", tmp_path / "out" / "pred.h5")
-    assert_clean_failure(code, err, "pred.h5", ".slp", "pred.slp")
+    code, _, err = run_cli("predict", model, labels_copy, "-o", tmp_path / "out" / "pred.txt")
+    assert_clean_failure(code, err, "pred.txt", ".slp", ".analysis.h5", "pred.slp")
     assert not (tmp_path / "out").exists()
 
 
@@ -170,7 +169,7 @@ def test_frames_matching_no_labeled_frame_are_refused(
     model = need_shared(*BOTTOMUP)
     out = tmp_path / "pred.slp"
     code, _, err = run_cli("predict", model, labels_copy, "-o", out, "--frames", "5000-5010")
-    assert_clean_failure(code, err, "hand_labels.slp", "labeled frames: 0")
+    assert_clean_failure(code, err, "hand_labels.slp", "--frames 5000-5010")
     assert not out.exists()
 
 
@@ -192,7 +191,7 @@ def test_a_damaged_best_model_h5_is_named(run_cli, tmp_path, labels_copy, kind, 
 # -- Ctrl-C (case 4)
 
 
-def test_ctrl_c_during_predict_is_one_line_and_writes_nothing(
+def test_ctrl_c_during_predict_is_one_line_and_says_how_to_resume(
     run_cli, tmp_path, labels_copy, monkeypatch
 ):
     from posekit.inference.predictors import bottomup
@@ -208,8 +207,8 @@ def test_ctrl_c_during_predict_is_one_line_and_writes_nothing(
     assert code == 130
     assert "Traceback" not in err and "KeyboardInterrupt" not in err
     assert [line for line in err.splitlines() if line.strip()] == [
-        "posekit: error: interrupted; nothing was written (predictions are saved only once "
-        "every frame is done)"
+        "posekit: error: interrupted; the chunks done so far are kept; run the same command "
+        f"with --resume to continue {out}"
     ]
     assert not out.exists()
     assert not [p for p in tmp_path.iterdir() if "posekit-tmp" in p.name]

@@ -8,8 +8,7 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
-
-from conftest import assert_clean_failure, fingerprint, need_shared
+from fault_helpers import assert_clean_failure, fingerprint, need_shared
 
 BOTTOMUP = ("sleap_models", "minimal_instance.UNet.bottomup")
 
@@ -73,7 +72,9 @@ def test_labels_whose_video_is_missing_are_refused(run_cli, tmp_path):
     assert fingerprint(src) == before
 
 
-def test_labels_without_labeled_frames_are_refused(run_cli, tmp_path):
+def test_labels_without_labeled_frames_give_nothing_with_only_labeled_frames(run_cli, tmp_path):
+    """A project's videos are predicted by default (as sleap-track does); asking for its
+    labeled frames when it has none is refused, naming the file."""
     import sleap_io as sio
 
     model = need_shared(*BOTTOMUP)
@@ -82,8 +83,8 @@ def test_labels_without_labeled_frames_are_refused(run_cli, tmp_path):
     src = tmp_path / "empty_labels.slp"
     sio.save_slp(labels, str(src))
     out = tmp_path / "pred.slp"
-    code, _, err = _predict(run_cli, model, src, out)
-    assert_clean_failure(code, err, "empty_labels.slp", "no labeled frames")
+    code, _, err = _predict(run_cli, model, src, out, "--only-labeled-frames")
+    assert_clean_failure(code, err, "empty_labels.slp", "no frame")
     assert not out.exists()
 
 

@@ -11,8 +11,7 @@ import yaml
 sys.path.append(str(Path(__file__).resolve().parents[1] / "training"))
 
 from _training_helpers import tiny_config  # noqa: E402
-
-from conftest import assert_clean_failure  # noqa: E402
+from fault_helpers import assert_clean_failure  # noqa: E402
 
 
 @pytest.fixture

@@ -7,7 +7,6 @@ loader is missing.
 
 from __future__ import annotations
 
-import argparse
 from pathlib import Path
 
 import numpy as np
@@ -166,19 +165,24 @@ def test_cli_writes_predictions(tmp_path):
     from posekit.cli.predict import run as run_predict
 
     out = tmp_path / "pred.slp"
-    args = argparse.Namespace(
-        paths=[model("minimal_instance.UNet.bottomup"), str(MINIMAL / "minimal_instance.pkg.slp")],
-        output=str(out),
-        frames=None,
-        batch_size=2,
-        peak_threshold=0.2,
-        max_instances=None,
-        device="cpu",
-        precision="fp32",
-        runtime="torch",
-        sleap_compatible=False,
+    from posekit.cli import parse_args
+
+    args = parse_args(
+        [
+            "predict",
+            model("minimal_instance.UNet.bottomup"),
+            str(MINIMAL / "minimal_instance.pkg.slp"),
+            "-o",
+            str(out),
+            "--batch-size",
+            "2",
+            "--device",
+            "cpu",
+        ]
     )
     assert run_predict(args) == 0
     labels = sio.load_slp(str(out))
-    assert len(labels.labeled_frames[0].instances) == 2
+    # A project's output keeps its user labels beside the predictions (as sleap-track).
+    assert len(labels.labeled_frames[0].predicted_instances) == 2
+    assert len(labels.labeled_frames[0].user_instances) == 2
     assert [p.name for p in tmp_path.iterdir()] == ["pred.slp"]  # no temp file left

@@ -1,7 +1,10 @@
-"""`posekit predict MODEL_DIR [MODEL_DIR] SOURCE [-o OUT.slp] ...`.
+"""`posekit predict MODEL_DIR [MODEL_DIR] SOURCE... [-o OUT] ...`.
 
-Turns the arguments into a predictor run and writes the predictions atomically
-(`posekit.io.atomic`), so an interrupted run never leaves a truncated ``.slp`` behind.
+SOURCEs are videos, folders of videos, globs and SLEAP projects
+(`posekit.inference.sources`); the run itself is `posekit.inference.workflow`: one output
+per video (or project) beside it by default, or one merged ``-o`` file in the format its
+suffix names (`posekit.data.formats`), written atomically from resumable chunks
+(``--resume``), so an interrupted run never leaves a truncated file behind.
 """
 
 from __future__ import annotations
@@ -12,7 +15,6 @@ import sys
 from pathlib import Path
 
 from posekit.cli.track import add_tracking_arguments, tracking_options, wants_tracking
-from posekit.errors import PosekitError
 from posekit.inference.runtime import PRECISIONS, RUNTIMES
 from posekit.ops.peaks import DEFAULT_PEAK_THRESHOLD
 
@@ -23,19 +25,31 @@ def add_parser(subparsers) -> argparse.ArgumentParser:
         "paths",
         nargs="+",
         metavar="PATH",
-        help="MODEL_DIR [MODEL_DIR] SOURCE: one model folder (SLEAP or posekit), or two for "
-        "top-down (centroid and centered instance), then the video or labels file (.slp) "
-        "to predict on",
+        help="MODEL_DIR [MODEL_DIR] SOURCE...: one model folder (SLEAP or posekit), or two "
+        "for top-down (centroid and centered instance), then one or more sources: a video, "
+        "a folder of videos, a glob ('videos/*.mp4') or a SLEAP project (.slp: all its "
+        "videos; see the project options)",
     )
     p.add_argument(
         "-o",
         "--output",
-        help="predictions file, .slp (default: <SOURCE>.predictions.slp beside the source)",
+        help="one file for all predictions; its suffix picks the format: .slp, "
+        ".analysis.h5 (SLEAP analysis HDF5; one file per video when there are several), "
+        ".csv (SLEAP analysis CSV, likewise) or .nwb (default: <VIDEO>.predictions.slp beside "
+        "each video, <PROJECT>.predictions.slp beside each project)",
+    )
+    p.add_argument(
+        "--format",
+        default="slp",
+        choices=("slp", "analysis.h5", "csv", "nwb"),
+        help="format of the default outputs when -o is not given (<VIDEO>.predictions.<FORMAT>) "
+        "(default: %(default)s)",
     )
     p.add_argument(
         "--frames",
         default=None,
-        help="frames to predict, e.g. 0-999 (inclusive) or 0-9,20 (default: all)",
+        help="frames to predict in every video, e.g. 0-999 (inclusive) or 0-9,20; on a project "
+        "also within the frames the project options select (default: all)",
     )
     p.add_argument(
         "--batch-size", type=int, default=4, help="frames per batch (default: %(default)s)"
@@ -80,60 +94,181 @@ def add_parser(subparsers) -> argparse.ArgumentParser:
         "differs (top-down crop offsets: README, Parity with SLEAP) (default: posekit's "
         "conventions)",
     )
+    add_project_arguments(p)
+    add_filter_arguments(p)
+    add_resume_arguments(p)
     add_tracking_arguments(p)
     return p
 
 
-#: What `posekit predict` writes (`posekit.data.labels.save_labels`).
-OUTPUT_SUFFIXES = (".slp",)
+def add_project_arguments(p: argparse.ArgumentParser) -> None:
+    """SLEAP's (sleap-track) and sleap-nn's frame selection on a project source."""
+    g = p.add_argument_group("SLEAP project sources (.slp)")
+    g.add_argument(
+        "--video-index",
+        "--video.index",
+        dest="video_index",
+        type=int,
+        action="append",
+        default=None,
+        help="predict only this video of the project (0-based; repeat for several; "
+        "sleap-track's --video.index) (default: every video)",
+    )
+    g.add_argument(
+        "--only-labeled-frames",
+        "--only_labeled_frames",
+        action="store_true",
+        help="predict only frames with user-labeled instances",
+    )
+    g.add_argument(
+        "--only-suggested-frames",
+        "--only_suggested_frames",
+        action="store_true",
+        help="predict only the project's suggested frames (with --only-labeled-frames: both)",
+    )
+    g.add_argument(
+        "--exclude-user-labeled",
+        "--exclude_user_labeled",
+        action="store_true",
+        help="skip frames that already have user-labeled instances",
+    )
+
+
+def add_filter_arguments(p: argparse.ArgumentParser) -> None:
+    """Instance filters (`posekit.inference.filters`), each off by default."""
+    g = p.add_argument_group("instance filters (sleap-nn's --filter_* spellings accepted)")
+    g.add_argument(
+        "--min-instance-score",
+        "--filter_min_instance_score",
+        dest="min_instance_score",
+        type=float,
+        default=None,
+        help="drop instances scoring below this (sleap-nn --filter_min_instance_score; "
+        "SLEAP GUI: delete predictions with low score) (default: keep all)",
+    )
+    g.add_argument(
+        "--min-visible-nodes",
+        "--filter_min_visible_nodes",
+        dest="min_visible_nodes",
+        type=int,
+        default=None,
+        help="drop instances with fewer visible nodes (sleap-nn --filter_min_visible_nodes) "
+        "(default: keep all)",
+    )
+    g.add_argument(
+        "--filter-overlapping",
+        "--filter_overlapping",
+        dest="filter_overlapping",
+        nargs="?",
+        const="iou",
+        default=None,
+        choices=("iou", "oks"),
+        help="drop duplicates: an instance more similar than --overlap-threshold to a better "
+        "one, by bounding-box IoU (the default when given alone) or OKS (sleap-nn "
+        "--filter_overlapping/--filter_overlapping_method; SLEAP "
+        "--tracking.pre_cull_iou_threshold) (default: off)",
+    )
+    g.add_argument(
+        "--overlap-threshold",
+        "--filter_overlapping_threshold",
+        dest="overlap_threshold",
+        type=float,
+        default=0.8,
+        help="similarity above which --filter-overlapping drops an instance (default: %(default)s)",
+    )
+
+
+def add_resume_arguments(p: argparse.ArgumentParser) -> None:
+    from posekit.inference.workflow import DEFAULT_CHUNK_SIZE
+
+    g = p.add_argument_group("long runs")
+    g.add_argument(
+        "--resume",
+        action="store_true",
+        help="continue an interrupted run (crash, Ctrl-C) from its last chunk; the same "
+        "command line otherwise; the result equals an uninterrupted run",
+    )
+    g.add_argument(
+        "--chunk-size",
+        type=int,
+        default=DEFAULT_CHUNK_SIZE,
+        help="frames per resumable chunk (rounded up to a multiple of --batch-size) "
+        "(default: %(default)s)",
+    )
+
 
 #: Said when Ctrl-C stops the command (`posekit.cli.main`).
-INTERRUPTED = "nothing was written (predictions are saved only once every frame is done)"
+INTERRUPTED = "the chunks done so far are kept; run the same command with --resume to continue"
 
 
 def default_output_path(source: str | os.PathLike) -> Path:
     """SLEAP's naming: ``<source>.predictions.slp`` (``x.slp`` -> ``x.predictions.slp``)."""
-    source = Path(source)
-    name = source.name
-    for suffix in (".pkg.slp", ".slp"):
-        if name.endswith(suffix):
-            return source.with_name(name[: -len(suffix)] + ".predictions.slp")
-    return source.with_name(name + ".predictions.slp")
+    from posekit.inference.workflow import default_output_path as library_default
+
+    return library_default(source)
+
+
+def _instance_filter(args):
+    from posekit.inference.filters import InstanceFilter
+
+    return InstanceFilter(
+        min_instance_score=args.min_instance_score,
+        min_visible_nodes=args.min_visible_nodes,
+        overlap_method=args.filter_overlapping,
+        overlap_threshold=args.overlap_threshold,
+    )
+
+
+def _fingerprint(args, model_dirs) -> dict:
+    """What must match for --resume: the models and every option that changes results."""
+    return {
+        "models": [str(Path(d).resolve()) for d in model_dirs],
+        "peak_threshold": args.peak_threshold,
+        "max_instances": args.max_instances,
+        "batch_size": args.batch_size,
+        "precision": args.precision,
+        "runtime": args.runtime,
+    }
 
 
 def run(args: argparse.Namespace) -> int:
-    """Check the inputs, predict, write the .slp, print frames and speed."""
-    from posekit.data.labels import save_labels
+    """Check the inputs, expand the sources, predict each output, print frames and speed.
+
+    Everything that can fail cheaply (options, sources, frame selections, output paths)
+    fails before the models load and the first frame is predicted.
+    """
+    from posekit.data.formats import OUTPUT_FORMATS
     from posekit.inference.checks import check_prediction_options
     from posekit.inference.predictors import load_predictor
-    from posekit.inference.predictors.pipeline import source_items
     from posekit.inference.runtime import check_runtime_options
+    from posekit.inference.sources import (
+        expand_sources,
+        labeled_frames_only,
+        split_models_and_sources,
+    )
+    from posekit.inference.workflow import output_groups, run_prediction
     from posekit.io.outputs import check_output_path
     from posekit.model.device import resolve_device
 
-    paths = list(args.paths)
-    if len(paths) < 2:
-        raise PosekitError(
-            "predict needs at least one model folder and a source: "
-            "posekit predict MODEL_DIR [MODEL_DIR] SOURCE"
-        )
-    *model_dirs, source = paths
     check_prediction_options(
         peak_threshold=args.peak_threshold,
         batch_size=args.batch_size,
         max_instances=args.max_instances,
     )
     check_runtime_options(args.runtime, args.precision, resolve_device(args.device))
-    if not Path(source).exists():
-        raise PosekitError(f"source not found: {source} (the last argument is the video or .slp)")
-    for d in model_dirs:
-        if not Path(d).exists():
-            raise PosekitError(f"model folder not found: {d}")
-    output = Path(args.output) if args.output else default_output_path(source)
-    # Everything that can fail cheaply fails before the models load and the first frame.
-    check_output_path(output, OUTPUT_SUFFIXES, inputs=paths, what="predictions")
-    items, _, labels_source, _ = source_items(source, args.frames)
-    source = labels_source if labels_source is not None else items[0][0]
+    model_dirs, sources = split_models_and_sources(args.paths)
+    instance_filter = _instance_filter(args)
+    jobs = expand_sources(
+        sources,
+        frames=args.frames,
+        video_index=args.video_index,
+        only_labeled_frames=args.only_labeled_frames,
+        only_suggested_frames=args.only_suggested_frames,
+        exclude_user_labeled=args.exclude_user_labeled,
+    )
+    groups = output_groups(jobs, args.output, "." + args.format)
+    for output, _ in groups:
+        check_output_path(output, tuple(OUTPUT_FORMATS), inputs=args.paths, what="predictions")
 
     predictor = load_predictor(
         model_dirs,
@@ -145,27 +280,49 @@ def run(args: argparse.Namespace) -> int:
         runtime=args.runtime,
         sleap_compatible=args.sleap_compatible,
     )
-    labels = predictor.predict(source, frames=args.frames)
+    if predictor.needs_labels:
+        jobs = labeled_frames_only(jobs)
+        groups = output_groups(jobs, args.output, "." + args.format)
     options = tracking_options(args)
+    postprocess = None
     if wants_tracking(options):
         from posekit.tracking import track
 
-        labels = track(labels, **options)
-    save_labels(labels, output)
-    stats = predictor.stats
-    n_inst = sum(len(lf.instances) for lf in labels.labeled_frames)
-    msg = (
-        f"Predicted {stats.get('frames', 0)} frames ({n_inst} instances) in "
-        f"{stats.get('seconds', 0.0):.1f} s ({stats.get('fps', 0.0):.1f} frames/s)"
-    )
-    if stats.get("skipped"):
-        msg += f"; skipped {stats['skipped']} undecodable frame(s)"
-    print(msg)
-    if not n_inst:
-        print(
-            "posekit: warning: no instance was found in any frame; check that the model was "
-            "trained on videos like this one, or lower --peak-threshold",
-            file=sys.stderr,
+        def postprocess(labels):
+            return track(labels, **options)
+
+    for output, group in groups:
+        try:
+            result = run_prediction(
+                predictor,
+                group,
+                output,
+                instance_filter=instance_filter if instance_filter.active else None,
+                chunk_size=args.chunk_size,
+                resume=args.resume,
+                fingerprint=_fingerprint(args, model_dirs),
+                postprocess=postprocess,
+            )
+        except KeyboardInterrupt:
+            raise KeyboardInterrupt(
+                f"the chunks done so far are kept; run the same command with --resume to "
+                f"continue {output}"
+            ) from None
+        msg = (
+            f"Predicted {result.frames} frames ({result.instances} instances) in "
+            f"{result.seconds:.1f} s ({result.fps:.1f} frames/s)"
         )
-    print(f"Wrote {output}")
+        if result.resumed_frames:
+            msg += f"; {result.resumed_frames} frames resumed from the interrupted run"
+        if result.skipped:
+            msg += f"; skipped {result.skipped} undecodable frame(s)"
+        print(msg)
+        if not result.instances:
+            print(
+                "posekit: warning: no instance was found in any frame; check that the model "
+                "was trained on videos like this one, or lower --peak-threshold",
+                file=sys.stderr,
+            )
+        for f in result.files:
+            print(f"Wrote {f}")
     return 0

@@ -193,3 +193,21 @@ def check_labels_nodes(labels: Any, needed: Sequence[str], model: str, why: str,
 
 def _names(names: Iterable[str]) -> str:
     return ", ".join(repr(n) for n in names)
+
+
+def check_project_video(labels: Any, video: Any, labels_path: Any, frames: Any) -> None:
+    """Refuse a project video that cannot be found or whose first wanted frame does not
+    decode, before any model loads (moved videos were already looked for next to the
+    project by `posekit.data.labels.resolve_video_paths`)."""
+    from posekit.data.video_probe import probe_video, video_name
+
+    where = f"labels {str(labels_path)!r}"
+    if not _exists(video):
+        raise PosekitError(
+            f"1 video(s) of {where} cannot be found: {_names([video_name(video)])} (looked "
+            "where it was stored and next to the labels file); move the video next to the "
+            "labels file, or point the labels at it in SLEAP (File > Replace Videos)"
+        )
+    first = frames[0] if frames else None
+    lf = next((f for f in labels.labeled_frames if f.video is video and f.frame_idx == first), None)
+    probe_video(video, first, fallback=(lambda i, lf=lf: lf.image) if lf is not None else None)

@@ -48,6 +48,16 @@ class RawInstance:
     tracking_score: float | None = None
 
 
+@dataclass
+class PredictedFrame:
+    """One predicted frame: its video, index and `sleap_io.PredictedInstance`s (None when
+    the frame could not be decoded)."""
+
+    video: Any
+    frame_idx: int
+    instances: list | None
+
+
 def need_head(model, name: str):
     """The head called `name` of `model`, with an error naming the heads it has."""
     for head in model.heads:
@@ -282,21 +292,77 @@ class Predictor:
         the returned labels does not decode the whole video again.
         """
         import sleap_io as sio
-        import torch
 
         items, total, source_labels, readers = source_items(source, frames)
         if source_labels is not None:
             self._check_labels(source_labels, items)
-        self._to_device()
         skeleton = self.skeleton
         tracks = self._track_objects(source_labels)
+        frames_out = []
+        videos: list = []
+        for frame in self._stream(items, total, skeleton, tracks, readers):
+            if frame.instances is None:  # undecodable, warned about in _stream
+                continue
+            frames_out.append(sio.LabeledFrame(frame.video, frame.frame_idx, frame.instances))
+            if not any(v is frame.video for v in videos):
+                videos.append(frame.video)
+        if source_labels is not None:
+            videos = list(source_labels.videos)
+        labels = sio.Labels(
+            labeled_frames=frames_out,
+            videos=videos,
+            skeletons=[skeleton],
+            tracks=list(tracks) if tracks else [],
+        )
+        labels.provenance["posekit_predictor"] = type(self).__name__
+        return labels
+
+    @property
+    def needs_labels(self) -> bool:
+        """Whether this predictor takes part of its answer from labeled instances (a
+        top-down pair missing its centroid model): then it predicts labeled frames only."""
+        return False
+
+    def iter_predict(self, video, frames=None, labels=None):
+        """Predict frame by frame: yields a `PredictedFrame` per requested frame, in order.
+
+        The streaming form of `predict` for one `sleap_io.Video` (or video path): nothing
+        accumulates, so a caller can write results as they come (`posekit.inference.
+        workflow` writes resumable chunks). A frame that cannot be decoded is yielded
+        with ``instances=None`` (and warned about), so callers can count every frame.
+        Identity models' tracks are the same `Track` objects for the whole stream. With
+        `labels` (the project `video` belongs to), only its labeled frames are predicted,
+        with their instances at hand (what a predictor that `needs_labels` uses).
+        """
+        if labels is not None:
+            # The labeled frames of this one video, each with its instances (ground truth
+            # for a predictor that `needs_labels`).
+            items, _, _, readers = source_items(labels, frames)
+            items = [it for it in items if it[0] is video]
+            self._check_labels(labels, items)
+            yield from self._stream(
+                items, len(items), self.skeleton, self._track_objects(labels), readers
+            )
+            return
+        items, total, source_labels, readers = source_items(video, frames)
+        if source_labels is not None:
+            raise PosekitError("iter_predict takes one video; use predict() for labels")
+        yield from self._stream(items, total, self.skeleton, self._track_objects(None), readers)
+
+    def _stream(self, items, total, skeleton, tracks, readers=None):
+        """The shared loop: decode in the background, run batches, yield frames.
+
+        A run in which no frame decodes fails (nothing is predicted, so nothing must be
+        written); a few undecodable frames are skipped with a counted warning.
+        """
+        import torch
+
+        self._to_device()
         kind = device_type(self.device)
         pin = kind == "cuda"
         queue_size = 4
         pool = BufferPool(size=queue_size + 2, pin_memory=pin)
         stop = threading.Event()
-        frames_out = []
-        videos: list = []
         skipped = 0
         first_error = None
         t0 = time.perf_counter()
@@ -314,9 +380,10 @@ class Predictor:
             threads=kind != "cpu",
             pool=pool,
             stop=stop,
-            readers=readers,
+            readers=readers or {},
         )
         reader = BackgroundIterator(batches, maxsize=queue_size)
+        self.stats = {"frames": 0, "skipped": 0, "seconds": 0.0, "fps": 0.0}
         try:
             for batch in reader:
                 if isinstance(batch, Skip):
@@ -334,6 +401,7 @@ class Predictor:
                             f"decoded ({batch.error}){more}",
                             stacklevel=2,
                         )
+                    yield PredictedFrame(batch.video, int(batch.frame_idx), None)
                     continue
                 metas = batch.items
                 gt = [it.gt for it in metas] if metas[0].gt is not None else None
@@ -343,20 +411,24 @@ class Predictor:
                 with torch.inference_mode():
                     results = self._predict_batch(images, gt)
                 pool.release(batch.buffer)
-                for it, raws in zip(metas, results):
-                    insts = [self._make_instance(r, skeleton, tracks) for r in raws]
-                    frames_out.append(sio.LabeledFrame(it.video, it.frame_idx, insts))
-                    if not any(v is it.video for v in videos):
-                        videos.append(it.video)
                 n_done += batch.n
+                elapsed = max(time.perf_counter() - t0, 1e-9)
+                self.stats = {
+                    "frames": n_done,
+                    "skipped": skipped,
+                    "seconds": elapsed,
+                    "fps": n_done / elapsed,
+                }
                 if progress is not None:
-                    elapsed = max(time.perf_counter() - t0, 1e-9)
                     progress.update(
                         task,
                         completed=n_done + skipped,
                         fps=n_done / elapsed,
                         description="Predicting",
                     )
+                for it, raws in zip(metas, results):
+                    insts = [self._make_instance(r, skeleton, tracks) for r in raws]
+                    yield PredictedFrame(it.video, it.frame_idx, insts)
         finally:
             stop.set()
             reader.close()
@@ -386,16 +458,6 @@ class Predictor:
                 f"{skipped} frame(s) could not be decoded and were skipped",
                 stacklevel=2,
             )
-        if source_labels is not None:
-            videos = list(source_labels.videos)
-        labels = sio.Labels(
-            labeled_frames=frames_out,
-            videos=videos,
-            skeletons=[skeleton],
-            tracks=list(tracks) if tracks else [],
-        )
-        labels.provenance["posekit_predictor"] = type(self).__name__
-        return labels
 
 
 class OneModelPredictor(Predictor):

@@ -213,6 +213,10 @@ class _TopDownBase(Predictor):
                     anchor = m.config.data.instance_cropping.center_on_part
         return anchor
 
+    @property
+    def needs_labels(self) -> bool:
+        return self.centroid_model is None
+
     def _check_labels(self, labels, items) -> None:
         """Without one of its two models, a top-down predictor takes centroids or instances
         from the labels: refuse labels that lack the nodes it needs (which would silently

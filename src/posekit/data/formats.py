@@ -1,0 +1,207 @@
+"""Predictions out in the format the output's suffix names, through sleap-io, atomically.
+
+| suffix | what | sleap-io writer |
+|---|---|---|
+| ``.slp`` | SLEAP labels: opens in SLEAP's GUI for proofreading | `save_slp` |
+| ``.analysis.h5`` (any ``.h5``) | SLEAP's analysis HDF5 (``tracks``, ``track_occupancy``, ``point_scores``, ... in SLEAP's MATLAB-friendly axis order) | `save_analysis_h5` |
+| ``.csv`` | SLEAP's analysis CSV: one row per instance (``track, frame_idx, instance.score, <node>.x, <node>.y, <node>.score``) | `save_csv` |
+| ``.nwb`` | NWB with ndx-pose: one ``PoseEstimation`` per video and track | `save_nwb` (predictions) |
+
+The analysis HDF5 and CSV show per frame its user instances where it has any (a
+proofread frame of a project), else its predictions; NWB's predictions layout holds the
+predictions. Untracked predictions export too: the analysis HDF5 gives each frame's
+instances slots ``track_0...`` (as sleap-io and SLEAP do), the CSV has one row per
+instance with an empty track, and NWB (one series per track) and a mix of tracked and
+untracked instances get slot tracks named ``untracked_<k>`` (in the output only; the
+labels are not modified). See `export_view`.
+
+The analysis HDF5 and CSV layouts hold one video: when the labels span several videos
+with predictions, one file per video is written, named as SLEAP's export names them
+(``x.analysis.h5`` -> ``x.000_<video name>.analysis.h5``, ``x.001_...``). ``.slp`` and
+``.nwb`` hold every video in one file.
+
+Every file goes through `posekit.io.atomic`: a reader (or a crash) sees the old file or
+the new one, never half.
+"""
+
+from __future__ import annotations
+
+import os
+import warnings
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from posekit.errors import PosekitError
+
+__all__ = ["OUTPUT_FORMATS", "export_view", "output_format", "output_paths", "write_predictions"]
+
+#: suffix -> format name, longest suffix first (".analysis.h5" before ".h5").
+OUTPUT_FORMATS = {
+    ".slp": "slp",
+    ".analysis.h5": "analysis.h5",  # before ".h5": the longer suffix decides
+    ".h5": "analysis.h5",
+    ".csv": "csv",
+    ".nwb": "nwb",
+}
+
+
+def output_format(path: str | os.PathLike) -> str:
+    """The format an output path's suffix names; a clear error for any other suffix."""
+    name = Path(path).name.lower()
+    for suffix, fmt in OUTPUT_FORMATS.items():
+        if name.endswith(suffix) and len(name) > len(suffix):
+            return fmt
+    raise PosekitError(
+        f"cannot tell the output format of {path}: end it in .slp (SLEAP labels), "
+        ".analysis.h5 (SLEAP analysis HDF5), .csv or .nwb"
+    )
+
+
+def _split_suffix(path: Path) -> tuple[str, str]:
+    name = path.name
+    for suffix in OUTPUT_FORMATS:
+        if name.lower().endswith(suffix):
+            return name[: -len(suffix)], name[-len(suffix) :]
+    return path.stem, path.suffix
+
+
+def _videos_with_frames(labels) -> list:
+    seen = {id(lf.video) for lf in labels.labeled_frames if len(lf.instances)}
+    return [v for v in labels.videos if id(v) in seen]
+
+
+def output_paths(labels, path: str | os.PathLike) -> list[tuple[Any, Path]]:
+    """(video or None, file) pairs `write_predictions` writes for `labels` at `path`.
+
+    One file for ``.slp``/``.nwb`` or a single video (video None for ``.slp``/``.nwb``);
+    one per video with instances, SLEAP-named, for the analysis HDF5 and CSV.
+    """
+    path = Path(path)
+    fmt = output_format(path)
+    if fmt in ("slp", "nwb"):
+        return [(None, path)]
+    videos = _videos_with_frames(labels) or list(labels.videos[:1])
+    if len(videos) <= 1:
+        return [(videos[0] if videos else None, path)]
+    stem, suffix = _split_suffix(path)
+    out = []
+    for video in videos:
+        index = labels.videos.index(video)
+        name = Path(str(getattr(video, "filename", f"video{index}"))).stem
+        out.append((video, path.with_name(f"{stem}.{index:03d}_{name}{suffix}")))
+    return out
+
+
+def _copy_with_track(inst, track):
+    import sleap_io as sio
+
+    if isinstance(inst, sio.PredictedInstance):
+        return sio.PredictedInstance.from_numpy(
+            points_data=inst.numpy(),
+            skeleton=inst.skeleton,
+            point_scores=inst.numpy(scores=True)[:, 2],
+            score=float(inst.score),
+            track=track,
+            tracking_score=inst.tracking_score,
+        )
+    return sio.Instance.from_numpy(inst.numpy(), skeleton=inst.skeleton, track=track)
+
+
+def export_view(labels, *, predictions_only: bool = False, slots: bool | None = None):
+    """What the one-row-per-animal formats show of `labels` (a shallow copy; the input is
+    not modified).
+
+    Per frame: its user instances where it has any (a proofread frame), else its
+    predictions; only predictions with `predictions_only` (NWB's predictions layout).
+    ``slots``: give untracked instances slot tracks ``untracked_<k>`` (k: order in the
+    frame); None does so only when tracked and untracked instances mix, since the
+    analysis layout would otherwise drop the untracked ones.
+    """
+    import sleap_io as sio
+
+    chosen = []
+    for lf in labels.labeled_frames:
+        if predictions_only:
+            insts = list(lf.predicted_instances)
+        else:
+            insts = list(lf.user_instances) or list(lf.predicted_instances)
+        chosen.append((lf, insts))
+    flat = [i for _, insts in chosen for i in insts]
+    if slots is None:
+        slots = any(i.track is not None for i in flat) and any(i.track is None for i in flat)
+    made: dict[int, Any] = {}
+    frames = []
+    for lf, insts in chosen:
+        if slots:
+            k, out = 0, []
+            for inst in insts:
+                if inst.track is None:
+                    track = made.setdefault(k, sio.Track(name=f"untracked_{k}"))
+                    inst = _copy_with_track(inst, track)
+                    k += 1
+                out.append(inst)
+            insts = out
+        frames.append(sio.LabeledFrame(lf.video, lf.frame_idx, insts))
+    used = {id(i.track) for _, insts in chosen for i in insts if i.track is not None}
+    return sio.Labels(
+        labeled_frames=frames,
+        videos=list(labels.videos),
+        skeletons=list(labels.skeletons),
+        tracks=[t for t in labels.tracks if id(t) in used] + list(made.values()),
+        provenance=dict(labels.provenance),
+    )
+
+
+def _write_nwb(labels, tmp: Path) -> None:
+    from sleap_io.io import nwb_predictions
+
+    labels = export_view(labels, predictions_only=True, slots=True)
+    # sleap-io numbers rows 0..n-1 unless given the video's timestamps; give one per frame
+    # up to the last predicted frame so that sparse frame selections keep their places.
+    last = max((int(lf.frame_idx) for lf in labels.labeled_frames), default=0)
+    fps = [getattr(v, "fps", None) for v in labels.videos]
+    rate = fps[0] if fps and all(f == fps[0] for f in fps) and fps[0] else 1.0
+    stamps = np.arange(last + 1, dtype=np.float64) / float(rate)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")  # pynwb and ndx-pose remarks and deprecations
+        nwb_predictions.write_nwb(
+            labels, str(tmp), pose_estimation_metadata={"video_timestamps": stamps}
+        )
+
+
+def write_predictions(
+    labels, path: str | os.PathLike, *, labels_path: str | None = None
+) -> list[Path]:
+    """Write `labels` to `path` in the format its suffix names; returns the files written.
+
+    ``labels_path``: the project the predictions came from, recorded in the analysis
+    HDF5's ``labels_path`` as SLEAP does.
+    """
+    import sleap_io as sio
+
+    from posekit.io.atomic import atomic_path
+
+    path = Path(path)
+    fmt = output_format(path)
+    if not any(len(lf.instances) for lf in labels.labeled_frames) and fmt != "slp":
+        raise PosekitError(
+            f"nothing to write to {path}: no instance was predicted (a lower "
+            "--peak-threshold, or the .slp format, which also keeps empty frames)"
+        )
+    if fmt in ("analysis.h5", "csv"):
+        labels = export_view(labels)
+    written = []
+    for video, target in output_paths(labels, path):
+        with atomic_path(target) as tmp:
+            if fmt == "slp":
+                sio.save_slp(labels, str(tmp), verbose=False)
+            elif fmt == "analysis.h5":
+                sio.save_analysis_h5(labels, str(tmp), video=video, labels_path=labels_path)
+            elif fmt == "csv":
+                sio.save_csv(labels, str(tmp), format="sleap", video=video)
+            else:
+                _write_nwb(labels, tmp)
+        written.append(target)
+    return written
