@@ -12,6 +12,13 @@ SLEAP compiles its Keras model with one loss per output, weighted by the head's
   logits) keeps an imported SLEAP model and a posekit-trained one on the same footing.
 
 posekit tensors are NCHW, so the channel axis is 1 (SLEAP's NHWC uses the last axis).
+
+posekit-only (never chosen for a plain SLEAP config): a map head whose instance attribute
+``loss_function`` is ``"balanced_mse"`` (set by `posekit.training.callbacks.RecipeLoss`
+when `--auto` plans a budgeted run) is trained with `balanced_mse`, which gives the
+pixels under the Gaussians the same total weight as the background. With plain MSE a
+confidence map whose peaks cover ~0.1% of the pixels has an all-zero output as a deep,
+flat minimum (see `posekit.training.recommend`, rule 13).
 """
 
 from __future__ import annotations
@@ -30,6 +37,26 @@ KERAS_EPSILON = 1e-7
 def mse(pred: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
     """Mean squared error over all elements (Keras `MeanSquaredError`, batch-mean)."""
     return torch.mean((pred - target) ** 2)
+
+
+def balanced_mse(pred: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
+    """Squared error with foreground and background weighted equally (posekit-only).
+
+    ``w = clamp(target, 0, 1)`` is the soft foreground (the Gaussians' mass), ``1 - w`` the
+    background; the loss is ``mean_w(e) + mean_{1-w}(e)`` with ``e = (pred - target)^2``
+    and ``mean_v(e) = sum(v e) / sum(v)``. An all-zero prediction therefore costs about
+    ``mean_w(target^2)`` (~0.5 for Gaussians) instead of the peaks' area fraction (~1e-4
+    with plain MSE), so the gradient that grows peaks is as strong as the one that
+    flattens the background, whatever the map size and sigma. It is symmetric around each
+    peak, so it does not move peaks. A target without foreground (no visible point) gives
+    the background term alone.
+    """
+    err = (pred.float() - target.float()) ** 2
+    fg = target.float().clamp(0.0, 1.0)
+    bg = 1.0 - fg
+    background = (bg * err).sum() / bg.sum().clamp(min=1.0)
+    # No host sync: with (almost) no foreground the numerator is (almost) zero as well.
+    return background + (fg * err).sum() / fg.sum().clamp(min=1e-6)
 
 
 def channel_losses(pred: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
@@ -127,7 +154,10 @@ def head_loss(
     target = target.to(pred.dtype)
     if head.loss_function == "categorical_crossentropy":
         return categorical_crossentropy(pred, target)
-    loss = mse(pred, target)
+    if getattr(head, "loss_function", "mse") == "balanced_mse" and pred.dim() == 4:
+        loss = balanced_mse(pred, target)
+    else:
+        loss = mse(pred, target)
     ohkm = hard_keypoint_mining
     if ohkm is not None and getattr(ohkm, "online_mining", False) and pred.dim() == 4:
         loss = loss + ohkm_loss(
@@ -143,6 +173,7 @@ def head_loss(
 
 __all__ = [
     "KERAS_EPSILON",
+    "balanced_mse",
     "categorical_crossentropy",
     "channel_losses",
     "head_loss",
