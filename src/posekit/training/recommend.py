@@ -116,6 +116,14 @@ TOPDOWN = ("centered_instance", "multi_class_topdown")
 SINGLE_MAP_HEADS = ("centroid", "centered_instance", "single_instance")
 LEAN_FILTERS = 16
 LEAN_SIGMA = 1.5
+#: Lean single-instance models: typical animal size in model-input pixels (rule 1).
+LEAN_ANIMAL_PX = 80.0
+#: Lean single-instance models: map pixels across the typical animal (rule 3).
+LEAN_MAP_PIXELS_PER_ANIMAL = 32.0
+#: Lean single-instance sigma in map pixels (rule 3).
+SINGLE_SIGMA = 2.5
+BUDGET_WARMUP_STEPS = 50
+BUDGET_LR_FLOOR = 0.01
 BUDGET_EPOCHS = 30
 BUDGET_LR = 1e-3
 #: Sustained training GFLOP/s assumed when `Hardware.train_gflops` is not given.
@@ -186,18 +194,50 @@ class Recommendation:
     num_workers: int = 0
     precision: str = "32-true"
     plan: dict[str, float] = field(default_factory=dict)
+    #: posekit-only training settings that are not config fields (rule 13): "loss",
+    #: "lr_schedule", "warmup_steps", "lr_floor_ratio", "budget_s". Empty: SLEAP's ways.
+    recipe: dict[str, Any] = field(default_factory=dict)
+    #: The user's own overrides: the plan is made with these values (they win).
+    fixed: dict[str, Any] = field(default_factory=dict)
+    #: What the labels lack or do oddly (`label_warnings`); training still runs.
+    warnings: list[str] = field(default_factory=list)
 
-    def set(self, key: str, value: Any, reason: str) -> None:
+    def set(self, key: str, value: Any, reason: str) -> Any:
+        """Record a setting; returns the value in force (the user's, when they set it)."""
+        if key in self.fixed:
+            value, reason = self.fixed[key], f"your override; --auto would pick {value!r}"
         self.overrides[key] = value
         self.reasons[key] = reason
+        return value
 
     def describe(self) -> str:
         lines = [f"  {k} = {v!r}  ({self.reasons.get(k, '')})" for k, v in self.overrides.items()]
         lines.append(f"  num_workers = {self.num_workers}")
         lines.append(f"  precision = {self.precision}")
+        lines.extend(f"  warning: {w}" for w in self.warnings)
+        if self.recipe:
+            lines.append("  recipe: " + ", ".join(f"{k}={v}" for k, v in self.recipe.items()))
         if self.plan:
             lines.append("  plan: " + ", ".join(f"{k}={v:.4g}" for k, v in self.plan.items()))
         return "\n".join(lines)
+
+    def callbacks(self) -> list[Any]:
+        """Lightning callbacks that carry out `recipe` (none for SLEAP's ways)."""
+        from posekit.training.callbacks import BudgetPlan, RecipeLoss
+
+        out: list[Any] = []
+        if self.recipe.get("loss") not in (None, "mse"):
+            out.append(RecipeLoss(self.recipe["loss"]))
+        if self.recipe.get("budget_s"):
+            out.append(
+                BudgetPlan(
+                    float(self.recipe["budget_s"]),
+                    warmup_steps=int(self.recipe.get("warmup_steps", 0)),
+                    floor_ratio=float(self.recipe.get("lr_floor_ratio", 0.01)),
+                    schedule_lr=self.recipe.get("lr_schedule") == "budget_cosine",
+                )
+            )
+        return out
 
 
 def budget_seconds(max_time: Any) -> float | None:
@@ -244,6 +284,55 @@ def _instance_sizes(labels: Any) -> np.ndarray:
     return np.asarray(sizes if sizes else [1.0])
 
 
+def label_warnings(labels: Any) -> list[str]:
+    """What a user should know about the labels before training (each one line).
+
+    Nothing here stops training: one labelled frame (it also validates), a node never
+    labelled (its map stays empty and it is never predicted), points outside their frame
+    (animals cut by the frame edge: augmentation drops them, like SLEAP), frames of
+    several sizes (smaller ones are padded to the largest).
+    """
+    out: list[str] = []
+    n = len(labels)
+    if n < 2:
+        out.append(
+            f"only {n} labelled frame: it is used for training and for validation; label "
+            f"20 or more frames for a model that works on new frames"
+        )
+    names = list(labels.node_names)
+    pts = [np.asarray(p, dtype=np.float64).reshape(-1, len(names), 2) for p in labels.all_points()]
+    if pts:
+        allp = np.concatenate(pts)
+        seen = (~np.isnan(allp).any(axis=-1)).sum(axis=0)
+        never = [names[i] for i in np.flatnonzero(seen == 0)]
+        if never:
+            out.append(
+                f"node(s) {never} have no labelled point in the training frames: the model "
+                f"cannot learn them and will not predict them; label them in some frames, "
+                f"or train on the other nodes (`part_names` of the head)"
+            )
+    outside = 0
+    shapes = set()
+    for e in labels.entries:
+        h, w = labels.frame_shape(e.video_index)[:2]
+        shapes.add((int(h), int(w)))
+        p = e.points.reshape(-1, 2)
+        p = p[~np.isnan(p).any(axis=1)]
+        outside += int(((p[:, 0] < 0) | (p[:, 1] < 0) | (p[:, 0] > w - 1) | (p[:, 1] > h - 1)).sum())
+    if outside:
+        out.append(
+            f"{outside} labelled point(s) lie outside their frame (animals cut by the edge); "
+            f"training treats them as not visible once frames are augmented"
+        )
+    if len(shapes) > 1:
+        big = max(h for h, _ in shapes), max(w for _, w in shapes)
+        out.append(
+            f"frames come in {len(shapes)} sizes {sorted(shapes)}; smaller frames are padded "
+            f"to {big[0]} x {big[1]} (scaling is planned for the largest)"
+        )
+    return out
+
+
 def _frame_hw(labels: Any) -> tuple[int, int]:
     used = sorted({e.video_index for e in labels.entries})
     shapes = [labels.frame_shape(i) for i in used]
@@ -258,7 +347,7 @@ def _frame_channels(labels: Any) -> int:
 
 def _round_scale(s: float) -> float:
     s = min(1.0, s)
-    return max(0.05, math.floor(s / 0.05 + 1e-9) * 0.05)
+    return round(max(0.05, math.floor(s / 0.05 + 1e-9) * 0.05), 2)
 
 
 def _pow2_floor(x: float, low: int = 1) -> int:
@@ -320,19 +409,31 @@ def _lean_receptive_field(
 
 
 def recommend(
-    config: Any, labels: Any, hardware: Hardware | None = None, max_time: Any = None
+    config: Any,
+    labels: Any,
+    hardware: Hardware | None = None,
+    max_time: Any = None,
+    overrides: Any = None,
 ) -> Recommendation:
     """Settings for training `config` on `labels` (`PoseLabels`) on `hardware`.
 
     `max_time`: the wall-clock training budget (seconds, timedelta, "DD:HH:MM:SS"); with
     one the recommendation is planned for that time (see the module docstring).
+    `overrides`: the user's own dotted overrides (list of ``key=value`` or dict). The plan
+    is made *with* them: a setting the user fixed keeps the user's value, and everything
+    that depends on it (cost per sample, epoch length, crop size) is computed from it.
     """
     from posekit.data.instance_cropping import find_instance_crop_size
+    from posekit.training.overrides import apply_overrides, parse_overrides
 
     hw = hardware or detect_hardware()
     budget = budget_seconds(max_time)
     lean = budget is not None and hw.kind == "cpu"
-    rec = Recommendation()
+    fixed = parse_overrides(overrides)
+    if fixed:
+        config = apply_overrides(config, fixed)
+    rec = Recommendation(fixed=dict(fixed))
+    rec.warnings = label_warnings(labels)
     model_type = config.model.heads.which_oneof_attrib_name()
     backbone_name = config.model.backbone.which_oneof_attrib_name()
     h, w = _frame_hw(labels)
@@ -352,12 +453,17 @@ def recommend(
         else:
             s = max(min(1.0, 512.0 / max(h, w)), 32.0 / typical)
             why = f"centroids: frame side -> <=512 px, animals ({typical:.0f} px) kept >= 32 px"
+    elif lean and model_type == "single_instance":
+        s = max(min(1.0, 512.0 / max(h, w), LEAN_ANIMAL_PX / typical), min(1.0, 48.0 / typical))
+        why = (
+            f"CPU budget: animals ({typical:.0f} px) -> ~{LEAN_ANIMAL_PX:.0f} px, frame side "
+            f"<= 512 px, animals never below 48 px"
+        )
     else:
         side, floor = (512.0, 48.0) if lean else (1024.0, 64.0)
         s = max(min(1.0, side / max(h, w)), floor / typical)
         why = f"frame side -> <={side:.0f} px, animals ({typical:.0f} px) kept >= {floor:.0f} px"
-    s = _round_scale(s)
-    rec.set("data.preprocessing.input_scaling", s, why)
+    s = float(rec.set("data.preprocessing.input_scaling", _round_scale(s), why))
 
     # 2-3. lean backbone, output stride and sigma
     stride = _max_stride(config)
@@ -371,35 +477,43 @@ def recommend(
             )
     if lean and model_type in SINGLE_MAP_HEADS:
         head_key = f"model.heads.{model_type}"
+        sigma, sigma_why = LEAN_SIGMA, "map px: a 7x7 patch of signal, nearly unbiased 5x5 refinement"
         if model_type == "centroid":
             os_ = _pow2_floor(typical * s / 4.0)
             why = f"a map pixel <= a quarter animal ({typical * s:.0f} px at scale {s})"
+        elif model_type == "single_instance":
+            os_ = min(4, _pow2_floor(typical * s / LEAN_MAP_PIXELS_PER_ANIMAL))
+            why = (
+                f"~{LEAN_MAP_PIXELS_PER_ANIMAL:.0f} map px per animal ({typical * s:.0f} px "
+                f"at scale {s}); refinement localises inside a map pixel"
+            )
+            sigma, sigma_why = SINGLE_SIGMA, "map px: wide enough to learn from few frames"
         else:
             os_ = _pow2_floor(2.0 * s)
             why = "a map pixel <= 2 frame px; refinement localises inside it"
+        if f"{head_key}.output_stride" in rec.fixed:
+            os_ = int(rec.fixed[f"{head_key}.output_stride"])
         if backbone_name == "unet":
             need = 2.0 * typical * s
             ms, rf = _lean_receptive_field(
                 config, dict(rec.overrides), head_key, os_, need, channels
             )
             os_ = max(1, min(os_, ms // 2))
-            if ms != stride:
-                rec.set(
-                    "model.backbone.unet.max_stride",
-                    ms,
-                    f"receptive field {rf:.0f} px >= 2 x animal ({need:.0f} px)",
+            if ms != stride or "model.backbone.unet.max_stride" in rec.fixed:
+                ms = int(
+                    rec.set(
+                        "model.backbone.unet.max_stride",
+                        ms,
+                        f"receptive field {rf:.0f} px >= 2 x animal ({need:.0f} px)",
+                    )
                 )
             stride = ms
         backbone_cfg = config.model.backbone.which_oneof()
         if hasattr(backbone_cfg, "output_stride"):
             os_ = max(1, min(os_, stride))
-            rec.set(f"model.backbone.{backbone_name}.output_stride", os_, why)
+            os_ = int(rec.set(f"model.backbone.{backbone_name}.output_stride", os_, why))
             rec.set(f"{head_key}.output_stride", os_, "the backbone's output stride")
-            rec.set(
-                f"{head_key}.sigma",
-                LEAN_SIGMA,
-                "map px: a 7x7 patch of signal, nearly unbiased 5x5 refinement",
-            )
+            rec.set(f"{head_key}.sigma", sigma, sigma_why)
 
     # 4. crop size / model input size
     if model_type in TOPDOWN:
@@ -407,10 +521,12 @@ def recommend(
         crop = find_instance_crop_size(
             labels.all_points(), padding=padding, maximum_stride=stride, input_scaling=s
         )
-        rec.set(
-            "data.instance_cropping.crop_size",
-            crop,
-            f"largest instance {largest:.0f} px x {s} + {padding}, to a multiple of {stride}",
+        crop = int(
+            rec.set(
+                "data.instance_cropping.crop_size",
+                crop,
+                f"largest instance {largest:.0f} px x {s} + {padding}, to a multiple of {stride}",
+            )
         )
         in_h = in_w = crop
         n_examples = int(labels.n_instances)
@@ -434,14 +550,14 @@ def recommend(
     if batch > n_examples:
         batch = max(1, 2 ** int(math.floor(math.log2(n_examples))))
         why += f"; capped by {n_examples} training examples"
-    rec.set("optimization.batch_size", batch, why)
+    batch = int(rec.set("optimization.batch_size", batch, why))
 
     # 6. learning rate
     if budget is not None:
         rec.set(
             "optimization.initial_learning_rate",
             BUDGET_LR,
-            "time budget: few updates, a high rate lowered on plateaus",
+            "time budget: few updates, a high rate that the schedule lowers",
         )
     else:
         lr = float(min(1e-3, 1e-4 * math.sqrt(batch / 4.0)))
@@ -453,10 +569,12 @@ def recommend(
         samples = max(300 * n_examples, 20000)
         epochs = int(min(300, max(10, math.ceil(samples / (batch * bpe)))))
         rec.set("optimization.batches_per_epoch", bpe, "ceil(n / batch) within [50, 200]")
-        rec.set(
-            "optimization.epochs",
-            epochs,
-            f"~{samples} samples ({n_examples} examples x 300, >= 20000)",
+        epochs = int(
+            rec.set(
+                "optimization.epochs",
+                epochs,
+                f"~{samples} samples ({n_examples} examples x 300, >= 20000)",
+            )
         )
         rec.set("optimization.val_batches_per_epoch", None, "one pass over the validation set")
         rec.set("optimization.min_val_batches_per_epoch", 1, "one pass over the validation set")
@@ -466,6 +584,14 @@ def recommend(
         rate = hw.gflops()
         steps = budget * rate / (3.0 * gflops * batch)
         bpe = int(min(200, max(10, round(steps / BUDGET_EPOCHS))))
+        bpe = int(
+            rec.set(
+                "optimization.batches_per_epoch",
+                bpe,
+                f"~{steps:.0f} steps fit in {budget:.0f} s ({gflops:.2f} GFLOPs/sample at "
+                f"{rate:.0f} GFLOP/s): ~{BUDGET_EPOCHS} epochs",
+            )
+        )
         est_epochs = max(1.0, steps / bpe)
         epochs = int(min(1000, max(10, math.ceil(3 * est_epochs))))
         rec.plan = {
@@ -476,12 +602,10 @@ def recommend(
             "est_epochs": est_epochs,
         }
         rec.set(
-            "optimization.batches_per_epoch",
-            bpe,
-            f"~{steps:.0f} steps fit in {budget:.0f} s ({gflops:.2f} GFLOPs/sample at "
-            f"{rate:.0f} GFLOP/s): ~{BUDGET_EPOCHS} epochs",
+            "optimization.epochs",
+            epochs,
+            "3x the estimate; re-planned from the measured step time after 10 steps",
         )
-        rec.set("optimization.epochs", epochs, "3x the estimate: the clock ends training")
         fraction = float(config.data.labels.validation_fraction or 0.1)
         n_val = max(1.0, n_examples * fraction / max(1e-6, 1.0 - fraction))
         val_batches = int(min(math.ceil(n_val / batch), max(2, bpe // 4)))
@@ -493,25 +617,34 @@ def recommend(
         rec.set("optimization.min_val_batches_per_epoch", 1, "validate every epoch")
 
     # 9. schedule
+    lrs = "optimization.learning_rate_schedule"
     if budget is None:
         patience = int(min(10, max(3, epochs // 20)))
         cooldown = max(1, patience // 2)
+        plateau = bool(rec.set(f"{lrs}.reduce_on_plateau", True, "Keras/SLEAP plateau"))
     else:
         patience = int(min(8, max(3, int(est_epochs) // 6)))
         cooldown = 1
-    rec.set("optimization.learning_rate_schedule.reduce_on_plateau", True, "Keras/SLEAP plateau")
-    rec.set("optimization.learning_rate_schedule.reduction_factor", 0.5, "halve on plateau")
-    rec.set(
-        "optimization.learning_rate_schedule.plateau_patience",
-        patience,
-        "epochs // 20 in [3, 10]" if budget is None else "estimated epochs // 6 in [3, 8]",
-    )
-    rec.set(
-        "optimization.learning_rate_schedule.plateau_cooldown",
-        cooldown,
-        "patience // 2" if budget is None else "react quickly in a short run",
-    )
-    rec.set("optimization.learning_rate_schedule.min_learning_rate", 1e-8, "SLEAP default")
+        plateau = bool(
+            rec.set(
+                f"{lrs}.reduce_on_plateau",
+                False,
+                "time budget: warm-up, then cosine to 1% of the rate by the end of the budget",
+            )
+        )
+    if plateau:
+        rec.set(f"{lrs}.reduction_factor", 0.5, "halve on plateau")
+        rec.set(
+            f"{lrs}.plateau_patience",
+            patience,
+            "epochs // 20 in [3, 10]" if budget is None else "estimated epochs // 6 in [3, 8]",
+        )
+        rec.set(
+            f"{lrs}.plateau_cooldown",
+            cooldown,
+            "patience // 2" if budget is None else "react quickly in a short run",
+        )
+        rec.set(f"{lrs}.min_learning_rate", 1e-8, "SLEAP default")
     if budget is None:
         rec.set("optimization.early_stopping.stop_training_on_plateau", True, "stop when flat")
         rec.set(
@@ -525,6 +658,16 @@ def recommend(
             False,
             "the clock ends the run",
         )
+
+    # 13. posekit-only recipe of budgeted runs (not config fields; see rule 13)
+    if budget is not None:
+        rec.recipe = {
+            "loss": "balanced_mse",
+            "lr_schedule": "plateau" if plateau else "budget_cosine",
+            "warmup_steps": BUDGET_WARMUP_STEPS,
+            "lr_floor_ratio": BUDGET_LR_FLOOR,
+            "budget_s": budget,
+        }
 
     # 10. rotation
     augmentation = config.optimization.augmentation_config
@@ -542,6 +685,10 @@ def recommend(
     # 12. precision
     if hw.bf16:
         rec.precision = "bf16-mixed"
+    # the user's other overrides are part of the plan too (listed with the rest)
+    for key, value in rec.fixed.items():
+        if key not in rec.overrides:
+            rec.set(key, value, "")
     return rec
 
 
@@ -550,5 +697,6 @@ __all__ = [
     "Recommendation",
     "budget_seconds",
     "detect_hardware",
+    "label_warnings",
     "recommend",
 ]

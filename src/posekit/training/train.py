@@ -420,6 +420,7 @@ def train(
     from posekit.training.overrides import apply_overrides, parse_overrides
 
     user_overrides = parse_overrides(overrides)
+    recipe_callbacks: list[Any] = []  # posekit-only training recipe of --auto (budgeted)
     ckpt_path = None
     if resume is not None:
         run_dir = Path(resume).expanduser().resolve()
@@ -464,7 +465,11 @@ def train(
     if auto and resume is None:
         from posekit.training.recommend import detect_hardware, recommend
 
-        rec = recommend(config, train_labels, detect_hardware(device), max_time=max_time)
+        rec = recommend(
+            config, train_labels, detect_hardware(device), max_time=max_time,
+            overrides=user_overrides,
+        )
+        recipe_callbacks = rec.callbacks()
         config = explicit(apply_overrides(apply_overrides(config, rec.overrides), user_overrides))
         if num_workers is None:
             num_workers = rec.num_workers
@@ -551,6 +556,7 @@ def train(
         )
     )
     cbs.append(augment_rng)
+    cbs.extend(recipe_callbacks)
     if progress:
         cbs.append(PosekitProgressBar())
     cbs.extend(callbacks or [])
