@@ -40,23 +40,35 @@ def mse(pred: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
 
 
 def balanced_mse(pred: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
-    """Squared error with foreground and background weighted equally (posekit-only).
+    """Squared error that weighs peaks like the background (posekit-only).
 
-    ``w = clamp(target, 0, 1)`` is the soft foreground (the Gaussians' mass), ``1 - w`` the
-    background; the loss is ``mean_w(e) + mean_{1-w}(e)`` with ``e = (pred - target)^2``
-    and ``mean_v(e) = sum(v e) / sum(v)``. An all-zero prediction therefore costs about
-    ``mean_w(target^2)`` (~0.5 for Gaussians) instead of the peaks' area fraction (~1e-4
-    with plain MSE), so the gradient that grows peaks is as strong as the one that
-    flattens the background, whatever the map size and sigma. It is symmetric around each
-    peak, so it does not move peaks. A target without foreground (no visible point) gives
-    the background term alone.
+    With ``e = (pred - target)^2``, ``t = target`` and ``q = max(t, pred)`` (clamped to
+    [0, 1], no gradient through the weight):
+
+        loss = sum(q e) / sum(t)  +  sum((1 - q) e) / sum(1 - q)
+
+    - The first term is the error where the labels put a peak *or* where the model claims
+      one, measured against the labels' peak mass: an all-zero map costs ``mean_t(t^2)``
+      (~1/3 for Gaussians) instead of the peaks' area fraction (~1e-4 with plain MSE),
+      so the gradient that grows peaks is as strong as the one that flattens the
+      background, whatever the map size and sigma.
+    - A false peak (or every part's channel lighting up on the whole animal, or a
+      constant offset over the map) is weighted by its own height and divided by the
+      same peak mass, so it costs as much as a missed peak: such shortcuts cannot beat
+      the all-zero map. (Normalising the first term by ``sum(q)`` instead lets a constant
+      map of 0.1 reach a lower loss than any real fit; measured, it predicted nothing.)
+    - The second term is the background's mean error, as plain MSE would weigh it.
+    - Symmetric around each peak, so it does not move peaks. Without any visible point
+      in the batch the peak mass is taken as 1 (a few map pixels).
     """
-    err = (pred.float() - target.float()) ** 2
-    fg = target.float().clamp(0.0, 1.0)
-    bg = 1.0 - fg
+    pred = pred.float()
+    target = target.float()
+    err = (pred - target) ** 2
+    q = torch.maximum(target, pred.detach()).clamp(0.0, 1.0)
+    bg = 1.0 - q
     background = (bg * err).sum() / bg.sum().clamp(min=1.0)
-    # No host sync: with (almost) no foreground the numerator is (almost) zero as well.
-    return background + (fg * err).sum() / fg.sum().clamp(min=1e-6)
+    # No host sync: the peak mass is clamped instead of tested.
+    return background + (q * err).sum() / target.clamp(0.0, 1.0).sum().clamp(min=1.0)
 
 
 def channel_losses(pred: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
