@@ -17,8 +17,15 @@ GPU ten minutes already buy tens of thousands of samples at the config's own siz
      (but the frame stays >= 64 px): a 24 px animal is still an unmistakable blob, and
      the cost falls with the square of the scale (1024 px frames with 94 px flies: 0.25,
      16x cheaper than full size);
-   - other full-frame models (single instance, bottom-up): ``s = min(1, 1024 / max(H,
-     W))`` but not below ``64 / a`` (parts stay resolvable); lean: 512 and 48 px;
+   - lean single-instance models: ``s = max(min(1, 512 / max(H, W), 56 / a), min(1, 48
+     / a))``: the typical animal becomes ~56 px (never below 48 px, never enlarged) and
+     the frame side at most 512 px. The step cost falls with ``s^2`` and on a shared
+     2-core CPU a budget buys only a few hundred steps, so the animal is made as small
+     as its parts stay apart (see rule 13 for the measurements on DeepLabCut's reaching
+     example: 832 x 747 frames, 220 px animal);
+   - other full-frame models (single instance without a budget, bottom-up): ``s =
+     min(1, 1024 / max(H, W))`` but not below ``64 / a`` (parts stay resolvable); lean:
+     512 and 48 px;
    - top-down models work on crops: ``s = 1`` unless the largest instance exceeds 512 px
      (lean: 256 px), then ``s = 512 / A`` (256 / A): fine parts need full resolution
      and crops are already small.
@@ -39,6 +46,11 @@ GPU ten minutes already buy tens of thousands of samples at the config's own siz
    in the same 5-minute setting reached 1.8 px. The backbone's output stride follows the
    head. `sigma` (in map pixels;
    posekit multiplies it by the stride) becomes 1.5, i.e. 3 frame px at stride 2.
+   Lean single-instance maps instead get ~24 map pixels across the typical animal (the
+   largest power of two ``<= a s / 24``, at most 4) and sigma 2.5 map px, SLEAP's
+   baseline profile value: a whole-frame map holds ~1000x more background than peak,
+   and narrow peaks (1.5 map px at stride 1, what the part rule gave for the reaching
+   frames) left the model on the all-zero map for the whole budget.
 4. **Crop size** (top-down): SLEAP's automatic rule at that scale, i.e. ``A s`` plus
    `crop_size_detection_padding`, rounded up to a multiple of the backbone's max stride.
 5. **Batch size**: on CPU 4 (per-sample speed hardly changes with the batch there, so
@@ -49,8 +61,8 @@ GPU ten minutes already buy tens of thousands of samples at the config's own siz
 6. **Learning rate**: without a budget ``1e-4 x sqrt(batch / 4)`` capped at 1e-3
    (SLEAP's 1e-4 is tuned for batch 4; Adam's step scales with the square root of the
    batch). With a budget 1e-3: a short run makes only hundreds to a few thousand
-   updates, Adam at 1e-3 gets there several times faster than at 1e-4, and the plateau
-   schedule lowers it once the validation loss stalls.
+   updates and Adam at 1e-3 gets there several times faster than at 1e-4; rule 13's
+   schedule lowers it over the budget.
 7. **Epochs**:
    - without a budget one epoch is ``batches_per_epoch = clamp(ceil(n / batch), 50,
      200)`` steps and training should show each example about 300 times and at least
@@ -65,13 +77,18 @@ GPU ten minutes already buy tens of thousands of samples at the config's own siz
      clamp(round(S / 30), 10, 200)`` so about 30 validations (and chances to save the
      best model and lower the learning rate) happen in the budget, and little is lost
      when the clock stops mid-epoch. `epochs` is set to 3x the estimate (at least 10,
-     at most 1000): the clock, not the epoch count, ends training.
+     at most 1000) only as a start: `BudgetPlan` (rule 13) measures the seconds per
+     step after 10 steps, and the time of every epoch, and re-plans the epoch count so
+     training ends at the epoch end nearest the budget (the GFLOP/s guess was off by
+     2-5x on the shared CPU, and a plan made for heavier settings stopped a user's
+     run at a quarter of the budget).
 8. **Validation**: without a budget one pass over the validation set per epoch
    (`min_val_batches_per_epoch = 1`). With a budget at most ``max(2, batches_per_epoch
    // 4)`` batches (the same fixed batches every epoch, so losses compare), which keeps
    validation under ~10% of the time, and never more than one pass (estimated from
    `validation_fraction`).
-9. **Schedule**: reduce-on-plateau with factor 0.5 and min LR 1e-8. Without a budget
+9. **Schedule**: without a budget reduce-on-plateau with factor 0.5 and min LR 1e-8
+   (SLEAP's). With a budget the plateau schedule is off (rule 13). Without a budget
    patience ``p = clamp(epochs // 20, 3, 10)``, cooldown ``max(1, p // 2)``, early
    stopping after ``2p + cooldown`` epochs without improvement (the learning rate is
    lowered at least once before training gives up). With a budget ``p = clamp(E // 6,
@@ -79,14 +96,20 @@ GPU ten minutes already buy tens of thousands of samples at the config's own siz
    the loss is noisy; with patience 3 of ~30 epochs the rate was halved while the loss
    was still falling steeply), cooldown 1, and no early stopping: the clock ends the run,
    and stopping on a noisy plateau would only waste time already granted.
-10. **Rotation augmentation**: +-180 degrees. Overhead cameras (SLEAP's usual setup)
-    see animals in every orientation, but a small set of labelled frames rarely shows
-    them all: in the flies clip 499 of the 500 instances of frames 0-999 face one 45
-    degree sector while those of frames 1000-1499 spread over five. Narrower rotations
-    fit the labelled frames sooner (lower validation loss, which shares their headings)
-    and then miss every animal outside that range. A config that already rotates over
-    the full circle keeps its own settings; for side views override
-    `optimization.augmentation_config.rotation_*_angle`.
+10. **Rotation augmentation**: as wide as the labelled poses turn, plus 15 degrees, and
+    the full circle once that reaches +-90. How far they turn is measured without
+    knowing the body plan: every instance is rotated onto the mean pose (generalised
+    Procrustes over its visible nodes, `pose_rotations`) and `rotation_arc` is the
+    smallest arc that holds all these angles. Overhead views of moving animals turn
+    all the way (flies clip, training frames of the block split: 188 deg -> +-180);
+    fixed views do not (DeepLabCut's reaching example, a side view in which only the
+    hand moves: 114 deg -> +-75). Rotations the view never shows cost the budget dearly:
+    on reaching, 240-s runs reached a median error of 20.6 px with +-180 and 6.3 px with
+    +-15 (same recipe otherwise). The limit: labels must show the orientations the
+    animals take; a clip whose labelled frames all face one way (the flies' frames
+    0-999: 26 deg) gets +-30 and then misses animals facing elsewhere; override
+    `optimization.augmentation_config.rotation_*_angle` (e.g. +-180) in that case. A
+    config that already rotates as widely keeps its own settings.
 11. **Data loader workers**: none on machines with 2 cores or fewer, else cores - 1
     (<= 8).
 12. **Precision**: ``bf16-mixed`` where the hardware runs bfloat16 natively (CPUs with
@@ -95,8 +118,23 @@ GPU ten minutes already buy tens of thousands of samples at the config's own siz
     144 px centered-instance UNet step (batch 4, channels-last) ran at 33 samples/s in
     bf16 vs 18 in float32.
 
-Every setting is returned as a dotted override with the reason for it; explicit user
-overrides are applied after these and win.
+13. **The budgeted recipe (posekit-only; not config fields)**: `Recommendation.recipe`
+    and `Recommendation.callbacks()`; train() adds the callbacks. A plain SLEAP config
+    (no `--auto`, or `--auto` without `--max-time`) trains exactly as SLEAP would.
+    - Loss `balanced_mse` (`posekit.training.losses`) on confidence-map heads: the
+      error where the labels or the model put a peak, divided by the labels' peak mass,
+      plus the background's mean error. With plain MSE the all-zero map scores within
+      ~1e-4 of a perfect one, and every budgeted reaching run stayed there (val loss
+      3.1e-5, flat, 0 of 11 test animals found).
+    - Learning rate: 20 warm-up steps from lr/10, then cosine from 1e-3 to 1e-5 over
+      the *time* of the budget (`BudgetPlan`), instead of plateau halving: on short,
+      noisy validations the plateau rule halved the rate to 1e-8 long before the end.
+    - Epochs re-planned from measured time (rule 7).
+    Measured runs are in `recipe_NOTES.md` of the change that introduced this rule.
+
+Every setting is returned as a dotted override with the reason for it. The user's own
+overrides are passed in (`overrides=`): the plan is made with their values (a reason
+says "your override"), and they are applied again after these and win.
 """
 
 from __future__ import annotations
@@ -117,12 +155,14 @@ SINGLE_MAP_HEADS = ("centroid", "centered_instance", "single_instance")
 LEAN_FILTERS = 16
 LEAN_SIGMA = 1.5
 #: Lean single-instance models: typical animal size in model-input pixels (rule 1).
-LEAN_ANIMAL_PX = 80.0
+LEAN_ANIMAL_PX = 56.0
 #: Lean single-instance models: map pixels across the typical animal (rule 3).
-LEAN_MAP_PIXELS_PER_ANIMAL = 32.0
+LEAN_MAP_PIXELS_PER_ANIMAL = 24.0
 #: Lean single-instance sigma in map pixels (rule 3).
 SINGLE_SIGMA = 2.5
-BUDGET_WARMUP_STEPS = 50
+BUDGET_WARMUP_STEPS = 20
+#: Degrees of rotation augmentation beyond what the labelled poses show (rule 10).
+ROTATION_MARGIN = 15.0
 BUDGET_LR_FLOOR = 0.01
 BUDGET_EPOCHS = 30
 BUDGET_LR = 1e-3
@@ -331,6 +371,59 @@ def label_warnings(labels: Any) -> list[str]:
             f"to {big[0]} x {big[1]} (scaling is planned for the largest)"
         )
     return out
+
+
+def pose_rotations(labels: Any, iterations: int = 3) -> np.ndarray:
+    """Each labelled instance's in-plane rotation (degrees) relative to the mean pose.
+
+    Generalised Procrustes on the visible nodes: every instance (centred) is rotated onto
+    a reference pose by the least-squares angle, the reference becomes the mean of the
+    aligned instances, three times. Instances with fewer than 2 visible nodes are NaN.
+    """
+    pts = [np.asarray(p, dtype=np.float64).reshape(-1, 2) for p in labels.all_points()]
+    ok = [~np.isnan(p).any(axis=1) for p in pts]
+    if not pts:
+        return np.zeros(0)
+    centred = [p - (p[o].mean(axis=0) if o.any() else 0.0) for p, o in zip(pts, ok)]
+    ref = centred[int(np.argmax([o.sum() for o in ok]))].copy()
+    angles = np.full(len(pts), np.nan)
+    for _ in range(iterations):
+        aligned = []
+        for n, (c, o) in enumerate(zip(centred, ok)):
+            m = o & ~np.isnan(ref).any(axis=1)
+            if m.sum() < 2:
+                aligned.append(np.full_like(c, np.nan))
+                continue
+            a = c[m] - c[m].mean(axis=0)
+            b = ref[m] - ref[m].mean(axis=0)
+            th = math.atan2(float((a[:, 0] * b[:, 1] - a[:, 1] * b[:, 0]).sum()), float((a * b).sum()))
+            rot = np.array([[math.cos(th), -math.sin(th)], [math.sin(th), math.cos(th)]])
+            angles[n] = math.degrees(th)
+            aligned.append(c @ rot.T)
+        with np.errstate(all="ignore"):
+            stack = np.stack(aligned)
+            if np.isnan(stack).all():
+                break
+            import warnings
+
+            with warnings.catch_warnings():
+                warnings.simplefilter("ignore", RuntimeWarning)
+                ref = np.nanmean(stack, axis=0)
+    return angles
+
+
+def rotation_arc(labels: Any) -> float | None:
+    """Degrees of the smallest arc holding every labelled instance's `pose_rotations`.
+
+    None with fewer than 4 instances that have 2 or more visible nodes.
+    """
+    ang = pose_rotations(labels)
+    ang = np.sort(ang[np.isfinite(ang)] % 360.0)
+    n = len(ang)
+    if n < 4:
+        return None
+    gaps = np.diff(np.concatenate([ang, ang[:1] + 360.0]))
+    return float(360.0 - gaps.max())
 
 
 def _frame_hw(labels: Any) -> tuple[int, int]:
@@ -672,12 +765,24 @@ def recommend(
     # 10. rotation
     augmentation = config.optimization.augmentation_config
     span = float(augmentation.rotation_max_angle) - float(augmentation.rotation_min_angle)
-    if not (augmentation.rotate and span >= 360.0):
-        why = "animals may face any direction (overhead view)"
+    arc = rotation_arc(labels)
+    angle = 180.0
+    why = "animals may face any direction (overhead view)"
+    if arc is not None:
+        half = 5.0 * math.ceil((arc / 2.0 + ROTATION_MARGIN) / 5.0)
+        if half < 90.0:
+            angle = max(ROTATION_MARGIN, half)
+            why = (
+                f"labelled poses turn over {arc:.0f} deg (fixed view): +-(half of it + "
+                f"{ROTATION_MARGIN:.0f})"
+            )
+        else:
+            why = f"labelled poses turn over {arc:.0f} deg: animals face every direction"
+    if not (augmentation.rotate and span >= 2.0 * angle):
         aug = "optimization.augmentation_config"
         rec.set(f"{aug}.rotate", True, why)
-        rec.set(f"{aug}.rotation_min_angle", -180.0, why)
-        rec.set(f"{aug}.rotation_max_angle", 180.0, why)
+        rec.set(f"{aug}.rotation_min_angle", -angle, why)
+        rec.set(f"{aug}.rotation_max_angle", angle, why)
 
     # 11. loader workers
     rec.num_workers = 0 if hw.cpu_count <= 2 else min(8, hw.cpu_count - 1)
@@ -698,5 +803,7 @@ __all__ = [
     "budget_seconds",
     "detect_hardware",
     "label_warnings",
+    "pose_rotations",
     "recommend",
+    "rotation_arc",
 ]
