@@ -118,7 +118,14 @@ def test_user_overrides_are_part_of_the_plan(big_frame_labels):
     )
     assert plateau.recipe["lr_schedule"] == "plateau"
     plan = next(cb for cb in plateau.callbacks() if isinstance(cb, BudgetPlan))
-    assert plan.schedule_lr is False
+    assert plan.schedule_lr is False and plan.replan_epochs is True
+    # a user who fixes the epochs keeps them: the plan only schedules the LR
+    fixed = recommend(
+        _config(), big_frame_labels, CPU2, max_time=480, overrides={"optimization.epochs": 7}
+    )
+    assert fixed.overrides["optimization.epochs"] == 7
+    plan = next(cb for cb in fixed.callbacks() if isinstance(cb, BudgetPlan))
+    assert plan.replan_epochs is False and plan.schedule_lr is True
 
 
 # --------------------------------------------------------------------------- loss
@@ -230,6 +237,32 @@ def test_budget_plan_spends_the_budget_from_the_measured_step_time():
     assert trainer.fit_loop.max_epochs == 2 + round(150.0 / plan.plan["epoch_seconds"])
     plan.on_train_batch_start(trainer, None, None, 1)
     assert trainer.optimizers[0].param_groups[0]["lr"] == pytest.approx((1e-3 + 1e-5) / 2)
+
+
+def test_rotation_follows_how_far_the_labelled_poses_turn():
+    from posekit.training.recommend import rotation_arc
+
+    labels = _pose_labels(n_frames=12, image_size=128, body_length=40, seed=8)
+    arc = rotation_arc(labels)
+    rec = recommend(_config(), labels, CPU2, max_time=60)
+    angle = rec.overrides["optimization.augmentation_config.rotation_max_angle"]
+    assert rec.overrides["optimization.augmentation_config.rotation_min_angle"] == -angle
+    if arc / 2 + 15 >= 90:
+        assert angle == 180
+    else:
+        assert angle == 5 * math.ceil((arc / 2 + 15) / 5)
+    # one pose turned by at most +-10 degrees and moved: a fixed view, a narrow range
+    rng = np.random.default_rng(0)
+    base = labels.all_points()[0]
+    poses = []
+    for _ in range(10):
+        th = math.radians(rng.uniform(-10, 10))
+        rot = np.array([[math.cos(th), -math.sin(th)], [math.sin(th), math.cos(th)]])
+        poses.append((base - np.nanmean(base, 0)) @ rot.T + rng.uniform(0, 50, 2))
+    narrow = rotation_arc(SimpleNamespace(all_points=lambda: poses))
+    assert 5 < narrow <= 20.5
+    turned = [p @ np.array([[0.0, -1.0], [1.0, 0.0]]).T for p in poses[:5]] + poses[5:]
+    assert rotation_arc(SimpleNamespace(all_points=lambda: turned)) > 70
 
 
 # --------------------------------------------------------------------------- progress

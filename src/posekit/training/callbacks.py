@@ -218,6 +218,7 @@ class BudgetPlan(L.Callback):
       from the measured epoch time (validation and saving included). A plan made from a
       guessed GFLOP/s, or for settings the user then overrode, cannot end training early.
 
+    `replan_epochs=False` (the user fixed the epochs) leaves `max_epochs` alone.
     `clock` (default `time.monotonic`) is injectable for tests. `plan` (read-only) holds
     the measured seconds per step and the current planned epochs.
     """
@@ -230,6 +231,7 @@ class BudgetPlan(L.Callback):
         warmup_steps: int = 50,
         measure_steps: int = 10,
         schedule_lr: bool = True,
+        replan_epochs: bool = True,
         clock: Any = None,
     ):
         self.budget_s = float(budget_s)
@@ -238,6 +240,7 @@ class BudgetPlan(L.Callback):
         self.warmup_steps = int(warmup_steps)
         self.measure_steps = int(measure_steps)
         self.schedule_lr = bool(schedule_lr)
+        self.replan_epochs = bool(replan_epochs)
         self.clock = clock or time.monotonic
         self._t0: float | None = None
         self._steps = 0
@@ -308,6 +311,8 @@ class BudgetPlan(L.Callback):
 
     def _replan(self, trainer: L.Trainer, epoch_s: float, fraction_done: float = 1.0) -> None:
         """max_epochs from the time left; the current epoch is `fraction_done` finished."""
+        if not self.replan_epochs:
+            return
         epochs = planned_epochs(
             trainer.current_epoch + 1,
             self.elapsed() + (1.0 - fraction_done) * epoch_s,

@@ -20,6 +20,13 @@ def _split_config_and_overrides(
 
 def run_train(args: argparse.Namespace) -> int:
     """Load the config, apply overrides, train, print where the model is."""
+    import os
+
+    # Before torch loads OpenMP: threads that wait passively give their time slice back.
+    # On a CPU shared with other jobs spinning threads lose it at every barrier (a UNet
+    # step ran 2.6x faster with PASSIVE on the shared 2-core machine; see
+    # benchmarks/time_to_accuracy.py). A user's own setting wins.
+    os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
     from posekit.training.train import train
 
     config, overrides = _split_config_and_overrides(

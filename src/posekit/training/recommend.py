@@ -275,6 +275,7 @@ class Recommendation:
                     warmup_steps=int(self.recipe.get("warmup_steps", 0)),
                     floor_ratio=float(self.recipe.get("lr_floor_ratio", 0.01)),
                     schedule_lr=self.recipe.get("lr_schedule") == "budget_cosine",
+                    replan_epochs=bool(self.recipe.get("replan_epochs", True)),
                 )
             )
         return out
@@ -760,6 +761,7 @@ def recommend(
             "warmup_steps": BUDGET_WARMUP_STEPS,
             "lr_floor_ratio": BUDGET_LR_FLOOR,
             "budget_s": budget,
+            "replan_epochs": "optimization.epochs" not in rec.fixed,
         }
 
     # 10. rotation

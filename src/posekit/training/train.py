@@ -465,9 +465,13 @@ def train(
     if auto and resume is None:
         from posekit.training.recommend import detect_hardware, recommend
 
+        planned = dict(user_overrides)  # the user's choices are part of the plan
+        if epochs is not None:
+            planned["optimization.epochs"] = int(epochs)
+        if batch_size is not None:
+            planned["optimization.batch_size"] = int(batch_size)
         rec = recommend(
-            config, train_labels, detect_hardware(device), max_time=max_time,
-            overrides=user_overrides,
+            config, train_labels, detect_hardware(device), max_time=max_time, overrides=planned
         )
         recipe_callbacks = rec.callbacks()
         config = explicit(apply_overrides(apply_overrides(config, rec.overrides), user_overrides))
