@@ -340,8 +340,10 @@ def label_warnings(labels: Any) -> list[str]:
             f"only {n} labelled frame: it is used for training and for validation; label "
             f"20 or more frames for a model that works on new frames"
         )
-    names = list(labels.node_names)
-    pts = [np.asarray(p, dtype=np.float64).reshape(-1, len(names), 2) for p in labels.all_points()]
+    points = [np.asarray(p, dtype=np.float64) for p in labels.all_points()]
+    k = points[0].reshape(-1, 2).shape[0] if points else 0
+    names = list(getattr(labels, "node_names", None) or [f"node {i}" for i in range(k)])
+    pts = [p.reshape(-1, len(names), 2) for p in points]
     if pts:
         allp = np.concatenate(pts)
         seen = (~np.isnan(allp).any(axis=-1)).sum(axis=0)
@@ -355,9 +357,9 @@ def label_warnings(labels: Any) -> list[str]:
     outside = 0
     shapes = set()
     for e in labels.entries:
-        h, w = labels.frame_shape(e.video_index)[:2]
+        h, w = labels.frame_shape(getattr(e, "video_index", 0))[:2]
         shapes.add((int(h), int(w)))
-        p = e.points.reshape(-1, 2)
+        p = np.asarray(e.points, dtype=np.float64).reshape(-1, 2)
         p = p[~np.isnan(p).any(axis=1)]
         outside += int(((p[:, 0] < 0) | (p[:, 1] < 0) | (p[:, 0] > w - 1) | (p[:, 1] > h - 1)).sum())
     if outside:
@@ -771,7 +773,7 @@ def recommend(
     angle = 180.0
     why = "animals may face any direction (overhead view)"
     if arc is not None:
-        half = 5.0 * math.ceil((arc / 2.0 + ROTATION_MARGIN) / 5.0)
+        half = 5.0 * math.ceil((arc / 2.0 + ROTATION_MARGIN) / 5.0 - 1e-6)
         if half < 90.0:
             angle = max(ROTATION_MARGIN, half)
             why = (
