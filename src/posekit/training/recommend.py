@@ -130,7 +130,11 @@ GPU ten minutes already buy tens of thousands of samples at the config's own siz
       the *time* of the budget (`BudgetPlan`), instead of plateau halving: on short,
       noisy validations the plateau rule halved the rate to 1e-8 long before the end.
     - Epochs re-planned from measured time (rule 7).
-    Measured runs are in `recipe_NOTES.md` of the change that introduced this rule.
+    Reaching (832 x 747, 44 training frames, 11 test frames), `--auto --max-time 480`
+    on the shared 2-core CPU: before, 0 of 11 test animals found; with this recipe
+    11/11, median 7.3 px, p90 23 px, OKS mAP 0.25 (736 steps; +-75 rotation by rule
+    10); with +-15 rotation 11/11, 5.3 px, 11.3 px, 0.33. All runs are tabled in
+    `recipe_NOTES.md` of the change that introduced this rule.
 
 Every setting is returned as a dotted override with the reason for it. The user's own
 overrides are passed in (`overrides=`): the plan is made with their values (a reason
