@@ -56,8 +56,10 @@ def _sio_labels(labels: Any) -> Any:
 
 
 def _atomic_json(path: Path, data: dict) -> None:
-    from posekit.evaluation import _jsonable
+    from posekit import evaluation
 
+    # `jsonable` on main after the refactor, `_jsonable` before it
+    _jsonable = getattr(evaluation, "jsonable", None) or evaluation._jsonable
     tmp = path.with_name(f".{path.name}.tmp")
     with open(tmp, "w") as f:
         json.dump(_jsonable(data), f, indent=2)

@@ -524,7 +524,11 @@ def recommend(
     that depends on it (cost per sample, epoch length, crop size) is computed from it.
     """
     from posekit.data.instance_cropping import find_instance_crop_size
-    from posekit.training.overrides import apply_overrides, parse_overrides
+
+    try:  # posekit.config.overrides after the lead's refactor
+        from posekit.config.overrides import apply_overrides, parse_overrides
+    except ImportError:
+        from posekit.training.overrides import apply_overrides, parse_overrides
 
     hw = hardware or detect_hardware()
     budget = budget_seconds(max_time)
