@@ -88,11 +88,13 @@ def test_cli_reports_override_errors_as_one_line(tmp_path, capsys):
     assert err.startswith("posekit: error:") and "epochz" in err
 
 
-def test_cli_needs_a_config_or_resume(capsys):
+def test_cli_needs_labels_a_config_or_resume(capsys):
     from posekit.cli import main
 
     assert main(["train"]) == 2
-    assert "needs a config" in capsys.readouterr().err
+    assert (
+        "needs labels (--labels L.slp) to choose a model from, a config" in capsys.readouterr().err
+    )
 
 
 def test_cli_lone_override_is_not_taken_for_a_config():

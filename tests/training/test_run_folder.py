@@ -44,6 +44,7 @@ def test_run_folder_contents(multi_labels, tmp_path):
         "viz",
         "model.epoch0000",
         "model.epoch0002",
+        "metrics.val.json",  # the validation split, predicted and scored after training
     } <= names
     assert not [n for n in names if n.startswith(".")]  # no temporaries left
 
@@ -71,7 +72,10 @@ def test_run_folder_contents(multi_labels, tmp_path):
 
     # pictures are PNG files; only the last epoch's visualisation is kept
     assert (run / "training_curve.png").read_bytes()[:8] == PNG_MAGIC
-    assert [p.name for p in (run / "viz").iterdir()] == ["validation.epoch0002.png"]
+    assert sorted(p.name for p in (run / "viz").iterdir()) == [
+        "validation.epoch0002.png",
+        "worst_val.png",
+    ]
 
     # model folders load; latest == the resume checkpoint's weights; best == lowest val loss
     latest = load_model(run / "latest_model")

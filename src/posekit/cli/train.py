@@ -22,8 +22,9 @@ def add_parser(subparsers) -> argparse.ArgumentParser:
         nargs="?",
         default=None,
         metavar="CONFIG",
-        help="a SLEAP training_config.json, a posekit YAML/JSON or a shipped name such as "
-        "single_instance_unet; not needed with --resume",
+        help="a SLEAP training_config.json, a posekit YAML/JSON, a SLEAP profile name "
+        "(posekit configs) or single_instance_unet; without one, the model type is chosen "
+        "from the labels; not needed with --resume",
     )
     p.add_argument(
         "overrides",
@@ -95,6 +96,12 @@ def add_parser(subparsers) -> argparse.ArgumentParser:
         "scaling, batch size, epochs, ...); overrides still win",
     )
     p.add_argument(
+        "--identity",
+        action="store_true",
+        help="without a config: train a model that also tells animals apart (multi-class, "
+        "from the labels' tracks) (default: poses only)",
+    )
+    p.add_argument(
         "--max-time",
         default=None,
         help="wall-clock training budget: seconds, or DD:HH:MM:SS; with --auto the "
@@ -139,12 +146,22 @@ def _split_config_and_overrides(
 
 def run(args: argparse.Namespace) -> int:
     """Load the config, apply overrides, train, print where the model is."""
+    import os
+
+    # Before torch loads OpenMP: threads that wait passively give their time slice back.
+    # On a CPU shared with other jobs spinning threads lose it at every barrier (a UNet
+    # step ran 2.6x faster with PASSIVE on the shared 2-core machine; see
+    # benchmarks/time_to_accuracy.py). A user's own setting wins.
+    os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
     config, overrides = _split_config_and_overrides(args.config, args.overrides)
     if config is None and args.resume is None:
-        raise PosekitError(
-            "posekit train needs a config (a SLEAP training_config.json, a posekit YAML or "
-            "a shipped name such as single_instance_unet), or --resume RUN_FOLDER"
-        )
+        if args.labels is None:
+            raise PosekitError(
+                "posekit train needs labels (--labels L.slp) to choose a model from, a config "
+                "(a SLEAP training_config.json, a posekit YAML or a name from `posekit "
+                "configs`), or --resume RUN_FOLDER"
+            )
+        return _train_chosen_type(args, overrides)
     if config is not None and args.resume is not None:
         print(
             f"posekit: --resume uses the run folder's own training_config.json; ignoring {config}"
@@ -175,4 +192,61 @@ def run(args: argparse.Namespace) -> int:
         print(f"Run folder: {run_dir}")
         if best.exists():
             print(f"Trained model: {best}")
+    return 0
+
+
+#: Share of the budget each model of a pair gets: the centroid model only finds animals.
+_BUDGET_SHARE = {"centroid": 0.4}
+
+
+def _train_chosen_type(args: argparse.Namespace, overrides: list[str]) -> int:
+    """No config: choose the model type from the labels, say why, train every model of it.
+
+    The models of a top-down pair train one after the other into one run folder
+    (``<run>/centroid``, ``<run>/centered_instance``), the budget split between them;
+    that folder goes straight into `posekit predict`.
+    """
+    import datetime
+
+    from posekit.training.hardware import budget_seconds
+    from posekit.training.model_type import choose_model_type, default_configs
+    from posekit.training.run import train
+    from posekit.training.run_folder import env_rank
+
+    kind, why = choose_model_type(args.labels, identity=args.identity)
+    configs = default_configs(kind)
+    if env_rank() == 0:
+        print(f"posekit: model type {kind}: {why}")
+    stamp = datetime.datetime.now().strftime("%y%m%d_%H%M%S")
+    name = args.run_name or f"{stamp}.{kind}"
+    parent = Path(args.runs_folder or "models")
+    budget = budget_seconds(args.max_time)
+    pair = len(configs) > 1
+    runs = []
+    for cfg in configs:
+        head = cfg.model.heads.which_oneof_attrib_name()
+        share = _BUDGET_SHARE.get(head, 1.0 - 0.4) if pair else 1.0
+        runs.append(
+            train(
+                cfg,
+                labels=args.labels,
+                val_labels=args.val_labels,
+                run_name=head if pair else name,
+                runs_folder=parent / name if pair else parent,
+                epochs=args.epochs,
+                batch_size=args.batch_size,
+                device=args.device,
+                devices=args.devices,
+                num_nodes=args.num_nodes,
+                strategy=args.strategy,
+                overrides=overrides,
+                auto=args.auto,
+                max_time=None if budget is None else budget * share,
+                precision=args.precision,
+            )
+        )
+    if env_rank() == 0:
+        folder = parent / name
+        print(f"Run folder: {folder.resolve()} ({', '.join(r.name for r in runs)})")
+        print(f"Predict with: posekit predict {folder} VIDEO")
     return 0

@@ -91,6 +91,34 @@ def is_model_path(path: str | os.PathLike) -> bool:
     return has_config and any((p / name).is_file() for name in _WEIGHT_FILES)
 
 
+def model_folders(path: str | os.PathLike) -> list[str]:
+    """The model folders a path stands for: a model folder itself, a training run folder
+    (its ``best_model``, else ``latest_model``), or a folder of runs that `posekit train`
+    made for one model type (a top-down pair: centroid first); [] when none of these.
+
+    So the folder `posekit train` printed goes straight into `posekit predict`.
+    """
+    p = Path(path)
+    if is_model_path(p):
+        return [str(p)]
+    if not p.is_dir():
+        return []
+    run = _run_model(p)
+    if run is not None:
+        return [run]
+    runs = [m for m in (_run_model(sub) for sub in sorted(p.iterdir()) if sub.is_dir()) if m]
+    # the centroid model finds the animals: list it first (readable; the predictor sorts)
+    return sorted(runs, key=lambda m: "centroid" not in Path(m).parent.name)
+
+
+def _run_model(folder: Path) -> str | None:
+    """A training run folder's model (``best_model``, else ``latest_model``), or None."""
+    for name in ("best_model", "latest_model"):
+        if is_model_path(folder / name):
+            return str(folder / name)
+    return None
+
+
 def split_models_and_sources(paths: Sequence[str]) -> tuple[list[str], list[str]]:
     """``MODEL... SOURCE...`` -> (model paths, sources): leading model folders, then sources.
 
@@ -100,8 +128,8 @@ def split_models_and_sources(paths: Sequence[str]) -> tuple[list[str], list[str]
     paths = [str(p) for p in paths]
     models: list[str] = []
     i = 0
-    while i < len(paths) and is_model_path(paths[i]):
-        models.append(paths[i])
+    while i < len(paths) and model_folders(paths[i]):
+        models.extend(model_folders(paths[i]))
         i += 1
     sources = paths[i:]
     if not models:

@@ -36,7 +36,6 @@ from typing import Any
 import lightning as L
 import numpy as np
 import torch
-from lightning.pytorch.callbacks import RichProgressBar, Timer
 
 from posekit.io.atomic import atomic_path
 from posekit.training.lightning_module import TRAIN_LOSS, VAL_LOSS
@@ -174,9 +173,6 @@ def optimization_callbacks(optimization: Any) -> list[L.Callback]:
     return callbacks
 
 
-# --------------------------------------------------------------------------- augmentation
-
-
 class AugmentationGenerator(L.Callback):
     """Each rank's own random stream for augmentation, on the training device.
 
@@ -196,61 +192,6 @@ class AugmentationGenerator(L.Callback):
             gen = torch.Generator()
         gen.manual_seed(self.seed + 1000 * int(trainer.global_rank))
         self.generator = gen
-
-
-# --------------------------------------------------------------------------- progress
-
-
-class PosekitProgressBar(RichProgressBar):
-    """Rich progress bar whose metrics add the estimated time to the end of training.
-
-    Lightning's bar shows the time left in the current epoch; `eta` extrapolates the
-    mean epoch time (validation included) over the epochs still to run.
-    """
-
-    def __init__(self, **kwargs):
-        kwargs.setdefault("leave", True)
-        super().__init__(**kwargs)
-        self._fit_t0: float | None = None
-        self._epochs_done = 0
-
-    def on_train_start(self, trainer, pl_module):
-        super().on_train_start(trainer, pl_module)
-        self._fit_t0 = time.monotonic()
-        self._epochs_done = 0
-
-    def on_train_epoch_end(self, trainer, pl_module):
-        super().on_train_epoch_end(trainer, pl_module)
-        self._epochs_done += 1
-
-    def get_metrics(self, trainer, pl_module):
-        items = super().get_metrics(trainer, pl_module)
-        items.pop("v_num", None)
-        if self._fit_t0 is not None and trainer.max_epochs and trainer.max_epochs > 0:
-            total_batches = self.total_train_batches or 0
-            frac = (self.train_progress_bar_id is not None and total_batches) and (
-                trainer.fit_loop.epoch_loop.batch_progress.current.ready / total_batches
-            )
-            done = self._epochs_done + float(frac or 0.0)
-            if done > 0:
-                elapsed = time.monotonic() - self._fit_t0
-                first = trainer.current_epoch - self._epochs_done
-                remaining = max(trainer.max_epochs - first - done, 0.0)
-                eta = elapsed / done * remaining
-                # A wall-clock limit (`max_time`) ends training earlier than the epochs do.
-                for cb in trainer.callbacks:
-                    if isinstance(cb, Timer) and cb.time_remaining() is not None:
-                        eta = min(eta, max(cb.time_remaining(), 0.0))
-                items["eta"] = _hms(eta)
-        return items
-
-
-def _hms(seconds: float) -> str:
-    s = int(round(seconds))
-    return f"{s // 3600}:{s % 3600 // 60:02d}:{s % 60:02d}"
-
-
-# --------------------------------------------------------------------------- run folder
 
 
 class RunOutputs(L.Callback):
@@ -497,7 +438,6 @@ def remove_run_temporaries(run_dir: str | os.PathLike) -> None:
 __all__ = [
     "AugmentationGenerator",
     "KerasReduceLROnPlateau",
-    "PosekitProgressBar",
     "RunOutputs",
     "last_checkpoint",
     "optimization_callbacks",

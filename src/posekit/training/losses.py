@@ -12,6 +12,13 @@ SLEAP compiles its Keras model with one loss per output, weighted by the head's
   logits) keeps an imported SLEAP model and a posekit-trained one on the same footing.
 
 posekit tensors are NCHW, so the channel axis is 1 (SLEAP's NHWC uses the last axis).
+
+posekit-only (never chosen for a plain SLEAP config): a map head whose instance attribute
+``loss_function`` is ``"balanced_mse"`` (set by `posekit.training.callbacks.RecipeLoss`
+when `--auto` plans a budgeted run) is trained with `balanced_mse`, which gives the
+pixels under the Gaussians the same total weight as the background. With plain MSE a
+confidence map whose peaks cover ~0.1% of the pixels has an all-zero output as a deep,
+flat minimum (see `posekit.training.recommend`, rule 13).
 """
 
 from __future__ import annotations
@@ -30,6 +37,38 @@ KERAS_EPSILON = 1e-7
 def mse(pred: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
     """Mean squared error over all elements (Keras `MeanSquaredError`, batch-mean)."""
     return torch.mean((pred - target) ** 2)
+
+
+def balanced_mse(pred: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
+    """Squared error that weighs peaks like the background (posekit-only).
+
+    With ``e = (pred - target)^2``, ``t = target`` and ``q = max(t, pred)`` (clamped to
+    [0, 1], no gradient through the weight):
+
+        loss = sum(q e) / sum(t)  +  sum((1 - q) e) / sum(1 - q)
+
+    - The first term is the error where the labels put a peak *or* where the model claims
+      one, measured against the labels' peak mass: an all-zero map costs ``mean_t(t^2)``
+      (~1/3 for Gaussians) instead of the peaks' area fraction (~1e-4 with plain MSE),
+      so the gradient that grows peaks is as strong as the one that flattens the
+      background, whatever the map size and sigma.
+    - A false peak (or every part's channel lighting up on the whole animal, or a
+      constant offset over the map) is weighted by its own height and divided by the
+      same peak mass, so it costs as much as a missed peak: such shortcuts cannot beat
+      the all-zero map. (Normalising the first term by ``sum(q)`` instead lets a constant
+      map of 0.1 reach a lower loss than any real fit; measured, it predicted nothing.)
+    - The second term is the background's mean error, as plain MSE would weigh it.
+    - Symmetric around each peak, so it does not move peaks. Without any visible point
+      in the batch the peak mass is taken as 1 (a few map pixels).
+    """
+    pred = pred.float()
+    target = target.float()
+    err = (pred - target) ** 2
+    q = torch.maximum(target, pred.detach()).clamp(0.0, 1.0)
+    bg = 1.0 - q
+    background = (bg * err).sum() / bg.sum().clamp(min=1.0)
+    # No host sync: the peak mass is clamped instead of tested.
+    return background + (q * err).sum() / target.clamp(0.0, 1.0).sum().clamp(min=1.0)
 
 
 def channel_losses(pred: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
@@ -127,7 +166,10 @@ def head_loss(
     target = target.to(pred.dtype)
     if head.loss_function == "categorical_crossentropy":
         return categorical_crossentropy(pred, target)
-    loss = mse(pred, target)
+    if getattr(head, "loss_function", "mse") == "balanced_mse" and pred.dim() == 4:
+        loss = balanced_mse(pred, target)
+    else:
+        loss = mse(pred, target)
     ohkm = hard_keypoint_mining
     if ohkm is not None and getattr(ohkm, "online_mining", False) and pred.dim() == 4:
         loss = loss + ohkm_loss(
@@ -143,6 +185,7 @@ def head_loss(
 
 __all__ = [
     "KERAS_EPSILON",
+    "balanced_mse",
     "categorical_crossentropy",
     "channel_losses",
     "head_loss",

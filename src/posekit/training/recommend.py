@@ -17,8 +17,15 @@ GPU ten minutes already buy tens of thousands of samples at the config's own siz
      (but the frame stays >= 64 px): a 24 px animal is still an unmistakable blob, and
      the cost falls with the square of the scale (1024 px frames with 94 px flies: 0.25,
      16x cheaper than full size);
-   - other full-frame models (single instance, bottom-up): ``s = min(1, 1024 / max(H,
-     W))`` but not below ``64 / a`` (parts stay resolvable); lean: 512 and 48 px;
+   - lean single-instance models: ``s = max(min(1, 512 / max(H, W), 56 / a), min(1, 48
+     / a))``: the typical animal becomes ~56 px (never below 48 px, never enlarged) and
+     the frame side at most 512 px. The step cost falls with ``s^2`` and on a shared
+     2-core CPU a budget buys only a few hundred steps, so the animal is made as small
+     as its parts stay apart (see rule 13 for the measurements on DeepLabCut's reaching
+     example: 832 x 747 frames, 220 px animal);
+   - other full-frame models (single instance without a budget, bottom-up): ``s =
+     min(1, 1024 / max(H, W))`` but not below ``64 / a`` (parts stay resolvable); lean:
+     512 and 48 px;
    - top-down models work on crops: ``s = 1`` unless the largest instance exceeds 512 px
      (lean: 256 px), then ``s = 512 / A`` (256 / A): fine parts need full resolution
      and crops are already small.
@@ -39,6 +46,11 @@ GPU ten minutes already buy tens of thousands of samples at the config's own siz
    in the same 5-minute setting reached 1.8 px. The backbone's output stride follows the
    head. `sigma` (in map pixels;
    posekit multiplies it by the stride) becomes 1.5, i.e. 3 frame px at stride 2.
+   Lean single-instance maps instead get ~24 map pixels across the typical animal (the
+   largest power of two ``<= a s / 24``, at most 4) and sigma 2.5 map px, SLEAP's
+   baseline profile value: a whole-frame map holds ~1000x more background than peak,
+   and narrow peaks (1.5 map px at stride 1, what the part rule gave for the reaching
+   frames) left the model on the all-zero map for the whole budget.
 4. **Crop size** (top-down): SLEAP's automatic rule at that scale, i.e. ``A s`` plus
    `crop_size_detection_padding`, rounded up to a multiple of the backbone's max stride.
 5. **Batch size**: on CPU 4 (per-sample speed hardly changes with the batch there, so
@@ -49,8 +61,8 @@ GPU ten minutes already buy tens of thousands of samples at the config's own siz
 6. **Learning rate**: without a budget ``1e-4 x sqrt(batch / 4)`` capped at 1e-3
    (SLEAP's 1e-4 is tuned for batch 4; Adam's step scales with the square root of the
    batch). With a budget 1e-3: a short run makes only hundreds to a few thousand
-   updates, Adam at 1e-3 gets there several times faster than at 1e-4, and the plateau
-   schedule lowers it once the validation loss stalls.
+   updates and Adam at 1e-3 gets there several times faster than at 1e-4; rule 13's
+   schedule lowers it over the budget.
 7. **Epochs**:
    - without a budget one epoch is ``batches_per_epoch = clamp(ceil(n / batch), 50,
      200)`` steps and training should show each example about 300 times and at least
@@ -65,13 +77,18 @@ GPU ten minutes already buy tens of thousands of samples at the config's own siz
      clamp(round(S / 30), 10, 200)`` so about 30 validations (and chances to save the
      best model and lower the learning rate) happen in the budget, and little is lost
      when the clock stops mid-epoch. `epochs` is set to 3x the estimate (at least 10,
-     at most 1000): the clock, not the epoch count, ends training.
+     at most 1000) only as a start: `BudgetPlan` (rule 13) measures the seconds per
+     step after 10 steps, and the time of every epoch, and re-plans the epoch count so
+     training ends at the epoch end nearest the budget (the GFLOP/s guess was off by
+     2-5x on the shared CPU, and a plan made for heavier settings stopped a user's
+     run at a quarter of the budget).
 8. **Validation**: without a budget one pass over the validation set per epoch
    (`min_val_batches_per_epoch = 1`). With a budget at most ``max(2, batches_per_epoch
    // 4)`` batches (the same fixed batches every epoch, so losses compare), which keeps
    validation under ~10% of the time, and never more than one pass (estimated from
    `validation_fraction`).
-9. **Schedule**: reduce-on-plateau with factor 0.5 and min LR 1e-8. Without a budget
+9. **Schedule**: without a budget reduce-on-plateau with factor 0.5 and min LR 1e-8
+   (SLEAP's). With a budget the plateau schedule is off (rule 13). Without a budget
    patience ``p = clamp(epochs // 20, 3, 10)``, cooldown ``max(1, p // 2)``, early
    stopping after ``2p + cooldown`` epochs without improvement (the learning rate is
    lowered at least once before training gives up). With a budget ``p = clamp(E // 6,
@@ -79,14 +96,20 @@ GPU ten minutes already buy tens of thousands of samples at the config's own siz
    the loss is noisy; with patience 3 of ~30 epochs the rate was halved while the loss
    was still falling steeply), cooldown 1, and no early stopping: the clock ends the run,
    and stopping on a noisy plateau would only waste time already granted.
-10. **Rotation augmentation**: +-180 degrees. Overhead cameras (SLEAP's usual setup)
-    see animals in every orientation, but a small set of labelled frames rarely shows
-    them all: in the flies clip 499 of the 500 instances of frames 0-999 face one 45
-    degree sector while those of frames 1000-1499 spread over five. Narrower rotations
-    fit the labelled frames sooner (lower validation loss, which shares their headings)
-    and then miss every animal outside that range. A config that already rotates over
-    the full circle keeps its own settings; for side views override
-    `optimization.augmentation_config.rotation_*_angle`.
+10. **Rotation augmentation**: as wide as the labelled poses turn, plus 15 degrees, and
+    the full circle once that reaches +-90. How far they turn is measured without
+    knowing the body plan: every instance is rotated onto the mean pose (generalised
+    Procrustes over its visible nodes, `pose_rotations`) and `rotation_arc` is the
+    smallest arc that holds all these angles. Overhead views of moving animals turn
+    all the way (flies clip, training frames of the block split: 188 deg -> +-180);
+    fixed views do not (DeepLabCut's reaching example, a side view in which only the
+    hand moves: 114 deg -> +-75). Rotations the view never shows cost the budget dearly:
+    on reaching, 240-s runs reached a median error of 20.6 px with +-180 and 6.3 px with
+    +-15 (same recipe otherwise). The limit: labels must show the orientations the
+    animals take; a clip whose labelled frames all face one way (the flies' frames
+    0-999: 26 deg) gets +-30 and then misses animals facing elsewhere; override
+    `optimization.augmentation_config.rotation_*_angle` (e.g. +-180) in that case. A
+    config that already rotates as widely keeps its own settings.
 11. **Data loader workers**: none on machines with 2 cores or fewer, else cores - 1
     (<= 8).
 12. **Precision**: ``bf16-mixed`` where the hardware runs bfloat16 natively (CPUs with
@@ -95,79 +118,60 @@ GPU ten minutes already buy tens of thousands of samples at the config's own siz
     144 px centered-instance UNet step (batch 4, channels-last) ran at 33 samples/s in
     bf16 vs 18 in float32.
 
-Every setting is returned as a dotted override with the reason for it; explicit user
-overrides are applied after these and win.
+13. **The budgeted recipe (posekit-only; not config fields)**: `Recommendation.recipe`
+    and `Recommendation.callbacks()`; train() adds the callbacks. A plain SLEAP config
+    (no `--auto`, or `--auto` without `--max-time`) trains exactly as SLEAP would.
+    - Loss `balanced_mse` (`posekit.training.losses`) on confidence-map heads: the
+      error where the labels or the model put a peak, divided by the labels' peak mass,
+      plus the background's mean error. With plain MSE the all-zero map scores within
+      ~1e-4 of a perfect one, and every budgeted reaching run stayed there (val loss
+      3.1e-5, flat, 0 of 11 test animals found).
+    - Learning rate: 20 warm-up steps from lr/10, then cosine from 1e-3 to 1e-5 over
+      the *time* of the budget (`BudgetPlan`), instead of plateau halving: on short,
+      noisy validations the plateau rule halved the rate to 1e-8 long before the end.
+    - Epochs re-planned from measured time (rule 7).
+    Reaching (832 x 747, 44 training frames, 11 test frames), `--auto --max-time 480`
+    on the shared 2-core CPU: before, 0 of 11 test animals found; with this recipe
+    11/11, median 7.3 px, p90 23 px, OKS mAP 0.25 (736 steps; +-75 rotation by rule
+    10); with +-15 rotation 11/11, 5.3 px, 11.3 px, 0.33. All runs are tabled in
+    `recipe_NOTES.md` of the change that introduced this rule.
+
+Every setting is returned as a dotted override with the reason for it. The user's own
+overrides are passed in (`overrides=`): the plan is made with their values (a reason
+says "your override"), and they are applied again after these and win.
 """
 
 from __future__ import annotations
 
-import datetime as _dt
 import math
-import re
 from dataclasses import dataclass, field
 from typing import Any
 
 import numpy as np
 
-from posekit.errors import PosekitError
+from posekit.training.hardware import Hardware, budget_seconds, detect_hardware
+from posekit.training.label_stats import (
+    _frame_channels,
+    _frame_hw,
+    _instance_sizes,
+    label_warnings,
+    rotation_arc,
+)
 
 LEAN_FILTERS = 16
 LEAN_SIGMA = 1.5
+#: Lean single-instance models: typical animal size in model-input pixels (rule 1).
+LEAN_ANIMAL_PX = 56.0
+#: Lean single-instance models: map pixels across the typical animal (rule 3).
+LEAN_MAP_PIXELS_PER_ANIMAL = 24.0
+#: Lean single-instance sigma in map pixels (rule 3).
+SINGLE_SIGMA = 2.5
+BUDGET_WARMUP_STEPS = 20
+#: Degrees of rotation augmentation beyond what the labelled poses show (rule 10).
+ROTATION_MARGIN = 15.0
+BUDGET_LR_FLOOR = 0.01
 BUDGET_EPOCHS = 30
 BUDGET_LR = 1e-3
-#: Sustained training GFLOP/s assumed when `Hardware.train_gflops` is not given.
-DEFAULT_GFLOPS = {"cpu_per_core": 15.0, "cuda": 5000.0, "mps": 1000.0}
-
-
-@dataclass
-class Hardware:
-    """What the recommender needs to know about the machine.
-
-    `train_gflops`: sustained GFLOP/s of training (forward + backward) on this machine;
-    None uses `DEFAULT_GFLOPS`. Only the epoch lengths of budgeted runs depend on it.
-    """
-
-    kind: str = "cpu"  # "cpu", "cuda" or "mps"
-    devices: int = 1
-    memory_bytes: int | None = None  # per accelerator
-    cpu_count: int = 1
-    train_gflops: float | None = None
-    bf16: bool = False  # native bfloat16 (CPU: AVX512-BF16/AMX; CUDA: compute >= 8.0)
-
-    def gflops(self) -> float:
-        if self.train_gflops:
-            return float(self.train_gflops)
-        if self.kind == "cuda":
-            return DEFAULT_GFLOPS["cuda"] * max(self.devices, 1)
-        if self.kind == "mps":
-            return DEFAULT_GFLOPS["mps"]
-        # bf16 autocast on AVX512-BF16/AMX cores measured ~2x float32 per step
-        factor = 2.0 if self.bf16 else 1.0
-        return factor * DEFAULT_GFLOPS["cpu_per_core"] * max(self.cpu_count, 1)
-
-
-def detect_hardware(device: str = "auto") -> Hardware:
-    """Inspect the machine (CUDA memory via torch, cores via the OS)."""
-    import os
-
-    import torch
-
-    from posekit.optimize import cpu_supports_bf16
-
-    cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count()
-    if device in ("auto", "cuda", "gpu") and torch.cuda.is_available():
-        props = torch.cuda.get_device_properties(0)
-        return Hardware(
-            "cuda",
-            torch.cuda.device_count(),
-            int(props.total_memory),
-            int(cores or 1),
-            bf16=bool(torch.cuda.is_bf16_supported()),
-        )
-    if device in ("auto", "mps") and getattr(torch.backends, "mps", None) is not None:
-        if torch.backends.mps.is_available():
-            return Hardware("mps", 1, None, int(cores or 1))
-    return Hardware("cpu", 1, None, int(cores or 1), bf16=cpu_supports_bf16())
 
 
 @dataclass
@@ -183,79 +187,56 @@ class Recommendation:
     num_workers: int = 0
     precision: str = "32-true"
     plan: dict[str, float] = field(default_factory=dict)
+    #: posekit-only training settings that are not config fields (rule 13): "loss",
+    #: "lr_schedule", "warmup_steps", "lr_floor_ratio", "budget_s". Empty: SLEAP's ways.
+    recipe: dict[str, Any] = field(default_factory=dict)
+    #: The user's own overrides: the plan is made with these values (they win).
+    fixed: dict[str, Any] = field(default_factory=dict)
+    #: What the labels lack or do oddly (`label_warnings`); training still runs.
+    warnings: list[str] = field(default_factory=list)
 
-    def set(self, key: str, value: Any, reason: str) -> None:
+    def set(self, key: str, value: Any, reason: str) -> Any:
+        """Record a setting; returns the value in force (the user's, when they set it)."""
+        if key in self.fixed:
+            value, reason = self.fixed[key], f"your override; --auto would pick {value!r}"
         self.overrides[key] = value
         self.reasons[key] = reason
+        return value
 
     def describe(self) -> str:
         lines = [f"  {k} = {v!r}  ({self.reasons.get(k, '')})" for k, v in self.overrides.items()]
         lines.append(f"  num_workers = {self.num_workers}")
         lines.append(f"  precision = {self.precision}")
+        lines.extend(f"  warning: {w}" for w in self.warnings)
+        if self.recipe:
+            lines.append("  recipe: " + ", ".join(f"{k}={v}" for k, v in self.recipe.items()))
         if self.plan:
             lines.append("  plan: " + ", ".join(f"{k}={v:.4g}" for k, v in self.plan.items()))
         return "\n".join(lines)
 
+    def callbacks(self) -> list[Any]:
+        """Lightning callbacks that carry out `recipe` (none for SLEAP's ways)."""
+        from posekit.training.budget import BudgetPlan, RecipeLoss
 
-def budget_seconds(max_time: Any) -> float | None:
-    """A wall-clock budget in seconds from what `train(max_time=...)` accepts.
-
-    Seconds (number), `datetime.timedelta`, ``"DD:HH:MM:SS"`` or a dict of timedelta
-    fields (``{"minutes": 10}``); None for no budget.
-    """
-    if max_time is None:
-        return None
-    if isinstance(max_time, _dt.timedelta):
-        seconds = max_time.total_seconds()
-    elif isinstance(max_time, dict):
-        try:
-            seconds = _dt.timedelta(**max_time).total_seconds()
-        except TypeError as err:
-            raise PosekitError(
-                f"max_time={max_time!r}: a dict must hold timedelta fields such as "
-                f"{{'minutes': 10}} ({err})"
-            ) from err
-    elif isinstance(max_time, str) and re.fullmatch(r"\d+:\d+:\d+:\d+", max_time.strip()):
-        d, h, m, s = (int(v) for v in max_time.strip().split(":"))
-        seconds = float(((d * 24 + h) * 60 + m) * 60 + s)
-    else:
-        try:
-            seconds = float(max_time)
-        except (TypeError, ValueError):
-            raise PosekitError(
-                f"max_time={max_time!r} is not a time: give seconds (600), "
-                f"'DD:HH:MM:SS' ('00:00:10:00') or a timedelta"
-            ) from None
-    if not math.isfinite(seconds) or seconds <= 0:
-        raise PosekitError(f"max_time={max_time!r} must be a positive time")
-    return float(seconds)
-
-
-def _instance_sizes(labels: Any) -> np.ndarray:
-    sizes = []
-    for pts in labels.all_points():
-        pts = np.asarray(pts, dtype=np.float64).reshape(-1, 2)
-        pts = pts[~np.isnan(pts).any(axis=1)]
-        if len(pts):
-            sizes.append(float((pts.max(axis=0) - pts.min(axis=0)).max()))
-    return np.asarray(sizes if sizes else [1.0])
-
-
-def _frame_hw(labels: Any) -> tuple[int, int]:
-    used = sorted({e.video_index for e in labels.entries})
-    shapes = [labels.frame_shape(i) for i in used]
-    return max(s[0] for s in shapes), max(s[1] for s in shapes)
-
-
-def _frame_channels(labels: Any) -> int:
-    used = sorted({e.video_index for e in labels.entries})
-    shape = labels.frame_shape(used[0]) if used else (0, 0, 1)
-    return int(shape[2]) if len(shape) > 2 else 1
+        out: list[Any] = []
+        if self.recipe.get("loss") not in (None, "mse"):
+            out.append(RecipeLoss(self.recipe["loss"]))
+        if self.recipe.get("budget_s"):
+            out.append(
+                BudgetPlan(
+                    float(self.recipe["budget_s"]),
+                    warmup_steps=int(self.recipe.get("warmup_steps", 0)),
+                    floor_ratio=float(self.recipe.get("lr_floor_ratio", 0.01)),
+                    schedule_lr=self.recipe.get("lr_schedule") == "budget_cosine",
+                    replan_epochs=bool(self.recipe.get("replan_epochs", True)),
+                )
+            )
+        return out
 
 
 def _round_scale(s: float) -> float:
     s = min(1.0, s)
-    return max(0.05, math.floor(s / 0.05 + 1e-9) * 0.05)
+    return round(max(0.05, math.floor(s / 0.05 + 1e-9) * 0.05), 2)
 
 
 def _pow2_floor(x: float, low: int = 1) -> int:
@@ -312,20 +293,32 @@ def _lean_receptive_field(
 
 
 def recommend(
-    config: Any, labels: Any, hardware: Hardware | None = None, max_time: Any = None
+    config: Any,
+    labels: Any,
+    hardware: Hardware | None = None,
+    max_time: Any = None,
+    overrides: Any = None,
 ) -> Recommendation:
     """Settings for training `config` on `labels` (`PoseLabels`) on `hardware`.
 
     `max_time`: the wall-clock training budget (seconds, timedelta, "DD:HH:MM:SS"); with
     one the recommendation is planned for that time (see the module docstring).
+    `overrides`: the user's own dotted overrides (list of ``key=value`` or dict). The plan
+    is made *with* them: a setting the user fixed keeps the user's value, and everything
+    that depends on it (cost per sample, epoch length, crop size) is computed from it.
     """
+    from posekit.config.overrides import apply_overrides, parse_overrides
     from posekit.data.instance_cropping import find_instance_crop_size
     from posekit.model import registry
 
     hw = hardware or detect_hardware()
     budget = budget_seconds(max_time)
     lean = budget is not None and hw.kind == "cpu"
-    rec = Recommendation()
+    fixed = parse_overrides(overrides)
+    if fixed:
+        config = apply_overrides(config, fixed)
+    rec = Recommendation(fixed=dict(fixed))
+    rec.warnings = label_warnings(labels)
     model_type = config.model.heads.which_oneof_attrib_name()
     kind = registry.model_type(model_type)
     backbone_name = config.model.backbone.which_oneof_attrib_name()
@@ -346,12 +339,17 @@ def recommend(
         else:
             s = max(min(1.0, 512.0 / max(h, w)), 32.0 / typical)
             why = f"centroids: frame side -> <=512 px, animals ({typical:.0f} px) kept >= 32 px"
+    elif lean and model_type == "single_instance":
+        s = max(min(1.0, 512.0 / max(h, w), LEAN_ANIMAL_PX / typical), min(1.0, 48.0 / typical))
+        why = (
+            f"CPU budget: animals ({typical:.0f} px) -> ~{LEAN_ANIMAL_PX:.0f} px, frame side "
+            f"<= 512 px, animals never below 48 px"
+        )
     else:
         side, floor = (512.0, 48.0) if lean else (1024.0, 64.0)
         s = max(min(1.0, side / max(h, w)), floor / typical)
         why = f"frame side -> <={side:.0f} px, animals ({typical:.0f} px) kept >= {floor:.0f} px"
-    s = _round_scale(s)
-    rec.set("data.preprocessing.input_scaling", s, why)
+    s = float(rec.set("data.preprocessing.input_scaling", _round_scale(s), why))
 
     # 2-3. lean backbone, output stride and sigma
     stride = _max_stride(config)
@@ -367,35 +365,46 @@ def recommend(
     # that holds them itself (not in `confmaps`/`pafs`/... sections).
     if lean and hasattr(config.model.heads.which_oneof(), "sigma"):
         head_key = f"model.heads.{model_type}"
+        sigma, sigma_why = (
+            LEAN_SIGMA,
+            "map px: a 7x7 patch of signal, nearly unbiased 5x5 refinement",
+        )
         if not kind.needs_part_names:
             os_ = _pow2_floor(typical * s / 4.0)
             why = f"a map pixel <= a quarter animal ({typical * s:.0f} px at scale {s})"
+        elif model_type == "single_instance":
+            os_ = min(4, _pow2_floor(typical * s / LEAN_MAP_PIXELS_PER_ANIMAL))
+            why = (
+                f"~{LEAN_MAP_PIXELS_PER_ANIMAL:.0f} map px per animal ({typical * s:.0f} px "
+                f"at scale {s}); refinement localises inside a map pixel"
+            )
+            sigma, sigma_why = SINGLE_SIGMA, "map px: wide enough to learn from few frames"
         else:
             os_ = _pow2_floor(2.0 * s)
             why = "a map pixel <= 2 frame px; refinement localises inside it"
+        if f"{head_key}.output_stride" in rec.fixed:
+            os_ = int(rec.fixed[f"{head_key}.output_stride"])
         if backbone_name == "unet":
             need = 2.0 * typical * s
             ms, rf = _lean_receptive_field(
                 config, dict(rec.overrides), head_key, os_, need, channels
             )
             os_ = max(1, min(os_, ms // 2))
-            if ms != stride:
-                rec.set(
-                    "model.backbone.unet.max_stride",
-                    ms,
-                    f"receptive field {rf:.0f} px >= 2 x animal ({need:.0f} px)",
+            if ms != stride or "model.backbone.unet.max_stride" in rec.fixed:
+                ms = int(
+                    rec.set(
+                        "model.backbone.unet.max_stride",
+                        ms,
+                        f"receptive field {rf:.0f} px >= 2 x animal ({need:.0f} px)",
+                    )
                 )
             stride = ms
         backbone_cfg = config.model.backbone.which_oneof()
         if hasattr(backbone_cfg, "output_stride"):
             os_ = max(1, min(os_, stride))
-            rec.set(f"model.backbone.{backbone_name}.output_stride", os_, why)
+            os_ = int(rec.set(f"model.backbone.{backbone_name}.output_stride", os_, why))
             rec.set(f"{head_key}.output_stride", os_, "the backbone's output stride")
-            rec.set(
-                f"{head_key}.sigma",
-                LEAN_SIGMA,
-                "map px: a 7x7 patch of signal, nearly unbiased 5x5 refinement",
-            )
+            rec.set(f"{head_key}.sigma", sigma, sigma_why)
 
     # 4. crop size / model input size
     if kind.crops:
@@ -403,10 +412,12 @@ def recommend(
         crop = find_instance_crop_size(
             labels.all_points(), padding=padding, maximum_stride=stride, input_scaling=s
         )
-        rec.set(
-            "data.instance_cropping.crop_size",
-            crop,
-            f"largest instance {largest:.0f} px x {s} + {padding}, to a multiple of {stride}",
+        crop = int(
+            rec.set(
+                "data.instance_cropping.crop_size",
+                crop,
+                f"largest instance {largest:.0f} px x {s} + {padding}, to a multiple of {stride}",
+            )
         )
         in_h = in_w = crop
         n_examples = int(labels.n_instances)
@@ -430,14 +441,14 @@ def recommend(
     if batch > n_examples:
         batch = max(1, 2 ** int(math.floor(math.log2(n_examples))))
         why += f"; capped by {n_examples} training examples"
-    rec.set("optimization.batch_size", batch, why)
+    batch = int(rec.set("optimization.batch_size", batch, why))
 
     # 6. learning rate
     if budget is not None:
         rec.set(
             "optimization.initial_learning_rate",
             BUDGET_LR,
-            "time budget: few updates, a high rate lowered on plateaus",
+            "time budget: few updates, a high rate that the schedule lowers",
         )
     else:
         lr = float(min(1e-3, 1e-4 * math.sqrt(batch / 4.0)))
@@ -449,10 +460,12 @@ def recommend(
         samples = max(300 * n_examples, 20000)
         epochs = int(min(300, max(10, math.ceil(samples / (batch * bpe)))))
         rec.set("optimization.batches_per_epoch", bpe, "ceil(n / batch) within [50, 200]")
-        rec.set(
-            "optimization.epochs",
-            epochs,
-            f"~{samples} samples ({n_examples} examples x 300, >= 20000)",
+        epochs = int(
+            rec.set(
+                "optimization.epochs",
+                epochs,
+                f"~{samples} samples ({n_examples} examples x 300, >= 20000)",
+            )
         )
         rec.set("optimization.val_batches_per_epoch", None, "one pass over the validation set")
         rec.set("optimization.min_val_batches_per_epoch", 1, "one pass over the validation set")
@@ -462,6 +475,14 @@ def recommend(
         rate = hw.gflops()
         steps = budget * rate / (3.0 * gflops * batch)
         bpe = int(min(200, max(10, round(steps / BUDGET_EPOCHS))))
+        bpe = int(
+            rec.set(
+                "optimization.batches_per_epoch",
+                bpe,
+                f"~{steps:.0f} steps fit in {budget:.0f} s ({gflops:.2f} GFLOPs/sample at "
+                f"{rate:.0f} GFLOP/s): ~{BUDGET_EPOCHS} epochs",
+            )
+        )
         est_epochs = max(1.0, steps / bpe)
         epochs = int(min(1000, max(10, math.ceil(3 * est_epochs))))
         rec.plan = {
@@ -472,12 +493,10 @@ def recommend(
             "est_epochs": est_epochs,
         }
         rec.set(
-            "optimization.batches_per_epoch",
-            bpe,
-            f"~{steps:.0f} steps fit in {budget:.0f} s ({gflops:.2f} GFLOPs/sample at "
-            f"{rate:.0f} GFLOP/s): ~{BUDGET_EPOCHS} epochs",
+            "optimization.epochs",
+            epochs,
+            "3x the estimate; re-planned from the measured step time after 10 steps",
         )
-        rec.set("optimization.epochs", epochs, "3x the estimate: the clock ends training")
         fraction = float(config.data.labels.validation_fraction or 0.1)
         n_val = max(1.0, n_examples * fraction / max(1e-6, 1.0 - fraction))
         val_batches = int(min(math.ceil(n_val / batch), max(2, bpe // 4)))
@@ -489,25 +508,34 @@ def recommend(
         rec.set("optimization.min_val_batches_per_epoch", 1, "validate every epoch")
 
     # 9. schedule
+    lrs = "optimization.learning_rate_schedule"
     if budget is None:
         patience = int(min(10, max(3, epochs // 20)))
         cooldown = max(1, patience // 2)
+        plateau = bool(rec.set(f"{lrs}.reduce_on_plateau", True, "Keras/SLEAP plateau"))
     else:
         patience = int(min(8, max(3, int(est_epochs) // 6)))
         cooldown = 1
-    rec.set("optimization.learning_rate_schedule.reduce_on_plateau", True, "Keras/SLEAP plateau")
-    rec.set("optimization.learning_rate_schedule.reduction_factor", 0.5, "halve on plateau")
-    rec.set(
-        "optimization.learning_rate_schedule.plateau_patience",
-        patience,
-        "epochs // 20 in [3, 10]" if budget is None else "estimated epochs // 6 in [3, 8]",
-    )
-    rec.set(
-        "optimization.learning_rate_schedule.plateau_cooldown",
-        cooldown,
-        "patience // 2" if budget is None else "react quickly in a short run",
-    )
-    rec.set("optimization.learning_rate_schedule.min_learning_rate", 1e-8, "SLEAP default")
+        plateau = bool(
+            rec.set(
+                f"{lrs}.reduce_on_plateau",
+                False,
+                "time budget: warm-up, then cosine to 1% of the rate by the end of the budget",
+            )
+        )
+    if plateau:
+        rec.set(f"{lrs}.reduction_factor", 0.5, "halve on plateau")
+        rec.set(
+            f"{lrs}.plateau_patience",
+            patience,
+            "epochs // 20 in [3, 10]" if budget is None else "estimated epochs // 6 in [3, 8]",
+        )
+        rec.set(
+            f"{lrs}.plateau_cooldown",
+            cooldown,
+            "patience // 2" if budget is None else "react quickly in a short run",
+        )
+        rec.set(f"{lrs}.min_learning_rate", 1e-8, "SLEAP default")
     if budget is None:
         rec.set("optimization.early_stopping.stop_training_on_plateau", True, "stop when flat")
         rec.set(
@@ -522,15 +550,38 @@ def recommend(
             "the clock ends the run",
         )
 
+    # 13. posekit-only recipe of budgeted runs (not config fields; see rule 13)
+    if budget is not None:
+        rec.recipe = {
+            "loss": "balanced_mse",
+            "lr_schedule": "plateau" if plateau else "budget_cosine",
+            "warmup_steps": BUDGET_WARMUP_STEPS,
+            "lr_floor_ratio": BUDGET_LR_FLOOR,
+            "budget_s": budget,
+            "replan_epochs": "optimization.epochs" not in rec.fixed,
+        }
+
     # 10. rotation
     augmentation = config.optimization.augmentation_config
     span = float(augmentation.rotation_max_angle) - float(augmentation.rotation_min_angle)
-    if not (augmentation.rotate and span >= 360.0):
-        why = "animals may face any direction (overhead view)"
+    arc = rotation_arc(labels)
+    angle = 180.0
+    why = "animals may face any direction (overhead view)"
+    if arc is not None:
+        half = 5.0 * math.ceil((arc / 2.0 + ROTATION_MARGIN) / 5.0 - 1e-6)
+        if half < 90.0:
+            angle = max(ROTATION_MARGIN, half)
+            why = (
+                f"labelled poses turn over {arc:.0f} deg (fixed view): +-(half of it + "
+                f"{ROTATION_MARGIN:.0f})"
+            )
+        else:
+            why = f"labelled poses turn over {arc:.0f} deg: animals face every direction"
+    if not (augmentation.rotate and span >= 2.0 * angle):
         aug = "optimization.augmentation_config"
         rec.set(f"{aug}.rotate", True, why)
-        rec.set(f"{aug}.rotation_min_angle", -180.0, why)
-        rec.set(f"{aug}.rotation_max_angle", 180.0, why)
+        rec.set(f"{aug}.rotation_min_angle", -angle, why)
+        rec.set(f"{aug}.rotation_max_angle", angle, why)
 
     # 11. loader workers
     rec.num_workers = 0 if hw.cpu_count <= 2 else min(8, hw.cpu_count - 1)
@@ -538,13 +589,11 @@ def recommend(
     # 12. precision
     if hw.bf16:
         rec.precision = "bf16-mixed"
+    # the user's other overrides are part of the plan too (listed with the rest)
+    for key, value in rec.fixed.items():
+        if key not in rec.overrides:
+            rec.set(key, value, "")
     return rec
 
 
-__all__ = [
-    "Hardware",
-    "Recommendation",
-    "budget_seconds",
-    "detect_hardware",
-    "recommend",
-]
+__all__ = ["Recommendation", "recommend"]

@@ -30,7 +30,7 @@ import datetime as _dt
 import os
 import signal
 import warnings
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -117,7 +117,9 @@ def train(
     trainer = _trainer(
         job.config,
         run_dir,
-        _callbacks(job.config, run_dir, augment_rng, progress, callbacks),
+        _callbacks(
+            job.config, run_dir, augment_rng, progress, [*job.recipe_callbacks, *(callbacks or [])]
+        ),
         device=device,
         devices=devices,
         num_nodes=num_nodes,
@@ -127,6 +129,7 @@ def train(
         progress=progress,
     )
     _fit(trainer, module, datamodule, run_dir, job.ckpt_path)
+    _evaluate(job, run_dir, val_set, device)
     _finish(job.config, trainer, run_dir)
     return run_dir
 
@@ -143,6 +146,15 @@ class _Arguments:
     run_name: str | None
     runs_folder: str | os.PathLike | None
     resuming: bool  # a resumed run keeps its own folder: run_name/runs_folder are ignored
+
+    def overrides(self) -> dict[str, Any]:
+        """The arguments as dotted config overrides (what `--auto` must plan around)."""
+        out: dict[str, Any] = {}
+        if self.epochs is not None:
+            out["optimization.epochs"] = int(self.epochs)
+        if self.batch_size is not None:
+            out["optimization.batch_size"] = int(self.batch_size)
+        return out
 
     def apply(self, config: Any) -> Any:
         """Set the given arguments on `config` (in place) and return it."""
@@ -170,6 +182,8 @@ class _Job:
         initial: the config as given, saved as `initial_config.json` (None on resume).
         run_dir: the run folder (known at once when resuming, else chosen later).
         ckpt_path: the Lightning checkpoint to continue from (None for a new run).
+        recipe_callbacks: what `--auto` adds to training with a budget (the recipe's loss
+            and the plan that corrects itself from measured step times).
     """
 
     config: Any
@@ -179,6 +193,7 @@ class _Job:
     initial: Any = None
     run_dir: Path | None = None
     ckpt_path: Path | None = None
+    recipe_callbacks: list = field(default_factory=list)  # `--auto`'s budget plan, loss
 
     @property
     def resuming(self) -> bool:
@@ -241,9 +256,15 @@ def _plan(
     Returns the DataLoader workers and precision to use (the user's when given).
     """
     from posekit.config.overrides import apply_overrides
-    from posekit.training.recommend import detect_hardware, recommend
+    from posekit.training.hardware import detect_hardware
+    from posekit.training.recommend import recommend
 
-    rec = recommend(job.config, train_labels, detect_hardware(device), max_time=max_time)
+    # The user's choices are part of the plan: the recipe re-plans around them.
+    given = {**job.overrides, **job.arguments.overrides()}
+    rec = recommend(
+        job.config, train_labels, detect_hardware(device), max_time=max_time, overrides=given
+    )
+    job.recipe_callbacks = rec.callbacks()
     planned = apply_overrides(apply_overrides(job.config, rec.overrides), job.overrides)
     job.config = job.arguments.apply(planned)
     if env_rank() == 0:
@@ -404,7 +425,8 @@ def _callbacks(
     config: Any, run_dir: Path, augment_rng: Any, progress: bool, extra: list[Any] | None
 ) -> list[Any]:
     """The config's schedule and early stopping, the run folder's writer, then the user's."""
-    from posekit.training.callbacks import PosekitProgressBar, RunOutputs, optimization_callbacks
+    from posekit.training.budget import PosekitProgressBar
+    from posekit.training.callbacks import RunOutputs, optimization_callbacks
 
     outputs = config.outputs
     save = bool(outputs.save_outputs)
@@ -476,7 +498,7 @@ def _accelerator(device: str | None) -> str:
 
 def _max_time(max_time: Any) -> _dt.timedelta | None:
     """Lightning's `max_time` from any form `budget_seconds` accepts ("600" included)."""
-    from posekit.training.recommend import budget_seconds
+    from posekit.training.hardware import budget_seconds
 
     seconds = budget_seconds(max_time)
     return None if seconds is None else _dt.timedelta(seconds=seconds)
@@ -567,6 +589,25 @@ def _interrupted_note(run_dir: Path) -> str:
         f"training stopped before its first checkpoint, so nothing was kept; the run folder "
         f"{run_dir} (configs only) was removed"
     )
+
+
+def _evaluate(job: _Job, run_dir: Path, val_set: Any, device: str | None) -> None:
+    """Predict the validation split (and `data.labels.test_labels`) with the trained model
+    and score it: `metrics.val.json`, a one-line summary, the worst frames' picture.
+
+    A training run is judged by what it finds, not by its loss: an all-zero map has a low
+    loss and finds nothing, and this line says so at once (rank 0 only; never fails the
+    finished run).
+    """
+    from posekit.training.final_eval import evaluate_run
+
+    if env_rank() != 0 or not len(val_set):
+        return
+    test = job.config.data.labels.test_labels
+    from posekit.model.device import resolve_device
+
+    where = resolve_device(device or "auto")
+    print("posekit: " + evaluate_run(run_dir, val_set, test_labels=test, device=where))
 
 
 def _finish(config: Any, trainer: Any, run_dir: Path) -> None:

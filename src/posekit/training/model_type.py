@@ -1,0 +1,250 @@
+"""Which model type suits a set of labels, and a default config for each type.
+
+`choose_model_type(labels)` reads only the labels (instances per frame, animal size
+relative to the frame, overlap between animals, tracks):
+
+1. **single instance** when no labelled frame has more than one animal: one map per
+   part over the whole frame, the simplest and most accurate model for one animal.
+2. With several animals per frame and ``identity=True`` and tracks on the instances, the
+   multi-class variant of the choice below (``multi_class_topdown`` or
+   ``multi_class_bottomup``): identities are learnt, not only poses. Without tracks an
+   identity model cannot be trained, and the reason says so.
+3. **top-down** (a centroid model plus a centered-instance model) when the animals are
+   small relative to the frame (typical animal side < `SMALL_ANIMAL_FRACTION` of the
+   frame's longer side) and rarely touch: the centered-instance model then sees each
+   animal at full resolution in a small crop, which is cheap and precise.
+4. **bottom-up** (confidence maps + part affinity fields) otherwise: large animals (a
+   crop would be most of the frame anyway) or animals that touch or overlap (bounding
+   boxes intersect in more than `TOUCHING_FRAMES` of the multi-animal frames), where
+   crops around one animal contain parts of another.
+
+`default_configs(model_type)` returns the `TrainingJobConfig`s to train for a type (two
+for top-down pairs): posekit's shipped `single_instance_unet` settings with the heads
+and backbone strides of SLEAP's baseline profiles for that type (`baseline.centroid`,
+`baseline_medium_rf.topdown`, `baseline_medium_rf.bottomup`). With `posekit train
+--labels L --auto` and no config, the CLI can train these; `--auto` then adapts them to
+the labels and the budget like any other config.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import numpy as np
+
+from posekit.errors import PosekitError
+
+#: Animals smaller than this fraction of the frame's longer side go top-down.
+SMALL_ANIMAL_FRACTION = 0.25
+#: Fraction of multi-animal frames with touching animals above which bottom-up is chosen.
+TOUCHING_FRAMES = 0.2
+
+#: The model types `choose_model_type` returns and the config heads each one trains.
+MODEL_TYPE_HEADS: dict[str, tuple[str, ...]] = {
+    "single_instance": ("single_instance",),
+    "topdown": ("centroid", "centered_instance"),
+    "bottomup": ("multi_instance",),
+    "multi_class_topdown": ("centroid", "multi_class_topdown"),
+    "multi_class_bottomup": ("multi_class_bottomup",),
+}
+
+# SLEAP's baseline profiles (1.4.1): heads and UNet strides per head type.
+_HEADS: dict[str, tuple[dict[str, Any], dict[str, Any], float]] = {
+    # head type: (heads section, unet overrides, input scaling)
+    "single_instance": (
+        {"single_instance": {"sigma": 2.5, "output_stride": 2}},
+        {"max_stride": 16, "output_stride": 2},
+        1.0,
+    ),
+    "centroid": (
+        {"centroid": {"sigma": 2.5, "output_stride": 2}},
+        {"max_stride": 16, "output_stride": 2},
+        0.5,
+    ),
+    "centered_instance": (
+        {"centered_instance": {"sigma": 2.5, "output_stride": 4}},
+        {"max_stride": 16, "output_stride": 4},
+        1.0,
+    ),
+    "multi_instance": (
+        {
+            "multi_instance": {
+                "confmaps": {"sigma": 2.5, "output_stride": 4},
+                "pafs": {"sigma": 75.0, "output_stride": 8},
+            }
+        },
+        {"max_stride": 32, "output_stride": 4},
+        1.0,
+    ),
+    "multi_class_topdown": (
+        {
+            "multi_class_topdown": {
+                "confmaps": {"sigma": 2.5, "output_stride": 4},
+                "class_vectors": {},
+            }
+        },
+        {"max_stride": 16, "output_stride": 4},
+        1.0,
+    ),
+    "multi_class_bottomup": (
+        {
+            "multi_class_bottomup": {
+                "confmaps": {"sigma": 2.5, "output_stride": 4},
+                "class_maps": {"sigma": 5.0, "output_stride": 4},
+            }
+        },
+        {"max_stride": 32, "output_stride": 4},
+        1.0,
+    ),
+}
+
+
+def _as_pose_labels(labels: Any) -> Any:
+    from posekit.data.labels import PoseLabels, load_labels
+
+    if isinstance(labels, PoseLabels):
+        return labels
+    return load_labels(labels)
+
+
+def _box(points: np.ndarray) -> np.ndarray | None:
+    pts = np.asarray(points, dtype=np.float64).reshape(-1, 2)
+    pts = pts[~np.isnan(pts).any(axis=1)]
+    if not len(pts):
+        return None
+    return np.concatenate([pts.min(axis=0), pts.max(axis=0)])
+
+
+def _touch(a: np.ndarray, b: np.ndarray, margin: float) -> bool:
+    """Bounding boxes intersect (each grown by `margin` px on every side)."""
+    return bool(
+        a[0] - margin <= b[2] + margin
+        and b[0] - margin <= a[2] + margin
+        and a[1] - margin <= b[3] + margin
+        and b[1] - margin <= a[3] + margin
+    )
+
+
+def label_statistics(labels: Any) -> dict[str, float]:
+    """The numbers `choose_model_type` decides on (also useful in a report).
+
+    ``max_instances``, ``typical_size`` (median largest bounding-box side, px),
+    ``frame_side`` (longest frame side, px), ``size_fraction`` (their ratio),
+    ``touching_fraction`` (multi-animal frames whose animals' boxes, grown by 5% of the
+    typical size, intersect), ``tracked_fraction`` (instances with a track).
+    """
+    labels = _as_pose_labels(labels)
+    boxes_per_frame = []
+    sizes = []
+    tracked = total = 0
+    for entry in labels.entries:
+        boxes = []
+        for pts, track in zip(entry.points, entry.track_inds):
+            box = _box(pts)
+            total += 1
+            tracked += int(track >= 0)
+            if box is None:
+                continue
+            boxes.append(box)
+            sizes.append(float(max(box[2] - box[0], box[3] - box[1])))
+        boxes_per_frame.append(boxes)
+    typical = float(np.median(sizes)) if sizes else 0.0
+    used = sorted({e.video_index for e in labels.entries})
+    side = max((max(labels.frame_shape(i)[:2]) for i in used), default=1)
+    multi = [b for b in boxes_per_frame if len(b) > 1]
+    margin = 0.05 * typical
+    touching = sum(
+        any(_touch(b[i], b[j], margin) for i in range(len(b)) for j in range(i + 1, len(b)))
+        for b in multi
+    )
+    return {
+        "max_instances": float(labels.max_instances),
+        "typical_size": typical,
+        "frame_side": float(side),
+        "size_fraction": typical / max(float(side), 1.0),
+        "touching_fraction": touching / len(multi) if multi else 0.0,
+        "tracked_fraction": tracked / total if total else 0.0,
+    }
+
+
+def choose_model_type(labels: Any, identity: bool = False) -> tuple[str, str]:
+    """(model type, reason) for `labels` (`PoseLabels`, `sleap_io.Labels` or a path).
+
+    The type is a key of `MODEL_TYPE_HEADS`: "single_instance", "topdown",
+    "bottomup", "multi_class_topdown" or "multi_class_bottomup". `identity`: the user
+    wants identities (tracks) predicted, not only poses.
+    """
+    st = label_statistics(labels)
+    if st["max_instances"] <= 1:
+        why = "no labelled frame has more than one animal"
+        if identity:
+            why += " (identity needs several animals per frame; single instance has one)"
+        return "single_instance", why
+    small = st["size_fraction"] < SMALL_ANIMAL_FRACTION
+    touching = st["touching_fraction"] > TOUCHING_FRAMES
+    size_txt = (
+        f"animals ~{st['typical_size']:.0f} px = {100 * st['size_fraction']:.0f}% of the "
+        f"{st['frame_side']:.0f} px frame"
+    )
+    touch_txt = f"touching in {100 * st['touching_fraction']:.0f}% of multi-animal frames"
+    if small and not touching:
+        kind, why = "topdown", f"{size_txt} (small), {touch_txt}: crops around each animal"
+    elif touching:
+        kind, why = "bottomup", f"{touch_txt} (crops would hold two animals); {size_txt}"
+    else:
+        kind, why = "bottomup", f"{size_txt} (large: a crop would be most of the frame)"
+    if identity:
+        if st["tracked_fraction"] <= 0:
+            raise PosekitError(
+                "identity models need tracks on the labelled instances, and these labels "
+                "have none; assign tracks in SLEAP, or train without identity"
+            )
+        kind = "multi_class_" + kind
+        why += f"; identities from tracks ({100 * st['tracked_fraction']:.0f}% of instances)"
+    return kind, why
+
+
+def default_config(head_type: str) -> Any:
+    """A `TrainingJobConfig` for one head type (a key of the configs' `model.heads`).
+
+    posekit's shipped `single_instance_unet` (16-filter UNet, its optimisation and
+    output settings) with the heads, UNet strides and input scaling of SLEAP's baseline
+    profile for that head type.
+    """
+    from posekit.config.job import load_config
+
+    if head_type not in _HEADS:
+        raise PosekitError(
+            f"no default config for head type {head_type!r}; one of {sorted(_HEADS)}"
+        )
+    heads, unet, scaling = _HEADS[head_type]
+    data = load_config("single_instance_unet").model_dump()
+    data["model"]["heads"] = {k: None for k in data["model"]["heads"]}
+    data["model"]["heads"].update(heads)
+    data["model"]["backbone"]["unet"].update(unet)
+    data["data"]["preprocessing"]["input_scaling"] = scaling
+    data["data"]["preprocessing"]["pad_to_stride"] = unet["max_stride"]
+    data["name"] = f"default_{head_type}"
+    data["outputs"]["run_name"] = None
+    data.pop("filename", None)
+    from posekit.config.job import TrainingJobConfig
+
+    return TrainingJobConfig.model_validate(data)
+
+
+def default_configs(model_type: str) -> list[Any]:
+    """The configs to train for a model type of `choose_model_type`, in training order."""
+    if model_type not in MODEL_TYPE_HEADS:
+        raise PosekitError(f"unknown model type {model_type!r}; one of {sorted(MODEL_TYPE_HEADS)}")
+    return [default_config(h) for h in MODEL_TYPE_HEADS[model_type]]
+
+
+__all__ = [
+    "MODEL_TYPE_HEADS",
+    "SMALL_ANIMAL_FRACTION",
+    "TOUCHING_FRAMES",
+    "choose_model_type",
+    "default_config",
+    "default_configs",
+    "label_statistics",
+]
