@@ -114,6 +114,14 @@ def add_parser(subparsers) -> argparse.ArgumentParser:
         help="Lightning precision (default 32-true; --auto picks bf16-mixed on CPUs and "
         "GPUs with native bfloat16)",
     )
+    p.add_argument(
+        "--wandb",
+        default=None,
+        metavar="PROJECT",
+        help="also log to this Weights & Biases project (needs pip install 'posekit[wandb]'; "
+        "WANDB_MODE=offline logs without an account) (default: no W&B). TensorBoard logs "
+        "into <run>/logs/ with outputs.tensorboard.write_logs=true",
+    )
     p.set_defaults(**{LOOSE_TOKENS: "overrides"})
     return p
 
@@ -186,6 +194,7 @@ def run(args: argparse.Namespace) -> int:
         auto=args.auto,
         max_time=args.max_time,
         precision=args.precision,
+        wandb=getattr(args, "wandb", None),
     )
     if env_rank() == 0:
         best = run_dir / "best_model"
@@ -243,6 +252,7 @@ def _train_chosen_type(args: argparse.Namespace, overrides: list[str]) -> int:
                 auto=args.auto,
                 max_time=None if budget is None else budget * share,
                 precision=args.precision,
+                wandb=getattr(args, "wandb", None),
             )
         )
     if env_rank() == 0:

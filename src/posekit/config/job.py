@@ -18,9 +18,16 @@ import json
 import math
 import os
 from pathlib import Path
-from typing import Any, Literal
+from typing import Any, ClassVar, Literal
 
-from pydantic import Field, ValidationError, field_serializer, field_validator, model_validator
+from pydantic import (
+    Field,
+    ValidationError,
+    field_serializer,
+    field_validator,
+    model_serializer,
+    model_validator,
+)
 
 from posekit.config.base import ConfigBase, format_validation_error
 from posekit.config.model import BackboneConfig, ModelConfig, check_stride
@@ -176,8 +183,45 @@ class AugmentationConfig(ConfigBase):
         return factor
 
 
+class StepLRConfig(ConfigBase):
+    """sleap-nn's `step_lr`: the learning rate times `gamma` every `step_size` epochs."""
+
+    step_size: int = Field(10, ge=1)
+    gamma: float = Field(0.1, gt=0, le=1)
+
+
+class CosineAnnealingWarmupConfig(ConfigBase):
+    """sleap-nn's `cosine_annealing_warmup`: linear warm-up, then cosine annealing.
+
+    For `warmup_epochs` epochs the rate rises linearly from `warmup_start_lr` to
+    `initial_learning_rate`, then falls along a cosine to `eta_min` at `max_epochs`
+    (default: `optimization.epochs`), and stays there. Set once per epoch.
+    """
+
+    warmup_epochs: int = Field(5, ge=0)
+    max_epochs: int | None = Field(None, ge=1)
+    warmup_start_lr: float = Field(0.0, ge=0)
+    eta_min: float = Field(0.0, ge=0)
+
+
+#: posekit's schedule fields beyond SLEAP's; left out of the JSON/YAML while unset, so a
+#: config without them is written exactly as SLEAP writes it.
+_SCHEDULER_FIELDS = ("step_lr", "cosine_annealing_warmup")
+
+
 class LearningRateScheduleConfig(ConfigBase):
-    """Reduce the learning rate when the validation loss stops improving."""
+    """Reduce the learning rate when the validation loss stops improving (SLEAP), or
+    follow a fixed schedule (sleap-nn's `step_lr` / `cosine_annealing_warmup`).
+
+    SLEAP's fields keep their meaning. Setting `step_lr` or `cosine_annealing_warmup`
+    (at most one; `linear_warmup_cosine_annealing` is accepted for the latter) replaces
+    the plateau reduction: `reduce_on_plateau` is then not used. Both default to None
+    (off) and are only written when set, so SLEAP reads the file as before.
+    """
+
+    _aliases: ClassVar[dict[str, str]] = {
+        "linear_warmup_cosine_annealing": "cosine_annealing_warmup"
+    }
 
     reduce_on_plateau: bool = True
     reduction_factor: float = Field(0.5, gt=0, lt=1)
@@ -185,6 +229,29 @@ class LearningRateScheduleConfig(ConfigBase):
     plateau_patience: int = Field(5, ge=0)
     plateau_cooldown: int = Field(3, ge=0)
     min_learning_rate: float = Field(1e-8, ge=0)
+    step_lr: StepLRConfig | None = None
+    cosine_annealing_warmup: CosineAnnealingWarmupConfig | None = None
+
+    @model_validator(mode="after")
+    def _one_schedule(self) -> LearningRateScheduleConfig:
+        if self.step_lr is not None and self.cosine_annealing_warmup is not None:
+            raise ValueError(
+                "set at most one of step_lr and cosine_annealing_warmup (set the other to null)"
+            )
+        return self
+
+    @model_serializer(mode="wrap")
+    def _omit_unset(self, handler) -> dict[str, Any]:
+        data = handler(self)
+        for name in _SCHEDULER_FIELDS:
+            if data.get(name, 0) is None:
+                data.pop(name)
+        return data
+
+    @property
+    def fixed_schedule(self) -> StepLRConfig | CosineAnnealingWarmupConfig | None:
+        """The step or cosine schedule when one is set (it replaces the plateau)."""
+        return self.step_lr or self.cosine_annealing_warmup
 
 
 class HardKeypointMiningConfig(ConfigBase):

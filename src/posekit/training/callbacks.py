@@ -142,13 +142,58 @@ class KerasReduceLROnPlateau(L.Callback):
         self.cooldown_counter = int(state_dict["cooldown_counter"])
 
 
+def scheduled_learning_rate(schedule: Any, epoch: int, lr: float, max_epochs: int) -> float:
+    """The learning rate of `epoch` (0-based) under a `step_lr` or `cosine_annealing_warmup`.
+
+    step: ``lr * gamma ** (epoch // step_size)``. Cosine with warm-up: linear from
+    `warmup_start_lr` (epoch 0) towards `lr` over `warmup_epochs` epochs, then
+    ``eta_min + (lr - eta_min) * (1 + cos(pi * t)) / 2`` with `t` going from 0 at the
+    end of the warm-up to 1 at `max_epochs` (the schedule's own, else the run's).
+    """
+    if hasattr(schedule, "step_size"):
+        return float(lr) * float(schedule.gamma) ** (int(epoch) // int(schedule.step_size))
+    warm = int(schedule.warmup_epochs)
+    if epoch < warm:
+        start = float(schedule.warmup_start_lr)
+        return start + (float(lr) - start) * epoch / warm
+    total = int(schedule.max_epochs or max_epochs)
+    t = min(1.0, (epoch - warm) / max(1, total - warm))
+    eta = float(schedule.eta_min)
+    return eta + (float(lr) - eta) * 0.5 * (1.0 + math.cos(math.pi * t))
+
+
+class EpochLRSchedule(L.Callback):
+    """Sets the learning rate at the start of every epoch from `scheduled_learning_rate`.
+
+    Stateless (the epoch number decides), so a resumed run continues the same curve.
+    `max_epochs` of a cosine schedule defaults to the trainer's, which a budgeted
+    `--auto` run re-plans.
+    """
+
+    def __init__(self, schedule: Any, lr: float):
+        self.schedule = schedule
+        self.lr = float(lr)
+
+    def on_train_epoch_start(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
+        max_epochs = int(trainer.max_epochs or 1)
+        rate = scheduled_learning_rate(self.schedule, trainer.current_epoch, self.lr, max_epochs)
+        for opt in trainer.optimizers:
+            for group in opt.param_groups:
+                group["lr"] = rate
+
+
 def optimization_callbacks(optimization: Any) -> list[L.Callback]:
-    """Schedule and early-stopping callbacks for an `OptimizationConfig`."""
+    """Schedule and early-stopping callbacks for an `OptimizationConfig`.
+
+    A `step_lr` or `cosine_annealing_warmup` schedule replaces the plateau reduction.
+    """
     from lightning.pytorch.callbacks import EarlyStopping
 
     callbacks: list[L.Callback] = []
     lrs = optimization.learning_rate_schedule
-    if lrs.reduce_on_plateau:
+    if lrs.fixed_schedule is not None:
+        callbacks.append(EpochLRSchedule(lrs.fixed_schedule, optimization.initial_learning_rate))
+    elif lrs.reduce_on_plateau:
         callbacks.append(
             KerasReduceLROnPlateau(
                 factor=lrs.reduction_factor,
@@ -437,9 +482,11 @@ def remove_run_temporaries(run_dir: str | os.PathLike) -> None:
 
 __all__ = [
     "AugmentationGenerator",
+    "EpochLRSchedule",
     "KerasReduceLROnPlateau",
     "RunOutputs",
     "last_checkpoint",
     "optimization_callbacks",
     "remove_run_temporaries",
+    "scheduled_learning_rate",
 ]

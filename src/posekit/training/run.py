@@ -20,7 +20,10 @@
    model folder; tensors are copied by name where shapes agree).
 7. `_prepare_run_folder`: rank 0 writes the configs (`posekit.training.run_folder`).
 8. `_lightning_module`, `_callbacks`, `_trainer`: Lightning on the requested devices;
-   `RunOutputs` (`posekit.training.callbacks`) writes the models and metrics.
+   `RunOutputs` (`posekit.training.callbacks`) writes the models and metrics; the
+   loggers (`posekit.training.logs`: TensorBoard into ``<run>/logs/`` when
+   `outputs.tensorboard.write_logs`, Weights & Biases with `wandb`) log the same values.
+   Config settings posekit does not act on are named in one warning before training.
 9. `_fit`, then `_finish` (the optional zip of the run folder).
 """
 
@@ -75,6 +78,7 @@ def train(
     precision: str | None = None,
     callbacks: list[Any] | None = None,
     progress: bool = True,
+    wandb: str | None = None,
 ) -> Path:
     """Train a model; returns the run folder (its `best_model/` is the trained model).
 
@@ -100,15 +104,18 @@ def train(
         precision: Lightning precision ("32-true", "bf16-mixed", "16-mixed").
         callbacks: extra Lightning callbacks.
         progress: show the rich progress bar.
+        wandb: a Weights & Biases project to log to (needs ``posekit[wandb]``).
     """
     import lightning as L
 
     arguments = _Arguments(epochs, batch_size, run_name, runs_folder, resume is not None)
     job = _resolve_job(config, resume, overrides, seed, arguments)
+    _require_loggers(job.config, wandb)
     L.seed_everything(job.seed, workers=True, verbose=False)
     train_labels, val_set = _load_labels(job, labels, val_labels)
     if auto and not job.resuming:
         num_workers, precision = _plan(job, train_labels, device, max_time, num_workers, precision)
+    _warn_ignored(job.config)
     model = _build_model(job.config, train_labels)
     datamodule = _build_data(job, model, train_labels, val_set, num_workers)
     _initialise_weights(job, model)
@@ -127,6 +134,7 @@ def train(
         max_time=max_time,
         precision=precision,
         progress=progress,
+        loggers=_loggers(job.config, run_dir, wandb),
     )
     _fit(trainer, module, datamodule, run_dir, job.ckpt_path)
     _evaluate(job, run_dir, val_set, device)
@@ -265,6 +273,7 @@ def _plan(
         job.config, train_labels, detect_hardware(device), max_time=max_time, overrides=given
     )
     job.recipe_callbacks = rec.callbacks()
+    _user_schedule_wins(job)
     planned = apply_overrides(apply_overrides(job.config, rec.overrides), job.overrides)
     job.config = job.arguments.apply(planned)
     if env_rank() == 0:
@@ -273,6 +282,31 @@ def _plan(
         rec.num_workers if num_workers is None else num_workers,
         rec.precision if precision is None else precision,
     )
+
+
+def _user_schedule_wins(job: _Job) -> None:
+    """A `step_lr` / `cosine_annealing_warmup` in the user's config sets the learning rate;
+    a budgeted `--auto` run's `BudgetPlan` then only plans the epochs."""
+    schedule = job.config.optimization.learning_rate_schedule.fixed_schedule
+    if schedule is None:
+        return
+    for cb in job.recipe_callbacks:
+        if getattr(cb, "schedule_lr", False):
+            cb.schedule_lr = False
+            if env_rank() == 0:
+                print(
+                    "posekit: the config's learning-rate schedule "
+                    f"({type(schedule).__name__}) replaces --auto's budget schedule"
+                )
+
+
+def _warn_ignored(config: Any) -> None:
+    """One warning naming the config settings posekit does not act on (rank 0)."""
+    from posekit.training.logs import ignored_settings_message
+
+    message = ignored_settings_message(config)
+    if message and env_rank() == 0:
+        warnings.warn(message, UserWarning, stacklevel=3)
 
 
 # --------------------------------------------------------------------------- 4-6. model, data
@@ -461,10 +495,14 @@ def _trainer(
     max_time: Any,
     precision: str | None,
     progress: bool,
+    loggers: list[Any] | None = None,
 ) -> Any:
-    """`lightning.Trainer` for the run; checkpoints and logs are posekit's own (RunOutputs)."""
+    """`lightning.Trainer` for the run; checkpoints and files are posekit's own (RunOutputs),
+    `loggers` (TensorBoard, W&B) get what the module logs."""
     import lightning as L
     import torch
+
+    from posekit.training.logs import log_every_n_steps
 
     accelerator = _accelerator(device)
     _quiet_lightning()
@@ -476,7 +514,8 @@ def _trainer(
         max_epochs=int(config.optimization.epochs),
         max_time=_max_time(max_time),
         precision=precision or "32-true",
-        logger=False,
+        logger=loggers or False,
+        log_every_n_steps=log_every_n_steps(config),
         enable_checkpointing=False,
         enable_model_summary=False,
         enable_progress_bar=progress,
@@ -486,6 +525,20 @@ def _trainer(
         default_root_dir=str(run_dir),
         benchmark=torch.cuda.is_available() and accelerator in ("gpu", "auto"),
     )
+
+
+def _require_loggers(config: Any, wandb: str | None) -> None:
+    """Fail before any work when a requested logger's package is missing."""
+    from posekit.training.logs import require_logger_packages
+
+    require_logger_packages(config, wandb)
+
+
+def _loggers(config: Any, run_dir: Path, wandb: str | None) -> list[Any]:
+    """TensorBoard (`outputs.tensorboard.write_logs`) and W&B (`wandb`) loggers."""
+    from posekit.training.logs import training_loggers
+
+    return training_loggers(config, run_dir, wandb)
 
 
 def _accelerator(device: str | None) -> str:
