@@ -568,6 +568,8 @@ def _quiet_lightning() -> None:
     logging.getLogger("lightning.fabric.utilities.rank_zero").setLevel(logging.WARNING)
     warnings.filterwarnings("ignore", message=".*isinstance\\(treespec, LeafSpec\\).*")
     warnings.filterwarnings("ignore", message=".*overridden `on_after_batch_transfer`.*")
+    # Short epochs with a logger: the epoch values are logged anyway (loss_frequency).
+    warnings.filterwarnings("ignore", message=".*smaller than the logging interval.*")
 
 
 # --------------------------------------------------------------------------- 9. fit, finish
