@@ -129,6 +129,21 @@ def test_ignored_settings_only_non_defaults():
     assert "outputs.zmq.publish_updates=true" in msg
     assert "optimization.augmentation_config.random_crop=true" in msg
     assert "controller_address" not in msg  # default values are not reported
+    assert msg.count("posekit ignores") == 1  # one message for all of them
+    step = _config(step_lr={}, plateau_patience=9)
+    assert ignored_settings(step) == [
+        f"{LRS}.plateau_patience=9 (step_lr replaces the plateau reduction)"
+    ]
+    assert ignored_settings(_config(plateau_patience=9)) == []
+
+
+def test_train_cli_has_wandb_switch():
+    from posekit.cli import build_parser
+
+    args = build_parser().parse_args(["train", "job.yaml", "--wandb", "myproject"])
+    assert args.wandb == "myproject"
+    args = build_parser().parse_args(["train", "job.yaml"])
+    assert args.wandb is None
 
 
 # --------------------------------------------------------------------------- missing packages

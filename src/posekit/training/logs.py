@@ -91,10 +91,21 @@ _IGNORED: tuple[tuple[str, str], ...] = (
     ("optimization.augmentation_config.random_crop", "random crops not implemented"),
     ("optimization.online_shuffling", "posekit always shuffles the training set"),
     ("optimization.shuffle_buffer_size", "posekit shuffles the whole training set"),
+    ("data.preprocessing.target_height", "frames are not resized to a target size"),
+    ("data.preprocessing.target_width", "frames are not resized to a target size"),
     ("data.labels.split_by_inds", "splits come from validation_labels or validation_fraction"),
     ("data.labels.training_inds", "splits come from validation_labels or validation_fraction"),
     ("data.labels.validation_inds", "splits come from validation_labels or validation_fraction"),
     ("data.labels.test_inds", "test frames come from data.labels.test_labels"),
+)
+
+#: SLEAP's plateau settings, unused when a step or cosine schedule is set.
+_PLATEAU_FIELDS = (
+    "reduction_factor",
+    "plateau_min_delta",
+    "plateau_patience",
+    "plateau_cooldown",
+    "min_learning_rate",
 )
 
 
@@ -125,6 +136,14 @@ def ignored_settings(config: Any) -> list[str]:
         value = _get(config, dotted)
         if value != _default(config, dotted):
             out.append(f"{dotted}={_show(value)} ({why})")
+    lrs = config.optimization.learning_rate_schedule
+    if lrs.fixed_schedule is not None:
+        name = "step_lr" if lrs.step_lr is not None else "cosine_annealing_warmup"
+        for leaf in _PLATEAU_FIELDS:
+            dotted = f"optimization.learning_rate_schedule.{leaf}"
+            value = _get(config, dotted)
+            if value != _default(config, dotted):
+                out.append(f"{dotted}={_show(value)} ({name} replaces the plateau reduction)")
     return out
 
 
