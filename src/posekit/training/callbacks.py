@@ -11,6 +11,8 @@ Run folder (`outputs.runs_folder/<run name>`), written by global rank 0 only:
     latest_model/          posekit model folder of the last finished epoch
     checkpoints/last.ckpt  Lightning checkpoint of the last finished epoch (resume)
     viz/validation.epochNNNN.png   predicted vs true points on a validation frame
+    logs/                  TensorBoard event files (outputs.tensorboard.write_logs)
+    wandb/                 Weights & Biases run files (`posekit train --wandb PROJECT`)
 
 Every file and model folder is written to a temporary name and renamed into place, so
 a run killed at any moment leaves complete files only. `last.ckpt` is written last in
@@ -21,6 +23,8 @@ The schedule follows Keras' callbacks, which SLEAP uses: `KerasReduceLROnPlateau
 reproduces Keras' `ReduceLROnPlateau` counting (Lightning/torch count patience one
 epoch later and apply cooldown differently), and early stopping uses Lightning's
 `EarlyStopping`, whose patience and `min_delta` counting match Keras'.
+A `step_lr` or `cosine_annealing_warmup` schedule (sleap-nn's names) replaces the
+plateau: `EpochLRSchedule` sets the rate at each epoch start from the epoch number.
 """
 
 from __future__ import annotations
