@@ -179,22 +179,12 @@ def run(args: argparse.Namespace) -> int:
 
     run_dir = train(
         config if args.resume is None else None,
-        labels=args.labels,
-        val_labels=args.val_labels,
         run_name=args.run_name,
-        epochs=args.epochs,
-        batch_size=args.batch_size,
-        device=args.device,
-        devices=args.devices,
-        num_nodes=args.num_nodes,
-        strategy=args.strategy,
         resume=args.resume,
         overrides=overrides,
         runs_folder=args.runs_folder,
-        auto=args.auto,
         max_time=args.max_time,
-        precision=args.precision,
-        wandb=getattr(args, "wandb", None),
+        **_common(args),
     )
     if env_rank() == 0:
         best = run_dir / "best_model"
@@ -238,21 +228,11 @@ def _train_chosen_type(args: argparse.Namespace, overrides: list[str]) -> int:
         runs.append(
             train(
                 cfg,
-                labels=args.labels,
-                val_labels=args.val_labels,
                 run_name=head if pair else name,
                 runs_folder=parent / name if pair else parent,
-                epochs=args.epochs,
-                batch_size=args.batch_size,
-                device=args.device,
-                devices=args.devices,
-                num_nodes=args.num_nodes,
-                strategy=args.strategy,
                 overrides=overrides,
-                auto=args.auto,
                 max_time=None if budget is None else budget * share,
-                precision=args.precision,
-                wandb=getattr(args, "wandb", None),
+                **_common(args),
             )
         )
     if env_rank() == 0:
@@ -260,3 +240,20 @@ def _train_chosen_type(args: argparse.Namespace, overrides: list[str]) -> int:
         print(f"Run folder: {folder.resolve()} ({', '.join(r.name for r in runs)})")
         print(f"Predict with: posekit predict {folder} VIDEO")
     return 0
+
+
+def _common(args: argparse.Namespace) -> dict:
+    """`train()` arguments every way of training takes from the command line as they are."""
+    return dict(
+        labels=args.labels,
+        val_labels=args.val_labels,
+        epochs=args.epochs,
+        batch_size=args.batch_size,
+        device=args.device,
+        devices=args.devices,
+        num_nodes=args.num_nodes,
+        strategy=args.strategy,
+        auto=args.auto,
+        precision=args.precision,
+        wandb=getattr(args, "wandb", None),
+    )

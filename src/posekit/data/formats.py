@@ -94,7 +94,8 @@ def output_paths(labels, path: str | os.PathLike) -> list[tuple[Any, Path]]:
     return out
 
 
-def _copy_with_track(inst, track):
+def copy_with_track(inst, track):
+    """A copy of a user or predicted instance on another track (scores kept)."""
     import sleap_io as sio
 
     if isinstance(inst, sio.PredictedInstance):
@@ -139,7 +140,7 @@ def export_view(labels, *, predictions_only: bool = False, slots: bool | None = 
             for inst in insts:
                 if inst.track is None:
                     track = made.setdefault(k, sio.Track(name=f"untracked_{k}"))
-                    inst = _copy_with_track(inst, track)
+                    inst = copy_with_track(inst, track)
                     k += 1
                 out.append(inst)
             insts = out

@@ -22,7 +22,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from posekit.data.formats import output_format, write_predictions
+from posekit.data.formats import copy_with_track, output_format, write_predictions
 from posekit.errors import PosekitError
 from posekit.inference.chunks import ChunkStore
 from posekit.inference.filters import InstanceFilter
@@ -264,14 +264,7 @@ def merge_into_project(project, predictions):
         for inst in lf.instances:
             track = track_of(inst.track)
             if track is not inst.track:
-                inst = sio.PredictedInstance.from_numpy(
-                    points_data=inst.numpy(),
-                    skeleton=inst.skeleton,
-                    point_scores=inst.numpy(scores=True)[:, 2],
-                    score=float(inst.score),
-                    track=track,
-                    tracking_score=inst.tracking_score,
-                )
+                inst = copy_with_track(inst, track)
             if not any(s is inst.skeleton for s in skeletons):
                 skeletons.append(inst.skeleton)
             insts.append(inst)
