@@ -568,12 +568,13 @@ def recommend(
     angle = 180.0
     why = "animals may face any direction (overhead view)"
     if arc is not None:
-        half = 5.0 * math.ceil((arc / 2.0 + ROTATION_MARGIN) / 5.0 - 1e-6)
-        if half < 90.0:
-            angle = max(ROTATION_MARGIN, half)
+        # The augmentation adds to the turns the labels already show: +-margin makes the
+        # training poses cover the labelled arc plus the margin at each end.
+        if arc / 2.0 + ROTATION_MARGIN < 90.0:
+            angle = ROTATION_MARGIN
             why = (
-                f"labelled poses turn over {arc:.0f} deg (fixed view): +-(half of it + "
-                f"{ROTATION_MARGIN:.0f})"
+                f"labelled poses turn over {arc:.0f} deg (fixed view): +-{ROTATION_MARGIN:.0f} "
+                f"beyond them"
             )
         else:
             why = f"labelled poses turn over {arc:.0f} deg: animals face every direction"
