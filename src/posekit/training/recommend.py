@@ -167,6 +167,10 @@ LEAN_MAP_PIXELS_PER_ANIMAL = 24.0
 #: Lean single-instance sigma in map pixels (rule 3).
 SINGLE_SIGMA = 2.5
 BUDGET_WARMUP_STEPS = 20
+#: Lean single-instance training crops: side in typical animals, >= the largest (rule 14) ...
+TRAIN_CROP_ANIMALS = 2.0
+#: ... used only when the crop is at most this fraction of the model's input.
+TRAIN_CROP_MAX_AREA = 0.6
 #: Degrees of rotation augmentation beyond what the labelled poses show (rule 10).
 ROTATION_MARGIN = 15.0
 BUDGET_LR_FLOOR = 0.01
@@ -216,11 +220,13 @@ class Recommendation:
 
     def callbacks(self) -> list[Any]:
         """Lightning callbacks that carry out `recipe` (none for SLEAP's ways)."""
-        from posekit.training.budget import BudgetPlan, RecipeLoss
+        from posekit.training.budget import BudgetPlan, RecipeLoss, TrainCrop
 
         out: list[Any] = []
         if self.recipe.get("loss") not in (None, "mse"):
             out.append(RecipeLoss(self.recipe["loss"]))
+        if self.recipe.get("train_crop"):
+            out.append(TrainCrop(int(self.recipe["train_crop"])))
         if self.recipe.get("budget_s"):
             out.append(
                 BudgetPlan(
@@ -426,6 +432,13 @@ def recommend(
         in_w = math.ceil(int(w * s) / stride) * stride
         n_examples = len(labels)
     n_examples = max(n_examples, 1)
+    train_crop = None
+    if lean and model_type == "single_instance":  # rule 14
+        side = max(TRAIN_CROP_ANIMALS * typical, largest) * s
+        c = int(math.ceil(side / stride) * stride)
+        if c * c <= TRAIN_CROP_MAX_AREA * in_h * in_w:
+            train_crop = c
+            in_h, in_w = min(c, in_h), min(c, in_w)  # the training step's cost
 
     # 5. batch size
     if hw.kind == "cuda" and hw.memory_bytes:
@@ -560,6 +573,8 @@ def recommend(
             "budget_s": budget,
             "replan_epochs": "optimization.epochs" not in rec.fixed,
         }
+        if train_crop is not None:
+            rec.recipe["train_crop"] = train_crop
 
     # 10. rotation
     augmentation = config.optimization.augmentation_config
