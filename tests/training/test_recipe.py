@@ -84,10 +84,14 @@ def test_budgeted_single_instance_recipe(big_frame_labels):
     assert kinds == {"BudgetPlan", "RecipeLoss"} | ({"TrainCrop"} if "train_crop" in rec.recipe else set())
 
 
-def test_budgeted_single_instance_trains_on_crops_around_the_animal(big_frame_labels):
-    """Rule 14: crops of 2 typical animals (>= the largest), if <= 60% of the input."""
+def test_budgeted_single_instance_trains_on_crops_around_the_animal(big_frame_labels, monkeypatch):
+    """Rule 14 (off by default): crops of 2 typical animals (>= the largest), if <= 60%."""
+    from posekit.training import recommend as recommend_module
     from posekit.training.budget import TrainCrop
     from posekit.training.label_stats import _instance_sizes
+
+    assert "train_crop" not in recommend(_config(), big_frame_labels, CPU2, max_time=480).recipe
+    monkeypatch.setattr(recommend_module, "TRAIN_CROPS", True)
 
     rec = recommend(_config(), big_frame_labels, CPU2, max_time=480)
     s = rec.overrides["data.preprocessing.input_scaling"]

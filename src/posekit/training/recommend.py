@@ -96,20 +96,25 @@ GPU ten minutes already buy tens of thousands of samples at the config's own siz
    the loss is noisy; with patience 3 of ~30 epochs the rate was halved while the loss
    was still falling steeply), cooldown 1, and no early stopping: the clock ends the run,
    and stopping on a noisy plateau would only waste time already granted.
-10. **Rotation augmentation**: as wide as the labelled poses turn, plus 15 degrees, and
-    the full circle once that reaches +-90. How far they turn is measured without
-    knowing the body plan: every instance is rotated onto the mean pose (generalised
-    Procrustes over its visible nodes, `pose_rotations`) and `rotation_arc` is the
-    smallest arc that holds all these angles. Overhead views of moving animals turn
-    all the way (flies clip, training frames of the block split: 188 deg -> +-180);
+10. **Rotation augmentation**: the labels' own turns plus 15 degrees at each end, and
+    the full circle once the labelled poses turn over 150 degrees. How far they turn is
+    measured without knowing the body plan: every instance is rotated onto the mean pose
+    (generalised Procrustes over its visible nodes, `pose_rotations`) and `rotation_arc`
+    is the smallest arc that holds all these angles. Overhead views of moving animals
+    turn all the way (flies clip, training frames of the block split: 188 deg -> +-180);
     fixed views do not (DeepLabCut's reaching example, a side view in which only the
-    hand moves: 114 deg -> +-75). Rotations the view never shows cost the budget dearly:
-    on reaching, 240-s runs reached a median error of 20.6 px with +-180 and 6.3 px with
-    +-15 (same recipe otherwise). The limit: labels must show the orientations the
-    animals take; a clip whose labelled frames all face one way (the flies' frames
-    0-999: 26 deg) gets +-30 and then misses animals facing elsewhere; override
-    `optimization.augmentation_config.rotation_*_angle` (e.g. +-180) in that case. A
-    config that already rotates as widely keeps its own settings.
+    hand moves: 116 deg). For a fixed view the range is +-15: the augmentation is added
+    to the orientations the labels already show, so +-15 makes the training poses cover
+    the labelled arc plus 15 degrees at each end (the previous rule, +-(arc / 2 + 15),
+    covered arc / 2 more at each end, orientations the view never shows). Rotations the
+    view never shows cost the budget dearly: on reaching, 240-s runs reached a median
+    error of 20.6 px with +-180 and 6.3 px with +-15; 480-s runs 7.3 px with +-75 (the
+    previous rule) and 5.3 px with +-15 (same recipe otherwise). The limit: labels must
+    show the orientations the animals take; a clip whose labelled frames all face one
+    way (the flies' frames 0-999: 26 deg) gets +-15 and then misses animals facing
+    elsewhere; override `optimization.augmentation_config.rotation_*_angle` (e.g.
+    +-180) in that case. A config that already rotates as widely keeps its own
+    settings.
 11. **Data loader workers**: none on machines with 2 cores or fewer, else cores - 1
     (<= 8).
 12. **Precision**: ``bf16-mixed`` where the hardware runs bfloat16 natively (CPUs with
@@ -167,6 +172,8 @@ LEAN_MAP_PIXELS_PER_ANIMAL = 24.0
 #: Lean single-instance sigma in map pixels (rule 3).
 SINGLE_SIGMA = 2.5
 BUDGET_WARMUP_STEPS = 20
+#: Rule 14 (training crops) is off: measured no better on reaching (see the docstring).
+TRAIN_CROPS = False
 #: Lean single-instance training crops: side in typical animals, >= the largest (rule 14) ...
 TRAIN_CROP_ANIMALS = 2.0
 #: ... used only when the crop is at most this fraction of the model's input.
@@ -433,7 +440,7 @@ def recommend(
         n_examples = len(labels)
     n_examples = max(n_examples, 1)
     train_crop = None
-    if lean and model_type == "single_instance":  # rule 14
+    if TRAIN_CROPS and lean and model_type == "single_instance":  # rule 14 (off)
         side = max(TRAIN_CROP_ANIMALS * typical, largest) * s
         c = int(math.ceil(side / stride) * stride)
         if c * c <= TRAIN_CROP_MAX_AREA * in_h * in_w:
