@@ -137,9 +137,24 @@ GPU ten minutes already buy tens of thousands of samples at the config's own siz
     - Epochs re-planned from measured time (rule 7).
     Reaching (832 x 747, 44 training frames, 11 test frames), `--auto --max-time 480`
     on the shared 2-core CPU: before, 0 of 11 test animals found; with this recipe
-    11/11, median 7.3 px, p90 23 px, OKS mAP 0.25 (736 steps; +-75 rotation by rule
-    10); with +-15 rotation 11/11, 5.3 px, 11.3 px, 0.33. All runs are tabled in
-    `recipe_NOTES.md` of the change that introduced this rule.
+    11/11, median 7.3 px, p90 23 px, OKS mAP 0.25 (736 steps; +-75 rotation by the
+    previous rule 10); with +-15 rotation (rule 10 now) 11/11, 5.3 px, 11.3 px, 0.33.
+    All runs are tabled in `recipe_NOTES.md` of the change that introduced this rule and
+    `recipe2_NOTES.md` (issue 15, second round). Output stride 1 instead of 2 at the
+    same scale (a 4 px map pixel) made steps ~1.7x dearer and measured worse: 6.6 px,
+    p90 41 px (~470 steps).
+
+14. **Training crops (posekit-only, off: `TRAIN_CROPS`)**: a lean single-instance model
+    can train on crops of ``max(2 a, A) s`` (rounded up to the max stride) that hold the
+    animal at a random place, validating and predicting on whole frames (the network is
+    fully convolutional), when the crop is at most 60% of the input. Measured on
+    reaching (480 s, crops of 112 px in 208 x 192 inputs): 11/11 animals, median 5.9 px,
+    p90 12.7 px, mAP 0.37, against 5.3 / 11.3 / 0.33 on whole frames; the validation loss
+    on whole frames ended at 0.081 against 0.032 (the network never sees the far
+    background), and the steps were hardly cheaper (~1000 vs 782 in the budget: a step's
+    time goes to augmenting and resizing the 832 x 747 frame, which happens before the
+    crop). Not a win as it stands; cropping before the augmentation would make the steps
+    cheap, mixing in whole frames would show the background.
 
 Every setting is returned as a dotted override with the reason for it. The user's own
 overrides are passed in (`overrides=`): the plan is made with their values (a reason
