@@ -81,7 +81,9 @@ def test_budgeted_single_instance_recipe(big_frame_labels):
     assert rec.recipe["lr_schedule"] == "budget_cosine"
     assert rec.recipe["budget_s"] == 480
     kinds = {type(cb).__name__ for cb in rec.callbacks()}
-    assert kinds == {"BudgetPlan", "RecipeLoss"} | ({"TrainCrop"} if "train_crop" in rec.recipe else set())
+    assert kinds == {"BudgetPlan", "RecipeLoss"} | (
+        {"TrainCrop"} if "train_crop" in rec.recipe else set()
+    )
 
 
 def test_budgeted_single_instance_trains_on_crops_around_the_animal(big_frame_labels, monkeypatch):

@@ -383,9 +383,7 @@ class DataPipeline:
         origins = torch.where(torch.isnan(origins), centre, origins)
         origins = torch.minimum(torch.clamp(origins, min=0.0), limit)
         oi = origins.long().tolist()
-        crops = torch.stack(
-            [images[i, :, y : y + ch, x : x + cw] for i, (x, y) in enumerate(oi)]
-        )
+        crops = torch.stack([images[i, :, y : y + ch, x : x + cw] for i, (x, y) in enumerate(oi)])
         return crops, points - origins[:, None, None, :]
 
     def _inside_frame(
