@@ -142,7 +142,10 @@ GPU ten minutes already buy tens of thousands of samples at the config's own siz
     All runs are tabled in `recipe_NOTES.md` of the change that introduced this rule and
     `recipe2_NOTES.md` (issue 15, second round). Output stride 1 instead of 2 at the
     same scale (a 4 px map pixel) made steps ~1.7x dearer and measured worse: 6.6 px,
-    p90 41 px (~470 steps).
+    p90 41 px (~470 steps). The no-config command (`posekit train --labels ... --auto
+    --max-time 480`) chose single_instance and reached 11/11, 5.0 px, p90 24.6 px. Flies
+    top-down (`benchmarks/time_to_accuracy.py`, block split, 5 + 5 min): 200/200 flies,
+    median 0.97 px, p90 5.7 px, OKS mAP 0.66.
 
 14. **Training crops (posekit-only, off: `TRAIN_CROPS`)**: a lean single-instance model
     can train on crops of ``max(2 a, A) s`` (rounded up to the max stride) that hold the
