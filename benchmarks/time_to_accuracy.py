@@ -158,11 +158,14 @@ def train_model(
     num_workers = None
     precision = None  # Lightning's default, 32-true, for the profiles as written
     recommendation = None
+    recipe_callbacks: list[Any] = []
     if name == "posekit":
         # What `train(auto=True, max_time=budget)` applies: the budget-aware recommendation
         # for the training split (explicit here so the benchmark also shows the plan).
         rec = recommend(config, train_pl, detect_hardware(args.device), max_time=budget)
         overrides, num_workers, precision = dict(rec.overrides), rec.num_workers, rec.precision
+        # the budgeted recipe (loss, warm-up + cosine over the budget, re-planned epochs)
+        recipe_callbacks = rec.callbacks()
         recommendation = {
             "overrides": overrides,
             "reasons": rec.reasons,
@@ -185,7 +188,7 @@ def train_model(
         num_workers=num_workers,
         precision=precision,
         progress=False,
-        callbacks=[_epoch_printer(f"{name} {model}")],
+        callbacks=[*recipe_callbacks, _epoch_printer(f"{name} {model}")],
     )
     wall = time.perf_counter() - t0
     cpu = _cpu_seconds() - cpu0

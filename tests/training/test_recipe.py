@@ -81,7 +81,65 @@ def test_budgeted_single_instance_recipe(big_frame_labels):
     assert rec.recipe["lr_schedule"] == "budget_cosine"
     assert rec.recipe["budget_s"] == 480
     kinds = {type(cb).__name__ for cb in rec.callbacks()}
-    assert kinds == {"BudgetPlan", "RecipeLoss"}
+    assert kinds == {"BudgetPlan", "RecipeLoss"} | (
+        {"TrainCrop"} if "train_crop" in rec.recipe else set()
+    )
+
+
+def test_budgeted_single_instance_trains_on_crops_around_the_animal(big_frame_labels, monkeypatch):
+    """Rule 14 (off by default): crops of 2 typical animals (>= the largest), if <= 60%."""
+    from posekit.training import recommend as recommend_module
+    from posekit.training.budget import TrainCrop
+    from posekit.training.label_stats import _instance_sizes
+
+    assert "train_crop" not in recommend(_config(), big_frame_labels, CPU2, max_time=480).recipe
+    monkeypatch.setattr(recommend_module, "TRAIN_CROPS", True)
+
+    rec = recommend(_config(), big_frame_labels, CPU2, max_time=480)
+    s = rec.overrides["data.preprocessing.input_scaling"]
+    sizes = _instance_sizes(big_frame_labels)
+    crop = rec.recipe["train_crop"]
+    stride = 16
+    side = max(2 * float(np.median(sizes)), float(sizes.max())) * s
+    assert crop == math.ceil(side / stride) * stride
+    in_side = math.ceil(400 * s / stride) * stride
+    assert crop * crop <= 0.6 * in_side * in_side
+    (cb,) = [cb for cb in rec.callbacks() if isinstance(cb, TrainCrop)]
+    assert cb.size == crop
+    # the plan is made for the cheaper crops
+    full = recommend(_config(), big_frame_labels, CPU2, max_time=480, overrides=[])
+    assert rec.plan["gflops_per_sample"] == full.plan["gflops_per_sample"]
+    # no budget, or an animal that fills the frame: whole frames
+    assert "train_crop" not in recommend(_config(), big_frame_labels, CPU2).recipe
+    small = _pose_labels(n_frames=6, image_size=64, body_length=40)
+    assert "train_crop" not in recommend(_config(), small, CPU2, max_time=480).recipe
+
+
+def test_training_crops_hold_the_animal_and_keep_pixels_exact():
+    from posekit.data.dataset import DataPipeline
+
+    pipe = DataPipeline.__new__(DataPipeline)
+    pipe.train_crop_size = 32
+    n, h, w = 64, 96, 80
+    images = torch.arange(n * h * w, dtype=torch.float32).reshape(n, 1, h, w)
+    gen = torch.Generator().manual_seed(0)
+    pts = torch.rand((n, 1, 3, 2), generator=gen) * 20 + torch.tensor([50.0, 60.0])
+    pts[0, 0, 1] = float("nan")  # a missing point
+    crops, moved = pipe._crop_around_animal(images, pts, gen)
+    assert crops.shape == (n, 1, 32, 32)
+    origins = (pts - moved)[:, 0, 0]
+    for i in range(n):
+        x0, y0 = (int(v) for v in origins[i])
+        assert float(origins[i, 0]) == x0 and 0 <= x0 <= w - 32 and 0 <= y0 <= h - 32
+        assert torch.equal(crops[i], images[i, :, y0 : y0 + 32, x0 : x0 + 32])
+    ok = ~torch.isnan(moved)
+    assert bool(((moved[ok] >= 0) & (moved[ok] <= 31)).all())  # the whole animal inside
+    # the animal lands at different places in the crop
+    assert float(moved[:, 0, 0, 0].std()) > 2.0
+    # a crop as large as the image changes nothing
+    pipe.train_crop_size = 128
+    same, kept = pipe._crop_around_animal(images, pts, gen)
+    assert same is images and kept is pts
 
 
 def test_no_budget_keeps_sleap_ways(big_frame_labels):
@@ -243,13 +301,15 @@ def test_rotation_follows_how_far_the_labelled_poses_turn():
 
     labels = _pose_labels(n_frames=12, image_size=128, body_length=40, seed=8)
     arc = rotation_arc(labels)
-    rec = recommend(_config(), labels, CPU2, max_time=60)
+    config = _config()
+    config.optimization.augmentation_config.rotate = False  # the rule decides
+    rec = recommend(config, labels, CPU2, max_time=60)
     angle = rec.overrides["optimization.augmentation_config.rotation_max_angle"]
     assert rec.overrides["optimization.augmentation_config.rotation_min_angle"] == -angle
     if arc / 2 + 15 >= 90:
         assert angle == 180
     else:
-        assert angle == 5 * math.ceil((arc / 2 + 15) / 5 - 1e-6)
+        assert angle == 15  # the labels' own turns plus 15 degrees at each end
     # one pose turned by at most +-10 degrees and moved: a fixed view, a narrow range
     rng = np.random.default_rng(0)
     base = labels.all_points()[0]

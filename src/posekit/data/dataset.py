@@ -175,6 +175,9 @@ class DataPipeline:
         self.crop_size = None if crop_size is None else int(crop_size)
         self.anchor_index = anchor_index
         self.augmenter = augmenter
+        #: posekit-only (budgeted `--auto`, recommend.py rule 14): training batches of a
+        #: single-instance model are cut to this side (scaled px) around the animal.
+        self.train_crop_size: int | None = None
         self._type = registry.model_type(model_type)
         if self.is_topdown and self.crop_size is None:
             raise PosekitError(f"{model_type} models need a crop size")
@@ -335,6 +338,8 @@ class DataPipeline:
             out["class_index"] = class_ids[:, 0]
         else:
             images = pad_to_stride(images, self.preprocessor.pad_to_stride)
+            if augment and self.train_crop_size and self.model_type == "single_instance":
+                images, points = self._crop_around_animal(images, points, generator)
         out["image"] = images
         out.update(self.make_targets(points, class_ids, tuple(images.shape[-2:])))
         out["points"] = points
@@ -343,6 +348,43 @@ class DataPipeline:
             if key in batch:
                 out[key] = batch[key]
         return out
+
+    def _crop_around_animal(
+        self, images: torch.Tensor, points: torch.Tensor, generator: torch.Generator | None
+    ) -> tuple[torch.Tensor, torch.Tensor]:
+        """Training crops of side `train_crop_size` that hold the animal at a random place.
+
+        The crop is shifted at random as far as the animal's bounding box still fits (and
+        stays inside the image), so the network sees the animal everywhere in its view
+        and the background around it; integer origins keep the pixels exact.
+        """
+        n, _, h, w = images.shape
+        c = int(self.train_crop_size)
+        ch, cw = min(c, h), min(c, w)
+        if ch >= h and cw >= w:
+            return images, points
+        pts = points[:, 0]  # (N, K, 2): single instance
+        lo = torch.nan_to_num(
+            torch.where(torch.isnan(pts), torch.inf, pts).amin(dim=1), posinf=float("nan")
+        )
+        hi = torch.nan_to_num(
+            torch.where(torch.isnan(pts), -torch.inf, pts).amax(dim=1), neginf=float("nan")
+        )
+        size = torch.tensor([cw, ch], dtype=pts.dtype, device=pts.device)
+        limit = torch.tensor([w - cw, h - ch], dtype=pts.dtype, device=pts.device)
+        # integer origins for which the whole box is inside: [ceil(hi - size + 1), floor(lo)]
+        low = torch.clamp(torch.ceil(hi - size + 1), min=0.0)
+        high = torch.minimum(torch.clamp(torch.floor(lo), min=0.0), limit)
+        low = torch.minimum(low, high)
+        dev = generator.device if generator is not None else "cpu"
+        u = torch.rand((n, 2), generator=generator, device=dev).to(pts.device, pts.dtype)
+        origins = torch.minimum(torch.floor(low + u * (high - low + 1)), high)
+        centre = torch.floor(limit / 2).expand(n, 2)
+        origins = torch.where(torch.isnan(origins), centre, origins)
+        origins = torch.minimum(torch.clamp(origins, min=0.0), limit)
+        oi = origins.long().tolist()
+        crops = torch.stack([images[i, :, y : y + ch, x : x + cw] for i, (x, y) in enumerate(oi)])
+        return crops, points - origins[:, None, None, :]
 
     def _inside_frame(
         self, frame_origins: torch.Tensor, frame_size: torch.Tensor, scale: float

@@ -197,6 +197,23 @@ class RecipeLoss(L.Callback):
                 head.loss_function = self.loss
 
 
+class TrainCrop(L.Callback):
+    """Trains a single-instance model on crops around the animal (posekit-only, rule 14).
+
+    Sets the data pipeline's `train_crop_size` at fit start: training batches are cut to
+    `size` scaled px around the animal (at a random place in the crop); validation and
+    inference keep whole frames (the network is fully convolutional).
+    """
+
+    def __init__(self, size: int):
+        self.size = int(size)
+
+    def on_fit_start(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
+        pipeline = getattr(getattr(trainer, "datamodule", None), "pipeline", None)
+        if pipeline is not None and hasattr(pipeline, "train_crop_size"):
+            pipeline.train_crop_size = self.size
+
+
 # --------------------------------------------------------------------------- augmentation
 
 

@@ -96,20 +96,25 @@ GPU ten minutes already buy tens of thousands of samples at the config's own siz
    the loss is noisy; with patience 3 of ~30 epochs the rate was halved while the loss
    was still falling steeply), cooldown 1, and no early stopping: the clock ends the run,
    and stopping on a noisy plateau would only waste time already granted.
-10. **Rotation augmentation**: as wide as the labelled poses turn, plus 15 degrees, and
-    the full circle once that reaches +-90. How far they turn is measured without
-    knowing the body plan: every instance is rotated onto the mean pose (generalised
-    Procrustes over its visible nodes, `pose_rotations`) and `rotation_arc` is the
-    smallest arc that holds all these angles. Overhead views of moving animals turn
-    all the way (flies clip, training frames of the block split: 188 deg -> +-180);
+10. **Rotation augmentation**: the labels' own turns plus 15 degrees at each end, and
+    the full circle once the labelled poses turn over 150 degrees. How far they turn is
+    measured without knowing the body plan: every instance is rotated onto the mean pose
+    (generalised Procrustes over its visible nodes, `pose_rotations`) and `rotation_arc`
+    is the smallest arc that holds all these angles. Overhead views of moving animals
+    turn all the way (flies clip, training frames of the block split: 188 deg -> +-180);
     fixed views do not (DeepLabCut's reaching example, a side view in which only the
-    hand moves: 114 deg -> +-75). Rotations the view never shows cost the budget dearly:
-    on reaching, 240-s runs reached a median error of 20.6 px with +-180 and 6.3 px with
-    +-15 (same recipe otherwise). The limit: labels must show the orientations the
-    animals take; a clip whose labelled frames all face one way (the flies' frames
-    0-999: 26 deg) gets +-30 and then misses animals facing elsewhere; override
-    `optimization.augmentation_config.rotation_*_angle` (e.g. +-180) in that case. A
-    config that already rotates as widely keeps its own settings.
+    hand moves: 116 deg). For a fixed view the range is +-15: the augmentation is added
+    to the orientations the labels already show, so +-15 makes the training poses cover
+    the labelled arc plus 15 degrees at each end (the previous rule, +-(arc / 2 + 15),
+    covered arc / 2 more at each end, orientations the view never shows). Rotations the
+    view never shows cost the budget dearly: on reaching, 240-s runs reached a median
+    error of 20.6 px with +-180 and 6.3 px with +-15; 480-s runs 7.3 px with +-75 (the
+    previous rule) and 5.3 px with +-15 (same recipe otherwise). The limit: labels must
+    show the orientations the animals take; a clip whose labelled frames all face one
+    way (the flies' frames 0-999: 26 deg) gets +-15 and then misses animals facing
+    elsewhere; override `optimization.augmentation_config.rotation_*_angle` (e.g.
+    +-180) in that case. A config that already rotates as widely keeps its own
+    settings.
 11. **Data loader workers**: none on machines with 2 cores or fewer, else cores - 1
     (<= 8).
 12. **Precision**: ``bf16-mixed`` where the hardware runs bfloat16 natively (CPUs with
@@ -132,9 +137,27 @@ GPU ten minutes already buy tens of thousands of samples at the config's own siz
     - Epochs re-planned from measured time (rule 7).
     Reaching (832 x 747, 44 training frames, 11 test frames), `--auto --max-time 480`
     on the shared 2-core CPU: before, 0 of 11 test animals found; with this recipe
-    11/11, median 7.3 px, p90 23 px, OKS mAP 0.25 (736 steps; +-75 rotation by rule
-    10); with +-15 rotation 11/11, 5.3 px, 11.3 px, 0.33. All runs are tabled in
-    `recipe_NOTES.md` of the change that introduced this rule.
+    11/11, median 7.3 px, p90 23 px, OKS mAP 0.25 (736 steps; +-75 rotation by the
+    previous rule 10); with +-15 rotation (rule 10 now) 11/11, 5.3 px, 11.3 px, 0.33.
+    All runs are tabled in `recipe_NOTES.md` of the change that introduced this rule and
+    `recipe2_NOTES.md` (issue 15, second round). Output stride 1 instead of 2 at the
+    same scale (a 4 px map pixel) made steps ~1.7x dearer and measured worse: 6.6 px,
+    p90 41 px (~470 steps). The no-config command (`posekit train --labels ... --auto
+    --max-time 480`) chose single_instance and reached 11/11, 5.0 px, p90 24.6 px. Flies
+    top-down (`benchmarks/time_to_accuracy.py`, block split, 5 + 5 min): 200/200 flies,
+    median 0.97 px, p90 5.7 px, OKS mAP 0.66.
+
+14. **Training crops (posekit-only, off: `TRAIN_CROPS`)**: a lean single-instance model
+    can train on crops of ``max(2 a, A) s`` (rounded up to the max stride) that hold the
+    animal at a random place, validating and predicting on whole frames (the network is
+    fully convolutional), when the crop is at most 60% of the input. Measured on
+    reaching (480 s, crops of 112 px in 208 x 192 inputs): 11/11 animals, median 5.9 px,
+    p90 12.7 px, mAP 0.37, against 5.3 / 11.3 / 0.33 on whole frames; the validation loss
+    on whole frames ended at 0.081 against 0.032 (the network never sees the far
+    background), and the steps were hardly cheaper (~1000 vs 782 in the budget: a step's
+    time goes to augmenting and resizing the 832 x 747 frame, which happens before the
+    crop). Not a win as it stands; cropping before the augmentation would make the steps
+    cheap, mixing in whole frames would show the background.
 
 Every setting is returned as a dotted override with the reason for it. The user's own
 overrides are passed in (`overrides=`): the plan is made with their values (a reason
@@ -167,6 +190,12 @@ LEAN_MAP_PIXELS_PER_ANIMAL = 24.0
 #: Lean single-instance sigma in map pixels (rule 3).
 SINGLE_SIGMA = 2.5
 BUDGET_WARMUP_STEPS = 20
+#: Rule 14 (training crops) is off: measured no better on reaching (see the docstring).
+TRAIN_CROPS = False
+#: Lean single-instance training crops: side in typical animals, >= the largest (rule 14) ...
+TRAIN_CROP_ANIMALS = 2.0
+#: ... used only when the crop is at most this fraction of the model's input.
+TRAIN_CROP_MAX_AREA = 0.6
 #: Degrees of rotation augmentation beyond what the labelled poses show (rule 10).
 ROTATION_MARGIN = 15.0
 BUDGET_LR_FLOOR = 0.01
@@ -216,11 +245,13 @@ class Recommendation:
 
     def callbacks(self) -> list[Any]:
         """Lightning callbacks that carry out `recipe` (none for SLEAP's ways)."""
-        from posekit.training.budget import BudgetPlan, RecipeLoss
+        from posekit.training.budget import BudgetPlan, RecipeLoss, TrainCrop
 
         out: list[Any] = []
         if self.recipe.get("loss") not in (None, "mse"):
             out.append(RecipeLoss(self.recipe["loss"]))
+        if self.recipe.get("train_crop"):
+            out.append(TrainCrop(int(self.recipe["train_crop"])))
         if self.recipe.get("budget_s"):
             out.append(
                 BudgetPlan(
@@ -426,6 +457,13 @@ def recommend(
         in_w = math.ceil(int(w * s) / stride) * stride
         n_examples = len(labels)
     n_examples = max(n_examples, 1)
+    train_crop = None
+    if TRAIN_CROPS and lean and model_type == "single_instance":  # rule 14 (off)
+        side = max(TRAIN_CROP_ANIMALS * typical, largest) * s
+        c = int(math.ceil(side / stride) * stride)
+        if c * c <= TRAIN_CROP_MAX_AREA * in_h * in_w:
+            train_crop = c
+            in_h, in_w = min(c, in_h), min(c, in_w)  # the training step's cost
 
     # 5. batch size
     if hw.kind == "cuda" and hw.memory_bytes:
@@ -560,6 +598,8 @@ def recommend(
             "budget_s": budget,
             "replan_epochs": "optimization.epochs" not in rec.fixed,
         }
+        if train_crop is not None:
+            rec.recipe["train_crop"] = train_crop
 
     # 10. rotation
     augmentation = config.optimization.augmentation_config
@@ -568,12 +608,13 @@ def recommend(
     angle = 180.0
     why = "animals may face any direction (overhead view)"
     if arc is not None:
-        half = 5.0 * math.ceil((arc / 2.0 + ROTATION_MARGIN) / 5.0 - 1e-6)
-        if half < 90.0:
-            angle = max(ROTATION_MARGIN, half)
+        # The augmentation adds to the turns the labels already show: +-margin makes the
+        # training poses cover the labelled arc plus the margin at each end.
+        if arc / 2.0 + ROTATION_MARGIN < 90.0:
+            angle = ROTATION_MARGIN
             why = (
-                f"labelled poses turn over {arc:.0f} deg (fixed view): +-(half of it + "
-                f"{ROTATION_MARGIN:.0f})"
+                f"labelled poses turn over {arc:.0f} deg (fixed view): +-{ROTATION_MARGIN:.0f} "
+                f"beyond them"
             )
         else:
             why = f"labelled poses turn over {arc:.0f} deg: animals face every direction"
