@@ -260,3 +260,18 @@ def test_sigkill_then_resume_equals_an_uninterrupted_run(project, tmp_path):
         assert np.array_equal(pa, pb, equal_nan=True)
         assert [i.score for i in fa.instances] == [i.score for i in fb.instances]
     assert not chunks.exists()
+
+
+def test_a_pkg_slp_without_frame_0_predicts_its_stored_frames(tmp_path, capsys):
+    """A .pkg.slp stores only its labelled frames (here 4, 9, ..., 54): nothing may ask
+    for frame 0, and every stored frame is predicted."""
+    from posekit.cli import main
+
+    shared = Path(__file__).resolve().parents[2] / ".." / "shared"
+    pkg = shared / "data" / "reaching" / "reaching.test.pkg.slp"
+    model = shared / "sleap_models" / "minimal_robot.UNet.single_instance"
+    if not pkg.exists() or not model.exists():
+        pytest.skip("shared data not available")
+    out = tmp_path / "p.slp"
+    assert main(["predict", str(model), str(pkg), "-o", str(out), "--device", "cpu"]) == 0
+    assert "Predicted 11 frames" in capsys.readouterr().out

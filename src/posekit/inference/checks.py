@@ -110,10 +110,34 @@ def select_video_frames(video: Any, frames: Any) -> list[int]:
     Refuses a video that cannot be read (see `posekit.data.video_probe`) and a selection
     that names no frame of the video.
     """
+    from posekit.data.video import num_frames, parse_frames
     from posekit.data.video_probe import probe_video, video_name
 
+    what = f"video {video_name(video)!r}"
+    embedded = getattr(getattr(video, "backend", None), "frame_map", None)
+    wanted = parse_frames(frames)
+    if embedded and wanted:  # a .pkg.slp video: its stored frames keep their indices
+        inds = [i for i in wanted if i in embedded]
+        if not inds:
+            raise PosekitError(
+                f"none of the requested frames ({_frames_text(frames)}) is stored in {what}; "
+                f"it holds frames {sorted(embedded)[:10]}"
+            )
+        probe_video(video, inds[0])
+        return inds
+    if wanted:
+        # Probe the first frame asked for, not frame 0: a .pkg.slp video holds only its
+        # labelled frames, and frame 0 need not be one of them.
+        try:
+            n = num_frames(video)
+        except Exception:  # noqa: BLE001 - unreadable: probe_video says why below
+            n = None
+        if n:
+            inds = select_frames(frames, n, what)
+            probe_video(video, inds[0])
+            return inds
     n = probe_video(video)
-    return select_frames(frames, n, f"video {video_name(video)!r}")
+    return select_frames(frames, n, what)
 
 
 def _video_key(video: Any) -> int:
