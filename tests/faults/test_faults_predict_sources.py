@@ -132,12 +132,13 @@ def test_a_partly_decodable_video_skips_and_counts(run_cli, tmp_path):
 
 
 def test_a_run_that_decodes_no_frame_writes_nothing(run_cli, tmp_path):
-    """The first frame decodes (the probe passes), every selected one fails: no output."""
+    """Every selected frame is undecodable (frame 0 is fine): the first selected frame is
+    probed before any model loads, so the run stops there and writes nothing."""
     model = need_shared(*BOTTOMUP)
     folder = _image_folder(tmp_path, broken=(1, 2))
     out = tmp_path / "pred.slp"
     code, _, err = _predict(run_cli, model, folder, out, "--frames", "1-2")
-    assert_clean_failure(code, err, "none of the 2 frame(s)", "could be decoded")
+    assert_clean_failure(code, err, "cannot decode frame 1", "frames")
     assert not out.exists()
 
 
