@@ -161,3 +161,16 @@ def test_multiclass_topdown_anchor_missing_from_labels(run_cli, tmp_path):
     code, _, err = _predict(run_cli, model, labels, out)
     assert_clean_failure(code, err, "anchor part 'thorax'", "lacks 'thorax'")
     assert not out.exists()
+
+
+def test_frames_that_fail_after_the_probe_write_nothing(run_cli, tmp_path, monkeypatch):
+    """If the probe passes but no selected frame then decodes, the run fails, unwritten."""
+    from posekit.data import video_probe
+
+    monkeypatch.setattr(video_probe, "probe_video", lambda video, *a, **k: 3)
+    model = need_shared(*BOTTOMUP)
+    folder = _image_folder(tmp_path, broken=(1, 2))
+    out = tmp_path / "pred.slp"
+    code, _, err = _predict(run_cli, model, folder, out, "--frames", "1-2")
+    assert_clean_failure(code, err, "none of the 2 frame(s)", "could be decoded")
+    assert not out.exists()
