@@ -48,34 +48,17 @@ MODEL_TYPE_HEADS: dict[str, tuple[str, ...]] = {
     "multi_class_bottomup": ("multi_class_bottomup",),
 }
 
-# SLEAP's baseline profiles (1.4.1): heads and UNet strides per head type.
+#: The SLEAP profile (`posekit.config.profiles`) whose heads, UNet strides and input scaling
+#: a head type's default config takes.
+_PROFILE_OF = {
+    "single_instance": "baseline_medium_rf.single",
+    "centroid": "baseline.centroid",
+    "centered_instance": "baseline_medium_rf.topdown",
+    "multi_instance": "baseline_medium_rf.bottomup",
+}
+
+# SLEAP has no profile for the multi-class heads: (heads section, UNet strides, scaling).
 _HEADS: dict[str, tuple[dict[str, Any], dict[str, Any], float]] = {
-    # head type: (heads section, unet overrides, input scaling)
-    "single_instance": (
-        {"single_instance": {"sigma": 2.5, "output_stride": 2}},
-        {"max_stride": 16, "output_stride": 2},
-        1.0,
-    ),
-    "centroid": (
-        {"centroid": {"sigma": 2.5, "output_stride": 2}},
-        {"max_stride": 16, "output_stride": 2},
-        0.5,
-    ),
-    "centered_instance": (
-        {"centered_instance": {"sigma": 2.5, "output_stride": 4}},
-        {"max_stride": 16, "output_stride": 4},
-        1.0,
-    ),
-    "multi_instance": (
-        {
-            "multi_instance": {
-                "confmaps": {"sigma": 2.5, "output_stride": 4},
-                "pafs": {"sigma": 75.0, "output_stride": 8},
-            }
-        },
-        {"max_stride": 32, "output_stride": 4},
-        1.0,
-    ),
     "multi_class_topdown": (
         {
             "multi_class_topdown": {
@@ -204,6 +187,19 @@ def choose_model_type(labels: Any, identity: bool = False) -> tuple[str, str]:
     return kind, why
 
 
+def _profile_parts(head_type: str) -> tuple[dict[str, Any], dict[str, Any], float]:
+    """(heads section, UNet strides, input scaling) of the head type's SLEAP profile."""
+    from posekit.config.profiles import profile_fields
+
+    fields = profile_fields(_PROFILE_OF[head_type])
+    unet = fields["model.backbone.unet"]
+    return (
+        {head_type: fields[f"model.heads.{head_type}"]},
+        {"max_stride": unet["max_stride"], "output_stride": unet["output_stride"]},
+        float(fields.get("data.preprocessing.input_scaling", 1.0)),
+    )
+
+
 def default_config(head_type: str) -> Any:
     """A `TrainingJobConfig` for one head type (a key of the configs' `model.heads`).
 
@@ -213,11 +209,12 @@ def default_config(head_type: str) -> Any:
     """
     from posekit.config.job import load_config
 
-    if head_type not in _HEADS:
+    if head_type not in _HEADS and head_type not in _PROFILE_OF:
         raise PosekitError(
-            f"no default config for head type {head_type!r}; one of {sorted(_HEADS)}"
+            f"no default config for head type {head_type!r}; one of "
+            f"{sorted({*_HEADS, *_PROFILE_OF})}"
         )
-    heads, unet, scaling = _HEADS[head_type]
+    heads, unet, scaling = _HEADS.get(head_type) or _profile_parts(head_type)
     data = load_config("single_instance_unet").model_dump()
     data["model"]["heads"] = {k: None for k in data["model"]["heads"]}
     data["model"]["heads"].update(heads)
