@@ -65,9 +65,14 @@ def _progress(tag: str, report):
             m = trainer.callback_metrics
             val = f"{float(m['val/loss']):.4g}" if "val/loss" in m else "-"
             lr = trainer.optimizers[0].param_groups[0]["lr"] if trainer.optimizers else math.nan
+            # sleap-nn logs "train/loss" in its module's epoch-end hook, after this one
+            n = getattr(pl_module, "_epoch_loss_count", 0)
+            train_loss = (
+                float(getattr(pl_module, "_epoch_loss_sum", math.nan)) / n if n else math.nan
+            )
             print(
                 f"  [{tag}] epoch {trainer.current_epoch:3d}  "
-                f"train {float(m.get('train/loss', math.nan)):.4g}  val {val}  lr {lr:.2g}  "
+                f"train {train_loss:.4g}  val {val}  lr {lr:.2g}  "
                 f"{(time.monotonic() - self.t0) / 60:5.1f} min",
                 file=report,
                 flush=True,
