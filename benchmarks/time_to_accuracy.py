@@ -16,7 +16,8 @@ frames with the pair and evaluates them:
 - configs (`--configs`): ``sleap`` trains SLEAP's `baseline.centroid` and
   `baseline_medium_rf.topdown` profiles exactly as written; ``posekit`` trains the same
   profiles with the settings `posekit.training.recommend` picks for the labels, the
-  hardware and the budget (what ``posekit train --auto`` uses).
+  hardware and the budget (what ``posekit train --auto`` uses); ``sleap-nn`` trains the
+  same two profiles with the peer sleap-nn (0.3.5), see below.
 - prediction: `posekit.load_predictor([centroid, centered])` with the best model of each
   run (the last one when no epoch finished validation) and at most as many instances per
   frame as the training labels have (2), as a SLEAP user would set it.
@@ -32,8 +33,45 @@ spinning OpenMP threads lose their time slices at every barrier; on the 2-core s
 box this was written on, a 160 px UNet step went from 2.2 to 5.7 samples/s. The machine
 load and the CPU time the benchmark actually got are recorded with the results.
 
-Run: ``python benchmarks/time_to_accuracy.py [--minutes 10] [--configs sleap,posekit]
-[--out /tmp/tta] [--threads N] [--device cpu]``.
+sleap-nn runs in its own environment (``--sleap-nn-python``, default
+``/tmp/sleapnn-venv/bin/python`` when it exists; without one the config is skipped with a
+message): `_sleapnn_child.py`, next to this file, is run by that interpreter as a
+subprocess and never imported here. It gets exactly this benchmark's frames: the train,
+validation and test frames are written to ``OUT/sleap-nn/{train,val,test}.slp`` (they
+reference the video). Each profile is converted by sleap-nn's own SLEAP-config loader
+(`TrainingJobConfig.load_sleap_config`) and trained by its `ModelTrainer` as converted
+(its UNet, scale, sigma and stride, batch 4, Adam 1e-4, reduce-on-plateau, early stopping,
+rotation augmentation, 200 epochs of at least 200 steps, per-epoch visualizations, the
+best checkpoint by validation loss), with these settings chosen here:
+
+- wall-clock limit: sleap-nn 0.3.5 exposes none, so Lightning's `Timer` callback (what
+  `Trainer(max_time=...)` installs: checked after every step, then a last validation)
+  is added to its callbacks with the same budget. The profile's 200 epochs are far more
+  than any budget here, so the clock ends the run.
+- ``data_pipeline_fw = "torch_dataset_cache_img_memory"``: SLEAP's ``preload_data: true``,
+  which the converter drops. Frames are cached in memory during set-up, before the clock
+  starts (about 50 s per model on the shared 2-core box, seeking in the mp4): counted in
+  "train min" (``train_s``), not in the budget; ``fit_s`` in results.json is the training
+  loop alone.
+- precision: Lightning's default, 32-true (sleap-nn sets none), as for the ``sleap`` row.
+  Data-loader workers: 0, as converted. Accelerator from ``--device``, one device; seed
+  ``--seed``; no progress bar. Torch threads: the same number as the posekit rows; the
+  child's environment has ``OMP_WAIT_POLICY`` (PASSIVE) and no PYTHONPATH.
+- `ModelTrainer.train()` rather than `sleap_nn.train.run_training`, which after training
+  also predicts and evaluates the training and validation frames (not training).
+
+Prediction: sleap-nn's top-down `Predictor.from_model_paths([centroid, centered])` (their
+``best.ckpt``) with its defaults (peak threshold 0.2, integral refinement, batch 4) and
+at most 2 instances per frame; the predictions (``OUT/sleap-nn/predictions.test.slp``) are
+scored here by `posekit.evaluation.evaluate`, like every row. "predict s" times the
+predict call (reading the frames included, loading the models not), as for posekit. Its
+validation curve is recorded by a callback in the child (minutes since the training loop
+started, at each validation); sleap-nn's own ``training_log.csv`` and log are in
+``OUT/runs``.
+
+Run: ``python benchmarks/time_to_accuracy.py [--minutes 10] [--configs
+sleap,posekit,sleap-nn] [--out /tmp/tta] [--threads N] [--device cpu]
+[--sleap-nn-python PATH]``.
 """
 
 from __future__ import annotations
@@ -57,7 +95,9 @@ SHARED = Path(__file__).resolve().parents[1] / ".." / "shared"
 DEFAULT_SLP = SHARED / "data" / "flies" / "clip.slp"
 PROFILES = SHARED / "sleap_profiles"
 MODELS = (("centroid", "baseline.centroid.json"), ("centered", "baseline_medium_rf.topdown.json"))
-CONFIGS = ("sleap", "posekit")
+CONFIGS = ("sleap", "posekit", "sleap-nn")
+SLEAP_NN_PYTHON = "/tmp/sleapnn-venv/bin/python"  # --sleap-nn-python's default
+SLEAP_NN_CHILD = Path(__file__).resolve().with_name("_sleapnn_child.py")
 
 
 # --------------------------------------------------------------------------- data
@@ -238,7 +278,11 @@ def predict_and_evaluate(
     t0 = time.perf_counter()
     predictions = predictor.predict(test)
     seconds = time.perf_counter() - t0
-    metrics = evaluate(test, predictions)
+    return evaluation_summary(evaluate(test, predictions), seconds)
+
+
+def evaluation_summary(metrics: dict, seconds: float) -> dict[str, Any]:
+    """What the table and results.json keep of `posekit.evaluation.evaluate`'s metrics."""
     keys = ("oks_voc.mAP", "oks_voc.mAR", "dist.p50", "dist.p90", "n_pred_instances")
     out = {k: metrics.get(k) for k in keys}
     out.update(
@@ -248,6 +292,126 @@ def predict_and_evaluate(
     )
     out["pck@3px"] = _pck_at(metrics, 3.0)
     return out
+
+
+# --------------------------------------------------------------------------- sleap-nn
+
+
+def write_sleapnn_splits(train_sio: Any, train_pl: Any, val_pl: Any, test: Any, folder: Path):
+    """The benchmark's train / validation / test frames as `.slp` files for sleap-nn.
+
+    Validation is posekit's seeded split of the training frames (`train_pl`, `val_pl`),
+    mapped back to the labelled frames of `train_sio`; the files reference the video.
+    """
+    import sleap_io as sio
+
+    folder.mkdir(parents=True, exist_ok=True)
+    video_index = {id(v): i for i, v in enumerate(train_sio.videos)}
+
+    def frames_of(pl) -> Any:
+        keys = {(e.video_index, e.frame_idx) for e in pl.entries}
+        frames = [
+            lf
+            for lf in train_sio.labeled_frames
+            if (video_index[id(lf.video)], int(lf.frame_idx)) in keys
+        ]
+        if len(frames) != len(keys):
+            raise RuntimeError(f"{len(keys) - len(frames)} split frames not in the labels")
+        return sio.Labels(
+            labeled_frames=frames,
+            videos=list(train_sio.videos),
+            skeletons=list(train_sio.skeletons),
+            tracks=list(train_sio.tracks),
+        )
+
+    paths = {}
+    for name, labels in (
+        ("train", frames_of(train_pl)),
+        ("val", frames_of(val_pl)),
+        ("test", test),
+    ):
+        paths[name] = str(folder / f"{name}.slp")
+        sio.save_slp(labels, paths[name], embed=False)
+    return paths
+
+
+def run_sleapnn(python: str, command: str, spec: dict, folder: Path, name: str) -> dict:
+    """Run `_sleapnn_child.py COMMAND` in sleap-nn's interpreter; returns its JSON result.
+
+    Its stdout (one line per epoch) is shown; sleap-nn's log goes to ``folder/NAME.log``.
+    PYTHONPATH is dropped so posekit's source tree stays off the child's path.
+    """
+    import subprocess
+
+    folder.mkdir(parents=True, exist_ok=True)
+    spec = dict(spec, result=str(folder / f"{name}.result.json"))
+    spec_path = folder / f"{name}.spec.json"
+    spec_path.write_text(json.dumps(spec, indent=2))
+    log = folder / f"{name}.log"
+    env = {k: v for k, v in os.environ.items() if k != "PYTHONPATH"}
+    env["OMP_WAIT_POLICY"] = os.environ.get("OMP_WAIT_POLICY", "PASSIVE")
+    print(f"  sleap-nn {command}: log in {log}", flush=True)
+    with open(log, "w") as err:
+        rc = subprocess.run(
+            [python, str(SLEAP_NN_CHILD), command, str(spec_path)],
+            stderr=err,
+            cwd=folder,
+            env=env,
+        ).returncode
+    if rc != 0:
+        tail = "\n".join(log.read_text(errors="replace").strip().splitlines()[-15:])
+        raise RuntimeError(f"sleap-nn {command} exited with {rc}; end of {log}:\n{tail}")
+    return json.loads(Path(spec["result"]).read_text())
+
+
+def train_sleapnn_model(
+    model: str, profile: Path, files: dict, threads: int, args: argparse.Namespace
+) -> dict[str, Any]:
+    """Train one model with sleap-nn from SLEAP's profile under the budget (see the child)."""
+    folder = Path(args.out) / "runs"
+    spec = {
+        "profile": str(profile),
+        "train": files["train"],
+        "val": files["val"],
+        "runs": str(folder),
+        "run_name": f"sleap-nn.{model}",
+        "seconds": float(args.minutes) * 60.0,
+        "seed": args.seed,
+        "device": args.device,
+        "threads": threads,
+        "tag": f"sleap-nn {model}",
+    }
+    load0 = os.getloadavg()[0]
+    r = run_sleapnn(args.sleap_nn_python, "train", spec, folder, f"sleap-nn.{model}.train")
+    r.update(
+        cores_used=r["cpu_s"] / r["train_s"] if r["train_s"] > 0 else None,
+        load_avg_1min_start=load0,
+        load_avg_1min_end=os.getloadavg()[0],
+        recommendation=None,
+    )
+    return r
+
+
+def predict_and_evaluate_sleapnn(
+    models: dict[str, dict], test: Any, files: dict, max_instances: int, threads: int, args
+) -> dict[str, Any]:
+    """sleap-nn's top-down inference on the test frames, scored by posekit's `evaluate`."""
+    import sleap_io as sio
+
+    from posekit.evaluation import evaluate
+
+    folder = Path(args.out) / "sleap-nn"
+    spec = {
+        "models": [models["centroid"]["model_dir"], models["centered"]["model_dir"]],
+        "test": files["test"],
+        "predictions": str(folder / "predictions.test.slp"),
+        "max_instances": max_instances,
+        "device": args.device,
+        "threads": threads,
+    }
+    r = run_sleapnn(args.sleap_nn_python, "predict", spec, folder, "predict")
+    predictions = sio.load_slp(r["predictions"], open_videos=False)
+    return evaluation_summary(evaluate(test, predictions), r["predict_s"])
 
 
 def template_oracle(train: Any, test: Any) -> dict[str, Any]:
@@ -406,11 +570,21 @@ def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("--slp", default=str(DEFAULT_SLP))
     p.add_argument("--minutes", type=float, default=10.0, help="training budget per model")
-    p.add_argument("--configs", default="sleap,posekit", help="comma list of: sleap, posekit")
+    p.add_argument(
+        "--configs",
+        default=",".join(CONFIGS),
+        help=f"comma list of: {', '.join(CONFIGS)}",
+    )
     p.add_argument("--threads", type=int, default=None, help="torch threads (default: cores)")
     p.add_argument("--out", default="/tmp/posekit_time_to_accuracy")
     p.add_argument("--device", default="cpu")
     p.add_argument("--seed", type=int, default=0)
+    p.add_argument(
+        "--sleap-nn-python",
+        default=SLEAP_NN_PYTHON if Path(SLEAP_NN_PYTHON).exists() else None,
+        help="python of an environment with sleap-nn, for the sleap-nn config "
+        f"(default: {SLEAP_NN_PYTHON} if it exists)",
+    )
     p.add_argument(
         "--reuse",
         action="store_true",
@@ -422,6 +596,18 @@ def main(argv: list[str] | None = None) -> int:
     bad = [c for c in configs if c not in CONFIGS]
     if bad or not configs:
         p.error(f"--configs: unknown {bad}; choose from {', '.join(CONFIGS)}")
+    if "sleap-nn" in configs and not (args.sleap_nn_python and Path(args.sleap_nn_python).exists()):
+        print(
+            f"skipping the sleap-nn config: no sleap-nn interpreter at "
+            f"{args.sleap_nn_python or SLEAP_NN_PYTHON} (install sleap-nn in its own "
+            "environment and pass --sleap-nn-python /path/to/venv/bin/python)",
+            flush=True,
+        )
+        configs.remove("sleap-nn")
+        if not configs:
+            return 1
+    if args.sleap_nn_python:  # abspath, not resolve: a venv's python is a symlink
+        args.sleap_nn_python = os.path.abspath(args.sleap_nn_python)
     slp = Path(args.slp)
     if not slp.exists():
         p.error(f"labels not found: {slp} (the flies clip lives in shared/data/flies/)")
@@ -455,22 +641,41 @@ def main(argv: list[str] | None = None) -> int:
 
     partial_path = out / "trained.json"
     trained = json.loads(partial_path.read_text()) if args.reuse and partial_path.exists() else {}
+    files = None  # the split as .slp files, for sleap-nn
+    if "sleap-nn" in configs:
+        files = write_sleapnn_splits(train_sio, train_pl, val_pl, test, out / "sleap-nn")
     results: dict[str, dict] = {}
     for name in configs:
         r: dict[str, Any] = {}
-        for model, profile in MODELS:
-            key = f"{name}.{model}"
-            if key in trained and Path(trained[key]["model_dir"]).exists():
-                print(f"== {name}: reusing {model} from {trained[key]['run_dir']}", flush=True)
-                r[model] = trained[key]
-                continue
-            print(f"== {name}: training {model} for {args.minutes:g} min", flush=True)
-            r[model] = train_model(name, model, PROFILES / profile, train_pl, val_pl, args)
-            trained[key] = r[model]
-            partial_path.write_text(json.dumps(trained, indent=2))
-        print(f"== {name}: predicting {len(test)} test frames", flush=True)
-        r["eval"] = predict_and_evaluate(r, test, max_instances, args.device)
+        try:
+            for model, profile in MODELS:
+                key = f"{name}.{model}"
+                if key in trained and Path(trained[key]["model_dir"]).exists():
+                    print(f"== {name}: reusing {model} from {trained[key]['run_dir']}", flush=True)
+                    r[model] = trained[key]
+                    continue
+                print(f"== {name}: training {model} for {args.minutes:g} min", flush=True)
+                if name == "sleap-nn":
+                    r[model] = train_sleapnn_model(model, PROFILES / profile, files, threads, args)
+                else:
+                    r[model] = train_model(name, model, PROFILES / profile, train_pl, val_pl, args)
+                trained[key] = r[model]
+                partial_path.write_text(json.dumps(trained, indent=2))
+            print(f"== {name}: predicting {len(test)} test frames", flush=True)
+            if name == "sleap-nn":
+                r["eval"] = predict_and_evaluate_sleapnn(
+                    r, test, files, max_instances, threads, args
+                )
+            else:
+                r["eval"] = predict_and_evaluate(r, test, max_instances, args.device)
+        except RuntimeError as err:
+            if name != "sleap-nn":
+                raise
+            print(f"== sleap-nn config failed, left out of the results:\n{err}", flush=True)
+            continue
         results[name] = r
+    if not results:
+        return 1
 
     table = results_table(results, args.minutes)
     oracle = template_oracle(train_sio, test)
@@ -489,9 +694,10 @@ def main(argv: list[str] | None = None) -> int:
     for name, r in results.items():
         for model in ("centroid", "centered"):
             m = r[model]
+            loop = f" ({m['fit_s'] / 60:.1f} min training loop)" if m.get("fit_s") else ""
             print(
-                f"{name} {model}: {m['cpu_s'] / 60:.1f} CPU-min in {m['train_s'] / 60:.1f} min "
-                f"(= {m['cores_used']:.2f} of {cores} cores), load average "
+                f"{name} {model}: {m['cpu_s'] / 60:.1f} CPU-min in {m['train_s'] / 60:.1f} min"
+                f"{loop} (= {m['cores_used']:.2f} of {cores} cores), load average "
                 f"{m['load_avg_1min_start']:.1f} -> {m['load_avg_1min_end']:.1f}; "
                 f"{'best' if m['used_best_model'] else 'LAST (no validated epoch)'} model"
             )
@@ -507,6 +713,7 @@ def main(argv: list[str] | None = None) -> int:
         "val_frames": len(val_pl),
         "test_frames": len(test),
         "max_instances": max_instances,
+        "sleap_nn_python": args.sleap_nn_python if "sleap-nn" in results else None,
     }
     payload = {"meta": meta, "results": results, "template_oracle": oracle}
     (out / "results.json").write_text(json.dumps(payload, indent=2))
