@@ -145,3 +145,27 @@ def test_params_from_config_accept_sleap_fields_and_check_ranges():
         augmentation_config({"scale": True, "scale_min": 1.2, "scale_max": 1.1})
     with pytest.raises(ValidationError, match="contrast_min_gamma"):
         augmentation_config({"contrast": True, "contrast_min_gamma": 0.0})
+
+
+def test_warp_into_the_model_size_equals_warp_then_resize():
+    """One pass at the scaled size samples where augmenting then resizing would."""
+    from posekit.model.preprocessing import resize_images, scaled_size
+
+    gen = torch.Generator().manual_seed(0)
+    # a smooth image, so one bilinear pass and two agree closely away from the border
+    ys, xs = torch.meshgrid(torch.arange(96.0), torch.arange(128.0), indexing="ij")
+    img = (torch.sin(xs / 9.0) * torch.cos(ys / 7.0))[None, None].repeat(2, 1, 1, 1)
+    identity = BatchAugmenter({"rotate": True, "rotation_min_angle": 0, "rotation_max_angle": 0})
+    size = scaled_size((96, 128), 0.25)
+    once, _ = identity(img, None, output_size=size)
+    assert once.shape[-2:] == size
+    torch.testing.assert_close(once[..., 1:-1, 1:-1], resize_images(img, 0.25)[..., 1:-1, 1:-1])
+
+    turn = BatchAugmenter({"rotate": True, "rotation_min_angle": 30, "rotation_max_angle": 30})
+    pts = torch.tensor([[[[60.0, 40.0]]], [[[30.0, 70.0]]]])
+    once, moved_once = turn(img, pts, generator=gen, output_size=size)
+    twice, moved_twice = turn(img, pts, generator=gen)
+    twice = resize_images(twice, 0.25)
+    torch.testing.assert_close(moved_once, moved_twice)  # points stay in input pixels
+    inner = (slice(None), slice(None), slice(6, -6), slice(6, -6))
+    assert float((once[inner] - twice[inner]).abs().max()) < 0.02

@@ -167,16 +167,38 @@ class BatchAugmenter:
         return a, flipped
 
     @staticmethod
-    def warp_images(images: torch.Tensor, matrices: torch.Tensor) -> torch.Tensor:
-        """Resample images so that input pixel p moves to ``A @ p`` (bilinear, zeros)."""
+    def warp_images(
+        images: torch.Tensor, matrices: torch.Tensor, output_size: tuple[int, int] | None = None
+    ) -> torch.Tensor:
+        """Resample images so that input pixel p moves to ``A @ p`` (bilinear, zeros).
+
+        With `output_size` (H', W') the warped image is also resized to it in the same
+        pass, sampling where `resize_images` (half-pixel centres) would sample the warped
+        image: augmenting a 1024 px frame for a model that sees it at 256 px then costs
+        the 256 px grid, not the 1024 px one.
+        """
         n, c, h, w = images.shape
-        norm = torch.tensor(
-            [[2.0 / max(w - 1, 1), 0.0, -1.0], [0.0, 2.0 / max(h - 1, 1), -1.0], [0, 0, 1]],
+        ho, wo = output_size or (h, w)
+
+        def norm(height: int, width: int) -> torch.Tensor:
+            return torch.tensor(
+                [
+                    [2.0 / max(width - 1, 1), 0.0, -1.0],
+                    [0.0, 2.0 / max(height - 1, 1), -1.0],
+                    [0.0, 0.0, 1.0],
+                ],
+                dtype=torch.float64,
+            )
+
+        rx, ry = w / wo, h / ho  # output pixel i samples (i + 0.5) r - 0.5
+        resize = torch.tensor(
+            [[rx, 0.0, 0.5 * rx - 0.5], [0.0, ry, 0.5 * ry - 0.5], [0.0, 0.0, 1.0]],
             dtype=torch.float64,
         )
-        theta = norm @ torch.linalg.inv(matrices.double().cpu()) @ torch.linalg.inv(norm)
+        inverse = torch.linalg.inv(matrices.double().cpu())
+        theta = norm(h, w) @ inverse @ resize @ torch.linalg.inv(norm(ho, wo))
         theta = theta[:, :2].to(device=images.device, dtype=images.dtype)
-        grid = F.affine_grid(theta, [n, c, h, w], align_corners=True)
+        grid = F.affine_grid(theta, [n, c, ho, wo], align_corners=True)
         return F.grid_sample(
             images, grid, mode="bilinear", padding_mode="zeros", align_corners=True
         )
@@ -223,6 +245,7 @@ class BatchAugmenter:
         points: torch.Tensor | None = None,
         nan_outside: bool = True,
         generator: torch.Generator | None = None,
+        output_size: tuple[int, int] | None = None,
     ) -> tuple[torch.Tensor, torch.Tensor | None]:
         """Augment a batch.
 
@@ -232,6 +255,9 @@ class BatchAugmenter:
             nan_outside: set points that leave the image to NaN (full frames); top-down
                 context crops pass False because the frame continues beyond them.
             generator: overrides the augmenter's generator for this call.
+            output_size: (H', W') to resize the images to in the geometric warp (see
+                `warp_images`); points stay in input pixels. Without geometric steps the
+                images keep their size (the caller resizes).
 
         Returns:
             (images, points) augmented; the sampled forward matrices are kept in
@@ -245,7 +271,7 @@ class BatchAugmenter:
         if self.params.geometric:
             mats, flipped = self.sample_matrices(n, (h, w), gen)
             self.last_matrices = mats
-            images = self.warp_images(images, mats)
+            images = self.warp_images(images, mats, output_size)
             if points is not None:
                 points = self.transform_points(points, mats)
                 if self.symmetric_inds and bool(flipped.any()):
