@@ -202,7 +202,13 @@ def train_model(
     if name == "posekit":
         # What `train(auto=True, max_time=budget)` applies: the budget-aware recommendation
         # for the training split (explicit here so the benchmark also shows the plan).
-        rec = recommend(config, train_pl, detect_hardware(args.device), max_time=budget)
+        rec = recommend(
+            config,
+            train_pl,
+            detect_hardware(args.device),
+            max_time=budget,
+            overrides=[o.split(":", 1)[1] for o in args.override if o.startswith(f"{model}:")],
+        )
         overrides, num_workers, precision = dict(rec.overrides), rec.num_workers, rec.precision
         # the budgeted recipe (loss, warm-up + cosine over the budget, re-planned epochs)
         recipe_callbacks = rec.callbacks()
@@ -584,6 +590,15 @@ def main(argv: list[str] | None = None) -> int:
         default=SLEAP_NN_PYTHON if Path(SLEAP_NN_PYTHON).exists() else None,
         help="python of an environment with sleap-nn, for the sleap-nn config "
         f"(default: {SLEAP_NN_PYTHON} if it exists)",
+    )
+    p.add_argument(
+        "--override",
+        action="append",
+        default=[],
+        metavar="MODEL:KEY=VALUE",
+        help="a user override for the posekit config's centroid or centered model, planned "
+        "around like `posekit train --auto KEY=VALUE` (repeatable), e.g. "
+        "centered:model.backbone.unet.filters=24",
     )
     p.add_argument(
         "--reuse",
