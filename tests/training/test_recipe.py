@@ -20,7 +20,7 @@ from posekit.training.budget import (
 )
 from posekit.training.hardware import Hardware
 from posekit.training.losses import balanced_mse, head_loss, mse
-from posekit.training.recommend import recommend
+from posekit.training.recommend import SINGLE_SIGMA, recommend
 
 CPU2 = Hardware("cpu", 1, None, 2, train_gflops=60.0)
 
@@ -70,11 +70,11 @@ def test_budgeted_single_instance_recipe(big_frame_labels):
     # the animal is brought to ~56 model px (rounded down to a 0.05 step), never below 48
     assert 48 <= typical * s <= 56 + 1e-6
     assert typical * (s + 0.05) > 56
-    # map: ~24 px across the animal, stride a power of two; sigma 2.5 map px
+    # map: ~24 px across the animal, stride a power of two; the single-instance sigma
     os_ = o["model.heads.single_instance.output_stride"]
     assert os_ == o["model.backbone.unet.output_stride"]
     assert os_ <= typical * s / 24 < 2 * os_ or os_ == 1
-    assert o["model.heads.single_instance.sigma"] == 2.5
+    assert o["model.heads.single_instance.sigma"] == SINGLE_SIGMA
     # schedule: no plateau halving; the recipe carries the loss and the cosine plan
     assert o["optimization.learning_rate_schedule.reduce_on_plateau"] is False
     assert rec.recipe["loss"] == "balanced_mse"
@@ -296,6 +296,43 @@ def test_budget_plan_spends_the_budget_from_the_measured_step_time():
     assert trainer.optimizers[0].param_groups[0]["lr"] == pytest.approx((1e-3 + 1e-5) / 2)
 
 
+def test_sigma_schedule_narrows_training_targets_to_the_config_sigma(big_frame_labels):
+    """Rule 15: wide training Gaussians early, the config's sigma from `until` on."""
+    from posekit.data.dataset import DataPipeline, collate_samples
+    from posekit.model.network import Model
+    from posekit.training.budget import SigmaSchedule
+    from posekit.training.recommend import SIGMA_START, SIGMA_UNTIL
+
+    rec = recommend(_config(), big_frame_labels, CPU2, max_time=300)
+    (cb,) = [c for c in rec.callbacks() if isinstance(c, SigmaSchedule)]
+    assert (cb.start, cb.until, cb.budget_s) == (SIGMA_START, SIGMA_UNTIL, 300.0)
+    assert "sigma_start" not in recommend(_config(), big_frame_labels, CPU2).recipe  # SLEAP's way
+    assert cb.scale(0.0) == pytest.approx(SIGMA_START)
+    assert cb.scale(SIGMA_UNTIL / 2) == pytest.approx((SIGMA_START + 1) / 2)
+    assert cb.scale(SIGMA_UNTIL) == pytest.approx(1.0) and cb.scale(0.9) == 1.0
+
+    # the callback drives the pipeline; only training batches use the wider sigma
+    clock = _Clock()
+    sched = SigmaSchedule(100.0, start=2.0, until=0.5, clock=clock)
+    config = _config()
+    model = Model.from_config(config.model, in_channels=1, part_names=big_frame_labels.node_names)
+    pipe = DataPipeline.from_config(config, big_frame_labels, model.head_specs, max_stride=16)
+    trainer = SimpleNamespace(datamodule=SimpleNamespace(pipeline=pipe))
+    sched.on_train_start(trainer, None)
+    sched.on_train_batch_start(trainer, None, None, 0)
+    assert pipe.train_sigma_scale == pytest.approx(2.0)
+    batch = collate_samples([pipe.dataset(big_frame_labels).raw_sample(0)])
+    wide = pipe.process(batch, augment=True)
+    plain = pipe.process(batch, augment=False)
+    name = "SingleInstanceConfmapsHead"
+    assert float(wide[name].sum()) > 3.0 * float(plain[name].sum())  # area ~ sigma^2
+    clock.t += 60.0
+    sched.on_train_batch_start(trainer, None, None, 1)
+    assert pipe.train_sigma_scale == 1.0
+    sched.on_train_end(trainer, None)
+    assert pipe.train_sigma_scale == 1.0
+
+
 def test_rotation_follows_how_far_the_labelled_poses_turn():
     from posekit.training.label_stats import rotation_arc
 
@@ -354,9 +391,27 @@ def test_choose_model_type_from_labels():
 
     small = _pose_labels(n_frames=6, n_animals=2, image_size=256, body_length=20, seed=3)
     st = label_statistics(small)
-    assert st["size_fraction"] < 0.25 and st["touching_fraction"] <= 0.2
+    assert st["size_fraction"] < 0.25 and st["overlap_fraction"] <= 0.2
     assert choose_model_type(small)[0] == "topdown"
     assert choose_model_type(small, identity=True)[0] == "multi_class_topdown"
+
+    # touching is fine for crops; animals piled on top of each other are not
+    for e in small.entries:
+        first = e.points[0]
+        size = np.nanmax(first.reshape(-1, 2), axis=0) - np.nanmin(first.reshape(-1, 2), axis=0)
+        axis = int(np.argmax(size))
+        for k in range(1, len(e.points)):  # the second animal end to end: boxes overlap
+            e.points[k] = first + np.eye(2)[axis] * size[axis] * 0.9
+    st = label_statistics(small)
+    assert st["overlap_fraction"] == 0.0
+    assert choose_model_type(small)[0] == "topdown"
+    for e in small.entries:
+        for k in range(1, len(e.points)):  # ... and now on top of it
+            e.points[k] = e.points[0] + 2.0
+    st = label_statistics(small)
+    assert st["overlap_fraction"] == 1.0
+    kind, why = choose_model_type(small)
+    assert kind == "bottomup" and "overlapping in 100%" in why
 
     large = _pose_labels(n_frames=6, n_animals=2, image_size=64, body_length=40, seed=4)
     assert label_statistics(large)["size_fraction"] >= 0.25

@@ -60,7 +60,7 @@ from posekit.data.targets import (
 )
 from posekit.errors import PosekitError
 from posekit.model import registry
-from posekit.model.preprocessing import Preprocessor, pad_to_stride, resize_images
+from posekit.model.preprocessing import Preprocessor, pad_to_stride, resize_images, scaled_size
 
 _METADATA_KEYS = ("frame_index", "video_index", "frame_idx", "instance_index")
 
@@ -178,6 +178,10 @@ class DataPipeline:
         #: posekit-only (budgeted `--auto`, recommend.py rule 14): training batches of a
         #: single-instance model are cut to this side (scaled px) around the animal.
         self.train_crop_size: int | None = None
+        #: posekit-only (budgeted `--auto`, recommend.py rule 15): training targets of the
+        #: confidence-map heads are drawn with this multiple of their sigma (validation
+        #: and the saved config keep the config's sigma).
+        self.train_sigma_scale: float = 1.0
         self._type = registry.model_type(model_type)
         if self.is_topdown and self.crop_size is None:
             raise PosekitError(f"{model_type} models need a crop size")
@@ -311,13 +315,20 @@ class DataPipeline:
         images = images.float() / 255.0 if images.dtype == torch.uint8 else images.float()
         points = batch["points"].float()
         class_ids = batch["class_ids"].long()
+        scale = self.preprocessor.input_scaling
+        # Full frames are resized in the augmentation's warp (one pass at the model's size).
+        size = None if self.is_topdown else scaled_size(tuple(images.shape[-2:]), scale)
         if augment and self.augmenter is not None and self.augmenter.enabled:
             images, points = self.augmenter(
-                images, points, nan_outside=not self.is_topdown, generator=generator
+                images,
+                points,
+                nan_outside=not self.is_topdown,
+                generator=generator,
+                output_size=size,
             )
         images = self.preprocessor.normalize(images)
-        scale = self.preprocessor.input_scaling
-        images = resize_images(images, scale)
+        if size is None or tuple(images.shape[-2:]) != size:
+            images = resize_images(images, scale)
         points = points * scale
         out: dict[str, Any] = {}
         if self.is_topdown:
@@ -341,7 +352,8 @@ class DataPipeline:
             if augment and self.train_crop_size and self.model_type == "single_instance":
                 images, points = self._crop_around_animal(images, points, generator)
         out["image"] = images
-        out.update(self.make_targets(points, class_ids, tuple(images.shape[-2:])))
+        sigma_scale = self.train_sigma_scale if augment else 1.0
+        out.update(self.make_targets(points, class_ids, tuple(images.shape[-2:]), sigma_scale))
         out["points"] = points
         out["class_ids"] = class_ids
         for key in _METADATA_KEYS:
@@ -401,27 +413,38 @@ class DataPipeline:
         return (in_y[:, :, None] & in_x[:, None, :])[:, None].float()
 
     def make_targets(
-        self, points: torch.Tensor, class_ids: torch.Tensor, image_hw: tuple[int, int]
+        self,
+        points: torch.Tensor,
+        class_ids: torch.Tensor,
+        image_hw: tuple[int, int],
+        sigma_scale: float = 1.0,
     ) -> dict[str, torch.Tensor]:
-        """Targets of every head for points (N, I, K, 2) in model-input pixels."""
+        """Targets of every head for points (N, I, K, 2) in model-input pixels.
+
+        `sigma_scale` widens (or narrows) every Gaussian map's spread; PAFs keep theirs.
+        """
         targets: dict[str, torch.Tensor] = {}
         primary_points = None
         primary_sigma = None
+
         for head in self.heads:
             name = head.name
             stride = int(head.output_stride)
             if name == "SingleInstanceConfmapsHead" or name == "CenteredInstanceConfmapsHead":
-                primary_points, primary_sigma = points[:, 0], head_sigma(head.sigma, stride)
+                primary_points, primary_sigma = (
+                    points[:, 0],
+                    head_sigma(head.sigma, stride) * sigma_scale,
+                )
                 targets[name] = confidence_maps(
                     primary_points, image_hw, stride, primary_sigma, drop_outside_instances=False
                 )
             elif name == "CentroidConfmapsHead":
                 centroids = instance_centroids(points, self.anchor_index)
                 primary_points = centroids[:, :, None, :]
-                primary_sigma = head_sigma(head.sigma, stride)
+                primary_sigma = head_sigma(head.sigma, stride) * sigma_scale
                 targets[name] = centroid_confidence_maps(centroids, image_hw, stride, primary_sigma)
             elif name == "MultiInstanceConfmapsHead":
-                primary_points, primary_sigma = points, head_sigma(head.sigma, stride)
+                primary_points, primary_sigma = points, head_sigma(head.sigma, stride) * sigma_scale
                 targets[name] = confidence_maps(points, image_hw, stride, primary_sigma)
             elif name == "PartAffinityFieldsHead":
                 targets[name] = part_affinity_fields(
@@ -434,7 +457,7 @@ class DataPipeline:
                     len(self.class_names),
                     image_hw,
                     stride,
-                    head_sigma(head.sigma, stride),
+                    head_sigma(head.sigma, stride) * sigma_scale,
                 )
             elif name == "ClassVectorsHead":
                 targets[name] = class_vectors(class_ids[:, 0], len(self.class_names)).to(

@@ -214,6 +214,44 @@ class TrainCrop(L.Callback):
             pipeline.train_crop_size = self.size
 
 
+class SigmaSchedule(L.Callback):
+    """Wide training Gaussians that narrow to the config's sigma (posekit-only, rule 15).
+
+    The training targets of the confidence-map heads are drawn with ``scale x sigma``;
+    `scale` falls from `start` to 1 along a half cosine over the first `until` of the
+    budget's time and stays 1 after. A fresh network finds a wide blob sooner (more of
+    the map carries signal) and the narrow final peak is what localises; validation
+    targets always use the config's sigma, so validation losses compare across epochs.
+    """
+
+    def __init__(self, budget_s: float, start: float = 2.0, until: float = 0.5, clock: Any = None):
+        self.budget_s = float(budget_s)
+        self.start = float(start)
+        self.until = float(until)
+        self.clock = clock or time.monotonic
+        self._t0: float | None = None
+        self._pipeline: Any = None
+
+    def scale(self, progress: float) -> float:
+        """The sigma multiple at `progress` (elapsed fraction of the budget)."""
+        t = min(max(progress / max(self.until, 1e-9), 0.0), 1.0)
+        return 1.0 + (self.start - 1.0) * 0.5 * (1.0 + math.cos(math.pi * t))
+
+    def on_train_start(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
+        self._t0 = self.clock()
+        self._pipeline = getattr(getattr(trainer, "datamodule", None), "pipeline", None)
+
+    def on_train_batch_start(self, trainer, pl_module, batch, batch_idx) -> None:
+        if self._pipeline is None or self._t0 is None:
+            return
+        progress = (self.clock() - self._t0) / max(self.budget_s, 1e-9)
+        self._pipeline.train_sigma_scale = self.scale(progress)
+
+    def on_train_end(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
+        if self._pipeline is not None:
+            self._pipeline.train_sigma_scale = 1.0
+
+
 # --------------------------------------------------------------------------- augmentation
 
 

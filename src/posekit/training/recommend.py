@@ -47,10 +47,11 @@ GPU ten minutes already buy tens of thousands of samples at the config's own siz
    head. `sigma` (in map pixels;
    posekit multiplies it by the stride) becomes 1.5, i.e. 3 frame px at stride 2.
    Lean single-instance maps instead get ~24 map pixels across the typical animal (the
-   largest power of two ``<= a s / 24``, at most 4) and sigma 2.5 map px, SLEAP's
-   baseline profile value: a whole-frame map holds ~1000x more background than peak,
-   and narrow peaks (1.5 map px at stride 1, what the part rule gave for the reaching
-   frames) left the model on the all-zero map for the whole budget.
+   largest power of two ``<= a s / 24``, at most 4) and sigma 1.5 map px that the
+   training starts at twice that width (rule 15): a whole-frame map holds ~1000x more
+   background than peak, and narrow peaks from the first step (1.5 map px at stride 1,
+   the part rule on the reaching frames, with plain MSE) left the model on the all-zero
+   map for the whole budget; a constant 2.5 map px learned but localised worse (rule 15).
 4. **Crop size** (top-down): SLEAP's automatic rule at that scale, i.e. ``A s`` plus
    `crop_size_detection_padding`, rounded up to a multiple of the backbone's max stride.
 5. **Batch size**: on CPU 4 (per-sample speed hardly changes with the batch there, so
@@ -159,6 +160,22 @@ GPU ten minutes already buy tens of thousands of samples at the config's own siz
     crop). Not a win as it stands; cropping before the augmentation would make the steps
     cheap, mixing in whole frames would show the background.
 
+15. **Sigma schedule (posekit-only; budgeted confidence-map heads)**: the training targets
+    start at ``SIGMA_START`` (2) x the config's sigma and narrow to it along a half cosine
+    over the first ``SIGMA_UNTIL`` (half) of the budget (`SigmaSchedule`); validation
+    always draws the config's sigma, so the best model is chosen on the final targets.
+    A wide blob gives a fresh network signal over more of the map, and the narrow final
+    peak localises. Flies top-down (`benchmarks/time_to_accuracy.py`, block split, 5 +
+    5 min on 2 idle cores, the same centroid model, centered-instance runs only):
+    constant sigma 1.5 map px: OKS mAP 0.770, median 0.73 px, p90 2.88 px; schedule 3.0
+    -> 1.5: 0.804, 0.70, 2.40; schedule 3.0 -> 1.0 (sigma 1.0 override): 0.775, 0.60,
+    2.41 (finer, more far misses). Horizontal flips with the L/R nodes as symmetries
+    were tried on the same runs and lost (0.729): more variety than 5 minutes can learn.
+    Reaching (`--auto --max-time 480`, no config, idle cores, with the single-pass warp
+    of full frames): schedule 3.0 -> 1.5 map px: 11/11 animals, median 4.8 px, p90 10.3
+    px, OKS mAP 0.40 (~2100 steps); the same at scale 0.35 (animal ~80 px, ~1000
+    steps): 6.0 px, 12.6 px, 0.35. Before (constant 2.5, loaded cores): 5.0, 24.6, 0.33.
+
 Every setting is returned as a dotted override with the reason for it. The user's own
 overrides are passed in (`overrides=`): the plan is made with their values (a reason
 says "your override"), and they are applied again after these and win.
@@ -187,8 +204,8 @@ LEAN_SIGMA = 1.5
 LEAN_ANIMAL_PX = 56.0
 #: Lean single-instance models: map pixels across the typical animal (rule 3).
 LEAN_MAP_PIXELS_PER_ANIMAL = 24.0
-#: Lean single-instance sigma in map pixels (rule 3).
-SINGLE_SIGMA = 2.5
+#: Lean single-instance sigma in map pixels (rule 3; rule 15 starts training wider).
+SINGLE_SIGMA = 1.5
 BUDGET_WARMUP_STEPS = 20
 #: Rule 14 (training crops) is off: measured no better on reaching (see the docstring).
 TRAIN_CROPS = False
@@ -196,6 +213,10 @@ TRAIN_CROPS = False
 TRAIN_CROP_ANIMALS = 2.0
 #: ... used only when the crop is at most this fraction of the model's input.
 TRAIN_CROP_MAX_AREA = 0.6
+#: Rule 15 (budgeted confidence maps): training sigma starts at this multiple of the
+#: config's and narrows to it over the first SIGMA_UNTIL of the budget (None: off).
+SIGMA_START: float | None = 2.0
+SIGMA_UNTIL = 0.5
 #: Degrees of rotation augmentation beyond what the labelled poses show (rule 10).
 ROTATION_MARGIN = 15.0
 BUDGET_LR_FLOOR = 0.01
@@ -227,7 +248,8 @@ class Recommendation:
     def set(self, key: str, value: Any, reason: str) -> Any:
         """Record a setting; returns the value in force (the user's, when they set it)."""
         if key in self.fixed:
-            value, reason = self.fixed[key], f"your override; --auto would pick {value!r}"
+            picked = f"; --auto would pick {value!r}" if reason else ""
+            value, reason = self.fixed[key], f"your override{picked}"
         self.overrides[key] = value
         self.reasons[key] = reason
         return value
@@ -245,13 +267,21 @@ class Recommendation:
 
     def callbacks(self) -> list[Any]:
         """Lightning callbacks that carry out `recipe` (none for SLEAP's ways)."""
-        from posekit.training.budget import BudgetPlan, RecipeLoss, TrainCrop
+        from posekit.training.budget import BudgetPlan, RecipeLoss, SigmaSchedule, TrainCrop
 
         out: list[Any] = []
         if self.recipe.get("loss") not in (None, "mse"):
             out.append(RecipeLoss(self.recipe["loss"]))
         if self.recipe.get("train_crop"):
             out.append(TrainCrop(int(self.recipe["train_crop"])))
+        if self.recipe.get("sigma_start") and self.recipe.get("budget_s"):
+            out.append(
+                SigmaSchedule(
+                    float(self.recipe["budget_s"]),
+                    start=float(self.recipe["sigma_start"]),
+                    until=float(self.recipe.get("sigma_until", 0.5)),
+                )
+            )
         if self.recipe.get("budget_s"):
             out.append(
                 BudgetPlan(
@@ -409,7 +439,7 @@ def recommend(
                 f"~{LEAN_MAP_PIXELS_PER_ANIMAL:.0f} map px per animal ({typical * s:.0f} px "
                 f"at scale {s}); refinement localises inside a map pixel"
             )
-            sigma, sigma_why = SINGLE_SIGMA, "map px: wide enough to learn from few frames"
+            sigma, sigma_why = SINGLE_SIGMA, "map px; training starts twice as wide (rule 15)"
         else:
             os_ = _pow2_floor(2.0 * s)
             why = "a map pixel <= 2 frame px; refinement localises inside it"
@@ -600,6 +630,9 @@ def recommend(
         }
         if train_crop is not None:
             rec.recipe["train_crop"] = train_crop
+        if SIGMA_START is not None and hasattr(config.model.heads.which_oneof(), "sigma"):
+            rec.recipe["sigma_start"] = SIGMA_START
+            rec.recipe["sigma_until"] = SIGMA_UNTIL
 
     # 10. rotation
     augmentation = config.optimization.augmentation_config
