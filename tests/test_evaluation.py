@@ -86,6 +86,19 @@ def test_perfect_predictions_give_map_1():
     assert m["n_matched"] == 3 and m["n_false_negatives"] == 0
 
 
+def test_user_labels_kept_beside_predictions_are_not_scored():
+    """`posekit predict LABELS.slp` keeps the user's instances beside the predictions."""
+    gt = make_labels([[(A, 1, None), (B, 1, None)]])
+    pr = make_labels([[(A + 3, 0.4, None), (B + 3, 0.3, None)]], predicted=True)
+    both = make_labels([[(A, 1, None), (B, 1, None)]])
+    both.labeled_frames[0].instances.extend(pr.labeled_frames[0].instances)
+    m = evaluate(gt, both)
+    assert m["n_pred_instances"] == 2 and m["dist.p50"] == pytest.approx(math.hypot(3, 3))
+    assert m["oks_voc.mAP"] == pytest.approx(evaluate(gt, pr)["oks_voc.mAP"])
+    # a file of user labels only (a second annotator) is scored as it is
+    assert evaluate(gt, make_labels([[(A, 1, None), (B, 1, None)]]))["oks_voc.mAP"] == 1.0
+
+
 def test_missing_instance_lowers_recall_by_its_share():
     gt = make_labels([[(A, 1, None), (B, 1, None)]])
     pr = make_labels([[(A, 0.9, None)]], predicted=True)

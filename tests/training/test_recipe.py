@@ -81,7 +81,7 @@ def test_budgeted_single_instance_recipe(big_frame_labels):
     assert rec.recipe["lr_schedule"] == "budget_cosine"
     assert rec.recipe["budget_s"] == 480
     kinds = {type(cb).__name__ for cb in rec.callbacks()}
-    assert kinds == {"BudgetPlan", "RecipeLoss"} | (
+    assert kinds == {"BudgetPlan", "RecipeLoss", "SigmaSchedule"} | (
         {"TrainCrop"} if "train_crop" in rec.recipe else set()
     )
 

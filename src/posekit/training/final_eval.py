@@ -62,13 +62,22 @@ def _atomic_json(path: Path, data: dict) -> None:
     write_text_atomic(path, json.dumps(jsonable(data), indent=2) + "\n")
 
 
-def summary_line(name: str, metrics: dict[str, Any]) -> str:
-    """``"val: 23/23 animals, OKS mAP 0.81, median 2.1 px, p90 5.3 px"``."""
+def summary_line(name: str, metrics: dict[str, Any], found_only: bool = False) -> str:
+    """``"val: 23/23 animals, OKS mAP 0.81, median 2.1 px, p90 5.3 px"``.
+
+    `found_only`: the predictions are labelled instances matched to what the model found
+    (a centroid model alone, SLEAP's ground-truth mode), so only the count means anything.
+    """
 
     def num(key: str, fmt: str) -> str:
         v = metrics.get(key)
         return "n/a" if v is None or not math.isfinite(float(v)) else format(float(v), fmt)
 
+    if found_only:
+        return (
+            f"{name}: {metrics.get('n_matched', 0)}/{metrics.get('n_gt_instances', 0)} animals "
+            f"found (centroid model; poses come from its centered-instance model)"
+        )
     return (
         f"{name}: {metrics.get('n_matched', 0)}/{metrics.get('n_gt_instances', 0)} animals, "
         f"OKS mAP {num('oks_voc.mAP', '.2f')}, median {num('dist.p50', '.1f')} px, "
@@ -160,14 +169,21 @@ def plot_worst_frames(gt: Any, pred: Any, png: Path, k: int = WORST_FRAMES) -> P
 def evaluate_split(
     models: list[Any], labels: Any, device: str = "cpu", batch_size: int = 4
 ) -> tuple[dict[str, Any], Any, Any]:
-    """(metrics, ground truth, predictions) of `models` on `labels`."""
+    """(metrics, ground truth, predictions) of `models` on `labels`.
+
+    ``metrics["found_only"]`` is True when the predictions are labelled instances matched
+    to what a centroid model alone found (see `summary_line`).
+    """
     from posekit.evaluation import evaluate
     from posekit.inference.predictors import load_predictor
 
     gt = _sio_labels(labels)
     predictor = load_predictor(models, device=device, batch_size=batch_size, progress=False)
     pred = predictor.predict(gt)
-    return evaluate(gt, pred), gt, pred
+    metrics = evaluate(gt, pred)
+    # a top-down predictor without its crop model returns the labelled instances it found
+    metrics["found_only"] = getattr(predictor, "confmap_model", True) is None
+    return metrics, gt, pred
 
 
 def evaluate_run(
@@ -203,8 +219,9 @@ def evaluate_run(
             continue
         try:
             metrics, gt, pred = evaluate_split(list(models), labels, device=device)
+            found_only = bool(metrics.pop("found_only", False))
             _atomic_json(run_dir / f"metrics.{name}.json", metrics)
-            lines.append(summary_line(name, metrics))
+            lines.append(summary_line(name, metrics, found_only=found_only))
         except Exception as err:  # noqa: BLE001 - evaluation must not fail a trained run
             lines.append(f"{name}: not evaluated ({type(err).__name__}: {err})")
             continue
