@@ -99,6 +99,7 @@ def run_demo_pipeline(
     from posekit.evaluation import evaluate
     from posekit.inference.predictors import load_predictor
     from posekit.tracking import track
+    from posekit.training.model_type import budget_share
     from posekit.training.run import train
     from posekit.visualization import plot_training_curve, render
 
@@ -132,7 +133,8 @@ def run_demo_pipeline(
     console.rule("[bold]2. Training (top-down: centroid + centered instance)")
     budget = max(minutes, 0.5) * 60.0
     runs = {}
-    for model_type, share in (("centroid", 0.4), ("centered_instance", 0.6)):
+    for model_type in ("centroid", "centered_instance"):
+        share = budget_share(model_type, pair=True)
         cfg = TrainingJobConfig.from_dict(_config(model_type))
         runs[model_type] = train(
             cfg,

@@ -194,10 +194,6 @@ def run(args: argparse.Namespace) -> int:
     return 0
 
 
-#: Share of the budget each model of a pair gets: the centroid model only finds animals.
-_BUDGET_SHARE = {"centroid": 0.4}
-
-
 def _train_chosen_type(args: argparse.Namespace, overrides: list[str]) -> int:
     """No config: choose the model type from the labels, say why, train every model of it.
 
@@ -208,7 +204,7 @@ def _train_chosen_type(args: argparse.Namespace, overrides: list[str]) -> int:
     import datetime
 
     from posekit.training.hardware import budget_seconds
-    from posekit.training.model_type import choose_model_type, default_configs
+    from posekit.training.model_type import budget_share, choose_model_type, default_configs
     from posekit.training.run import train
     from posekit.training.run_folder import env_rank
 
@@ -224,7 +220,7 @@ def _train_chosen_type(args: argparse.Namespace, overrides: list[str]) -> int:
     runs = []
     for cfg in configs:
         head = cfg.model.heads.which_oneof_attrib_name()
-        share = _BUDGET_SHARE.get(head, 1.0 - 0.4) if pair else 1.0
+        share = budget_share(head, pair)
         runs.append(
             train(
                 cfg,

@@ -43,6 +43,18 @@ OVERLAP_DISTANCE = 0.5
 #: Fraction of multi-animal frames with overlapping animals above which bottom-up is chosen.
 OVERLAP_FRAMES = 0.2
 
+#: Share of a pair's time budget that the anchor (centroid) model gets; the crop model
+#: gets the rest. The centroid model only has to find animals, which it does early.
+ANCHOR_BUDGET_SHARE = 0.4
+
+
+def budget_share(head_type: str, pair: bool) -> float:
+    """Fraction of the training budget a model of `head_type` gets (1.0 when alone)."""
+    if not pair:
+        return 1.0
+    return ANCHOR_BUDGET_SHARE if head_type == "centroid" else 1.0 - ANCHOR_BUDGET_SHARE
+
+
 #: The model types `choose_model_type` returns and the config heads each one trains.
 MODEL_TYPE_HEADS: dict[str, tuple[str, ...]] = {
     "single_instance": ("single_instance",),
@@ -233,7 +245,9 @@ def default_configs(model_type: str) -> list[Any]:
 
 
 __all__ = [
+    "ANCHOR_BUDGET_SHARE",
     "MODEL_TYPE_HEADS",
+    "budget_share",
     "SMALL_ANIMAL_FRACTION",
     "OVERLAP_DISTANCE",
     "OVERLAP_FRAMES",
