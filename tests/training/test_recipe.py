@@ -577,3 +577,12 @@ def test_frames_of_different_sizes_train(tmp_path):
     assert any("2 sizes" in w for w in label_warnings(pose_labels_from_sleap_io(both)))
     run = _train_auto(_save(both, tmp_path / "sizes.pkg.slp"), tmp_path, "sizes")
     assert (run / "best_model").exists()
+
+
+def test_a_pair_splits_the_budget_by_what_the_registry_says_works_on_crops():
+    from posekit.training.model_type import ANCHOR_BUDGET_SHARE, budget_share
+
+    assert budget_share("centroid", pair=True) == ANCHOR_BUDGET_SHARE
+    for crop_type in ("centered_instance", "multi_class_topdown"):
+        assert budget_share(crop_type, pair=True) == pytest.approx(1 - ANCHOR_BUDGET_SHARE)
+    assert budget_share("single_instance", pair=False) == 1.0

@@ -43,16 +43,22 @@ OVERLAP_DISTANCE = 0.5
 #: Fraction of multi-animal frames with overlapping animals above which bottom-up is chosen.
 OVERLAP_FRAMES = 0.2
 
-#: Share of a pair's time budget that the anchor (centroid) model gets; the crop model
-#: gets the rest. The centroid model only has to find animals, which it does early.
+#: Share of a pair's time budget that the anchor model (the one that finds the animals)
+#: gets; the crop model gets the rest. Finding animals is learnt early.
 ANCHOR_BUDGET_SHARE = 0.4
 
 
 def budget_share(head_type: str, pair: bool) -> float:
-    """Fraction of the training budget a model of `head_type` gets (1.0 when alone)."""
+    """Fraction of the training budget a model of `head_type` gets (1.0 when alone).
+
+    In a pair the registry says which model works on crops; the other is the anchor.
+    """
+    from posekit.model import registry
+
     if not pair:
         return 1.0
-    return ANCHOR_BUDGET_SHARE if head_type == "centroid" else 1.0 - ANCHOR_BUDGET_SHARE
+    crops = registry.model_type(head_type).crops
+    return 1.0 - ANCHOR_BUDGET_SHARE if crops else ANCHOR_BUDGET_SHARE
 
 
 #: The model types `choose_model_type` returns and the config heads each one trains.
