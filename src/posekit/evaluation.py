@@ -256,18 +256,6 @@ def find_frame_pairs(labels_gt, labels_pr) -> list[tuple[Any, Any]]:
     return pairs
 
 
-def _has_predictions(labels) -> bool:
-    return any(lf.predicted_instances for lf in labels.labeled_frames)
-
-
-def _predicted_instances(lf) -> list:
-    return list(lf.predicted_instances)
-
-
-def _all_instances(lf) -> list:
-    return list(lf.instances)
-
-
 # --------------------------------------------------------------------------- evaluate
 
 
@@ -319,13 +307,13 @@ def evaluate(
     # Predicting a labels file keeps its user instances beside the predictions (as SLEAP
     # does); scoring those copies would report a perfect model. A file with predicted
     # instances is scored on them alone; one without (a second annotator's labels) on all.
-    scored = _predicted_instances if _has_predictions(predictions) else _all_instances
+    only_predicted = any(lf.predicted_instances for lf in predictions.labeled_frames)
     pairs = []  # (gt points, pr points, oks, pr score, gt track, pr track)
     n_gt = n_pr = n_fn = 0
     fp_scores: list[float] = []
     for lf_gt, lf_pr in frame_pairs:
         gts = list(lf_gt.user_instances)
-        prs = scored(lf_pr)
+        prs = list(lf_pr.predicted_instances if only_predicted else lf_pr.instances)
         pts_gt = [instance_points(i, names) for i in gts]
         pts_pr = [instance_points(i, names) for i in prs]
         scores = [float(getattr(i, "score", 1.0)) for i in prs]

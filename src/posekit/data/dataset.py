@@ -426,7 +426,6 @@ class DataPipeline:
         targets: dict[str, torch.Tensor] = {}
         primary_points = None
         primary_sigma = None
-
         for head in self.heads:
             name = head.name
             stride = int(head.output_stride)
