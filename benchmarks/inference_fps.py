@@ -98,6 +98,13 @@ def main() -> None:
     )
     args = parser.parse_args()
     variants = [tuple(v.split(":")) for v in args.variants.split(",") if v]
+    if args.device == "cpu" and any(p == "bf16" for _, p in variants):
+        from posekit.optimize import bf16_support
+
+        support = bf16_support()
+        if not support.runs:  # the predictor would run float32 under a bf16 label
+            print(f"skipping bf16 variants: {support.reason}")
+            variants = [v for v in variants if v[1] != "bf16"]
 
     import sleap_io as sio
     from rich.console import Console

@@ -144,6 +144,13 @@ def main(argv: list[str] | None = None) -> None:
     console = Console()
     if not console.is_terminal:
         console = Console(width=130)
+    if device.type == "cpu" and any(p.startswith("bf16") for p in precisions):
+        from posekit.optimize import bf16_support
+
+        support = bf16_support()
+        if not support.runs:  # a float32 row labelled bf16 would mislead
+            console.print(f"skipping bf16-mixed: {support.reason}")
+            precisions = [p for p in precisions if not p.startswith("bf16")]
     base = load_config(profile)
     model_type = base.model.heads.which_oneof_attrib_name()
     animals = 1 if model_type == "single_instance" else 2

@@ -248,19 +248,21 @@ def test_imported_sleap_unet_optimizes_to_the_same_outputs():
 
 
 def test_precision_resolution_and_errors():
-    from posekit.optimize import cpu_supports_bf16, resolve_precision
+    from posekit.optimize import cpu_runs_bf16, cpu_supports_bf16, resolve_precision
 
     assert resolve_precision("auto", "cuda") == "float16"
     assert resolve_precision("auto", "cpu") == ("bfloat16" if cpu_supports_bf16() else "float32")
     assert resolve_precision("fp32", "cuda") == "float32"
-    assert resolve_precision("BF16", "cpu") == "bfloat16"
+    assert resolve_precision("BF16", "cuda") == "bfloat16"
+    if cpu_runs_bf16():
+        assert resolve_precision("BF16", "cpu") == "bfloat16"
     with pytest.raises(PosekitError, match="precision='int8'"):
         resolve_precision("int8")
 
 
 @pytest.mark.skipif(
     not __import__("posekit.optimize").optimize.cpu_supports_bf16(),
-    reason="this CPU has no native bfloat16",
+    reason=__import__("posekit.optimize").optimize.bf16_support().reason,
 )
 def test_bf16_autocast_runs_convs_in_bf16_close_to_fp32():
     from posekit.optimize import optimize_for_inference, precision

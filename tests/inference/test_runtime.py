@@ -65,6 +65,13 @@ def test_torch_runner_fp32_equals_the_eager_model():
     assert next(model.parameters()).is_contiguous()
 
 
+NO_BF16 = pytest.mark.skipif(
+    not __import__("posekit.optimize").optimize.cpu_runs_bf16(),
+    reason=__import__("posekit.optimize").optimize.bf16_support().reason,
+)
+
+
+@NO_BF16
 def test_torch_runner_bf16_runs_bf16_weights_and_returns_float32():
     model = small_model()
     x = torch.rand(2, 1, 32, 32)
@@ -237,7 +244,11 @@ BF16_STATISTIC = {"single": np.nanmedian}
 @pytest.mark.parametrize("case", sorted(REFERENCE_CASES))
 @pytest.mark.parametrize(
     "runtime, precision, limit",
-    [("onnx", "fp32", 1e-3), ("compile", "fp32", 1e-3), ("torch", "bf16", 0.1)],
+    [
+        ("onnx", "fp32", 1e-3),
+        ("compile", "fp32", 1e-3),
+        pytest.param("torch", "bf16", 0.1, marks=NO_BF16),
+    ],
     ids=["onnx", "compile", "bf16"],
 )
 def test_reference_models_move_less_than_the_limit(

@@ -54,6 +54,10 @@ def test_loss_falls_and_model_loads(model_type, data, single_labels, multi_label
         assert model.crop_size is None
 
 
+@pytest.mark.skipif(
+    not __import__("posekit.optimize").optimize.cpu_runs_bf16(),
+    reason=__import__("posekit.optimize").optimize.bf16_support().reason,
+)
 def test_bf16_mixed_training_on_cpu_learns_and_saves_float32_weights(single_labels, tmp_path):
     """`--precision bf16-mixed` (what --auto picks on AMX CPUs) trains channels-last."""
     import torch

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import argparse
 import sys
+import warnings
 
 from posekit.cli import (
     configs,
@@ -68,10 +69,25 @@ INTERRUPTED = "files are written only once complete, so no half-written output w
 EXIT_INTERRUPTED = 130
 
 
+def _format_warning(message, category, filename, lineno, line=None) -> str:
+    """posekit's own warnings as one ``posekit: warning:`` line (the file and source
+    line of a library warning mean nothing to someone running a command); others as
+    Python prints them."""
+    if "posekit" in str(filename).replace("\\", "/").split("/") and issubclass(
+        category, UserWarning
+    ):
+        return f"posekit: warning: {message}\n"
+    return _PYTHON_FORMAT(message, category, filename, lineno, line)
+
+
+_PYTHON_FORMAT = warnings.formatwarning
+
+
 def main(argv: list[str] | None = None) -> int:
     """Run a command: 0 on success, 2 for a `PosekitError` (one line, no traceback), 130
     after Ctrl-C (one line saying what was or was not written)."""
     args = parse_args(argv)
+    warnings.formatwarning = _format_warning
     try:
         return int(args.run(args) or 0)
     except PosekitError as err:
@@ -81,6 +97,8 @@ def main(argv: list[str] | None = None) -> int:
         note = str(err) or getattr(args, "interrupted", INTERRUPTED)
         print(f"\nposekit: error: interrupted; {note}", file=sys.stderr)
         return EXIT_INTERRUPTED
+    finally:
+        warnings.formatwarning = _PYTHON_FORMAT
 
 
 if __name__ == "__main__":

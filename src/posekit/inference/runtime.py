@@ -279,6 +279,10 @@ def _quantize_onnx(path: Path, calibration) -> Path:
 def make_runner(model, *, device: str = "cpu", precision: str = "fp32", runtime: str = "torch"):
     """A callable running `model` on preprocessed batches -> ``{head name: float32 map}``."""
     check_runtime_options(runtime, precision, device)
+    if precision == "bf16":
+        from posekit.optimize import usable_bf16
+
+        precision = "bf16" if usable_bf16(device) else "fp32"
     if runtime == "onnx" or precision == "int8":
         return OnnxRunner(model, device=device, int8=precision == "int8")
     return TorchRunner(model, precision=precision, compile=runtime == "compile")

@@ -18,7 +18,10 @@ _LAZY = {
     "fold_batchnorms": ".fusion",
     "fuse_conv_relu": ".fusion",
     "optimize_for_inference": ".fusion",
+    "bf16_support": ".autocast",
+    "cpu_runs_bf16": ".autocast",
     "cpu_supports_bf16": ".autocast",
+    "usable_bf16": ".autocast",
     "precision": ".autocast",
     "resolve_precision": ".autocast",
 }

@@ -513,7 +513,7 @@ def _trainer(
         strategy=strategy or "auto",
         max_epochs=int(config.optimization.epochs),
         max_time=_max_time(max_time),
-        precision=precision or "32-true",
+        precision=_runnable_precision(precision or "32-true", accelerator),
         logger=loggers or False,
         log_every_n_steps=log_every_n_steps(config),
         enable_checkpointing=False,
@@ -547,6 +547,25 @@ def _accelerator(device: str | None) -> str:
     return {"cuda": "gpu", "gpu": "gpu", "cpu": "cpu", "mps": "mps", "auto": "auto"}.get(
         device, device
     )
+
+
+def _runnable_precision(precision: str, accelerator: str) -> str:
+    """The Lightning precision to train with: a bf16 one falls back to ``32-true``, with
+    one warning, on a CPU that cannot run bfloat16 (oneDNN would stop the first step)."""
+    if not str(precision).startswith("bf16"):
+        return precision
+    import torch
+
+    on_cpu = accelerator == "cpu" or (
+        accelerator == "auto"
+        and not torch.cuda.is_available()
+        and not (getattr(torch.backends, "mps", None) and torch.backends.mps.is_available())
+    )
+    from posekit.optimize import usable_bf16
+
+    if on_cpu and not usable_bf16("cpu", f"--precision {precision}"):
+        return "32-true"
+    return precision
 
 
 def _max_time(max_time: Any) -> _dt.timedelta | None:
@@ -663,6 +682,11 @@ def _evaluate(job: _Job, run_dir: Path, val_set: Any, device: str | None) -> Non
 
     where = resolve_device(device or "auto")
     print("posekit: " + evaluate_run(run_dir, val_set, test_labels=test, device=where))
+    from posekit.training.more_time import more_time_advice
+
+    advice = more_time_advice(run_dir / "metrics.csv")
+    if advice:
+        print("posekit: " + advice)
 
 
 def _finish(config: Any, trainer: Any, run_dir: Path) -> None:

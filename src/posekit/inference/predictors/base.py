@@ -148,6 +148,10 @@ class Predictor:
         self.batch_size = int(batch_size)
         self.device = resolve_device(device)
         check_runtime_options(runtime, precision, self.device)
+        if precision == "bf16":
+            from posekit.optimize import usable_bf16
+
+            precision = "bf16" if usable_bf16(self.device) else "fp32"
         self.precision = precision
         self.runtime = runtime
         self._runners: dict[int, Any] = {}
