@@ -586,3 +586,47 @@ def test_a_pair_splits_the_budget_by_what_the_registry_says_works_on_crops():
     for crop_type in ("centered_instance", "multi_class_topdown"):
         assert budget_share(crop_type, pair=True) == pytest.approx(1 - ANCHOR_BUDGET_SHARE)
     assert budget_share("single_instance", pair=False) == 1.0
+
+
+def _two_view_labels(labels, offset=(200.0, 0.0), joined=False):
+    """The same animal seen twice (e.g. floor and mirror): each instance gets a second copy
+    of its parts, `offset` away, as a second connected group of the skeleton."""
+    import dataclasses
+
+    from posekit.config.skeleton import SkeletonConfig
+
+    names = list(labels.node_names)
+    mirror = [f"{n}_mirror" for n in names]
+    edges = list(labels.skeleton.edges) + [
+        (f"{a}_mirror", f"{b}_mirror") for a, b in labels.skeleton.edges
+    ]
+    if joined:
+        edges.append((names[0], mirror[0]))
+    skeleton = SkeletonConfig(node_names=names + mirror, edges=edges)
+    entries = [
+        dataclasses.replace(
+            e, points=np.concatenate([e.points, e.points + np.asarray(offset)], axis=1)
+        )
+        for e in labels.entries
+    ]
+    return dataclasses.replace(labels, skeleton=skeleton, entries=entries)
+
+
+def test_an_animal_seen_twice_is_sized_by_one_view(big_frame_labels):
+    """A mirror view doubles the instance's bounding box, not the animal: the input scale
+    follows one view (a connected group of parts), the crop size the whole instance."""
+    from posekit.training.label_stats import _instance_sizes, animal_sizes
+
+    one = float(np.median(animal_sizes(big_frame_labels)))
+    twice = _two_view_labels(big_frame_labels)
+    assert len(big_frame_labels.skeleton.edges) > 0
+    assert np.allclose(animal_sizes(twice), animal_sizes(big_frame_labels))
+    assert float(np.median(_instance_sizes(twice))) > one + 150  # the box spans both views
+    # a skeleton joining the views is one group: the whole instance, as before
+    joined = _two_view_labels(big_frame_labels, joined=True)
+    assert np.allclose(animal_sizes(joined), _instance_sizes(joined))
+
+    s_one = recommend(_config(), big_frame_labels, CPU2, max_time=480).overrides
+    s_two = recommend(_config(), twice, CPU2, max_time=480).overrides
+    key = "data.preprocessing.input_scaling"
+    assert s_two[key] == s_one[key]  # the animal is as resolvable as when seen once

@@ -6,7 +6,9 @@ clock the user grants to training) it also makes the network as cheap as the dat
 on a CPU, because there the budget, not the epoch count, decides how good the model gets.
 
 Notation: (H, W) frame size; `a` the typical animal size (median over instances of the
-largest bounding-box side, frame pixels); `A` the largest instance; `n` the training
+longer bounding-box side of the instance's largest connected group of parts, frame
+pixels: one view of an animal seen in a mirror or several cameras; the whole instance
+where the skeleton is one group); `A` the largest instance; `n` the training
 examples (frames, or instances for top-down models); `s` the input scaling; `B` the
 budget in seconds. "Lean" means: a budget is given and the model trains on a CPU (on a
 GPU ten minutes already buy tens of thousands of samples at the config's own size).
@@ -194,6 +196,7 @@ from posekit.training.label_stats import (
     _frame_channels,
     _frame_hw,
     _instance_sizes,
+    animal_sizes,
     label_warnings,
     rotation_arc,
 )
@@ -385,8 +388,10 @@ def recommend(
     backbone_name = config.model.backbone.which_oneof_attrib_name()
     h, w = _frame_hw(labels)
     channels = _frame_channels(labels)
-    sizes = _instance_sizes(labels)
-    typical, largest = float(np.median(sizes)), float(sizes.max())
+    # crops must hold the whole instance; the scale and the maps follow the animal's body
+    # (one view of it, where the skeleton is split into views: see `animal_sizes`)
+    largest = float(_instance_sizes(labels).max())
+    typical = float(np.median(animal_sizes(labels)))
 
     # 1. input scaling
     if kind.crops:
