@@ -97,7 +97,7 @@ def test_suggest_writes_a_new_project_with_labels_intact(tmp_path, capsys):
         assert float(r["doubt"]) == pytest.approx(sum(float(r[p]) for p in parts), abs=2e-3)
     kept = after.provenance["posekit.suggest"]["frames"]
     assert [k["frame_idx"] for k in kept] == [int(r["frame_idx"]) for r in rows]
-    assert f"Suggested 3 frames" in printed and rows[0]["reason"] in printed
+    assert "Suggested 3 frames" in printed and rows[0]["reason"] in printed
     # the input is never the output
     assert main([*argv[:3], "-o", str(PROJECT), *argv[5:]]) == 2
 

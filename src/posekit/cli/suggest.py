@@ -48,8 +48,12 @@ def add_parser(subparsers) -> argparse.ArgumentParser:
         action="store_true",
         help="print each frame's reasons and write them to <OUTPUT>.suggestions.csv",
     )
-    p.add_argument("--batch-size", type=int, default=4, help="frames per batch (default: 4)")
-    p.add_argument("--device", default="auto", help="auto, cpu, cuda, cuda:N or mps")
+    p.add_argument(
+        "--batch-size", type=int, default=4, help="frames per batch (default: %(default)s)"
+    )
+    p.add_argument(
+        "--device", default="auto", help="auto, cpu, cuda, cuda:N or mps (default: %(default)s)"
+    )
     return p
 
 
