@@ -218,3 +218,33 @@ def test_several_untracked_animals_need_tracks():
     )
     with pytest.raises(PosekitError, match="posekit track"):
         filter_labels(labels, TrajectoryFilter(smooth="kalman"))
+
+
+ROBOT = FLIES.parents[2] / "sleap_models" / "minimal_robot.UNet.single_instance"
+
+
+@pytest.mark.skipif(not ROBOT.exists(), reason="shared SLEAP model absent")
+def test_predict_applies_the_filters_to_analysis_outputs(tmp_path):
+    import h5py
+
+    video = FLIES.parents[1] / "minimal" / "small_robot.mp4"
+    raw, smooth = tmp_path / "raw.analysis.h5", tmp_path / "smooth.analysis.h5"
+    base = ["predict", str(ROBOT), str(video), "--frames", "0-15", "--device", "cpu"]
+    assert main([*base, "-o", str(raw)]) == 0
+    assert main([*base, "-o", str(smooth), "--smooth", "median", "--window", "5"]) == 0
+    with h5py.File(raw) as f:
+        assert "filter_flags" not in f
+        before = f["tracks"][0, :, :, :16]  # (xy, nodes, frames)
+    with h5py.File(smooth) as f:
+        after = f["tracks"][0, :, :, :16]
+        flags = f["filter_flags"][:16]
+    median = np.median(
+        np.lib.stride_tricks.sliding_window_view(before[..., 3:8], 5, axis=-1), axis=-1
+    )
+    # frame 5 (two CPU runs agree to ~0.02 px, not bit for bit)
+    np.testing.assert_allclose(after[..., 5], median[..., 0], atol=0.1)
+    moved = np.linalg.norm(after - before, axis=0).max(axis=0)  # per frame
+    assert ((flags & FLAGS["smoothed"]) > 0)[(moved > 1.1) | (moved < 0.9)].tolist() == (
+        moved[(moved > 1.1) | (moved < 0.9)] > 1.0
+    ).tolist()
+    assert flags.any()
