@@ -95,8 +95,9 @@ def pick(strategy, predictor, labelled_frames, pool, labels, args, rng, where: P
     unlabelled = [f for f in pool if f not in labelled_frames]
     if strategy == "random":
         return sorted(rng.choice(unlabelled, size=args.add, replace=False).tolist())
-    import posekit
     import sleap_io as sio
+
+    import posekit
 
     project = where / "project.slp"
     sio.save_slp(subset(labels, labelled_frames), str(project))
