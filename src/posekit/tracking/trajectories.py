@@ -318,15 +318,7 @@ def filter_labels(labels, flt: TrajectoryFilter, source: str | None = None):
                 flag_rows.append([vi, frame, name, int(flags[t])])
                 original_rows.append([vi, frame, name, _points(inst.numpy())])
                 point_scores = np.where(np.isfinite(scores[t]), scores[t], 0.0)
-                copy = sio.PredictedInstance.from_numpy(
-                    points_data=new[t],
-                    skeleton=skeleton,
-                    point_scores=point_scores,
-                    score=float(inst.score),
-                    track=inst.track,
-                    tracking_score=inst.tracking_score,
-                )
-                replaced[id(inst)] = copy
+                replaced[id(inst)] = _with_points(inst, new[t], point_scores)
     frames = [
         sio.LabeledFrame(lf.video, lf.frame_idx, [replaced.get(id(i), i) for i in lf.instances])
         for lf in labels.labeled_frames
@@ -340,6 +332,20 @@ def filter_labels(labels, flt: TrajectoryFilter, source: str | None = None):
         "original": original_rows,
     }
     return _relabel(labels, frames, provenance)
+
+
+def _with_points(inst, points, point_scores):
+    """A copy of a predicted instance with other points (score, track kept)."""
+    import sleap_io as sio
+
+    return sio.PredictedInstance.from_numpy(
+        points_data=points,
+        skeleton=inst.skeleton,
+        point_scores=point_scores,
+        score=float(inst.score),
+        track=inst.track,
+        tracking_score=inst.tracking_score,
+    )
 
 
 def _relabel(labels, frames, provenance):
@@ -373,14 +379,7 @@ def original_labels(labels):
         for inst in lf.instances:
             key = (video_key(lf.video), int(lf.frame_idx), inst.track.name if inst.track else None)
             if isinstance(inst, sio.PredictedInstance) and key in originals:
-                inst = sio.PredictedInstance.from_numpy(
-                    points_data=originals[key],
-                    skeleton=inst.skeleton,
-                    point_scores=inst.numpy(scores=True)[:, 2],
-                    score=float(inst.score),
-                    track=inst.track,
-                    tracking_score=inst.tracking_score,
-                )
+                inst = _with_points(inst, originals[key], inst.numpy(scores=True)[:, 2])
             insts.append(inst)
         frames.append(sio.LabeledFrame(lf.video, lf.frame_idx, insts))
     provenance = {k: v for k, v in labels.provenance.items() if k != FILTER_PROVENANCE_KEY}
