@@ -119,3 +119,53 @@ def test_suggest_from_python_ranks_the_frames_it_was_given(tmp_path):
     assert len(picks) == 2 and all(5 <= p.frame_idx <= 8 for p in picks)
     assert all(p.parts["augmentation"] == 0.0 for p in picks)  # rotation 0: not measured
     assert picks[0].score >= picks[1].score
+
+
+class _FakePredictor:
+    """Two animals walking apart; frame 3 scored low, frame 5 loses one animal, frame 7
+    has a spike, frames 11-12 bring the animals together (a close identity decision)."""
+
+    batch_size = 4
+    skeleton = sio.Skeleton(nodes=["a", "b", "c"], edges=[("a", "b"), ("b", "c")])
+
+    def predict_images(self, images):
+        from posekit.inference.predictors.base import RawInstance
+
+        out = []
+        for img in images:
+            f = int(img[0, 0, 0])
+            gap = 60.0 if f not in (11, 12) else 6.0
+            insts = []
+            for k in range(2):
+                pts = np.array([[10.0, 0], [20, 0], [30, 0]]) + [2.0 * f, 100 + gap * k]
+                scores = np.full(3, 0.9)
+                if f == 3:
+                    scores[:] = 0.2
+                if f == 7 and k == 0:
+                    pts[2] += 40.0
+                if f == 5 and k == 1:
+                    continue
+                insts.append(RawInstance(pts, scores, float(scores.mean())))
+            out.append(insts)
+        return out
+
+
+class _FakeVideo:
+    filename = "fake.mp4"
+
+    def __getitem__(self, i):
+        return np.full((4, 4, 1), i, dtype=np.uint8)
+
+
+def test_each_doubt_names_its_frame():
+    from posekit.tracking.suggest import frame_doubts
+
+    doubts = frame_doubts(_FakePredictor(), _FakeVideo(), range(16), rotation=0)
+    top = {name: max(doubts, key=lambda d: d.parts[name]).frame_idx for name in doubts[0].parts}
+    assert top["low_score"] == 3
+    assert top["jump"] == 7 and doubts[7].parts["jump"] == pytest.approx(1 / 6)
+    assert {d.frame_idx for d in doubts if d.parts["count_change"]} == {4, 5, 6}
+    close = {d.frame_idx for d in doubts if d.parts["identity"] > 0.9}
+    assert 11 in close and close <= {6, 11, 13}  # 6: the lost animal comes back
+    assert np.median([d.parts["identity"] for d in doubts]) == 0.0
+    assert all(d.parts["augmentation"] == 0 for d in doubts)

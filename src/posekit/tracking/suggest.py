@@ -15,8 +15,9 @@ scored 0 (sure) to 1 per frame (`DOUBTS`):
 - ``count_change``: 1 when the number of instances differs from a neighbouring
   predicted frame's (an animal lost, or a ghost found);
 - ``identity``: 1 - the margin of the frame's weakest identity decision when the frame
-  is tracked with the simple tracker (`posekit.tracking.suggestions`), for frames with
-  several animals.
+  is tracked with the simple tracker (`posekit.tracking.suggestions`), over the video's
+  median margin (margins are in the similarity's units), for frames with several
+  animals: 1 for a coin flip, 0 for a typical decision or a clearer one.
 
 A frame's doubt is their sum. `pick_frames` takes the most doubtful frames, never two of
 one video within ``min_separation`` frames (neighbouring frames teach the same thing),
@@ -183,6 +184,9 @@ def frame_doubts(
     plain, turned = _predict(predictor, video, frames, rotation, max(int(batch_size), 1))
     several = any(len(v) > 1 for v in plain.values())
     margins = _identity_margins(video, plain, predictor.skeleton) if several else {}
+    # margins are in the similarity's units: compare each to the video's typical one
+    positive = [m for m in margins.values() if m > 0]
+    typical = float(np.median(positive)) if positive else np.inf
     out = []
     for k, f in enumerate(frames):
         pts = [p for p, _ in plain[f]]
@@ -201,7 +205,7 @@ def frame_doubts(
         if any(n is not None and len(n) != len(pts) for n in (prev, nxt)):
             parts["count_change"] = 1.0
         if f in margins:
-            parts["identity"] = float(np.clip(1 - margins[f], 0, 1))
+            parts["identity"] = float(np.clip(1 - margins[f] / typical, 0, 1))
         out.append(FrameDoubt(video, f, parts))
     return out
 
