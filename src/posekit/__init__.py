@@ -20,6 +20,8 @@ _LAZY = {
     "train": "posekit.training.run",
     "evaluate": "posekit.evaluation",
     "track": "posekit.tracking.api",
+    "suggest": "posekit.tracking.suggest",
+    "filter_labels": "posekit.tracking.trajectories",
     "TrainingJobConfig": "posekit.config.job",
     "ModelConfig": "posekit.config.model",
 }

@@ -20,8 +20,10 @@ from posekit.cli import (
     demo,
     evaluate,
     export,
+    filter,
     predict,
     render,
+    suggest,
     summary,
     track,
     train,
@@ -30,7 +32,20 @@ from posekit.cli.common import LOOSE_TOKENS
 from posekit.errors import PosekitError
 
 #: The subcommands, in the order `posekit --help` lists them.
-COMMANDS = (summary, configs, convert, train, predict, track, evaluate, render, export, demo)
+COMMANDS = (
+    summary,
+    configs,
+    convert,
+    train,
+    predict,
+    track,
+    filter,
+    suggest,
+    evaluate,
+    render,
+    export,
+    demo,
+)
 
 
 def build_parser() -> argparse.ArgumentParser:

@@ -14,6 +14,7 @@ import os
 import sys
 from pathlib import Path
 
+from posekit.cli.filter import add_trajectory_arguments, trajectory_filter
 from posekit.cli.track import add_tracking_arguments, tracking_options, wants_tracking
 from posekit.inference.runtime import PRECISIONS, RUNTIMES
 from posekit.ops.peaks import DEFAULT_PEAK_THRESHOLD
@@ -98,6 +99,7 @@ def add_parser(subparsers) -> argparse.ArgumentParser:
     add_filter_arguments(p)
     add_resume_arguments(p)
     add_tracking_arguments(p)
+    add_trajectory_arguments(p)
     return p
 
 
@@ -284,12 +286,18 @@ def run(args: argparse.Namespace) -> int:
         jobs = labeled_frames_only(jobs)
         groups = output_groups(jobs, args.output, "." + args.format)
     options = tracking_options(args)
+    trajectories = trajectory_filter(args)
     postprocess = None
-    if wants_tracking(options):
+    if wants_tracking(options) or trajectories.active:
         from posekit.tracking import track
+        from posekit.tracking.trajectories import filter_labels
 
         def postprocess(labels):
-            return track(labels, **options)
+            if wants_tracking(options):
+                labels = track(labels, **options)
+            if trajectories.active:  # after tracking: filters follow one animal's track
+                labels = filter_labels(labels, trajectories)
+            return labels
 
     for output, group in groups:
         try:

@@ -20,6 +20,14 @@ with predictions, one file per video is written, named as SLEAP's export names t
 (``x.analysis.h5`` -> ``x.000_<video name>.analysis.h5``, ``x.001_...``). ``.slp`` and
 ``.nwb`` hold every video in one file.
 
+Filtered trajectories (`posekit.tracking.trajectories`) record what they changed under
+``labels.provenance["posekit.filter"]``; the analysis HDF5 then also holds
+``filter_flags`` (one uint8 per frame: the OR of the frame's instances' flags) and
+``filter_track_flags`` (laid out like ``instance_scores``), and the CSV a ``filter.flags``
+column per instance, beside the point and instance scores both formats already carry, so
+a user can drop what is doubtful. The bits are listed in the file (``filter_flag_bits``
+attribute of the HDF5; ``FLAGS`` of the trajectories module).
+
 Every file goes through `posekit.io.atomic`: a reader (or a crash) sees the old file or
 the new one, never half.
 """
@@ -35,7 +43,14 @@ import numpy as np
 
 from posekit.errors import PosekitError
 
-__all__ = ["OUTPUT_FORMATS", "export_view", "output_format", "output_paths", "write_predictions"]
+__all__ = [
+    "FILTER_PROVENANCE_KEY",
+    "OUTPUT_FORMATS",
+    "export_view",
+    "output_format",
+    "output_paths",
+    "write_predictions",
+]
 
 #: suffix -> format name, longest suffix first (".analysis.h5" before ".h5").
 OUTPUT_FORMATS = {
@@ -45,6 +60,10 @@ OUTPUT_FORMATS = {
     ".csv": "csv",
     ".nwb": "nwb",
 }
+
+#: Where `posekit.tracking.trajectories.filter_labels` records its settings, flags and the
+#: original points (read here to write the flags beside the scores).
+FILTER_PROVENANCE_KEY = "posekit.filter"
 
 
 def output_format(path: str | os.PathLike) -> str:
@@ -172,6 +191,60 @@ def _write_nwb(labels, tmp: Path) -> None:
         )
 
 
+def video_key(video) -> str:
+    """How filter records name a video: its file name (indices change when predictions
+    are merged into a project)."""
+    return str(getattr(video, "filename", ""))
+
+
+def _filter_flags(labels, video) -> dict[tuple[int, str | None], int] | None:
+    """(frame, track name) -> flag of `video`'s filtered instances, or None when the
+    labels were not filtered."""
+    record = labels.provenance.get(FILTER_PROVENANCE_KEY)
+    if not record:
+        return None
+    if video is None:
+        video = labels.videos[0] if labels.videos else None
+    key = video_key(video)
+    return {(int(f), name): int(flag) for v, f, name, flag in record["flags"] if v == key}
+
+
+def _add_h5_flags(tmp: Path, flags: dict, bits: dict) -> None:
+    import json
+
+    import h5py
+
+    with h5py.File(tmp, "a") as f:
+        n_frames = f["track_occupancy"].shape[0]
+        names = [n.decode() if isinstance(n, bytes) else str(n) for n in f["track_names"][:]]
+        per_frame = np.zeros(n_frames, dtype=np.uint8)
+        per_track = np.zeros((len(names), n_frames), dtype=np.uint8)
+        for (frame, name), flag in flags.items():
+            if 0 <= frame < n_frames:
+                per_frame[frame] |= flag
+                k = names.index(name) if name in names else 0  # untracked: the one slot
+                if per_track.size:
+                    per_track[k, frame] |= flag
+        f.create_dataset("filter_flags", data=per_frame, compression="gzip")
+        f.create_dataset("filter_track_flags", data=per_track, compression="gzip")
+        f.attrs["filter_flag_bits"] = json.dumps(bits)
+
+
+def _add_csv_flags(tmp: Path, flags: dict) -> None:
+    import csv
+
+    with open(tmp, newline="") as fh:
+        rows = list(csv.reader(fh))
+    head = rows[0]
+    t, fi = head.index("track"), head.index("frame_idx")
+    out = [[*head, "filter.flags"]]
+    for row in rows[1:]:
+        name = row[t] or None
+        out.append([*row, str(flags.get((int(float(row[fi])), name), 0))])
+    with open(tmp, "w", newline="") as fh:
+        csv.writer(fh).writerows(out)
+
+
 def write_predictions(
     labels, path: str | os.PathLike, *, labels_path: str | None = None
 ) -> list[Path]:
@@ -200,8 +273,15 @@ def write_predictions(
                 sio.save_slp(labels, str(tmp), verbose=False)
             elif fmt == "analysis.h5":
                 sio.save_analysis_h5(labels, str(tmp), video=video, labels_path=labels_path)
+                flags = _filter_flags(labels, video)
+                if flags is not None:
+                    bits = labels.provenance[FILTER_PROVENANCE_KEY].get("flag_bits", {})
+                    _add_h5_flags(tmp, flags, bits)
             elif fmt == "csv":
                 sio.save_csv(labels, str(tmp), format="sleap", video=video)
+                flags = _filter_flags(labels, video)
+                if flags is not None:
+                    _add_csv_flags(tmp, flags)
             else:
                 _write_nwb(labels, tmp)
         written.append(target)
