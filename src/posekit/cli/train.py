@@ -86,8 +86,9 @@ def add_parser(subparsers) -> argparse.ArgumentParser:
         "--resume",
         default=None,
         metavar="RUN_FOLDER",
-        help="continue this run after its last finished epoch, with its own config "
-        "(default: start a new run)",
+        help="continue this run after its last finished epoch, with its own config; "
+        "overrides may change only optimization.epochs and outputs.* (default: start a "
+        "new run)",
     )
     p.add_argument(
         "--auto",

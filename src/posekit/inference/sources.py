@@ -14,9 +14,9 @@ The frame flags are SLEAP's (``sleap-track``) and sleap-nn's:
 - ``exclude_user_labeled``: leave out frames that already have user instances;
 - ``frames`` (``"0-999"``, inclusive): applies to every video, also within the above.
 
-Model folders are told from sources by their contents: a folder (or its weights file)
-holding ``training_config.json`` (or ``initial_config.json``) and ``best_model.h5``
-(SLEAP) or ``model.safetensors`` (posekit) is a model.
+Model folders are told from sources by their contents (`posekit.model.locate`, shared
+with `load_model` and `load_predictor`): a folder holding a config and weights, a training
+run folder, or a top-down pair's run folder is a model.
 """
 
 from __future__ import annotations
@@ -31,6 +31,7 @@ from typing import Any
 from posekit.data.video_probe import probe_video
 from posekit.errors import PosekitError
 from posekit.inference.checks import check_project_video, open_source, select_frames
+from posekit.model.locate import is_model_path, model_folders
 
 __all__ = [
     "PROJECT_SUFFIXES",
@@ -44,8 +45,6 @@ __all__ = [
 #: Files a folder or glob source picks up as videos (what sleap-io's media backends read).
 VIDEO_SUFFIXES = (".mp4", ".avi", ".mov", ".mkv", ".m4v", ".mpg", ".mpeg", ".webm", ".mj2")
 PROJECT_SUFFIXES = (".slp",)  # .pkg.slp ends in .slp too
-_CONFIG_FILES = ("training_config.json", "initial_config.json")
-_WEIGHT_FILES = ("best_model.h5", "model.safetensors")
 _GLOB_CHARS = set("*?[")
 
 
@@ -78,45 +77,6 @@ class PredictionJob:
     @property
     def name(self) -> str:
         return str(getattr(self.video, "filename", self.video))
-
-
-def is_model_path(path: str | os.PathLike) -> bool:
-    """A model folder (config + weights) or the weights file inside one."""
-    p = Path(path)
-    if p.is_file() and p.name in _WEIGHT_FILES:
-        p = p.parent
-    if not p.is_dir():
-        return False
-    has_config = any((p / name).is_file() for name in _CONFIG_FILES)
-    return has_config and any((p / name).is_file() for name in _WEIGHT_FILES)
-
-
-def model_folders(path: str | os.PathLike) -> list[str]:
-    """The model folders a path stands for: a model folder itself, a training run folder
-    (its ``best_model``, else ``latest_model``), or a folder of runs that `posekit train`
-    made for one model type (a top-down pair: centroid first); [] when none of these.
-
-    So the folder `posekit train` printed goes straight into `posekit predict`.
-    """
-    p = Path(path)
-    if is_model_path(p):
-        return [str(p)]
-    if not p.is_dir():
-        return []
-    run = _run_model(p)
-    if run is not None:
-        return [run]
-    runs = [m for m in (_run_model(sub) for sub in sorted(p.iterdir()) if sub.is_dir()) if m]
-    # the centroid model finds the animals: list it first (readable; the predictor sorts)
-    return sorted(runs, key=lambda m: "centroid" not in Path(m).parent.name)
-
-
-def _run_model(folder: Path) -> str | None:
-    """A training run folder's model (``best_model``, else ``latest_model``), or None."""
-    for name in ("best_model", "latest_model"):
-        if is_model_path(folder / name):
-            return str(folder / name)
-    return None
 
 
 def split_models_and_sources(paths: Sequence[str]) -> tuple[list[str], list[str]]:

@@ -48,6 +48,7 @@ from posekit.training.inputs import (
 )
 from posekit.training.run_folder import (
     RUN_DIR_ENV,
+    check_resume_changes,
     choose_run_dir,
     env_rank,
     read_run_info,
@@ -108,6 +109,9 @@ def train(
     """
     import lightning as L
 
+    from posekit.model.device import resolve_device
+
+    resolve_device(device)  # a device this machine lacks fails before any file is written
     arguments = _Arguments(epochs, batch_size, run_name, runs_folder, resume is not None)
     job = _resolve_job(config, resume, overrides, seed, arguments)
     _require_loggers(job.config, wandb)
@@ -235,7 +239,10 @@ def _resolve_job(
         seed = int(read_run_info(run_dir).get("seed", seed))
     else:
         config = as_job_config(config)
-    config = arguments.apply(apply_overrides(config, user_overrides)).with_resolved_paths()
+    changed = arguments.apply(apply_overrides(config, user_overrides))
+    if resume is not None:
+        check_resume_changes(run_dir, config, changed, user_overrides)
+    config = changed.with_resolved_paths()
     heads_config(config)
     initial = None if resume is not None else config.model_copy(deep=True)
     return _Job(config, seed, user_overrides, arguments, initial, run_dir, ckpt_path)
