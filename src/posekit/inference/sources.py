@@ -40,6 +40,7 @@ __all__ = [
     "expand_sources",
     "is_model_path",
     "split_models_and_sources",
+    "unreadable_sources_error",
 ]
 
 #: Files a folder or glob source picks up as videos (what sleap-io's media backends read).
@@ -221,12 +222,18 @@ def expand_sources(
     only_labeled_frames: bool = False,
     only_suggested_frames: bool = False,
     exclude_user_labeled: bool = False,
+    unreadable: list[tuple[Path, str]] | None = None,
 ) -> list[PredictionJob]:
     """SOURCE arguments -> one `PredictionJob` per video, in argument order.
 
     `video_index` and the project flags apply to projects only (a plain video given with
     them is refused, since the flags would silently mean nothing). Videos whose selection
     is empty are left out; no job at all is an error naming the flags.
+
+    A file that cannot be read (a damaged video, a project that does not load) is refused
+    at once, unless `unreadable` is a list: then it gets ``(path, why)`` and the other
+    sources go on (one damaged video in a folder of fifty should not stop the other
+    49); only when no source is readable is it an error here.
     """
 
     project_flags = only_labeled_frames or only_suggested_frames or exclude_user_labeled
@@ -241,7 +248,13 @@ def expand_sources(
         )
     for path in files:
         if _is_project(path):
-            labels = load_project(path)
+            try:
+                labels = load_project(path)
+            except PosekitError as err:
+                if unreadable is None:
+                    raise
+                unreadable.append((path, str(err)))
+                continue
             indices = range(len(labels.videos))
             if video_index is not None:
                 bad = [i for i in video_index if not 0 <= i < len(labels.videos)]
@@ -268,10 +281,18 @@ def expand_sources(
         else:
             # Checked before any model loads: a file that is no readable video, and a
             # --frames selection that names no frame of it, are refused with the reason.
-            video = open_source(path)
-            n = probe_video(video)
+            try:
+                video = open_source(path)
+                n = probe_video(video)
+            except PosekitError as err:
+                if unreadable is None:
+                    raise
+                unreadable.append((path, str(err)))
+                continue
             chosen = None if _no_selection(frames) else select_frames(frames, n, f"video {path}")
             jobs.append(PredictionJob(video, chosen, None, path, None))
+    if not jobs and unreadable:
+        raise unreadable_sources_error(unreadable)
     if not jobs:
         chosen_by = f"--frames {frames}" if not _no_selection(frames) else "the frame flags"
         raise PosekitError(
@@ -280,6 +301,20 @@ def expand_sources(
             "--only-suggested-frames and --exclude-user-labeled together choose the frames)"
         )
     return jobs
+
+
+def unreadable_sources_error(
+    unreadable: Sequence[tuple[Path, str]], others_done: bool = False
+) -> PosekitError:
+    """One error naming every source that could not be read (a lone one's own message);
+    `others_done`: the readable sources were predicted and written."""
+    if len(unreadable) == 1 and not others_done:
+        return PosekitError(unreadable[0][1])
+    done = "; the others were predicted and written" if others_done else ""
+    return PosekitError(
+        f"{len(unreadable)} source(s) could not be read, so they were not predicted"
+        f"{done}: " + "; ".join(why for _, why in unreadable)
+    )
 
 
 def labeled_frames_only(jobs: Sequence[PredictionJob]) -> list[PredictionJob]:
