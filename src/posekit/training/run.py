@@ -104,7 +104,7 @@ def train(
         num_workers: DataLoader workers per rank (default: by core count).
         precision: Lightning precision ("32-true", "bf16-mixed", "16-mixed").
         callbacks: extra Lightning callbacks.
-        progress: show the rich progress bar.
+        progress: show progress (a live bar in a terminal, else a line per epoch).
         wandb: a Weights & Biases project to log to (needs ``posekit[wandb]``).
     """
     import lightning as L
@@ -466,7 +466,7 @@ def _callbacks(
     config: Any, run_dir: Path, augment_rng: Any, progress: bool, extra: list[Any] | None
 ) -> list[Any]:
     """The config's schedule and early stopping, the run folder's writer, then the user's."""
-    from posekit.training.budget import PosekitProgressBar
+    from posekit.training.budget import progress_bar
     from posekit.training.callbacks import RunOutputs, optimization_callbacks
 
     outputs = config.outputs
@@ -485,7 +485,7 @@ def _callbacks(
     )
     cbs.append(augment_rng)
     if progress:
-        cbs.append(PosekitProgressBar())
+        cbs.append(progress_bar())
     cbs.extend(extra or [])
     return cbs
 
