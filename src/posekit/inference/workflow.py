@@ -160,6 +160,7 @@ def run_prediction(
         }
         for job, plan in zip(jobs, plans)
     ]
+    warn_channel_conversion(predictor, jobs)
     store = ChunkStore(output, fp, resume=resume)
     run = PredictionRun(output)
     t0 = time.perf_counter()
@@ -207,6 +208,25 @@ def run_prediction(
     run.labels = labels
     store.finish()
     return run
+
+
+def warn_channel_conversion(predictor, jobs: Sequence[PredictionJob]) -> None:
+    """One warning naming the videos whose channels differ from the model's input (their
+    frames are converted, `posekit.data.channels`); none for a model whose config asks
+    for the conversion (``ensure_rgb`` / ``ensure_grayscale``)."""
+    from posekit.data.channels import warn_converted_videos
+    from posekit.data.video_probe import video_name
+
+    model = next(m for m in predictor._models() if m is not None)
+    pre = model.config.data.preprocessing if model.config is not None else None
+    if pre is not None and (pre.ensure_rgb or pre.ensure_grayscale):
+        return
+    found = []
+    for job in jobs:
+        shape = getattr(job.video, "shape", None)
+        if shape is not None and len(shape) == 4:
+            found.append((Path(video_name(job.video)).name, int(shape[3])))
+    warn_converted_videos(found, int(model.in_channels), "the model")
 
 
 def assemble(store: ChunkStore, jobs, plans, predictor_skeleton):

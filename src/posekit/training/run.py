@@ -324,15 +324,15 @@ def _build_model(config: Any, train_labels: Any) -> Any:
 
     Part names and classes come from the config, else from the labels (skeleton nodes,
     tracks); edges from the skeleton where the config leaves them null. The input
-    channels follow the frames (a mix of gray and color videos trains on color).
+    channels follow the frames (a mix of gray and color videos trains on color;
+    `posekit.data.channels`).
     """
+    from posekit.data.channels import frame_channels
     from posekit.model.network import Model
     from posekit.model.preprocessing import Preprocessor
 
     skeleton = train_labels.skeleton
-    used = sorted({e.video_index for e in train_labels.entries})
-    channels = {train_labels.frame_shape(i)[2] for i in used}
-    frame_c = channels.pop() if len(channels) == 1 else 3
+    frame_c = frame_channels(train_labels)
     in_channels = Preprocessor.from_config(config.data.preprocessing).output_channels(frame_c)
     return Model.from_config(
         config.model,
