@@ -217,8 +217,11 @@ def warn_channel_conversion(predictor, jobs: Sequence[PredictionJob]) -> None:
     from posekit.data.channels import warn_converted_videos
     from posekit.data.video_probe import video_name
 
-    model = next(m for m in predictor._models() if m is not None)
-    pre = model.config.data.preprocessing if model.config is not None else None
+    model = next((m for m in predictor._models() if m is not None), None)
+    if getattr(model, "in_channels", None) is None:
+        return
+    config = getattr(model, "config", None)
+    pre = config.data.preprocessing if config is not None else None
     if pre is not None and (pre.ensure_rgb or pre.ensure_grayscale):
         return
     found = []
