@@ -16,18 +16,6 @@ from _training_helpers import tiny_config  # noqa: E402
 from fault_helpers import assert_clean_failure, fingerprint  # noqa: E402
 
 
-@pytest.fixture(scope="module")
-def labels(tmp_path_factory) -> str:
-    from posekit.data.synthetic import save_synthetic_dataset
-
-    folder = tmp_path_factory.mktemp("single")
-    return str(
-        save_synthetic_dataset(
-            folder, n_frames=12, n_animals=1, image_size=64, n_parts=3, seed=1, body_length=24
-        )
-    )
-
-
 def _config_file(tmp_path) -> Path:
     config = tiny_config("single_instance", tmp_path / "runs", epochs=1, batches_per_epoch=1)
     path = tmp_path / "job.yaml"
@@ -36,7 +24,7 @@ def _config_file(tmp_path) -> Path:
 
 
 @pytest.mark.parametrize("device", ["cuda", "mps"])
-def test_a_missing_device_is_refused_before_the_run_folder(device, labels, tmp_path, run_cli):
+def test_a_missing_device_is_refused_before_the_run_folder(device, train_labels, tmp_path, run_cli):
     import torch
 
     if device == "cuda" and torch.cuda.is_available():
@@ -45,15 +33,19 @@ def test_a_missing_device_is_refused_before_the_run_folder(device, labels, tmp_p
     if device == "mps" and mps is not None and mps.is_available():
         pytest.skip("this machine has Apple mps")
     cfg = _config_file(tmp_path)
-    code, _, err = run_cli("train", cfg, "--labels", labels, "--run-name", "x", "--device", device)
+    code, _, err = run_cli(
+        "train", cfg, "--labels", train_labels, "--run-name", "x", "--device", device
+    )
     assert_clean_failure(code, err, f"device '{device}'", "not available", "--device cpu")
     assert err.count("posekit: error:") == 1
     assert not (tmp_path / "runs").exists()
 
 
-def test_resume_with_a_changed_architecture_names_the_change(labels, tmp_path, run_cli):
+def test_resume_with_a_changed_architecture_names_the_change(train_labels, tmp_path, run_cli):
     cfg = _config_file(tmp_path)
-    code, _, err = run_cli("train", cfg, "--labels", labels, "--run-name", "r", "--device", "cpu")
+    code, _, err = run_cli(
+        "train", cfg, "--labels", train_labels, "--run-name", "r", "--device", "cpu"
+    )
     assert code == 0, err
     run = tmp_path / "runs" / "r"
     before = fingerprint(run)

@@ -248,12 +248,8 @@ def expand_sources(
         )
     for path in files:
         if _is_project(path):
-            try:
-                labels = load_project(path)
-            except PosekitError as err:
-                if unreadable is None:
-                    raise
-                unreadable.append((path, str(err)))
+            labels = _read_or_note(load_project, path, unreadable)
+            if labels is None:
                 continue
             indices = range(len(labels.videos))
             if video_index is not None:
@@ -281,13 +277,9 @@ def expand_sources(
         else:
             # Checked before any model loads: a file that is no readable video, and a
             # --frames selection that names no frame of it, are refused with the reason.
-            try:
-                video = open_source(path)
-                n = probe_video(video)
-            except PosekitError as err:
-                if unreadable is None:
-                    raise
-                unreadable.append((path, str(err)))
+            video = _read_or_note(open_source, path, unreadable)
+            n = None if video is None else _read_or_note(probe_video, video, unreadable, path)
+            if n is None:
                 continue
             chosen = None if _no_selection(frames) else select_frames(frames, n, f"video {path}")
             jobs.append(PredictionJob(video, chosen, None, path, None))
@@ -301,6 +293,18 @@ def expand_sources(
             "--only-suggested-frames and --exclude-user-labeled together choose the frames)"
         )
     return jobs
+
+
+def _read_or_note(read, source, unreadable: list | None, path: Path | None = None):
+    """``read(source)``; with an `unreadable` list, a failure is noted there as
+    ``(path, why)`` and None returned instead of raised."""
+    try:
+        return read(source)
+    except PosekitError as err:
+        if unreadable is None:
+            raise
+        unreadable.append((path or source, str(err)))
+        return None
 
 
 def unreadable_sources_error(
