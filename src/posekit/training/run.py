@@ -51,7 +51,7 @@ from posekit.training.run_folder import (
     check_resume_changes,
     choose_run_dir,
     env_rank,
-    read_run_info,
+    resumed_run,
     write_configs,
     write_run_info,
 )
@@ -221,22 +221,12 @@ def _resolve_job(
     file). A config without heads fails here, before any labels are read.
     """
     from posekit.config.overrides import apply_overrides, parse_overrides
-    from posekit.training.callbacks import last_checkpoint
 
     user_overrides = parse_overrides(overrides)
     run_dir = ckpt_path = None
     if resume is not None:
-        from posekit.config.job import TrainingJobConfig
-
-        run_dir = Path(resume).expanduser().resolve()
-        ckpt_path = last_checkpoint(run_dir)
-        if not ckpt_path.exists():
-            raise PosekitError(
-                f"cannot resume {run_dir}: it has no {ckpt_path.relative_to(run_dir)} (the "
-                f"run did not finish an epoch, or this is not a posekit run folder)"
-            )
-        config = TrainingJobConfig.load_json(run_dir / "training_config.json")
-        seed = int(read_run_info(run_dir).get("seed", seed))
+        run_dir, ckpt_path, config, info = resumed_run(resume)
+        seed = int(info.get("seed", seed))
     else:
         config = as_job_config(config)
     changed = arguments.apply(apply_overrides(config, user_overrides))

@@ -109,6 +109,23 @@ def write_configs(run_dir: Path, config: Any, initial: Any | None) -> None:
     config.model_copy(deep=True).save_yaml(run_dir / "config.yaml")
 
 
+def resumed_run(resume: str | os.PathLike) -> tuple[Path, Path, Any, dict[str, Any]]:
+    """The run folder to resume: (folder, its checkpoint, its config, its run info);
+    refused when it has no checkpoint."""
+    from posekit.config.job import TrainingJobConfig
+    from posekit.training.callbacks import last_checkpoint
+
+    run_dir = Path(resume).expanduser().resolve()
+    ckpt_path = last_checkpoint(run_dir)
+    if not ckpt_path.exists():
+        raise PosekitError(
+            f"cannot resume {run_dir}: it has no {ckpt_path.relative_to(run_dir)} (the "
+            f"run did not finish an epoch, or this is not a posekit run folder)"
+        )
+    config = TrainingJobConfig.load_json(run_dir / "training_config.json")
+    return run_dir, ckpt_path, config, read_run_info(run_dir)
+
+
 #: What a resumed run may change: how long it trains and what it writes.
 RESUME_MAY_CHANGE = ("optimization.epochs", "outputs.")
 
@@ -146,6 +163,7 @@ __all__ = [
     "choose_run_dir",
     "env_rank",
     "read_run_info",
+    "resumed_run",
     "write_configs",
     "write_run_info",
 ]
