@@ -39,6 +39,20 @@ def test_a_missing_device_is_refused_before_the_run_folder(device, train_labels,
     assert_clean_failure(code, err, f"device '{device}'", "not available", "--device cpu")
     assert err.count("posekit: error:") == 1
     assert not (tmp_path / "runs").exists()
+    # without a config (the model type chosen from the labels): refused before that too
+    runs = tmp_path / "chosen"
+    code, out, err = run_cli(
+        "train", "--labels", train_labels, "--runs-folder", runs, "--device", device
+    )
+    assert_clean_failure(code, err, "not available")
+    assert out == "" and not runs.exists()
+    # and the library call
+    from posekit.errors import PosekitError
+    from posekit.training import train
+
+    with pytest.raises(PosekitError, match="not available"):
+        train(str(cfg), labels=train_labels, device=device)
+    assert not (tmp_path / "runs").exists()
 
 
 def test_resume_with_a_changed_architecture_names_the_change(train_labels, tmp_path, run_cli):
