@@ -174,3 +174,22 @@ def test_frames_that_fail_after_the_probe_write_nothing(run_cli, tmp_path, monke
     code, _, err = _predict(run_cli, model, folder, out, "--frames", "1-2")
     assert_clean_failure(code, err, "none of the 2 frame(s)", "could be decoded")
     assert not out.exists()
+
+
+def test_a_damaged_video_in_a_folder_does_not_stop_the_others(run_cli, tmp_path):
+    """The readable videos are predicted and written; the damaged one is named in one
+    error line at the end, and the run exits non-zero."""
+    import shutil
+
+    model = need_shared(*BOTTOMUP)
+    folder = tmp_path / "videos"
+    folder.mkdir()
+    shutil.copy(need_shared("data", "minimal", "centered_pair_low_quality.mp4"), folder / "a.mp4")
+    (folder / "b.mp4").write_bytes(b"")
+    code, stdout, err = run_cli("predict", model, folder, "--frames", "0-1")
+    assert_clean_failure(code, err, "1 source(s) could not be read", "b.mp4", "empty (0 bytes)")
+    assert err.count("posekit: error:") == 1
+    assert "the others were predicted and written" in err
+    assert (folder / "a.mp4.predictions.slp").exists()
+    assert f"Wrote {folder / 'a.mp4.predictions.slp'}" in stdout
+    assert not (folder / "b.mp4.predictions.slp").exists()

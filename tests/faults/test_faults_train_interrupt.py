@@ -14,18 +14,6 @@ from _training_helpers import tiny_config  # noqa: E402
 from fault_helpers import assert_clean_failure  # noqa: E402
 
 
-@pytest.fixture
-def labels(tmp_path_factory) -> str:
-    from posekit.data.synthetic import save_synthetic_dataset
-
-    folder = tmp_path_factory.mktemp("single")
-    return str(
-        save_synthetic_dataset(
-            folder, n_frames=40, n_animals=1, image_size=64, n_parts=4, seed=1, body_length=24
-        )
-    )
-
-
 def _interrupt_at(monkeypatch, step: int) -> None:
     """Raise KeyboardInterrupt (what Ctrl-C raises) at training step `step`."""
     from posekit.training.lightning_module import PoseLightningModule
@@ -43,12 +31,14 @@ def _interrupt_at(monkeypatch, step: int) -> None:
 
 
 @pytest.mark.parametrize("step", [1, 5], ids=["before-checkpoint", "after-checkpoint"])
-def test_ctrl_c_says_where_the_checkpoint_is(step, labels, tmp_path, monkeypatch, run_cli):
+def test_ctrl_c_says_where_the_checkpoint_is(step, train_labels, tmp_path, monkeypatch, run_cli):
     config = tiny_config("single_instance", tmp_path / "runs", epochs=4, batches_per_epoch=2)
     cfg = tmp_path / "job.yaml"
     cfg.write_text(yaml.safe_dump(config))
     _interrupt_at(monkeypatch, step)
-    code, _, err = run_cli("train", cfg, "--labels", labels, "--run-name", "x", "--device", "cpu")
+    code, _, err = run_cli(
+        "train", cfg, "--labels", train_labels, "--run-name", "x", "--device", "cpu"
+    )
     assert code == 130
     run = tmp_path / "runs" / "x"
     if step == 1:

@@ -247,6 +247,7 @@ def run(args: argparse.Namespace) -> int:
         expand_sources,
         labeled_frames_only,
         split_models_and_sources,
+        unreadable_sources_error,
     )
     from posekit.inference.workflow import output_groups, run_prediction
     from posekit.io.outputs import check_output_path
@@ -260,6 +261,7 @@ def run(args: argparse.Namespace) -> int:
     check_runtime_options(args.runtime, args.precision, resolve_device(args.device))
     model_dirs, sources = split_models_and_sources(args.paths)
     instance_filter = _instance_filter(args)
+    unreadable: list = []  # damaged sources: the others are predicted, then an error
     jobs = expand_sources(
         sources,
         frames=args.frames,
@@ -267,6 +269,7 @@ def run(args: argparse.Namespace) -> int:
         only_labeled_frames=args.only_labeled_frames,
         only_suggested_frames=args.only_suggested_frames,
         exclude_user_labeled=args.exclude_user_labeled,
+        unreadable=unreadable,
     )
     groups = output_groups(jobs, args.output, "." + args.format)
     for output, _ in groups:
@@ -333,4 +336,6 @@ def run(args: argparse.Namespace) -> int:
             )
         for f in result.files:
             print(f"Wrote {f}")
+    if unreadable:
+        raise unreadable_sources_error(unreadable, others_done=True)
     return 0

@@ -86,8 +86,9 @@ def add_parser(subparsers) -> argparse.ArgumentParser:
         "--resume",
         default=None,
         metavar="RUN_FOLDER",
-        help="continue this run after its last finished epoch, with its own config "
-        "(default: start a new run)",
+        help="continue this run after its last finished epoch, with its own config; "
+        "overrides may change only optimization.epochs and outputs.* (default: start a "
+        "new run)",
     )
     p.add_argument(
         "--auto",
@@ -161,6 +162,9 @@ def run(args: argparse.Namespace) -> int:
     # step ran 2.6x faster with PASSIVE on the shared 2-core machine; see
     # benchmarks/time_to_accuracy.py). A user's own setting wins.
     os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
+    from posekit.model.device import resolve_device
+
+    resolve_device(args.device)  # a device this machine lacks: refused before any work
     config, overrides = _split_config_and_overrides(args.config, args.overrides)
     if config is None and args.resume is None:
         if args.labels is None:

@@ -90,4 +90,26 @@ def apply_overrides(config: Any, overrides: Iterable[str] | Mapping[str, Any] | 
         raise PosekitError(format_validation_error(err, f"the config overrides ({names})")) from err
 
 
-__all__ = ["apply_overrides", "parse_overrides", "parse_value", "set_dotted"]
+def config_differences(before: Any, after: Any) -> list[tuple[str, Any, Any]]:
+    """``(key.path, before, after)`` for every leaf value that differs, in field order."""
+
+    def leaves(tree: Any, prefix: str = "") -> dict[str, Any]:
+        if not isinstance(tree, dict):
+            return {prefix: tree}
+        out: dict[str, Any] = {}
+        for key, value in tree.items():
+            out.update(leaves(value, f"{prefix}.{key}" if prefix else str(key)))
+        return out
+
+    a = leaves(before.model_dump(mode="json"))
+    b = leaves(after.model_dump(mode="json"))
+    return [(k, a.get(k), b.get(k)) for k in dict.fromkeys([*a, *b]) if a.get(k) != b.get(k)]
+
+
+__all__ = [
+    "apply_overrides",
+    "config_differences",
+    "parse_overrides",
+    "parse_value",
+    "set_dotted",
+]

@@ -41,6 +41,7 @@ import numpy as np
 import torch
 
 from posekit.data.augmentation import BatchAugmenter
+from posekit.data.channels import convert_frame, frame_channels
 from posekit.data.instance_cropping import (
     crop_origins,
     extract_crops,
@@ -182,6 +183,9 @@ class DataPipeline:
         #: confidence-map heads are drawn with this multiple of their sigma (validation
         #: and the saved config keep the config's sigma).
         self.train_sigma_scale: float = 1.0
+        #: channels of the model's frames, from the training labels (`frame_channels`);
+        #: validation and test frames of another kind are converted to them.
+        self.frame_channels: int | None = None
         self._type = registry.model_type(model_type)
         if self.is_topdown and self.crop_size is None:
             raise PosekitError(f"{model_type} models need a crop size")
@@ -261,7 +265,7 @@ class DataPipeline:
                 )
         aug_cfg = _get(config, "optimization.augmentation_config")
         augmenter = BatchAugmenter(aug_cfg, names_sym, seed=seed)
-        return cls(
+        pipeline = cls(
             model_type=model_type,
             heads=heads,
             part_names=part_names,
@@ -274,6 +278,8 @@ class DataPipeline:
             anchor_index=anchor_index,
             augmenter=augmenter,
         )
+        pipeline.frame_channels = frame_channels(labels)
+        return pipeline
 
     @property
     def is_topdown(self) -> bool:
@@ -510,8 +516,7 @@ class PoseDataset(torch.utils.data.Dataset):
             max(shapes[i][0] for i in used),
             max(shapes[i][1] for i in used),
         )
-        channels = {shapes[i][2] for i in used}
-        self.channels = channels.pop() if len(channels) == 1 else 3
+        self.channels = pipeline.frame_channels or frame_channels(labels)
         kind = registry.model_type(pipeline.model_type)
         require_class = kind.multi_class
         # A full-frame model with one (global) peak per part sees one animal per frame.
@@ -546,10 +551,7 @@ class PoseDataset(torch.utils.data.Dataset):
         return len(self.items)
 
     def _frame(self, entry_index: int) -> np.ndarray:
-        img = self.labels.read_entry(entry_index)
-        if img.shape[2] != self.channels:
-            img = np.repeat(img, 3, axis=2) if img.shape[2] == 1 else img
-        return img
+        return convert_frame(self.labels.read_entry(entry_index), self.channels)
 
     def raw_sample(self, index: int) -> dict[str, Any]:
         entry_index, inst = self.items[index]

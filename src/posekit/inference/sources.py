@@ -14,9 +14,9 @@ The frame flags are SLEAP's (``sleap-track``) and sleap-nn's:
 - ``exclude_user_labeled``: leave out frames that already have user instances;
 - ``frames`` (``"0-999"``, inclusive): applies to every video, also within the above.
 
-Model folders are told from sources by their contents: a folder (or its weights file)
-holding ``training_config.json`` (or ``initial_config.json``) and ``best_model.h5``
-(SLEAP) or ``model.safetensors`` (posekit) is a model.
+Model folders are told from sources by their contents (`posekit.model.locate`, shared
+with `load_model` and `load_predictor`): a folder holding a config and weights, a training
+run folder, or a top-down pair's run folder is a model.
 """
 
 from __future__ import annotations
@@ -31,6 +31,7 @@ from typing import Any
 from posekit.data.video_probe import probe_video
 from posekit.errors import PosekitError
 from posekit.inference.checks import check_project_video, open_source, select_frames
+from posekit.model.locate import is_model_path, model_folders
 
 __all__ = [
     "PROJECT_SUFFIXES",
@@ -39,13 +40,12 @@ __all__ = [
     "expand_sources",
     "is_model_path",
     "split_models_and_sources",
+    "unreadable_sources_error",
 ]
 
 #: Files a folder or glob source picks up as videos (what sleap-io's media backends read).
 VIDEO_SUFFIXES = (".mp4", ".avi", ".mov", ".mkv", ".m4v", ".mpg", ".mpeg", ".webm", ".mj2")
 PROJECT_SUFFIXES = (".slp",)  # .pkg.slp ends in .slp too
-_CONFIG_FILES = ("training_config.json", "initial_config.json")
-_WEIGHT_FILES = ("best_model.h5", "model.safetensors")
 _GLOB_CHARS = set("*?[")
 
 
@@ -78,45 +78,6 @@ class PredictionJob:
     @property
     def name(self) -> str:
         return str(getattr(self.video, "filename", self.video))
-
-
-def is_model_path(path: str | os.PathLike) -> bool:
-    """A model folder (config + weights) or the weights file inside one."""
-    p = Path(path)
-    if p.is_file() and p.name in _WEIGHT_FILES:
-        p = p.parent
-    if not p.is_dir():
-        return False
-    has_config = any((p / name).is_file() for name in _CONFIG_FILES)
-    return has_config and any((p / name).is_file() for name in _WEIGHT_FILES)
-
-
-def model_folders(path: str | os.PathLike) -> list[str]:
-    """The model folders a path stands for: a model folder itself, a training run folder
-    (its ``best_model``, else ``latest_model``), or a folder of runs that `posekit train`
-    made for one model type (a top-down pair: centroid first); [] when none of these.
-
-    So the folder `posekit train` printed goes straight into `posekit predict`.
-    """
-    p = Path(path)
-    if is_model_path(p):
-        return [str(p)]
-    if not p.is_dir():
-        return []
-    run = _run_model(p)
-    if run is not None:
-        return [run]
-    runs = [m for m in (_run_model(sub) for sub in sorted(p.iterdir()) if sub.is_dir()) if m]
-    # the centroid model finds the animals: list it first (readable; the predictor sorts)
-    return sorted(runs, key=lambda m: "centroid" not in Path(m).parent.name)
-
-
-def _run_model(folder: Path) -> str | None:
-    """A training run folder's model (``best_model``, else ``latest_model``), or None."""
-    for name in ("best_model", "latest_model"):
-        if is_model_path(folder / name):
-            return str(folder / name)
-    return None
 
 
 def split_models_and_sources(paths: Sequence[str]) -> tuple[list[str], list[str]]:
@@ -261,12 +222,18 @@ def expand_sources(
     only_labeled_frames: bool = False,
     only_suggested_frames: bool = False,
     exclude_user_labeled: bool = False,
+    unreadable: list[tuple[Path, str]] | None = None,
 ) -> list[PredictionJob]:
     """SOURCE arguments -> one `PredictionJob` per video, in argument order.
 
     `video_index` and the project flags apply to projects only (a plain video given with
     them is refused, since the flags would silently mean nothing). Videos whose selection
     is empty are left out; no job at all is an error naming the flags.
+
+    A file that cannot be read (a damaged video, a project that does not load) is refused
+    at once, unless `unreadable` is a list: then it gets ``(path, why)`` and the other
+    sources go on (one damaged video in a folder of fifty should not stop the other
+    49); only when no source is readable is it an error here.
     """
 
     project_flags = only_labeled_frames or only_suggested_frames or exclude_user_labeled
@@ -281,7 +248,9 @@ def expand_sources(
         )
     for path in files:
         if _is_project(path):
-            labels = load_project(path)
+            labels = _read_or_note(load_project, path, unreadable)
+            if labels is None:
+                continue
             indices = range(len(labels.videos))
             if video_index is not None:
                 bad = [i for i in video_index if not 0 <= i < len(labels.videos)]
@@ -308,10 +277,14 @@ def expand_sources(
         else:
             # Checked before any model loads: a file that is no readable video, and a
             # --frames selection that names no frame of it, are refused with the reason.
-            video = open_source(path)
-            n = probe_video(video)
+            video = _read_or_note(open_source, path, unreadable)
+            n = None if video is None else _read_or_note(probe_video, video, unreadable, path)
+            if n is None:
+                continue
             chosen = None if _no_selection(frames) else select_frames(frames, n, f"video {path}")
             jobs.append(PredictionJob(video, chosen, None, path, None))
+    if not jobs and unreadable:
+        raise unreadable_sources_error(unreadable)
     if not jobs:
         chosen_by = f"--frames {frames}" if not _no_selection(frames) else "the frame flags"
         raise PosekitError(
@@ -320,6 +293,32 @@ def expand_sources(
             "--only-suggested-frames and --exclude-user-labeled together choose the frames)"
         )
     return jobs
+
+
+def _read_or_note(read, source, unreadable: list | None, path: Path | None = None):
+    """``read(source)``; with an `unreadable` list, a failure is noted there as
+    ``(path, why)`` and None returned instead of raised."""
+    try:
+        return read(source)
+    except PosekitError as err:
+        if unreadable is None:
+            raise
+        unreadable.append((path or source, str(err)))
+        return None
+
+
+def unreadable_sources_error(
+    unreadable: Sequence[tuple[Path, str]], others_done: bool = False
+) -> PosekitError:
+    """One error naming every source that could not be read (a lone one's own message);
+    `others_done`: the readable sources were predicted and written."""
+    if len(unreadable) == 1 and not others_done:
+        return PosekitError(unreadable[0][1])
+    done = "; the others were predicted and written" if others_done else ""
+    return PosekitError(
+        f"{len(unreadable)} source(s) could not be read, so they were not predicted"
+        f"{done}: " + "; ".join(why for _, why in unreadable)
+    )
 
 
 def labeled_frames_only(jobs: Sequence[PredictionJob]) -> list[PredictionJob]:

@@ -9,8 +9,9 @@
    resumable chunks (`posekit.inference.chunks`), assembles them, runs an optional
    post-processing step (tracking: passed in by the caller, since tracking sits above
    inference), merges a project's predictions back into the project (`merge_into_project`:
-   its user labels, suggestions and tracks stay, as with ``sleap-track``) and writes the
-   output in the format its suffix names (`posekit.data.formats`), atomically.
+   its user labels, suggestions and tracks stay, as with ``sleap-track``; the per-frame
+   formats keep only the frames predicted: `frames_predicted_only`) and writes the output
+   in the format its suffix names (`posekit.data.formats`), atomically.
 """
 
 from __future__ import annotations
@@ -32,6 +33,7 @@ __all__ = [
     "DEFAULT_CHUNK_SIZE",
     "PredictionRun",
     "default_output_path",
+    "frames_predicted_only",
     "merge_into_project",
     "output_groups",
     "run_prediction",
@@ -158,6 +160,7 @@ def run_prediction(
         }
         for job, plan in zip(jobs, plans)
     ]
+    warn_channel_conversion(predictor, jobs)
     store = ChunkStore(output, fp, resume=resume)
     run = PredictionRun(output)
     t0 = time.perf_counter()
@@ -197,12 +200,36 @@ def run_prediction(
     project = next((j.project for j in jobs if j.project is not None), None)
     if project is not None:
         labels = merge_into_project(project, labels)
+        if output_format(output) != "slp":
+            labels = frames_predicted_only(labels, jobs)
     run.instances = sum(len(lf.predicted_instances) for lf in labels.labeled_frames)
     labels_path = str(jobs[0].source) if project is not None else None
     run.files = write_predictions(labels, output, labels_path=labels_path)
     run.labels = labels
     store.finish()
     return run
+
+
+def warn_channel_conversion(predictor, jobs: Sequence[PredictionJob]) -> None:
+    """One warning naming the videos whose channels differ from the model's input (their
+    frames are converted, `posekit.data.channels`); none for a model whose config asks
+    for the conversion (``ensure_rgb`` / ``ensure_grayscale``)."""
+    from posekit.data.channels import warn_converted_videos
+    from posekit.data.video_probe import video_name
+
+    model = next((m for m in predictor._models() if m is not None), None)
+    if getattr(model, "in_channels", None) is None:
+        return
+    config = getattr(model, "config", None)
+    pre = config.data.preprocessing if config is not None else None
+    if pre is not None and (pre.ensure_rgb or pre.ensure_grayscale):
+        return
+    found = []
+    for job in jobs:
+        shape = getattr(job.video, "shape", None)
+        if shape is not None and len(shape) == 4:
+            found.append((Path(video_name(job.video)).name, int(shape[3])))
+    warn_converted_videos(found, int(model.in_channels), "the model")
 
 
 def assemble(store: ChunkStore, jobs, plans, predictor_skeleton):
@@ -232,6 +259,28 @@ def assemble(store: ChunkStore, jobs, plans, predictor_skeleton):
         tracks=[t for t in tracks.values() if id(t) in used],
     )
     return labels
+
+
+def frames_predicted_only(labels, jobs: Sequence[PredictionJob]):
+    """`labels` without the frames no job predicted (a shallow copy).
+
+    A project merged into a `.slp` stays whole (it is the project); the per-frame tables
+    (analysis HDF5, CSV, NWB) hold what was asked for: ``--frames 0-9`` gives frames 0-9,
+    not also the project's user-labeled frame 79.
+    """
+    import sleap_io as sio
+
+    asked = {(id(job.video), f) for job in jobs for f in job.frame_list()}
+    return sio.Labels(
+        labeled_frames=[
+            lf for lf in labels.labeled_frames if (id(lf.video), int(lf.frame_idx)) in asked
+        ],
+        videos=list(labels.videos),
+        skeletons=list(labels.skeletons),
+        tracks=list(labels.tracks),
+        suggestions=list(labels.suggestions),
+        provenance=dict(labels.provenance),
+    )
 
 
 def merge_into_project(project, predictions):

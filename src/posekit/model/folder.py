@@ -67,16 +67,30 @@ def _sleap_input_size(h5_path: Path) -> tuple[int, int] | None:
     return int(shape[0]), int(shape[1])
 
 
+def _one_model_folder(path: Path) -> Path:
+    """The model folder `path` means; a top-down pair's run folder holds two models."""
+    from posekit.model.locate import model_folders
+
+    if path.is_file():
+        return path.parent
+    found = model_folders(path)
+    if len(found) > 1:
+        raise PosekitError(
+            f"{path} holds {len(found)} models ({', '.join(Path(f).parent.name for f in found)}): "
+            "load one of them, or both with posekit.load_predictor(folder)"
+        )
+    return Path(found[0]) if found else path
+
+
 def load_model(path: str | os.PathLike, device: str = "cpu"):
     """Load a SLEAP or posekit model folder into a ready `Model` (eval mode).
 
-    `path` may be the folder or its `best_model.h5` / `model.safetensors`.
+    `path` may be the folder, its `best_model.h5` / `model.safetensors`, or a training run
+    folder (its `best_model/`): whatever `posekit predict` takes (`posekit.model.locate`).
     """
     from posekit.model.network import Model
 
-    folder = Path(path)
-    if folder.is_file():
-        folder = folder.parent
+    folder = _one_model_folder(Path(path))
     if not folder.exists():
         raise PosekitError(f"model folder not found: {folder}")
     config = _load_job_config(folder)

@@ -5,18 +5,20 @@ and the learning-rate schedule (warm-up, then cosine to a floor over the budget'
 fraction) so that training ends in the last few percent of the budget, whatever the
 machine turns out to be; `RecipeLoss` switches confidence-map heads to the recipe's loss;
 `PosekitProgressBar` prints losses and rates in scientific notation, the epoch out of the
-planned epochs and the time left of the budget.
+planned epochs and the time left of the budget; `EpochLineProgress` says the same in one
+plain line per epoch where the output is a file, not a terminal (`progress_bar` chooses).
 """
 
 from __future__ import annotations
 
 import math
+import sys
 import time
 from typing import Any
 
 import lightning as L
 import torch
-from lightning.pytorch.callbacks import RichProgressBar, Timer
+from lightning.pytorch.callbacks import ProgressBar, RichProgressBar, Timer
 
 from posekit.training.callbacks import _current_lr
 
@@ -344,6 +346,61 @@ class PosekitProgressBar(RichProgressBar):
         return items
 
 
+class EpochLineProgress(ProgressBar):
+    """One plain line per epoch: ``Epoch 3/50: loss ..., val_loss ..., lr ..., left 0:02:10``.
+
+    For output that is not a terminal (``> train.log``, a SLURM job's output file): there
+    a live bar cannot redraw itself, and each refresh lands in the file as a block of
+    lines cut at 80 columns. A `ProgressBar`, so Lightning adds no bar of its own.
+    """
+
+    def __init__(self):
+        super().__init__()
+        self._enabled = True
+        self._t0: float | None = None
+        self._first_epoch = 0
+
+    def disable(self) -> None:
+        self._enabled = False
+
+    def enable(self) -> None:
+        self._enabled = True
+
+    def on_train_start(self, trainer, pl_module):
+        self._t0 = time.monotonic()
+        self._first_epoch = trainer.current_epoch
+
+    def on_train_epoch_end(self, trainer, pl_module):
+        if not (self._enabled and trainer.is_global_zero):
+            return
+        from posekit.training.lightning_module import TRAIN_LOSS, VAL_LOSS
+
+        epoch = trainer.current_epoch + 1
+        planned = trainer.max_epochs if trainer.max_epochs and trainer.max_epochs > 0 else None
+        parts = []
+        metrics = trainer.callback_metrics
+        for name, key in (("loss", TRAIN_LOSS), ("val_loss", VAL_LOSS)):
+            if key in metrics:
+                parts.append(f"{name} {format_metric(metrics[key])}")
+        lr = _current_lr(trainer)
+        if lr is not None:
+            parts.append(f"lr {format_metric(lr)}")
+        left = PosekitProgressBar.budget_left(trainer)
+        if left is None and planned and self._t0 is not None:
+            done = epoch - self._first_epoch
+            left = (time.monotonic() - self._t0) / done * max(planned - epoch, 0)
+        if left is not None:
+            parts.append(f"left {_hms(left)}")
+        head = f"Epoch {epoch}/{planned}" if planned else f"Epoch {epoch}"
+        print(f"{head}: {', '.join(parts)}", flush=True)
+
+
+def progress_bar() -> ProgressBar:
+    """The live bar in a terminal, one line per epoch anywhere else (a log file)."""
+    interactive = getattr(sys.stdout, "isatty", lambda: False)()
+    return PosekitProgressBar() if interactive else EpochLineProgress()
+
+
 def _hms(seconds: float) -> str:
     s = int(round(seconds))
     return f"{s // 3600}:{s % 3600 // 60:02d}:{s % 60:02d}"
@@ -354,9 +411,11 @@ def _hms(seconds: float) -> str:
 
 __all__ = [
     "BudgetPlan",
+    "EpochLineProgress",
     "PosekitProgressBar",
     "RecipeLoss",
     "budget_learning_rate",
     "format_metric",
     "planned_epochs",
+    "progress_bar",
 ]

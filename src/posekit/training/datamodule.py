@@ -137,6 +137,13 @@ class PoseDataModule(L.LightningDataModule):
         self.optimization = optimization
         self.num_workers = num_workers
         self.seed = int(seed)
+        from posekit.data.channels import video_channels, warn_converted_videos
+
+        warn_converted_videos(
+            [*video_channels(train_labels), *video_channels(val_labels)],
+            pipeline.frame_channels,
+            "the model",
+        )
         self.train_dataset = pipeline.dataset(train_labels)
         self.val_dataset = pipeline.dataset(val_labels)
 

@@ -48,9 +48,10 @@ from posekit.training.inputs import (
 )
 from posekit.training.run_folder import (
     RUN_DIR_ENV,
+    check_resume_changes,
     choose_run_dir,
     env_rank,
-    read_run_info,
+    resumed_run,
     write_configs,
     write_run_info,
 )
@@ -103,11 +104,14 @@ def train(
         num_workers: DataLoader workers per rank (default: by core count).
         precision: Lightning precision ("32-true", "bf16-mixed", "16-mixed").
         callbacks: extra Lightning callbacks.
-        progress: show the rich progress bar.
+        progress: show progress (a live bar in a terminal, else a line per epoch).
         wandb: a Weights & Biases project to log to (needs ``posekit[wandb]``).
     """
     import lightning as L
 
+    from posekit.model.device import resolve_device
+
+    resolve_device(device)  # a device this machine lacks fails before any file is written
     arguments = _Arguments(epochs, batch_size, run_name, runs_folder, resume is not None)
     job = _resolve_job(config, resume, overrides, seed, arguments)
     _require_loggers(job.config, wandb)
@@ -217,25 +221,18 @@ def _resolve_job(
     file). A config without heads fails here, before any labels are read.
     """
     from posekit.config.overrides import apply_overrides, parse_overrides
-    from posekit.training.callbacks import last_checkpoint
 
     user_overrides = parse_overrides(overrides)
     run_dir = ckpt_path = None
     if resume is not None:
-        from posekit.config.job import TrainingJobConfig
-
-        run_dir = Path(resume).expanduser().resolve()
-        ckpt_path = last_checkpoint(run_dir)
-        if not ckpt_path.exists():
-            raise PosekitError(
-                f"cannot resume {run_dir}: it has no {ckpt_path.relative_to(run_dir)} (the "
-                f"run did not finish an epoch, or this is not a posekit run folder)"
-            )
-        config = TrainingJobConfig.load_json(run_dir / "training_config.json")
-        seed = int(read_run_info(run_dir).get("seed", seed))
+        run_dir, ckpt_path, config, info = resumed_run(resume)
+        seed = int(info.get("seed", seed))
     else:
         config = as_job_config(config)
-    config = arguments.apply(apply_overrides(config, user_overrides)).with_resolved_paths()
+    changed = arguments.apply(apply_overrides(config, user_overrides))
+    if resume is not None:
+        check_resume_changes(run_dir, config, changed, user_overrides)
+    config = changed.with_resolved_paths()
     heads_config(config)
     initial = None if resume is not None else config.model_copy(deep=True)
     return _Job(config, seed, user_overrides, arguments, initial, run_dir, ckpt_path)
@@ -317,15 +314,15 @@ def _build_model(config: Any, train_labels: Any) -> Any:
 
     Part names and classes come from the config, else from the labels (skeleton nodes,
     tracks); edges from the skeleton where the config leaves them null. The input
-    channels follow the frames (a mix of gray and color videos trains on color).
+    channels follow the frames (a mix of gray and color videos trains on color;
+    `posekit.data.channels`).
     """
+    from posekit.data.channels import frame_channels
     from posekit.model.network import Model
     from posekit.model.preprocessing import Preprocessor
 
     skeleton = train_labels.skeleton
-    used = sorted({e.video_index for e in train_labels.entries})
-    channels = {train_labels.frame_shape(i)[2] for i in used}
-    frame_c = channels.pop() if len(channels) == 1 else 3
+    frame_c = frame_channels(train_labels)
     in_channels = Preprocessor.from_config(config.data.preprocessing).output_channels(frame_c)
     return Model.from_config(
         config.model,
@@ -459,7 +456,7 @@ def _callbacks(
     config: Any, run_dir: Path, augment_rng: Any, progress: bool, extra: list[Any] | None
 ) -> list[Any]:
     """The config's schedule and early stopping, the run folder's writer, then the user's."""
-    from posekit.training.budget import PosekitProgressBar
+    from posekit.training.budget import progress_bar
     from posekit.training.callbacks import RunOutputs, optimization_callbacks
 
     outputs = config.outputs
@@ -478,7 +475,7 @@ def _callbacks(
     )
     cbs.append(augment_rng)
     if progress:
-        cbs.append(PosekitProgressBar())
+        cbs.append(progress_bar())
     cbs.extend(extra or [])
     return cbs
 

@@ -19,6 +19,7 @@ import os
 from pathlib import Path
 from typing import Any
 
+from posekit.errors import PosekitError
 from posekit.io.atomic import write_text_atomic
 from posekit.training.inputs import heads_config
 
@@ -108,12 +109,61 @@ def write_configs(run_dir: Path, config: Any, initial: Any | None) -> None:
     config.model_copy(deep=True).save_yaml(run_dir / "config.yaml")
 
 
+def resumed_run(resume: str | os.PathLike) -> tuple[Path, Path, Any, dict[str, Any]]:
+    """The run folder to resume: (folder, its checkpoint, its config, its run info);
+    refused when it has no checkpoint."""
+    from posekit.config.job import TrainingJobConfig
+    from posekit.training.callbacks import last_checkpoint
+
+    run_dir = Path(resume).expanduser().resolve()
+    ckpt_path = last_checkpoint(run_dir)
+    if not ckpt_path.exists():
+        raise PosekitError(
+            f"cannot resume {run_dir}: it has no {ckpt_path.relative_to(run_dir)} (the "
+            f"run did not finish an epoch, or this is not a posekit run folder)"
+        )
+    config = TrainingJobConfig.load_json(run_dir / "training_config.json")
+    return run_dir, ckpt_path, config, read_run_info(run_dir)
+
+
+#: What a resumed run may change: how long it trains and what it writes.
+RESUME_MAY_CHANGE = ("optimization.epochs", "outputs.")
+
+
+def check_resume_changes(run_dir: Path, saved: Any, changed: Any, overrides: dict) -> None:
+    """Refuse to resume with settings that differ from the run's, naming them.
+
+    The checkpoint holds weights and optimizer state for the run's own model and
+    schedule; another architecture fails deep in `load_state_dict` (``size mismatch``),
+    and other data or optimizer settings would silently make a different run. Checked
+    before any file is touched.
+    """
+    from posekit.config.overrides import config_differences
+
+    differ = [
+        f"{key} {old!r} -> {new!r}"
+        for key, old, new in config_differences(saved, changed)
+        if not key.startswith(RESUME_MAY_CHANGE)
+    ]
+    if not differ:
+        return
+    given = " ".join(f"{k}={v}" for k, v in overrides.items())
+    raise PosekitError(
+        f"cannot resume {run_dir} with changed settings: {'; '.join(differ)}. A resumed run "
+        "keeps its own settings (only optimization.epochs and outputs.* may change); to "
+        f"train with the new ones start a new run: posekit train "
+        f"{run_dir / 'training_config.json'} {given}".rstrip()
+    )
+
+
 __all__ = [
     "RUN_DIR_ENV",
     "RUN_INFO",
+    "check_resume_changes",
     "choose_run_dir",
     "env_rank",
     "read_run_info",
+    "resumed_run",
     "write_configs",
     "write_run_info",
 ]

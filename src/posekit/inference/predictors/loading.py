@@ -16,6 +16,7 @@ from posekit.inference.predictors.base import Predictor
 from posekit.inference.predictors.bottomup import GROUPING_OPTIONS, BottomUpPredictor
 from posekit.model.device import resolve_device
 from posekit.model.folder import load_model
+from posekit.model.locate import model_folders
 from posekit.model.registry import predictor_path
 from posekit.ops.peaks import DEFAULT_PEAK_THRESHOLD
 
@@ -24,6 +25,10 @@ def _predictor_class(path: str) -> type[Predictor]:
     """The class a registry import path (``"package.module:Class"``) names."""
     module, _, name = path.partition(":")
     return getattr(importlib.import_module(module), name)
+
+
+def _is_path(p) -> bool:
+    return isinstance(p, str | os.PathLike)
 
 
 def load_predictor(
@@ -39,7 +44,8 @@ def load_predictor(
 ) -> Predictor:
     """Load one or two model folders and return the matching predictor.
 
-    ``model_paths``: a folder (SLEAP or posekit), a list of them, or already loaded
+    ``model_paths``: a folder (SLEAP or posekit; a training run folder, or a top-down
+    pair's run folder, as `posekit predict` takes them), a list of them, or already loaded
     models. Combinations: single_instance; centroid and/or centered_instance (top-down);
     multi_instance (bottom-up); multi_class_bottomup; multi_class_topdown with an optional
     centroid model (`posekit.model.registry.allowed_combinations`). Extra keyword
@@ -53,7 +59,11 @@ def load_predictor(
     """
     if isinstance(model_paths, str | os.PathLike) or hasattr(model_paths, "model_type"):
         model_paths = [model_paths]
-    model_paths = list(model_paths)
+    # Each folder as `posekit predict` reads it: a run folder means its best model, a
+    # top-down pair's run folder both of its models.
+    model_paths = [
+        m for p in model_paths for m in ((model_folders(p) or [p]) if _is_path(p) else [p])
+    ]
     if not model_paths:
         raise PosekitError("load_predictor needs at least one model folder")
     dev = resolve_device(device)
