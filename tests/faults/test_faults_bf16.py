@@ -88,15 +88,15 @@ def test_bf16_runner_falls_back_to_float32_with_one_warning(no_bf16):
 
 
 def test_resolve_precision_and_training_precision_fall_back(no_bf16):
-    from posekit.training.run import _runnable_precision
+    from posekit.training.hardware import runnable_precision
 
     with pytest.warns(UserWarning, match="POSEKIT_CPU_BF16"):
         assert autocast.resolve_precision("bf16", "cpu") == "float32"
     with pytest.warns(UserWarning, match="--precision bf16-mixed"):
-        assert _runnable_precision("bf16-mixed", "cpu") == "32-true"
+        assert runnable_precision("bf16-mixed", "cpu") == "32-true"
     with warnings.catch_warnings():
         warnings.simplefilter("error")  # nothing to say for float32 or a GPU's bf16
-        assert _runnable_precision("32-true", "cpu") == "32-true"
+        assert runnable_precision("32-true", "cpu") == "32-true"
         assert autocast.resolve_precision("bf16", "cuda") == "bfloat16"
 
 

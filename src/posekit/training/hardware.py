@@ -69,6 +69,25 @@ def detect_hardware(device: str = "auto") -> Hardware:
     return Hardware("cpu", 1, None, int(cores or 1), bf16=cpu_supports_bf16())
 
 
+def runnable_precision(precision: str, accelerator: str) -> str:
+    """The Lightning precision to train with: a bf16 one falls back to ``32-true``, with
+    one warning, on a CPU that cannot run bfloat16 (oneDNN would stop the first step)."""
+    if not str(precision).startswith("bf16"):
+        return precision
+    import torch
+
+    on_cpu = accelerator == "cpu" or (
+        accelerator == "auto"
+        and not torch.cuda.is_available()
+        and not (getattr(torch.backends, "mps", None) and torch.backends.mps.is_available())
+    )
+    from posekit.optimize import usable_bf16
+
+    if on_cpu and not usable_bf16("cpu", f"--precision {precision}"):
+        return "32-true"
+    return precision
+
+
 def budget_seconds(max_time: Any) -> float | None:
     """A wall-clock budget in seconds from what `train(max_time=...)` accepts.
 
@@ -103,4 +122,4 @@ def budget_seconds(max_time: Any) -> float | None:
     return float(seconds)
 
 
-__all__ = ["DEFAULT_GFLOPS", "Hardware", "budget_seconds", "detect_hardware"]
+__all__ = ["DEFAULT_GFLOPS", "Hardware", "budget_seconds", "detect_hardware", "runnable_precision"]

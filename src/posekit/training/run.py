@@ -499,6 +499,7 @@ def _trainer(
     import lightning as L
     import torch
 
+    from posekit.training.hardware import runnable_precision
     from posekit.training.logs import log_every_n_steps
 
     accelerator = _accelerator(device)
@@ -510,7 +511,7 @@ def _trainer(
         strategy=strategy or "auto",
         max_epochs=int(config.optimization.epochs),
         max_time=_max_time(max_time),
-        precision=_runnable_precision(precision or "32-true", accelerator),
+        precision=runnable_precision(precision or "32-true", accelerator),
         logger=loggers or False,
         log_every_n_steps=log_every_n_steps(config),
         enable_checkpointing=False,
@@ -544,25 +545,6 @@ def _accelerator(device: str | None) -> str:
     return {"cuda": "gpu", "gpu": "gpu", "cpu": "cpu", "mps": "mps", "auto": "auto"}.get(
         device, device
     )
-
-
-def _runnable_precision(precision: str, accelerator: str) -> str:
-    """The Lightning precision to train with: a bf16 one falls back to ``32-true``, with
-    one warning, on a CPU that cannot run bfloat16 (oneDNN would stop the first step)."""
-    if not str(precision).startswith("bf16"):
-        return precision
-    import torch
-
-    on_cpu = accelerator == "cpu" or (
-        accelerator == "auto"
-        and not torch.cuda.is_available()
-        and not (getattr(torch.backends, "mps", None) and torch.backends.mps.is_available())
-    )
-    from posekit.optimize import usable_bf16
-
-    if on_cpu and not usable_bf16("cpu", f"--precision {precision}"):
-        return "32-true"
-    return precision
 
 
 def _max_time(max_time: Any) -> _dt.timedelta | None:
