@@ -20,6 +20,7 @@ _LAZY = {
     "train": "posekit.training.run",
     "evaluate": "posekit.evaluation",
     "track": "posekit.tracking.api",
+    "system_report": "posekit.model.system",
     "TrainingJobConfig": "posekit.config.job",
     "ModelConfig": "posekit.config.model",
 }
