@@ -222,9 +222,7 @@ def main(argv=None) -> int:
             res = run_sleap_nn(python, src, settings, workdir, name, args.timeout)
             if "error" in res:
                 notes.append(f"{name}: {res['error']}")
-                print(
-                    f"  failed: {name}: {res['error']}\n{res.get('traceback', '')}", file=sys.stderr
-                )
+                print(f"  failed: {name}: {res['error']}\n{res.get('traceback', '')}", file=sys.stderr)
                 continue
             tracked = sio.load_slp(res["path"])
             rows.append(row(name, tracked, gt, video, res["seconds"], res["frames"]))
@@ -233,9 +231,7 @@ def main(argv=None) -> int:
         notes.insert(0, f"sleap-nn: {python}")
         for name, settings in sleap_nn_settings(args.max_tracks).items():
             if wanted(name):
-                notes.append(
-                    f"{name}: run_tracker({', '.join(f'{k}={v!r}' for k, v in settings.items())})"
-                )
+                notes.append(f"{name}: run_tracker({', '.join(f'{k}={v!r}' for k, v in settings.items())})")
 
     header = ("tracker", "ID switches", "IDF1", "MOTA", "tracks", "FP", "misses", "frames/s")
     print("| " + " | ".join(header) + " |")
