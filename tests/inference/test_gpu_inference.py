@@ -9,16 +9,8 @@ from __future__ import annotations
 import numpy as np
 import pytest
 import torch
+from _inference_fakes import tiny_bottomup
 
-from posekit.config.model import (
-    BackboneConfig,
-    HeadsConfig,
-    ModelConfig,
-    MultiInstanceConfig,
-    MultiInstanceConfmapsHeadConfig,
-    PartAffinityFieldsHeadConfig,
-    UNetConfig,
-)
 from posekit.inference.runtime import make_runner
 from posekit.model.network import Model
 
@@ -28,22 +20,7 @@ pytestmark = pytest.mark.skipif(
 
 
 def bottomup(seed: int = 0) -> Model:
-    torch.manual_seed(seed)
-    config = ModelConfig(
-        backbone=BackboneConfig(unet=UNetConfig(filters=8, max_stride=16, output_stride=2)),
-        heads=HeadsConfig(
-            multi_instance=MultiInstanceConfig(
-                confmaps=MultiInstanceConfmapsHeadConfig(part_names=["a", "b"], output_stride=2),
-                pafs=PartAffinityFieldsHeadConfig(edges=[("a", "b")], output_stride=4),
-            )
-        ),
-    )
-    model = Model.from_config(config, in_channels=1).eval()
-    with torch.no_grad():  # non-zero biases: outputs that are not flat
-        for p in model.parameters():
-            if p.ndim == 1:
-                p.uniform_(-0.2, 0.2)
-    return model
+    return tiny_bottomup(filters=8, max_stride=16, in_channels=1, seed=seed, random_biases=True)
 
 
 def outputs(model, x, device, precision="fp32", runtime="torch"):

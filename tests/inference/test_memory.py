@@ -8,6 +8,7 @@ import warnings
 import numpy as np
 import pytest
 import torch
+from _inference_fakes import tiny_bottomup
 
 from posekit.errors import PosekitError
 from posekit.inference import memory
@@ -22,28 +23,7 @@ UHD = (2160, 3840, 3)
 
 
 def bottomup_model(filters=4):
-    from posekit.config.model import (
-        BackboneConfig,
-        HeadsConfig,
-        ModelConfig,
-        MultiInstanceConfig,
-        MultiInstanceConfmapsHeadConfig,
-        PartAffinityFieldsHeadConfig,
-        UNetConfig,
-    )
-    from posekit.model.network import Model
-
-    torch.manual_seed(0)
-    config = ModelConfig(
-        backbone=BackboneConfig(unet=UNetConfig(filters=filters, max_stride=8, output_stride=2)),
-        heads=HeadsConfig(
-            multi_instance=MultiInstanceConfig(
-                confmaps=MultiInstanceConfmapsHeadConfig(part_names=["a", "b"], output_stride=2),
-                pafs=PartAffinityFieldsHeadConfig(edges=[("a", "b")], output_stride=4),
-            )
-        ),
-    )
-    return Model.from_config(config, in_channels=3).eval()
+    return tiny_bottomup(filters=filters)
 
 
 def predictor(**kwargs):
