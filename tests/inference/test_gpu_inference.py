@@ -23,6 +23,14 @@ def bottomup(seed: int = 0) -> Model:
     return tiny_bottomup(filters=8, max_stride=16, in_channels=1, seed=seed, random_biases=True)
 
 
+@pytest.fixture(autouse=True)
+def no_tf32(monkeypatch):
+    """Full float32 on the GPU (no TF32 convolutions): CUDA and CPU agree to ~1e-6, so
+    a peak never flips across the threshold between them."""
+    monkeypatch.setattr(torch.backends.cudnn, "allow_tf32", False)
+    monkeypatch.setattr(torch.backends.cuda.matmul, "allow_tf32", False)
+
+
 def outputs(model, x, device, precision="fp32", runtime="torch"):
     runner = make_runner(model.to(device), device=device, precision=precision, runtime=runtime)
     with torch.inference_mode():
@@ -51,8 +59,7 @@ def test_fp32_on_cuda_equals_the_cpu():
     model = bottomup()
     x = torch.rand(2, 1, 64, 96)
     cpu = outputs(bottomup(), x, "cpu")
-    # TF32 may be on for convolutions: float32 with a 10-bit mantissa
-    assert relative_error(outputs(model, x, "cuda"), cpu) < 5e-3
+    assert relative_error(outputs(model, x, "cuda"), cpu) < 1e-4
 
 
 @pytest.mark.parametrize("precision", ["fp16", "bf16"])
@@ -103,22 +110,28 @@ def test_predictions_on_cuda_match_the_cpu_with_pinned_buffers(frames, monkeypat
         return buf
 
     monkeypatch.setattr(BufferPool, "_new", record)
-    results = {}
+    points = {}
     for device in ("cpu", "cuda"):
         pinned.clear()
         pred = BottomUpPredictor(
-            bottomup(), device=device, progress=False, peak_threshold=0.1, batch_size=2
+            bottomup(),
+            device=device,
+            progress=False,
+            peak_threshold=0.1,
+            batch_size=2,
+            min_line_scores=-10.0,  # this untrained model's PAFs: keep every peak
         )
         labels = pred.predict(frames)
         assert pinned and all(pinned) == (device == "cuda")  # page-locked on CUDA only
-        results[device] = [
-            sorted(map(tuple, np.round(i.numpy(), 1).tolist()))
-            for lf in labels.labeled_frames
-            for i in lf.instances
-        ]
-    assert len(results["cuda"]) == len(results["cpu"])
-    for a, b in zip(results["cuda"], results["cpu"]):
-        assert np.allclose(np.asarray(a, float), np.asarray(b, float), atol=0.25, equal_nan=True)
+        # every peak of a frame, whichever instance grouping put it in
+        points[device] = []
+        for lf in labels.labeled_frames:
+            pts = np.concatenate([i.numpy() for i in lf.instances])
+            pts = pts[~np.isnan(pts).any(axis=1)]
+            points[device].append(pts[np.lexsort((pts[:, 1], pts[:, 0]))])
+    assert sum(len(p) for p in points["cpu"]) > 100  # ~70 instances per frame here (CPU)
+    for a, b in zip(points["cuda"], points["cpu"]):
+        assert a.shape == b.shape and np.allclose(a, b, atol=0.01)
 
 
 def test_batch_budget_reads_free_gpu_memory_and_reports_the_gpu_peak():
