@@ -92,7 +92,7 @@ def test_onnx_cuda_provider_equals_the_cpu():
     x = torch.rand(2, 1, 64, 96)
     model = bottomup()
     runner = make_runner(model.to("cuda"), device="cuda", runtime="onnx")
-    got = {k: torch.as_tensor(np.asarray(v)).float() for k, v in runner(x.to("cuda")).items()}
+    got = {k: v.float().cpu() for k, v in runner(x.to("cuda")).items()}
     assert runner._session.get_providers()[0] == "CUDAExecutionProvider"
     assert relative_error(got, outputs(bottomup(), x, "cpu")) < 5e-3
 

@@ -10,7 +10,9 @@ predictor therefore sizes its batch per frame shape:
   which scales with the pixel count (every layer's output does); the rest is a fixed
   cost. It is measured, not derived from layer lists, so every backbone, head and
   precision path is covered the same way.
-- `frame_bytes` adds the decoded frames waiting in the reader's buffers.
+- `frame_bytes` adds the decoded frames waiting in the reader's buffers. (A blank frame
+  has no animal, so a top-down pair's crop model is not in the probe: its cost is per
+  crop, small next to a large frame's.)
 - `available_memory` is the budget's base: free GPU memory on CUDA, the system's
   available memory elsewhere; by default a fraction of it (`DEFAULT_FRACTION`), or what
   ``max_memory`` says (``"4G"``, ``"512M"``, ``"60%"``, bytes).
@@ -296,6 +298,7 @@ def _shape_text(shape: tuple[int, ...]) -> str:
 
 
 def probe_side(maximum_stride: int, input_scale: float = 1.0) -> int:
-    """A small probe frame side: four of the model's largest strides (in frame pixels),
-    at least 64, so that every layer has a few pixels."""
-    return max(64, int(math.ceil(4 * maximum_stride / max(input_scale, 1e-6))))
+    """A small probe frame side: two of the model's largest strides (in frame pixels),
+    at least 64, so that every layer has pixels and the probe stays cheap (the second
+    probe, at twice this side, separates the per-pixel cost from the fixed one)."""
+    return max(64, int(math.ceil(2 * maximum_stride / max(input_scale, 1e-6))))
