@@ -117,8 +117,8 @@ class Predictor:
             4 that fits the memory budget for each frame size (`posekit.inference.memory`).
             An explicit batch is kept, with a warning when it may exceed the budget.
         max_memory: the memory budget for sizing the batch: ``"4G"``, ``"60%"`` (of the
-            available memory), bytes, or None (80% of the free GPU memory on CUDA, half
-            the available memory elsewhere).
+            available memory), bytes, or None (80% of the free GPU memory on CUDA, 25% of
+            the available memory elsewhere: `posekit.inference.memory.DEFAULT_FRACTION`).
         device: "auto", "cpu", "cuda", "cuda:1", "mps", ...
         precision: "fp32", "bf16", "fp16" (GPU) or "int8" (CPU); see
             `posekit.inference.runtime`.
