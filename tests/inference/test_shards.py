@@ -80,7 +80,7 @@ def test_slurm_ids_off_the_range_are_refused():
 
 
 def _tiny_video(path, n_frames=3, size=32, seed=0):
-    import av
+    av = pytest.importorskip("av", reason="writing test videos needs PyAV (the video extra)")
 
     rng = np.random.default_rng(seed)
     with av.open(str(path), "w") as c:
