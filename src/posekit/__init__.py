@@ -22,6 +22,7 @@ _LAZY = {
     "track": "posekit.tracking.api",
     "suggest": "posekit.tracking.suggest",
     "filter_labels": "posekit.tracking.trajectories",
+    "system_report": "posekit.model.system",
     "TrainingJobConfig": "posekit.config.job",
     "ModelConfig": "posekit.config.model",
 }

@@ -100,3 +100,38 @@ class FakeModel(nn.Module):
         for name, fn in self.extra.items():
             out[name] = fn(x)
         return out
+
+
+def tiny_bottomup(filters=4, max_stride=8, in_channels=3, seed=0, random_biases=False):
+    """A real (not fake) small bottom-up UNet `Model`: parts a, b; confidence maps at
+    stride 2, PAFs at stride 4. ``random_biases``: non-zero biases, for outputs that are
+    not flat (comparisons between devices)."""
+    from posekit.config.model import (
+        BackboneConfig,
+        HeadsConfig,
+        ModelConfig,
+        MultiInstanceConfig,
+        MultiInstanceConfmapsHeadConfig,
+        PartAffinityFieldsHeadConfig,
+        UNetConfig,
+    )
+    from posekit.model.network import Model
+
+    torch.manual_seed(seed)
+    unet = UNetConfig(filters=filters, max_stride=max_stride, output_stride=2)
+    config = ModelConfig(
+        backbone=BackboneConfig(unet=unet),
+        heads=HeadsConfig(
+            multi_instance=MultiInstanceConfig(
+                confmaps=MultiInstanceConfmapsHeadConfig(part_names=["a", "b"], output_stride=2),
+                pafs=PartAffinityFieldsHeadConfig(edges=[("a", "b")], output_stride=4),
+            )
+        ),
+    )
+    model = Model.from_config(config, in_channels=in_channels).eval()
+    if random_biases:
+        with torch.no_grad():
+            for p in model.parameters():
+                if p.ndim == 1:
+                    p.uniform_(-0.2, 0.2)
+    return model

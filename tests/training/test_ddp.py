@@ -9,6 +9,7 @@ import sys
 import textwrap
 from pathlib import Path
 
+import pytest
 from _training_helpers import tiny_config
 
 REPO = Path(__file__).resolve().parents[2]
@@ -82,5 +83,53 @@ def test_two_process_ddp(multi_labels, tmp_path):
     run = runs / "ddp"
     with open(run / "metrics.csv") as f:
         assert [line.split(",")[0] for line in f.read().splitlines()[1:]] == ["0", "1"]
+    model = load_model(run / "best_model")
+    assert model.part_names == ["head", "tail", "left", "right"]
+
+
+def _train_cli(args, env):
+    return subprocess.run(
+        [sys.executable, "-m", "posekit.cli", "train", *map(str, args)],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
+
+
+@pytest.mark.slow  # four processes start torch and Lightning: about a minute
+def test_ddp_command_trains_one_run_folder_and_resumes(multi_labels, tmp_path):
+    """`posekit train --devices 2 --strategy ddp` on the CPU (gloo), then `--resume`:
+    one run folder, written by rank 0 only, each epoch once in its log, one final model."""
+    from posekit.model.folder import load_model
+
+    runs = tmp_path / "runs"
+    config = tiny_config("single_instance", runs, epochs=1, batches_per_epoch=1)
+    config["optimization"]["batch_size"] = 2
+    (tmp_path / "job.json").write_text(json.dumps(config))
+    env = {**os.environ, "OMP_NUM_THREADS": "1", "PYTHONPATH": str(REPO / "src")}
+    env.pop("POSEKIT_RUN_DIR", None)
+    ddp = ["--device", "cpu", "--devices", "2", "--strategy", "ddp"]
+    first = _train_cli(
+        [tmp_path / "job.json", "--labels", multi_labels, "--run-name", "ddp", *ddp], env
+    )
+    assert first.returncode == 0, first.stderr[-3000:]
+    assert [p.name for p in runs.iterdir()] == ["ddp"]
+    run = runs / "ddp"
+    names = sorted(p.name for p in run.iterdir())
+
+    again = _train_cli(["--resume", run, "--epochs", "2", *ddp], env)
+    assert again.returncode == 0, again.stderr[-3000:]
+    assert [p.name for p in runs.iterdir()] == ["ddp"]
+    with open(run / "metrics.csv") as f:
+        assert [line.split(",")[0] for line in f.read().splitlines()[1:]] == ["0", "1"]
+    # nothing half-written or doubled by the second process
+    assert sorted(p.name for p in run.iterdir()) == names
+    assert not [p for p in run.rglob("*") if ".tmp" in p.name or p.name.startswith(".")]
+    # one process reports: the final evaluation and the run's lines once
+    for out in (first.stdout, again.stdout):
+        assert out.count("posekit: val:") == 1 and out.count("Trained model:") == 1
+    # the weights were made NHWC before DDP wrapped them (no per-step layout copies)
+    assert "Grad strides do not match" not in first.stderr + again.stderr
     model = load_model(run / "best_model")
     assert model.part_names == ["head", "tail", "left", "right"]

@@ -25,6 +25,7 @@ from posekit.cli import (
     render,
     suggest,
     summary,
+    system,
     track,
     train,
 )
@@ -45,6 +46,7 @@ COMMANDS = (
     render,
     export,
     demo,
+    system,
 )
 
 

@@ -53,7 +53,19 @@ def add_parser(subparsers) -> argparse.ArgumentParser:
         "also within the frames the project options select (default: all)",
     )
     p.add_argument(
-        "--batch-size", type=int, default=4, help="frames per batch (default: %(default)s)"
+        "--batch-size",
+        type=int,
+        default=None,
+        help="frames per batch (default: the largest of 4, 2 or 1 that fits --max-memory "
+        "for the frame size; an explicit batch is kept, with a warning when it may not fit)",
+    )
+    p.add_argument(
+        "--max-memory",
+        default=None,
+        metavar="SIZE",
+        help="memory budget that sizes the batch, e.g. 4G, 512M or 60%% (of the available "
+        "memory) (default: 80%% of the free GPU memory on CUDA, 25%% of the available "
+        "memory on CPU and Apple mps)",
     )
     p.add_argument(
         "--peak-threshold",
@@ -191,6 +203,15 @@ def add_resume_arguments(p: argparse.ArgumentParser) -> None:
         "command line otherwise; the result equals an uninterrupted run",
     )
     g.add_argument(
+        "--shard",
+        default=None,
+        metavar="K/N",
+        help="predict only the K-th of N disjoint shares of the videos (and projects), one "
+        "output each, so that N jobs (a cluster job array) cover a folder; read from "
+        "SLURM_ARRAY_TASK_ID/SLURM_ARRAY_TASK_COUNT in a SLURM array job; 1/1: all "
+        "(default: all, or the SLURM array task's share)",
+    )
+    g.add_argument(
         "--chunk-size",
         type=int,
         default=DEFAULT_CHUNK_SIZE,
@@ -241,6 +262,8 @@ def run(args: argparse.Namespace) -> int:
     """
     from posekit.data.formats import OUTPUT_FORMATS
     from posekit.inference.checks import check_prediction_options
+    from posekit.inference.chunks import chunk_folder
+    from posekit.inference.memory import parse_memory
     from posekit.inference.predictors import load_predictor
     from posekit.inference.runtime import check_runtime_options
     from posekit.inference.sources import (
@@ -259,9 +282,12 @@ def run(args: argparse.Namespace) -> int:
         max_instances=args.max_instances,
     )
     check_runtime_options(args.runtime, args.precision, resolve_device(args.device))
+    if args.max_memory is not None:
+        parse_memory(args.max_memory, resolve_device(args.device))
     model_dirs, sources = split_models_and_sources(args.paths)
     instance_filter = _instance_filter(args)
     unreadable: list = []  # damaged sources: the others are predicted, then an error
+    shard = _shard(args)
     jobs = expand_sources(
         sources,
         frames=args.frames,
@@ -270,16 +296,23 @@ def run(args: argparse.Namespace) -> int:
         only_suggested_frames=args.only_suggested_frames,
         exclude_user_labeled=args.exclude_user_labeled,
         unreadable=unreadable,
+        shard=shard,
     )
+    if not jobs:  # only a shard can be empty: more jobs than files
+        print(f"Shard {shard[0]}/{shard[1]}: no video of the sources falls in this share")
+        return 0
     groups = output_groups(jobs, args.output, "." + args.format)
+    # the files read, not the folders named: a folder's earlier outputs are no inputs
+    inputs = [*model_dirs, *{str(j.source) for j in jobs}, *{str(j.name) for j in jobs}]
     for output, _ in groups:
-        check_output_path(output, tuple(OUTPUT_FORMATS), inputs=args.paths, what="predictions")
+        check_output_path(output, tuple(OUTPUT_FORMATS), inputs=inputs, what="predictions")
 
     predictor = load_predictor(
         model_dirs,
         peak_threshold=args.peak_threshold,
         max_instances=args.max_instances,
         batch_size=args.batch_size,
+        max_memory=args.max_memory,
         device=args.device,
         precision=args.precision,
         runtime=args.runtime,
@@ -302,7 +335,12 @@ def run(args: argparse.Namespace) -> int:
                 labels = filter_labels(labels, trajectories)
             return labels
 
+    if shard is not None:
+        print(f"Shard {shard[0]}/{shard[1]}: {len(groups)} output(s)")
     for output, group in groups:
+        if args.resume and Path(output).exists() and not chunk_folder(output).exists():
+            print(f"Kept {output}: finished by an earlier run (--resume)")
+            continue
         try:
             result = run_prediction(
                 predictor,
@@ -336,6 +374,32 @@ def run(args: argparse.Namespace) -> int:
             )
         for f in result.files:
             print(f"Wrote {f}")
+    print(_memory_line(predictor))
     if unreadable:
         raise unreadable_sources_error(unreadable, others_done=True)
     return 0
+
+
+def _shard(args) -> tuple[int, int] | None:
+    """--shard K/N, else a SLURM array task's share; refused with one merged -o file."""
+    from posekit.errors import PosekitError
+    from posekit.inference.sources import parse_shard, shard_from_environment
+
+    shard = parse_shard(args.shard) if args.shard is not None else shard_from_environment()
+    if shard is not None and shard[1] > 1 and args.output is not None:
+        given = f"--shard {args.shard}" if args.shard else "a SLURM array task's share"
+        raise PosekitError(
+            f"{given} writes one output per video (each job its own); leave out -o "
+            "(--format picks the format), or pass --shard 1/1 to predict everything into -o"
+        )
+    return None if shard == (1, 1) else shard
+
+
+def _memory_line(predictor) -> str:
+    """The batch chosen per frame size and the peak memory, for choosing --max-memory."""
+    from posekit.inference.memory import format_bytes, peak_memory
+
+    peak, what = peak_memory(predictor.device)
+    plans = [plan.describe() for plan in predictor.batch_plans.values()]
+    batches = "; ".join(plans) if plans else f"batch {predictor.batch_size}"
+    return f"Memory: {batches}; peak {what} {format_bytes(peak)}"

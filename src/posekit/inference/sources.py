@@ -39,8 +39,11 @@ __all__ = [
     "PredictionJob",
     "expand_sources",
     "is_model_path",
+    "parse_shard",
+    "shard_from_environment",
     "split_models_and_sources",
     "unreadable_sources_error",
+    "take_shard",
 ]
 
 #: Files a folder or glob source picks up as videos (what sleap-io's media backends read).
@@ -223,8 +226,13 @@ def expand_sources(
     only_suggested_frames: bool = False,
     exclude_user_labeled: bool = False,
     unreadable: list[tuple[Path, str]] | None = None,
+    shard: tuple[int, int] | None = None,
 ) -> list[PredictionJob]:
     """SOURCE arguments -> one `PredictionJob` per video, in argument order.
+
+    `shard` (K, N): only the K-th of N disjoint shares of the files the sources name
+    (`take_shard`), decided before any file is opened, so that N cluster jobs given the
+    same arguments split a folder of videos; a share with no file gives no job ([]).
 
     `video_index` and the project flags apply to projects only (a plain video given with
     them is refused, since the flags would silently mean nothing). Videos whose selection
@@ -241,6 +249,10 @@ def expand_sources(
         video_index = [video_index]
     jobs: list[PredictionJob] = []
     files = [p for s in sources for p in _expand_paths(str(s))]
+    if shard is not None:
+        files = take_shard(files, shard)
+        if not files:
+            return []
     if not any(_is_project(p) for p in files) and (project_flags or video_index is not None):
         raise PosekitError(
             "--video-index, --only-labeled-frames, --only-suggested-frames and "
@@ -347,3 +359,59 @@ def labeled_frames_only(jobs: Sequence[PredictionJob]) -> list[PredictionJob]:
             "selected frames have none; predict on labeled frames or pass the centroid model"
         )
     return out
+
+
+def parse_shard(spec: str) -> tuple[int, int]:
+    """``"K/N"`` -> (K, N): the K-th (from 1) of N shares; one error for anything else."""
+    k, sep, n = str(spec).strip().partition("/")
+    try:
+        shard = int(k), int(n)
+    except ValueError:
+        shard = None
+    if not sep or shard is None or not 1 <= shard[0] <= shard[1]:
+        raise PosekitError(
+            f"--shard {spec!r} is not K/N with 1 <= K <= N (K: this job's share, from 1; N: "
+            "the number of jobs), e.g. --shard 1/4 ... --shard 4/4"
+        )
+    return shard
+
+
+def shard_from_environment(environ=None) -> tuple[int, int] | None:
+    """(K, N) of a SLURM job array task (``sbatch --array``), else None.
+
+    SLURM numbers tasks from ``SLURM_ARRAY_TASK_MIN`` (0, 1 or any start) in steps of
+    ``SLURM_ARRAY_TASK_STEP``; ``SLURM_ARRAY_TASK_COUNT`` tasks in all. Task ids that do
+    not follow the range (``--array=1,5,9``) are refused with the fix, since their share
+    cannot be told from the task's own id.
+    """
+    env = os.environ if environ is None else environ
+    if "SLURM_ARRAY_TASK_ID" not in env or "SLURM_ARRAY_TASK_COUNT" not in env:
+        return None
+    try:
+        task = int(env["SLURM_ARRAY_TASK_ID"])
+        count = int(env["SLURM_ARRAY_TASK_COUNT"])
+        first = int(env.get("SLURM_ARRAY_TASK_MIN", 0))
+        step = int(env.get("SLURM_ARRAY_TASK_STEP", 1) or 1)
+    except ValueError:
+        count = 0
+    index, rest = divmod(task - first, step) if count else (0, 1)
+    if count < 1 or rest or not 0 <= index < count:
+        names = ("ID", "COUNT", "MIN", "STEP")
+        seen = ", ".join(
+            f"SLURM_ARRAY_TASK_{k}={env.get('SLURM_ARRAY_TASK_' + k)}"
+            for k in names
+            if "SLURM_ARRAY_TASK_" + k in env
+        )
+        raise PosekitError(
+            f"cannot tell this array task's share from {seen}; submit a range "
+            "(sbatch --array=1-N) or pass --shard K/N"
+        )
+    return index + 1, count
+
+
+def take_shard(items: Sequence, shard: tuple[int, int]) -> list:
+    """The K-th of N shares of `items`: every N-th item from the K-th (round robin, so
+    that shares differ in size by at most one and long sorted runs are spread); the N
+    shares are disjoint and together hold every item."""
+    k, n = shard
+    return list(items)[k - 1 :: n]

@@ -106,6 +106,15 @@ class PoseLightningModule(L.LightningModule):
         """
         return self.device.type in ("cpu", "cuda")
 
+    def setup(self, stage: str) -> None:
+        # NHWC before the strategy wraps the model: DDP registers each gradient's layout
+        # when it wraps, and weights changed afterwards cost every step a copy (and a
+        # "Grad strides do not match bucket view strides" warning per process).
+        trainer = self._trainer
+        device = trainer.strategy.root_device if trainer is not None else self.device
+        if device.type in ("cpu", "cuda"):
+            self.model.to(memory_format=torch.channels_last)
+
     def on_fit_start(self) -> None:
         if self.channels_last:
             self.model.to(memory_format=torch.channels_last)

@@ -21,6 +21,15 @@ import numpy as np
 
 from posekit.data.video import BackgroundIterator
 from posekit.errors import PosekitError
+from posekit.inference.memory import (
+    AUTO_MAX_BATCH,
+    BatchPlan,
+    FrameCost,
+    choose_batch_size,
+    measure_frame_cost,
+    parse_memory,
+    probe_side,
+)
 from posekit.inference.predictors.pipeline import (
     BufferPool,
     Skip,
@@ -104,7 +113,12 @@ class Predictor:
             (False); ignored when the model has an offset-refinement head.
         integral_patch_size: patch size of integral refinement.
         max_instances: keep at most this many instances per frame (best first).
-        batch_size: frames per forward pass.
+        batch_size: frames per forward pass; None (the default): the largest of 1, 2 or
+            4 that fits the memory budget for each frame size (`posekit.inference.memory`).
+            An explicit batch is kept, with a warning when it may exceed the budget.
+        max_memory: the memory budget for sizing the batch: ``"4G"``, ``"60%"`` (of the
+            available memory), bytes, or None (80% of the free GPU memory on CUDA, 25% of
+            the available memory elsewhere: `posekit.inference.memory.DEFAULT_FRACTION`).
         device: "auto", "cpu", "cuda", "cuda:1", "mps", ...
         precision: "fp32", "bf16", "fp16" (GPU) or "int8" (CPU); see
             `posekit.inference.runtime`.
@@ -123,7 +137,8 @@ class Predictor:
         integral_refinement: bool = True,
         integral_patch_size: int = 5,
         max_instances: int | None = None,
-        batch_size: int = 4,
+        batch_size: int | None = None,
+        max_memory: str | int | float | None = None,
         device: str = "auto",
         precision: str = "fp32",
         runtime: str = "torch",
@@ -137,7 +152,7 @@ class Predictor:
                     "sleap_crop_offsets is an alias of sleap_compatible; pass only one of them"
                 )
             sleap_compatible = bool(sleap_crop_offsets)
-        if batch_size < 1:
+        if batch_size is not None and batch_size < 1:
             raise PosekitError(f"batch_size must be at least 1; got {batch_size}")
         if max_instances is not None and max_instances < 1:
             raise PosekitError(f"max_instances must be at least 1 or None; got {max_instances}")
@@ -145,8 +160,17 @@ class Predictor:
         self.integral_refinement = bool(integral_refinement)
         self.integral_patch_size = int(integral_patch_size)
         self.max_instances = max_instances
-        self.batch_size = int(batch_size)
+        # the largest batch used (resumable chunks are multiples of it); per frame shape
+        # the batch is this or a divisor of it (`plan_batch`)
+        self.batch_size = int(batch_size) if batch_size is not None else AUTO_MAX_BATCH
+        self.explicit_batch_size = batch_size is not None
         self.device = resolve_device(device)
+        self.max_memory = max_memory
+        if max_memory is not None:
+            parse_memory(max_memory, self.device)  # a bad size fails before any work
+        self.batch_plans: dict[tuple, BatchPlan] = {}
+        self._frame_cost: FrameCost | None = None
+        self._probe_runners: dict[int, Any] = {}
         check_runtime_options(runtime, precision, self.device)
         if precision == "bf16":
             from posekit.optimize import usable_bf16
@@ -233,6 +257,65 @@ class Predictor:
         if not resize:
             return model.preprocess(images, resize=False)
         return model.preprocess(images)
+
+    def _probe_batch(self, frames):
+        """`_predict_batch` through eager float32 runners, whatever the runtime and
+        precision: what `measure_frame_cost` measures (an upper bound for reduced
+        precision; a compiled or ONNX graph runs the same layers). No peak passes the
+        threshold, so blank frames cost no grouping work (its memory is per peak, small).
+        """
+        plain = self.runtime == "torch" and self.precision == "fp32"
+        runners = self._runners if plain else self._probe_runners  # plain: built once
+        saved = self._runners, self.runtime, self.precision, self.peak_threshold
+        self._runners, self.runtime, self.precision = runners, "torch", "fp32"
+        self.peak_threshold = float("inf")
+        try:
+            return self._predict_batch(frames, None)
+        finally:
+            self._runners, self.runtime, self.precision, self.peak_threshold = saved
+
+    def frame_cost(self) -> FrameCost | None:
+        """The measured memory cost of a frame (`posekit.inference.memory`), once per
+        predictor; None for models that are not posekit models (test doubles, wrappers),
+        whose batches are not sized."""
+        from posekit.model.network import Model
+
+        if self._frame_cost is None:
+            models = [m for m in self._models() if m is not None]
+            if not models or not all(isinstance(m, Model) for m in models):
+                return None
+            full = [m for m in models if not m.crop_size] or models
+            side = max(probe_side(m.maximum_stride, m.input_scale) for m in full)
+            self._to_device()
+            self._frame_cost = measure_frame_cost(self._probe_batch, full[0].in_channels, side)
+        return self._frame_cost
+
+    def plan_batch(self, frame_shape: tuple) -> int:
+        """The batch for frames of `frame_shape` (H, W, C) under the memory budget,
+        chosen once per shape and kept in `batch_plans` (what the CLI prints)."""
+        shape = tuple(int(x) for x in frame_shape)
+        plan = self.batch_plans.get(shape)
+        if plan is None:
+            cost = self.frame_cost()
+            if cost is None:
+                return self.batch_size
+            plan = choose_batch_size(
+                cost.frame_bytes(shape),
+                parse_memory(self.max_memory, self.device),
+                self.batch_size if self.explicit_batch_size else None,
+                fixed=cost.fixed,
+                frame_shape=shape,
+            )
+            self.batch_plans[shape] = plan
+        return plan.batch_size
+
+    def _announce_plan(self, frame_shape) -> None:
+        """Say a batch plan's warning once (in the caller's thread, where warning
+        filters and tests see it)."""
+        plan = self.batch_plans.get(tuple(int(x) for x in frame_shape))
+        if plan is not None and plan.warning:
+            warnings.warn(plan.warning, stacklevel=3)
+            plan.warning = None
 
     def predict_images(self, images, gt: list | None = None) -> list[list[RawInstance]]:
         """Predict a batch of frames given as (N, H, W, C) uint8 (numpy or torch).
@@ -362,6 +445,7 @@ class Predictor:
         import torch
 
         self._to_device()
+        self.frame_cost()  # measured here, not in the reader thread that plans batches
         kind = device_type(self.device)
         pin = kind == "cuda"
         queue_size = 4
@@ -379,7 +463,7 @@ class Predictor:
             progress, task = make_progress(total, first)
         batches = read_batches(
             items,
-            batch_size=self.batch_size,
+            batch_size=self.plan_batch,
             node_names=list(skeleton.node_names),
             threads=kind != "cpu",
             pool=pool,
@@ -407,6 +491,7 @@ class Predictor:
                         )
                     yield PredictedFrame(batch.video, int(batch.frame_idx), None)
                     continue
+                self._announce_plan(batch.buffer.shape[1:])
                 metas = batch.items
                 gt = [it.gt for it in metas] if metas[0].gt is not None else None
                 images = pool.as_tensor(batch.buffer)[: batch.n]

@@ -37,7 +37,7 @@ def load_predictor(
     integral_refinement: bool = True,
     max_instances: int | None = None,
     min_line_scores: float = 0.25,
-    batch_size: int = 4,
+    batch_size: int | None = None,
     device: str = "auto",
     sleap_compatible: bool = False,
     **kwargs,
@@ -49,7 +49,7 @@ def load_predictor(
     models. Combinations: single_instance; centroid and/or centered_instance (top-down);
     multi_instance (bottom-up); multi_class_bottomup; multi_class_topdown with an optional
     centroid model (`posekit.model.registry.allowed_combinations`). Extra keyword
-    arguments go to the predictor (e.g. ``precision``, ``progress``,
+    arguments go to the predictor (e.g. ``precision``, ``progress``, ``max_memory``,
     ``integral_patch_size``; bottom-up: ``max_edge_length_ratio``, ``dist_penalty_weight``,
     ``paf_line_points``, ``min_instance_peaks``).
 

@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import queue
 import threading
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from typing import Any
 
@@ -143,7 +143,7 @@ def _gt_points(lf, skeleton_names: list[str]) -> list[np.ndarray]:
 def read_batches(
     items,
     *,
-    batch_size: int,
+    batch_size: int | Callable[[tuple], int],
     node_names: list[str],
     threads: bool,
     pool: BufferPool,
@@ -159,7 +159,8 @@ def read_batches(
     `threads`: let FFmpeg decode with frame threads (worth it when the CPU is otherwise
     idle, i.e. the model runs on a GPU; on CPU inference torch uses every core already).
     ``readers``: ``id(video)`` -> frame reader, for videos without a backend (in-memory
-    frames, `source_items`).
+    frames, `source_items`). `batch_size` may be a function of the frame shape
+    (H, W, C) (`Predictor.plan_batch`: large frames get smaller batches).
     """
     buf = None
     metas: list[Item] = []
@@ -198,12 +199,13 @@ def read_batches(
             if metas and (metas[0].video is not video or buf.shape[1:] != image.shape):
                 yield flush()
             if not metas:
-                buf = pool.acquire((batch_size, *image.shape), stop)
+                size = batch_size(image.shape) if callable(batch_size) else batch_size
+                buf = pool.acquire((size, *image.shape), stop)
                 if buf is None:
                     return
             buf[len(metas)] = image
             metas.append(Item(video, int(frame_idx), gt))
-            if len(metas) >= batch_size:
+            if len(metas) >= len(buf):
                 yield flush()
                 if pending_metadata and read_stats.get("mode") == "stream":
                     # Once the first batch is out (overlapping the model's work), record
