@@ -34,14 +34,6 @@ PLACEHOLDER_PARTS = [f"p{i}" for i in range(5)]
 PLACEHOLDER_EDGES = [(f"p{i}", f"p{i + 1}") for i in range(4)]
 PLACEHOLDER_CLASSES = ["class0", "class1"]
 
-# Layer groups: SLEAP's block prefixes (and Keras ResNet's), else the module path.
-_GROUP_PATTERNS = [
-    re.compile(r"^(stem\d+)(?:_|$)"),
-    re.compile(r"^(stack\d+_(?:enc|dec)\d+(?:_s\d+_to_s\d+)?)(?:_|$)"),
-    re.compile(r"^(conv\d+_block\d+)(?:_|$)"),
-    re.compile(r"^(conv1)_(?:conv|bn|relu|pad|pool)"),
-]
-
 
 # --------------------------------------------------------------------------- loading
 
@@ -113,7 +105,7 @@ def _missing_names(heads_cfg: Any) -> list[str]:
 def _default_channels(config: Any) -> int:
     from torch import nn
 
-    from posekit.config.model import PretrainedEncoderConfig, ResNetConfig
+    from posekit.architectures.registry import spec_for
 
     if isinstance(config, nn.Module):
         return int(getattr(config, "in_channels", 1))
@@ -121,9 +113,10 @@ def _default_channels(config: Any) -> int:
     pre = getattr(data, "preprocessing", None)
     if pre is not None and getattr(pre, "ensure_rgb", False):
         return 3
-    if isinstance(_backbone_config(config), ResNetConfig | PretrainedEncoderConfig):
-        return 3
-    return 1
+    backbone = _backbone_config(config)
+    if backbone is None:
+        return 1  # building it will say what is missing
+    return int(spec_for(backbone).default_in_channels(backbone))
 
 
 def _skeleton_names(config: Any) -> tuple[list[str] | None, list[tuple[str, str]] | None]:
@@ -278,13 +271,26 @@ def _rf_step(name, func, args, kwargs, x, out, rf, jump):
     return rf, jump
 
 
-def _group_of(leaf: str, path: str) -> str:
-    for pattern in _GROUP_PATTERNS:
-        m = pattern.match(leaf)
-        if m:
-            return m.group(1)
+def _layer_groups(backbone: Any) -> tuple[str, ...]:
+    """The registry's row patterns for this backbone class (SLEAP's names if unknown)."""
+    from posekit.architectures.registry import BACKBONES, SLEAP_LAYER_GROUPS
+
+    builder = f"{type(backbone).__module__}:{type(backbone).__name__}"
+    for spec in BACKBONES.values():
+        if spec.builder == builder:
+            return spec.layer_groups
+    return SLEAP_LAYER_GROUPS
+
+
+def _group_of(path: str, patterns: list[re.Pattern]) -> str:
+    """The summary row of a layer: the first block name (leaf up) a pattern matches."""
     parts = path.split(".")
-    return ".".join(parts[:-1][:3]) or leaf
+    for part in reversed(parts):
+        for pattern in patterns:
+            m = pattern.match(part)
+            if m:
+                return m.group(1)
+    return ".".join(parts[:-1][:3]) or path
 
 
 def _macs(module, inputs, output) -> int:
@@ -343,6 +349,7 @@ def summary(config_or_path: Any, input_shape: Any = None) -> dict:
         `notes`. See the module docstring for how FLOPs and receptive fields are computed.
     """
     import torch
+    from torch import nn
 
     from posekit.model.registry import model_type
 
@@ -391,12 +398,18 @@ def summary(config_or_path: Any, input_shape: Any = None) -> dict:
     # Hooks: per-leaf output shapes, parameters and multiply-adds.
     records: list[dict] = []
     handles = []
+    patterns = [re.compile(p) for p in _layer_groups(backbone)]
     for path, module in model.named_modules():
-        if any(True for _ in module.children()):
+        # Leaves, and containers with weights of their own (ConvNeXt's layer scale,
+        # Swin's relative position table); empty containers are no layer.
+        own_params = any(True for _ in module.parameters(recurse=False))
+        if any(True for _ in module.children()) and not own_params:
             continue
-        leaf = path.split(".")[-1] if path else type(module).__name__
+        if isinstance(module, nn.Sequential | nn.ModuleList | nn.ModuleDict) and not own_params:
+            continue
+        group = _group_of(path or type(module).__name__, patterns)
 
-        def hook(mod, inputs, output, path=path, leaf=leaf):
+        def hook(mod, inputs, output, group=group):
             shape = list(output.shape) if isinstance(output, torch.Tensor) else None
             own = list(mod.parameters(recurse=False))
             stats = 0
@@ -404,7 +417,7 @@ def summary(config_or_path: Any, input_shape: Any = None) -> dict:
                 stats = sum(b.numel() for b in (mod.running_mean, mod.running_var) if b is not None)
             records.append(
                 dict(
-                    group=_group_of(leaf, path),
+                    group=group,
                     shape=shape,
                     trainable=sum(p.numel() for p in own if p.requires_grad),
                     non_trainable=sum(p.numel() for p in own if not p.requires_grad) + stats,
