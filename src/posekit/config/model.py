@@ -293,6 +293,8 @@ class _HierarchicalConfig(ConfigBase):
     The network's deepest stride is `stem_patch_stride * 16` (the stem, 3 downsamplings
     and one pooling), whatever `max_stride` says: sleap-nn ignores that field when it
     builds these backbones, and so does posekit (it is kept so configs round-trip).
+    `convs_per_block` must be >= 2: with 1, sleap-nn 0.3.5 builds a middle block that
+    cannot run (it expects the channels of the expansion it leaves out).
     """
 
     _v_strides = field_validator(
@@ -335,7 +337,7 @@ class ConvNextConfig(_HierarchicalConfig):
     in_channels: int = Field(1, ge=1)
     kernel_size: int = Field(3, ge=1)
     filters_rate: float = Field(2, gt=0)
-    convs_per_block: int = Field(2, ge=1)
+    convs_per_block: int = Field(2, ge=2)
     up_interpolate: bool = True
     output_stride: int = 1
     max_stride: int = 32
@@ -380,7 +382,7 @@ class SwinTConfig(_HierarchicalConfig):
     in_channels: int = Field(1, ge=1)
     kernel_size: int = Field(3, ge=1)
     filters_rate: float = Field(2, gt=0)
-    convs_per_block: int = Field(2, ge=1)
+    convs_per_block: int = Field(2, ge=2)
     up_interpolate: bool = True
     output_stride: int = 1
 
