@@ -221,8 +221,8 @@ class HierarchicalUNet(EncoderDecoder):
         renamed = sleap_nn_state_dict(
             self, {f"enc.{k}": v for k, v in state_dict.items()}, prefix_filter="enc."
         )
-        stem_conv = self.stem[0].layers[0]
-        key = next(k for k, v in self.state_dict().items() if v is stem_conv.weight)
+        name, stem_conv = next(iter(self.stem[0].layers.named_children()))
+        key = f"stem.0.layers.{name}.weight"
         weight = renamed.get(key)
         if weight is not None and weight.shape[1] != stem_conv.in_channels:
             if stem_conv.in_channels != 1 or weight.shape[1] != 3:

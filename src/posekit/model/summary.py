@@ -310,6 +310,38 @@ def _macs(module, inputs, output) -> int:
     return 0
 
 
+def _unhooked_records(hooked: dict, fired: dict) -> list[dict]:
+    """Rows for weighted layers whose module never ran: a parent used their weights itself.
+
+    torchvision's Swin attention calls `F.linear` with its `qkv` and `proj` weights, so
+    their hooks never fire. Their parameters still count, and a Linear's multiply-adds
+    are taken per token of the nearest parent that ran (its output without the last axis).
+    """
+    rows = []
+    for path, (module, group) in hooked.items():
+        params = list(module.parameters(recurse=False))
+        if path in fired or not params:
+            continue
+        parent = next(
+            (fired[p] for p in sorted(fired, key=len, reverse=True) if path.startswith(p + ".")),
+            None,
+        )
+        macs = 0
+        if parent and module.__class__.__name__ == "Linear":
+            macs = math.prod(parent[:-1]) * module.in_features * module.out_features
+        rows.append(
+            dict(
+                group=group,
+                shape=None,
+                trainable=sum(p.numel() for p in params if p.requires_grad),
+                non_trainable=sum(p.numel() for p in params if not p.requires_grad),
+                macs=macs,
+                weighted=True,
+            )
+        )
+    return rows
+
+
 def _is_bn(module) -> bool:
     from torch.nn.modules.batchnorm import _BatchNorm
 
@@ -398,6 +430,8 @@ def summary(config_or_path: Any, input_shape: Any = None) -> dict:
     # Hooks: per-leaf output shapes, parameters and multiply-adds.
     records: list[dict] = []
     handles = []
+    hooked: dict[str, tuple[Any, str]] = {}  # path -> (module, row)
+    fired: dict[str, list[int] | None] = {}  # path -> output shape, for hooks that ran
     patterns = [re.compile(p) for p in _layer_groups(backbone)]
     for path, module in model.named_modules():
         # Leaves, and containers with weights of their own (ConvNeXt's layer scale,
@@ -408,9 +442,11 @@ def summary(config_or_path: Any, input_shape: Any = None) -> dict:
         if isinstance(module, nn.Sequential | nn.ModuleList | nn.ModuleDict) and not own_params:
             continue
         group = _group_of(path or type(module).__name__, patterns)
+        hooked[path] = (module, group)
 
-        def hook(mod, inputs, output, group=group):
+        def hook(mod, inputs, output, group=group, path=path):
             shape = list(output.shape) if isinstance(output, torch.Tensor) else None
+            fired[path] = shape
             own = list(mod.parameters(recurse=False))
             stats = 0
             if _is_bn(mod):
@@ -451,6 +487,7 @@ def summary(config_or_path: Any, input_shape: Any = None) -> dict:
     finally:
         for h in handles:
             h.remove()
+    records += _unhooked_records(hooked, fired)
 
     outputs = []
     for name, out in named:
