@@ -108,36 +108,13 @@ DEFAULTS = {
 
 
 def build(key: str, fields: dict) -> torch.nn.Module:
+    """sleap-nn's wrapper for a config section (its `from_config` takes an OmegaConf node)."""
     cfg = {**DEFAULTS[key], **fields}
     if key == "convnext":
-        return ConvNextWrapper(
-            model_type=cfg["model_type"],
-            output_stride=cfg["output_stride"],
-            arch=cfg["arch"],
-            in_channels=cfg["in_channels"],
-            kernel_size=cfg["kernel_size"],
-            stem_patch_kernel=cfg["stem_patch_kernel"],
-            stem_patch_stride=cfg["stem_patch_stride"],
-            filters_rate=cfg["filters_rate"],
-            convs_per_block=cfg["convs_per_block"],
-            up_interpolate=cfg["up_interpolate"],
-            max_stride=cfg["max_stride"],
-        )
-    size = cfg["patch_size"], cfg["window_size"]
-    return SwinTWrapper(
-        model_type=cfg["model_type"],
-        output_stride=cfg["output_stride"],
-        in_channels=cfg["in_channels"],
-        patch_size=(size[0], size[0]),
-        arch=cfg["arch"],
-        window_size=(size[1], size[1]),
-        stem_patch_stride=cfg["stem_patch_stride"],
-        kernel_size=cfg["kernel_size"],
-        filters_rate=cfg["filters_rate"],
-        convs_per_block=cfg["convs_per_block"],
-        up_interpolate=cfg["up_interpolate"],
-        max_stride=cfg["max_stride"],
-    )
+        return ConvNextWrapper(**cfg)
+    for square in ("patch_size", "window_size"):
+        cfg[square] = (cfg[square], cfg[square])
+    return SwinTWrapper(**cfg)
 
 
 def run(net: torch.nn.Module, x: torch.Tensor) -> dict:

@@ -45,21 +45,10 @@ class ConvNeXt(HierarchicalUNet):
         channels: list[int],
         in_channels: int = 1,
         stem_patch_kernel: int = 4,
-        stem_patch_stride: int = 2,
-        kernel_size: int = 3,
-        filters_rate: float = 2,
-        convs_per_block: int = 2,
-        up_interpolate: bool = True,
-        output_stride: int = 1,
+        **decoder,
     ) -> None:
-        super().__init__(
-            kernel_size,
-            filters_rate,
-            convs_per_block,
-            up_interpolate,
-            output_stride,
-            stem_patch_stride,
-        )
+        """`decoder`: `HierarchicalUNet`'s arguments (stem stride, decoder settings)."""
+        super().__init__(**decoder)
         if len(depths) != STAGES or len(channels) != STAGES:
             raise ValueError(f"depths and channels need {STAGES} entries each")
         self.depths = [int(d) for d in depths]
@@ -77,12 +66,7 @@ class ConvNeXt(HierarchicalUNet):
             blocks["channels"],
             in_channels=in_channels,
             stem_patch_kernel=config.stem_patch_kernel,
-            stem_patch_stride=config.stem_patch_stride,
-            kernel_size=config.kernel_size,
-            filters_rate=config.filters_rate,
-            convs_per_block=config.convs_per_block,
-            up_interpolate=config.up_interpolate,
-            output_stride=config.output_stride,
+            **cls.decoder_settings(config),
         )
         net.maybe_load_imagenet(config.pre_trained_weights)
         return net

@@ -87,14 +87,15 @@ class HierarchicalUNet(EncoderDecoder):
 
     def __init__(
         self,
-        kernel_size: int,
-        filters_rate: float,
-        convs_per_block: int,
-        up_interpolate: bool,
-        output_stride: int,
-        stem_stride: int,
+        stem_patch_stride: int = 2,
+        kernel_size: int = 3,
+        filters_rate: float = 2,
+        convs_per_block: int = 2,
+        up_interpolate: bool = True,
+        output_stride: int = 1,
     ) -> None:
         super().__init__(stacks=1)
+        stem_stride = stem_patch_stride
         self.kernel_size = int(kernel_size)
         self.filters_rate = filters_rate
         self.convs_per_block = int(convs_per_block)
@@ -107,6 +108,15 @@ class HierarchicalUNet(EncoderDecoder):
                 f"output_stride={output_stride} is larger than the maximum stride "
                 f"{16 * self.stem_stride}; use at most that"
             )
+
+    @staticmethod
+    def decoder_settings(config) -> dict:
+        """The constructor arguments that ConvNeXt and Swin configs share."""
+        names = ("stem_patch_stride", "kernel_size", "filters_rate", "convs_per_block")
+        return {n: getattr(config, n) for n in names} | {
+            "up_interpolate": config.up_interpolate,
+            "output_stride": config.output_stride,
+        }
 
     # ---- provided by subclasses: LayerBlock(...) for each part
 

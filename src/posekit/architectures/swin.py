@@ -57,21 +57,10 @@ class SwinT(HierarchicalUNet):
         in_channels: int = 1,
         patch_size: int = 4,
         window_size: int = 7,
-        stem_patch_stride: int = 2,
-        kernel_size: int = 3,
-        filters_rate: float = 2,
-        convs_per_block: int = 2,
-        up_interpolate: bool = True,
-        output_stride: int = 1,
+        **decoder,
     ) -> None:
-        super().__init__(
-            kernel_size,
-            filters_rate,
-            convs_per_block,
-            up_interpolate,
-            output_stride,
-            stem_patch_stride,
-        )
+        """`decoder`: `HierarchicalUNet`'s arguments (stem stride, decoder settings)."""
+        super().__init__(**decoder)
         if len(depths) != STAGES or len(num_heads) != STAGES:
             raise ValueError(f"depths and num_heads need {STAGES} entries each")
         self.depths = [int(d) for d in depths]
@@ -93,12 +82,7 @@ class SwinT(HierarchicalUNet):
             in_channels=in_channels,
             patch_size=config.patch_size,
             window_size=config.window_size,
-            stem_patch_stride=config.stem_patch_stride,
-            kernel_size=config.kernel_size,
-            filters_rate=config.filters_rate,
-            convs_per_block=config.convs_per_block,
-            up_interpolate=config.up_interpolate,
-            output_stride=config.output_stride,
+            **cls.decoder_settings(config),
         )
         net.maybe_load_imagenet(config.pre_trained_weights)
         return net
