@@ -88,6 +88,12 @@ BACKBONES: dict[str, BackboneSpec] = {
         ),
         BackboneSpec("convnext", "ConvNextConfig", f"{_A}.convnext:ConvNeXt", _rgb_if_imagenet),
         BackboneSpec("swint", "SwinTConfig", f"{_A}.swin:SwinT", _rgb_if_imagenet),
+        BackboneSpec(
+            "pretrained",
+            "PretrainedConfig",
+            f"{_A}.timm_backbone:TimmPretrained",
+            lambda config: int(config.in_channels),
+        ),
     )
 }
 """Backbone name -> its entry, in `BackboneConfig`'s field order."""

@@ -392,6 +392,55 @@ class SwinTConfig(_HierarchicalConfig):
         return SWINT_PRESETS[self.model_type]
 
 
+class PretrainedConfig(ConfigBase):
+    """sleap-nn's `pretrained` backbone: an ImageNet encoder from timm under sleap-nn's decoder.
+
+    sleap-nn loads these through Hugging Face `transformers`; posekit builds the hierarchical
+    ones (ConvNeXt(V2), ResNet, SwinV2, ...) from timm by name: `model_name` is a timm
+    model (`timm/convnextv2_nano.fcmae_ft_in22k_in1k` or `convnextv2_nano`). Hugging Face
+    ids (`facebook/...`), plain ViTs (DINOv2 and the ViT neck: `layers`, `vit_neck`,
+    `neck_channels`, `token_stride`, `detail_stem`) and `mode: encoder` are not built;
+    `gradient_checkpointing`, `encoder_lr_scale`, `layer_decay` and `revision` are kept
+    for sleap-nn's files and not acted on.
+    """
+
+    source: str = "hf"
+    model_name: str = "facebook/convnextv2-nano-22k-224"
+    weights: bool = True
+    mode: Literal["auto", "decoder", "encoder"] = "auto"
+    freeze: bool = False
+    revision: str | None = None
+    normalize: bool = True
+    image_mean: list[float] | None = None
+    image_std: list[float] | None = None
+    out_indices: list[int] | None = None
+    in_channels: int = Field(3, ge=1)
+    filters_rate: float = Field(2.0, gt=0)
+    convs_per_block: int = Field(2, ge=1)
+    kernel_size: int = Field(3, ge=1)
+    up_interpolate: bool = True
+    output_stride: int = 2
+    max_stride: int = 32
+    layers: list[int] | None = None
+    vit_neck: str = "dpt"
+    neck_channels: list[int] | None = None
+    token_stride: int | None = None
+    gradient_checkpointing: bool = False
+    encoder_lr_scale: float = 1.0
+    layer_decay: float | None = None
+    detail_stem: bool = False
+    detail_channels: list[int] | None = None
+
+    _v_strides = field_validator("output_stride", "max_stride")(
+        lambda v, info: check_stride(info.field_name, v)
+    )
+
+    @property
+    def timm_name(self) -> str:
+        """The timm model name (without the `timm/` hub prefix)."""
+        return self.model_name.removeprefix("timm/")
+
+
 class BackboneConfig(OneOfConfig):
     """Which backbone to build: exactly one field set."""
 
@@ -402,6 +451,7 @@ class BackboneConfig(OneOfConfig):
     pretrained_encoder: PretrainedEncoderConfig | None = None
     convnext: ConvNextConfig | None = None
     swint: SwinTConfig | None = None
+    pretrained: PretrainedConfig | None = None
 
 
 # --------------------------------------------------------------------------- heads
@@ -560,6 +610,7 @@ __all__ = [
     "MultiInstanceConfig",
     "MultiInstanceConfmapsHeadConfig",
     "PartAffinityFieldsHeadConfig",
+    "PretrainedConfig",
     "PretrainedEncoderConfig",
     "ResNetConfig",
     "SingleInstanceConfmapsHeadConfig",
