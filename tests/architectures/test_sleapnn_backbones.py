@@ -253,3 +253,7 @@ def test_summary_rows_add_up_for_swin():
     assert sum(r["params"] for r in rows.values()) == info["total_params"] == 87_241_915
     assert rows["stem0"]["stride"] == 2 and rows["stack0_enc8"]["stride"] == 32
     assert [n for n in rows if n.startswith("stack0_enc")] == [f"stack0_enc{i}" for i in range(9)]
+    # attention mixes tokens by content: no theoretical receptive field (ConvNeXt has one)
+    assert info["receptive_field"] is None and any("attention" in n for n in info["notes"])
+    convnext = summary(BackboneConfig(convnext=ConvNextConfig(output_stride=4)), (64, 64))
+    assert convnext["receptive_field"] > 64 and convnext["notes"] == []

@@ -18,6 +18,7 @@ allocating its weights. Everything reported is computed from shapes:
   the jump by `s`; bilinear upsampling adds one input step, nearest none; a global
   pooling makes it the whole image; concatenation and addition take the largest of their
   inputs. The effective receptive field (where gradients are actually large) is smaller.
+  Attention (Swin's windows) mixes tokens by content: past it there is none (None).
 """
 
 from __future__ import annotations
@@ -30,6 +31,7 @@ from typing import Any
 from posekit.errors import PosekitError
 
 DEFAULT_SIZE = 256
+_ATTENTION = "receptive field: none through attention layers (their reach depends on content)"
 PLACEHOLDER_PARTS = [f"p{i}" for i in range(5)]
 PLACEHOLDER_EDGES = [(f"p{i}", f"p{i + 1}") for i in range(4)]
 PLACEHOLDER_CLASSES = ["class0", "class1"]
@@ -208,7 +210,8 @@ class _ReceptiveFieldMode:
                 infos = [i for i in infos if i is not None]
                 if not infos:
                     return out
-                rf = max(i[0] for i in infos)
+                rfs = [i[0] for i in infos]
+                rf = math.nan if any(math.isnan(r) for r in rfs) else max(rfs)
                 jump = min(i[1] for i in infos)
                 x = next(t for t in flat if isinstance(t, torch.Tensor) and info(t) is not None)
                 name = getattr(func, "__name__", "")
@@ -252,6 +255,8 @@ def _rf_step(name, func, args, kwargs, x, out, rf, jump):
         stride = _first(_arg(args, kwargs, 3, "stride", 1))
         k = int(weight.shape[-2])
         return rf + (math.ceil(k / stride) - 1) * jump, jump / stride
+    if name in ("matmul", "bmm", "baddbmm", "scaled_dot_product_attention"):
+        return math.nan, jump  # attention mixes tokens: no theoretical receptive field
     if "adaptive" in name and "pool" in name:
         return math.inf, jump  # global pooling: every output sees the whole image
     if name in ("mean", "amax", "sum", "max") and (
@@ -498,6 +503,8 @@ def summary(config_or_path: Any, input_shape: Any = None) -> dict:
         rf = None
         if rf_info is not None and math.isfinite(rf_info[0]):
             rf = int(round(rf_info[0]))
+        if rf_info is not None and math.isnan(rf_info[0]) and not notes[-1:] == [_ATTENTION]:
+            notes.append(_ATTENTION)
         outputs.append(dict(name=name, shape=list(out.shape), stride=stride, receptive_field=rf))
     map_rfs = [o["receptive_field"] for o in outputs if o["receptive_field"] is not None]
 
@@ -586,7 +593,9 @@ def print_summary(info: dict, console: Any = None) -> None:
             o["name"],
             "x".join(str(v) for v in o["shape"]),
             "-" if o["stride"] is None else str(o["stride"]),
-            "global" if o["receptive_field"] is None else f"{o['receptive_field']} px",
+            f"{o['receptive_field']} px"
+            if o["receptive_field"] is not None
+            else ("-" if _ATTENTION in info["notes"] else "global"),
         )
     console.print(outs)
 
