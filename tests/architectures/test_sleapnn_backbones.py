@@ -230,6 +230,13 @@ def test_configs_take_sleap_nn_sections_and_reject_what_it_cannot_build():
     assert SwinTConfig(stem_patch_stride=4).built_max_stride == 64
 
 
+def test_sleap_files_keep_sleap_keys():
+    written = BackboneConfig(unet={}).to_dict()
+    assert list(written) == ["leap", "unet", "hourglass", "resnet", "pretrained_encoder"]
+    swin = BackboneConfig(swint={"model_type": "small"})
+    assert BackboneConfig.model_validate(swin.to_dict()) == swin
+
+
 def test_registry_has_every_backbone_config_field():
     assert list(BACKBONES) == list(BackboneConfig.model_fields)
     with pytest.raises(PosekitError, match="convnext, swint"):

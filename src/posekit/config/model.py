@@ -10,7 +10,7 @@ from __future__ import annotations
 
 from typing import ClassVar, Literal
 
-from pydantic import Field, field_validator, model_validator
+from pydantic import Field, field_validator, model_serializer, model_validator
 
 from posekit.config.base import ConfigBase, OneOfConfig
 from posekit.errors import unknown_choice
@@ -452,6 +452,15 @@ class BackboneConfig(OneOfConfig):
     convnext: ConvNextConfig | None = None
     swint: SwinTConfig | None = None
     pretrained: PretrainedConfig | None = None
+
+    @model_serializer(mode="wrap")
+    def _sleap_keys(self, handler):
+        """sleap-nn's backbones are written only when set: SLEAP 1.4 files keep SLEAP's keys."""
+        data = handler(self)
+        for name in ("convnext", "swint", "pretrained"):
+            if isinstance(data, dict) and name in data and data[name] is None:
+                del data[name]
+        return data
 
 
 # --------------------------------------------------------------------------- heads
