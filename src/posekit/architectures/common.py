@@ -20,6 +20,9 @@ reproduces SLEAP's outputs.
 from __future__ import annotations
 
 import math
+from collections.abc import Iterator
+from contextlib import contextmanager
+from contextvars import ContextVar
 from dataclasses import dataclass
 
 import torch
@@ -248,6 +251,25 @@ def init_keras_(module: nn.Module) -> nn.Module:
     return module
 
 
+_SKIP_IMAGENET: ContextVar[bool] = ContextVar("posekit_skip_imagenet", default=False)
+
+
+@contextmanager
+def skip_imagenet_weights() -> Iterator[None]:
+    """Build pretrained backbones without fetching ImageNet weights, in this block.
+
+    For importing a trained model (a SLEAP `best_model.h5`, a posekit checkpoint): the
+    network must have the `pretrained: true` structure (an RGB stem fed by the tiled
+    grayscale input) but every weight comes from the file, so downloading ImageNet weights
+    first would be wasted time, and fail offline.
+    """
+    token = _SKIP_IMAGENET.set(True)
+    try:
+        yield
+    finally:
+        _SKIP_IMAGENET.reset(token)
+
+
 class Backbone(nn.Module):
     """Base of every backbone: the stride/feature contract shared by all families.
 
@@ -298,4 +320,5 @@ __all__ = [
     "init_keras_",
     "pad_to_stride",
     "same_conv2d",
+    "skip_imagenet_weights",
 ]

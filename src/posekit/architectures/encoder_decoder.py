@@ -154,6 +154,11 @@ class SimpleUpsamplingBlock(DecoderBlock):
     SLEAP. The skip is concatenated as `[skip, upsampled]` (SLEAP's order) or added after
     a 1x1 projection when the channel counts differ (`skip_add`).
 
+    `transposed_conv_crop`: which window of the full transposed convolution is kept:
+    "keras" (Keras' "same", `SameConvTranspose2d`) or "torch" (PyTorch's symmetric
+    `padding=(k - 1) // 2` plus `output_padding`, as sleap-nn builds it); for k=3 they
+    are one pixel apart.
+
     SLEAP quirk kept for parity: the refinement convolutions use
     `transposed_conv_activation` as their activation (their layer *name* uses
     `refine_convs_activation`). Both default to "relu".
@@ -173,6 +178,7 @@ class SimpleUpsamplingBlock(DecoderBlock):
         transposed_conv_batch_norm: bool = True,
         transposed_conv_batch_norm_before_activation: bool = True,
         transposed_conv_activation: str = "relu",
+        transposed_conv_crop: str = "keras",
         interp_method: str = "bilinear",
         skip_connection: bool = False,
         skip_add: bool = False,
@@ -227,12 +233,13 @@ class SimpleUpsamplingBlock(DecoderBlock):
             up.append(
                 (
                     f"{prefix}_trans_conv",
-                    SameConvTranspose2d(
+                    _transposed_conv(
+                        transposed_conv_crop,
                         self.in_channels,
                         self.transposed_conv_filters,
                         self.transposed_conv_kernel_size,
-                        stride=self.upsampling_stride,
-                        bias=self.transposed_conv_use_bias,
+                        self.upsampling_stride,
+                        self.transposed_conv_use_bias,
                     ),
                 )
             )
@@ -342,6 +349,26 @@ class Interpolate(nn.Module):
 def _default(cls: type, name: str) -> Any:
     """Default value of a constructor argument (for stride bookkeeping before building)."""
     return inspect.signature(cls.__init__).parameters[name].default
+
+
+def _transposed_conv(
+    crop: str, in_ch: int, out_ch: int, kernel_size: int, stride: int, bias: bool
+) -> nn.ConvTranspose2d:
+    """A transposed conv giving `stride * H` rows, cropped the Keras or the PyTorch way."""
+    if crop == "keras":
+        return SameConvTranspose2d(in_ch, out_ch, kernel_size, stride=stride, bias=bias)
+    if crop == "torch":
+        pad = (kernel_size - 1) // 2
+        return nn.ConvTranspose2d(
+            in_ch,
+            out_ch,
+            kernel_size,
+            stride=stride,
+            padding=pad,
+            output_padding=stride + 2 * pad - kernel_size,
+            bias=bias,
+        )
+    raise PosekitError(f"transposed_conv_crop={crop!r} is not supported; use 'keras' or 'torch'")
 
 
 def _same_conv(in_ch: int, out_ch: int, kernel_size: int, bias: bool = True) -> nn.Conv2d:

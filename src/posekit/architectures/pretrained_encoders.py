@@ -39,9 +39,7 @@ from __future__ import annotations
 
 import math
 from collections import OrderedDict
-from collections.abc import Callable, Iterator
-from contextlib import contextmanager
-from contextvars import ContextVar
+from collections.abc import Callable
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -49,7 +47,13 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from posekit.architectures.common import Backbone, batch_norm, check_input_size
+from posekit.architectures.common import (
+    _SKIP_IMAGENET,
+    Backbone,
+    batch_norm,
+    check_input_size,
+    skip_imagenet_weights,
+)
 from posekit.architectures.keras_encoders import (
     KERAS_ENCODERS,
     KerasEncoder,
@@ -263,25 +267,6 @@ def build_encoder(
     if pretrained and weights_path is not None:
         _load_state_file(module, Path(weights_path).expanduser(), encoder)
     return module
-
-
-_SKIP_IMAGENET: ContextVar[bool] = ContextVar("posekit_skip_imagenet", default=False)
-
-
-@contextmanager
-def skip_imagenet_weights() -> Iterator[None]:
-    """Build pretrained-encoder backbones without fetching ImageNet weights, in this block.
-
-    For importing a trained model (a SLEAP `best_model.h5`, a posekit checkpoint): the
-    network must have the `pretrained: true` structure (an RGB stem fed by the tiled
-    grayscale input) but every weight comes from the file, so downloading ImageNet weights
-    first would be wasted time, and fail offline.
-    """
-    token = _SKIP_IMAGENET.set(True)
-    try:
-        yield
-    finally:
-        _SKIP_IMAGENET.reset(token)
 
 
 def _keras_imagenet_file(encoder: str) -> Path:

@@ -18,6 +18,7 @@ allocating its weights. Everything reported is computed from shapes:
   the jump by `s`; bilinear upsampling adds one input step, nearest none; a global
   pooling makes it the whole image; concatenation and addition take the largest of their
   inputs. The effective receptive field (where gradients are actually large) is smaller.
+  Attention (Swin's windows) mixes tokens by content: past it there is none (None).
 """
 
 from __future__ import annotations
@@ -30,17 +31,10 @@ from typing import Any
 from posekit.errors import PosekitError
 
 DEFAULT_SIZE = 256
+_ATTENTION = "receptive field: none through attention layers (their reach depends on content)"
 PLACEHOLDER_PARTS = [f"p{i}" for i in range(5)]
 PLACEHOLDER_EDGES = [(f"p{i}", f"p{i + 1}") for i in range(4)]
 PLACEHOLDER_CLASSES = ["class0", "class1"]
-
-# Layer groups: SLEAP's block prefixes (and Keras ResNet's), else the module path.
-_GROUP_PATTERNS = [
-    re.compile(r"^(stem\d+)(?:_|$)"),
-    re.compile(r"^(stack\d+_(?:enc|dec)\d+(?:_s\d+_to_s\d+)?)(?:_|$)"),
-    re.compile(r"^(conv\d+_block\d+)(?:_|$)"),
-    re.compile(r"^(conv1)_(?:conv|bn|relu|pad|pool)"),
-]
 
 
 # --------------------------------------------------------------------------- loading
@@ -113,7 +107,7 @@ def _missing_names(heads_cfg: Any) -> list[str]:
 def _default_channels(config: Any) -> int:
     from torch import nn
 
-    from posekit.config.model import PretrainedEncoderConfig, ResNetConfig
+    from posekit.architectures.registry import spec_for
 
     if isinstance(config, nn.Module):
         return int(getattr(config, "in_channels", 1))
@@ -121,9 +115,10 @@ def _default_channels(config: Any) -> int:
     pre = getattr(data, "preprocessing", None)
     if pre is not None and getattr(pre, "ensure_rgb", False):
         return 3
-    if isinstance(_backbone_config(config), ResNetConfig | PretrainedEncoderConfig):
-        return 3
-    return 1
+    backbone = _backbone_config(config)
+    if backbone is None:
+        return 1  # building it will say what is missing
+    return int(spec_for(backbone).default_in_channels(backbone))
 
 
 def _skeleton_names(config: Any) -> tuple[list[str] | None, list[tuple[str, str]] | None]:
@@ -215,7 +210,8 @@ class _ReceptiveFieldMode:
                 infos = [i for i in infos if i is not None]
                 if not infos:
                     return out
-                rf = max(i[0] for i in infos)
+                rfs = [i[0] for i in infos]
+                rf = math.nan if any(math.isnan(r) for r in rfs) else max(rfs)
                 jump = min(i[1] for i in infos)
                 x = next(t for t in flat if isinstance(t, torch.Tensor) and info(t) is not None)
                 name = getattr(func, "__name__", "")
@@ -259,6 +255,8 @@ def _rf_step(name, func, args, kwargs, x, out, rf, jump):
         stride = _first(_arg(args, kwargs, 3, "stride", 1))
         k = int(weight.shape[-2])
         return rf + (math.ceil(k / stride) - 1) * jump, jump / stride
+    if name in ("matmul", "bmm", "baddbmm", "scaled_dot_product_attention"):
+        return math.nan, jump  # attention mixes tokens: no theoretical receptive field
     if "adaptive" in name and "pool" in name:
         return math.inf, jump  # global pooling: every output sees the whole image
     if name in ("mean", "amax", "sum", "max") and (
@@ -278,13 +276,26 @@ def _rf_step(name, func, args, kwargs, x, out, rf, jump):
     return rf, jump
 
 
-def _group_of(leaf: str, path: str) -> str:
-    for pattern in _GROUP_PATTERNS:
-        m = pattern.match(leaf)
-        if m:
-            return m.group(1)
+def _layer_groups(backbone: Any) -> tuple[str, ...]:
+    """The registry's row patterns for this backbone class (SLEAP's names if unknown)."""
+    from posekit.architectures.registry import BACKBONES, SLEAP_LAYER_GROUPS
+
+    builder = f"{type(backbone).__module__}:{type(backbone).__name__}"
+    for spec in BACKBONES.values():
+        if spec.builder == builder:
+            return spec.layer_groups
+    return SLEAP_LAYER_GROUPS
+
+
+def _group_of(path: str, patterns: list[re.Pattern]) -> str:
+    """The summary row of a layer: the first block name (leaf up) a pattern matches."""
     parts = path.split(".")
-    return ".".join(parts[:-1][:3]) or leaf
+    for part in reversed(parts):
+        for pattern in patterns:
+            m = pattern.match(part)
+            if m:
+                return m.group(1)
+    return ".".join(parts[:-1][:3]) or path
 
 
 def _macs(module, inputs, output) -> int:
@@ -302,6 +313,38 @@ def _macs(module, inputs, output) -> int:
     if isinstance(module, nn.Linear):
         return int(output.numel() // output.shape[0]) * module.in_features
     return 0
+
+
+def _unhooked_records(hooked: dict, fired: dict) -> list[dict]:
+    """Rows for weighted layers whose module never ran: a parent used their weights itself.
+
+    torchvision's Swin attention calls `F.linear` with its `qkv` and `proj` weights, so
+    their hooks never fire. Their parameters still count, and a Linear's multiply-adds
+    are taken per token of the nearest parent that ran (its output without the last axis).
+    """
+    rows = []
+    for path, (module, group) in hooked.items():
+        params = list(module.parameters(recurse=False))
+        if path in fired or not params:
+            continue
+        parent = next(
+            (fired[p] for p in sorted(fired, key=len, reverse=True) if path.startswith(p + ".")),
+            None,
+        )
+        macs = 0
+        if parent and module.__class__.__name__ == "Linear":
+            macs = math.prod(parent[:-1]) * module.in_features * module.out_features
+        rows.append(
+            dict(
+                group=group,
+                shape=None,
+                trainable=sum(p.numel() for p in params if p.requires_grad),
+                non_trainable=sum(p.numel() for p in params if not p.requires_grad),
+                macs=macs,
+                weighted=True,
+            )
+        )
+    return rows
 
 
 def _is_bn(module) -> bool:
@@ -343,6 +386,7 @@ def summary(config_or_path: Any, input_shape: Any = None) -> dict:
         `notes`. See the module docstring for how FLOPs and receptive fields are computed.
     """
     import torch
+    from torch import nn
 
     from posekit.model.registry import model_type
 
@@ -391,20 +435,30 @@ def summary(config_or_path: Any, input_shape: Any = None) -> dict:
     # Hooks: per-leaf output shapes, parameters and multiply-adds.
     records: list[dict] = []
     handles = []
+    hooked: dict[str, tuple[Any, str]] = {}  # path -> (module, row)
+    fired: dict[str, list[int] | None] = {}  # path -> output shape, for hooks that ran
+    patterns = [re.compile(p) for p in _layer_groups(backbone)]
     for path, module in model.named_modules():
-        if any(True for _ in module.children()):
+        # Leaves, and containers with weights of their own (ConvNeXt's layer scale,
+        # Swin's relative position table); empty containers are no layer.
+        own_params = any(True for _ in module.parameters(recurse=False))
+        if any(True for _ in module.children()) and not own_params:
             continue
-        leaf = path.split(".")[-1] if path else type(module).__name__
+        if isinstance(module, nn.Sequential | nn.ModuleList | nn.ModuleDict) and not own_params:
+            continue
+        group = _group_of(path or type(module).__name__, patterns)
+        hooked[path] = (module, group)
 
-        def hook(mod, inputs, output, path=path, leaf=leaf):
+        def hook(mod, inputs, output, group=group, path=path):
             shape = list(output.shape) if isinstance(output, torch.Tensor) else None
+            fired[path] = shape
             own = list(mod.parameters(recurse=False))
             stats = 0
             if _is_bn(mod):
                 stats = sum(b.numel() for b in (mod.running_mean, mod.running_var) if b is not None)
             records.append(
                 dict(
-                    group=_group_of(leaf, path),
+                    group=group,
                     shape=shape,
                     trainable=sum(p.numel() for p in own if p.requires_grad),
                     non_trainable=sum(p.numel() for p in own if not p.requires_grad) + stats,
@@ -438,6 +492,7 @@ def summary(config_or_path: Any, input_shape: Any = None) -> dict:
     finally:
         for h in handles:
             h.remove()
+    records += _unhooked_records(hooked, fired)
 
     outputs = []
     for name, out in named:
@@ -448,6 +503,8 @@ def summary(config_or_path: Any, input_shape: Any = None) -> dict:
         rf = None
         if rf_info is not None and math.isfinite(rf_info[0]):
             rf = int(round(rf_info[0]))
+        if rf_info is not None and math.isnan(rf_info[0]) and not notes[-1:] == [_ATTENTION]:
+            notes.append(_ATTENTION)
         outputs.append(dict(name=name, shape=list(out.shape), stride=stride, receptive_field=rf))
     map_rfs = [o["receptive_field"] for o in outputs if o["receptive_field"] is not None]
 
@@ -536,7 +593,9 @@ def print_summary(info: dict, console: Any = None) -> None:
             o["name"],
             "x".join(str(v) for v in o["shape"]),
             "-" if o["stride"] is None else str(o["stride"]),
-            "global" if o["receptive_field"] is None else f"{o['receptive_field']} px",
+            f"{o['receptive_field']} px"
+            if o["receptive_field"] is not None
+            else ("-" if _ATTENTION in info["notes"] else "global"),
         )
     console.print(outs)
 

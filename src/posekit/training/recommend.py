@@ -191,6 +191,7 @@ from typing import Any
 
 import numpy as np
 
+from posekit.architectures.registry import BACKBONES
 from posekit.training.hardware import Hardware, budget_seconds, detect_hardware
 from posekit.training.label_stats import (
     _frame_channels,
@@ -335,8 +336,9 @@ def _lean_receptive_field(
     out_stride: int,
     need: float,
     channels: int,
+    backbone_name: str,
 ) -> tuple[int, float]:
-    """Smallest UNet max stride (>= 8, <= the config's) whose receptive field >= `need`."""
+    """Smallest max stride (>= 8, <= the config's) whose receptive field >= `need`."""
     limit = _max_stride(config)
     ms = min(8, limit)
     while True:
@@ -344,8 +346,8 @@ def _lean_receptive_field(
         trial = dict(overrides)
         trial.update(
             {
-                "model.backbone.unet.max_stride": ms,
-                "model.backbone.unet.output_stride": os_,
+                f"model.backbone.{backbone_name}.max_stride": ms,
+                f"model.backbone.{backbone_name}.output_stride": os_,
                 f"{head_key}.output_stride": os_,
             }
         )
@@ -419,7 +421,8 @@ def recommend(
 
     # 2-3. lean backbone, output stride and sigma
     stride = _max_stride(config)
-    if lean and backbone_name in ("unet", "leap"):
+    shrinks = BACKBONES[backbone_name].auto_shrinks if backbone_name else ()
+    if lean and "filters" in shrinks:
         filters = int(getattr(config.model.backbone.which_oneof(), "filters", LEAN_FILTERS))
         if filters > LEAN_FILTERS:
             rec.set(
@@ -450,16 +453,16 @@ def recommend(
             why = "a map pixel <= 2 frame px; refinement localises inside it"
         if f"{head_key}.output_stride" in rec.fixed:
             os_ = int(rec.fixed[f"{head_key}.output_stride"])
-        if backbone_name == "unet":
+        if "max_stride" in shrinks:
             need = 2.0 * typical * s
             ms, rf = _lean_receptive_field(
-                config, dict(rec.overrides), head_key, os_, need, channels
+                config, dict(rec.overrides), head_key, os_, need, channels, backbone_name
             )
             os_ = max(1, min(os_, ms // 2))
-            if ms != stride or "model.backbone.unet.max_stride" in rec.fixed:
+            if ms != stride or f"model.backbone.{backbone_name}.max_stride" in rec.fixed:
                 ms = int(
                     rec.set(
-                        "model.backbone.unet.max_stride",
+                        f"model.backbone.{backbone_name}.max_stride",
                         ms,
                         f"receptive field {rf:.0f} px >= 2 x animal ({need:.0f} px)",
                     )

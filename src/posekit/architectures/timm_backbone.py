@@ -1,0 +1,207 @@
+"""sleap-nn's `pretrained` backbone, hierarchical case, on timm: an ImageNet encoder + its decoder.
+
+sleap-nn 0.3.5 taps every stage of a hierarchical encoder (or its `out_indices`), keeps
+one map per stride (the last), and decodes from the deepest one with the same UNet
+decoder as its ConvNeXt (`[skip, x]` concatenation, `convs_per_block` refinements with
+`channels[0] * filters_rate ** (skips - 1 - i)` filters, at least `channels[0]`; below the
+finest map no skip and one refinement). No middle block. Inputs in [0, 1] are normalised
+with the model's mean and std (timm's `pretrained_cfg`, or `image_mean` / `image_std`);
+a 1-channel input is tiled to RGB first, as sleap-nn's `Model` does.
+
+The encoder is timm's model of that name, run through its `forward_intermediates`
+(ViTs and Swin V2 built with `dynamic_img_size` so any input size works, as sleap-nn
+does). ImageNet weights (`weights: true`) come from timm's own download and cache
+(`weights_file` loads a local file through timm instead). sleap-nn builds the same
+networks from Hugging Face `transformers`, whose module names differ: its checkpoints
+of this backbone do not load here.
+"""
+
+from __future__ import annotations
+
+import math
+from typing import TYPE_CHECKING
+
+import torch
+from torch import nn
+
+from posekit.architectures.common import _SKIP_IMAGENET, Backbone, check_input_size
+from posekit.architectures.encoder_decoder import SimpleUpsamplingBlock
+from posekit.errors import PosekitError
+
+if TYPE_CHECKING:  # pragma: no cover
+    from posekit.config.model import PretrainedConfig
+
+
+def _create(name: str, weights: bool, weights_file: str | None) -> nn.Module:
+    try:
+        import timm
+    except ImportError as err:  # pragma: no cover - depends on the environment
+        raise PosekitError(
+            "the pretrained backbone needs timm; install it with: pip install 'posekit[pretrained]'"
+        ) from err
+    if not timm.is_model(name):
+        raise PosekitError(
+            f"model_name={name!r} is not a timm model; use a timm name such as "
+            f"'timm/convnextv2_nano.fcmae_ft_in22k_in1k' (Hugging Face transformers ids "
+            f"are not supported)"
+        )
+    kwargs: dict = dict(pretrained=weights, num_classes=0)
+    if weights and weights_file is not None:
+        kwargs["pretrained_cfg_overlay"] = dict(file=str(weights_file))
+    try:
+        try:
+            return timm.create_model(name, dynamic_img_size=True, **kwargs)
+        except TypeError:  # families without the flag (ConvNeXt, ResNet)
+            return timm.create_model(name, **kwargs)
+    except PosekitError:
+        raise
+    except Exception as err:  # download and cache failures come as many types
+        if not weights:
+            raise
+        raise PosekitError(
+            f"could not load ImageNet weights for {name} ({type(err).__name__}: "
+            f"{str(err)[:200]}); timm fetches them from the Hugging Face hub into its cache; "
+            f"without network, copy the cache from a connected machine or set weights: false"
+        ) from err
+
+
+class TimmPretrained(Backbone):
+    """A timm encoder's stage maps under sleap-nn's decoder (see the module docstring)."""
+
+    def __init__(
+        self,
+        model_name: str,
+        in_channels: int = 3,
+        weights: bool = True,
+        out_indices: list[int] | None = None,
+        normalize: bool = True,
+        image_mean: list[float] | None = None,
+        image_std: list[float] | None = None,
+        filters_rate: float = 2.0,
+        convs_per_block: int = 2,
+        kernel_size: int = 3,
+        up_interpolate: bool = True,
+        output_stride: int = 2,
+        freeze: bool = False,
+        weights_file: str | None = None,
+    ) -> None:
+        super().__init__()
+        self.in_channels = int(in_channels)
+        if self.in_channels not in (1, 3):
+            raise PosekitError(f"in_channels={in_channels}: ImageNet encoders take 1 or 3")
+        weights = bool(weights) and not _SKIP_IMAGENET.get() and not torch.empty(0).is_meta
+        self.enc = _create(model_name.removeprefix("timm/"), weights, weights_file)
+        info = self.enc.feature_info
+        if len({int(f["reduction"]) for f in info}) <= 1:
+            raise PosekitError(
+                f"{model_name} is a plain ViT (one stride); posekit builds only hierarchical "
+                f"encoders for the pretrained backbone (sleap-nn's ViT neck is not here)"
+            )
+        indices = list(range(len(info))) if out_indices is None else [int(i) for i in out_indices]
+        by_stride = {int(info[i]["reduction"]): (i, int(info[i]["num_chs"])) for i in indices}
+        self.strides = sorted(by_stride)
+        self.indices = [by_stride[s][0] for s in self.strides]
+        channels = [by_stride[s][1] for s in self.strides]
+        cfg = self.enc.pretrained_cfg
+        mean = image_mean or cfg.get("mean") or (0.485, 0.456, 0.406)
+        std = image_std or cfg.get("std") or (0.229, 0.224, 0.225)
+        self.normalize = bool(normalize)
+        self.register_buffer("image_mean", torch.tensor(mean).view(1, -1, 1, 1), persistent=False)
+        self.register_buffer("image_std", torch.tensor(std).view(1, -1, 1, 1), persistent=False)
+
+        deepest = self.strides[-1]
+        if output_stride >= deepest:
+            raise PosekitError(
+                f"output_stride={output_stride} is not below the encoder's deepest stride "
+                f"{deepest}; lower it"
+            )
+        skips = len(self.strides) - 1
+        skip_channels = channels[:-1][::-1]
+        blocks = []
+        x_channels, stride = channels[-1], deepest
+        self._features = {deepest: x_channels}
+        for i in range(int(math.log2(deepest // output_stride))):
+            filters = int(channels[0] * filters_rate ** max(0, skips - 1 - i))
+            has_skip = i < skips
+            block = SimpleUpsamplingBlock(
+                x_channels,
+                skip_channels=skip_channels[i] if has_skip else None,
+                prefix=f"stack0_dec{i}",
+                current_stride=stride,
+                transposed_conv=not up_interpolate,
+                transposed_conv_filters=filters,
+                transposed_conv_batch_norm=False,
+                transposed_conv_crop="torch",
+                skip_connection=has_skip,
+                refine_convs=convs_per_block if has_skip else 1,
+                refine_convs_filters=filters,
+                refine_convs_kernel_size=kernel_size,
+                refine_convs_batch_norm=False,
+            )
+            blocks.append(block)
+            x_channels, stride = block.out_channels, stride // 2
+            self._features[stride] = x_channels
+        self.decoder = nn.ModuleList(blocks)
+        self.freeze = bool(freeze)
+        if self.freeze:
+            self.enc.requires_grad_(False)
+
+    @classmethod
+    def from_config(cls, config: PretrainedConfig, in_channels: int = 3) -> TimmPretrained:
+        """Build from sleap-nn's `PretrainedConfig` (see its docstring for what is left out)."""
+        if config.mode == "encoder":
+            raise PosekitError(
+                "pretrained mode 'encoder' (a pooled bottleneck, no decoder) is not built by "
+                "posekit; use mode: auto or decoder"
+            )
+        names = ("weights", "out_indices", "normalize", "image_mean", "image_std")
+        names += ("filters_rate", "convs_per_block", "kernel_size", "up_interpolate")
+        return cls(
+            config.model_name,
+            in_channels=in_channels,
+            output_stride=config.output_stride,
+            freeze=config.freeze,
+            **{n: getattr(config, n) for n in names},
+        )
+
+    def train(self, mode: bool = True) -> TimmPretrained:
+        """A frozen encoder stays in eval mode (its norms' statistics do not drift)."""
+        super().train(mode)
+        if self.freeze:
+            self.enc.eval()
+        return self
+
+    @property
+    def maximum_stride(self) -> int:
+        return self.strides[-1]
+
+    @property
+    def output_stride(self) -> int:
+        return min(self._features)
+
+    @property
+    def feature_channels(self) -> dict[int, int]:
+        return dict(self._features)
+
+    def forward_features(self, x: torch.Tensor) -> list[dict[int, torch.Tensor]]:
+        """`{stride: tensor}`: the deepest stage map and every decoder output."""
+        check_input_size(x, self.maximum_stride)
+        if x.shape[1] == 1:
+            x = x.repeat(1, 3, 1, 1)
+        if self.normalize:
+            x = (x - self.image_mean) / self.image_std
+        maps = self.enc.forward_intermediates(
+            x, indices=self.indices, output_fmt="NCHW", intermediates_only=True
+        )
+        by_stride = dict(zip(self.strides, maps, strict=True))
+        stride = self.strides[-1]
+        out = by_stride.pop(stride)
+        feats = {stride: out}
+        for block in self.decoder:
+            stride //= 2
+            out = block(out, by_stride.get(stride) if block.uses_skip else None)
+            feats[stride] = out
+        return [feats]
+
+
+__all__ = ["TimmPretrained"]
