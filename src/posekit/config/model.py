@@ -380,6 +380,53 @@ class MultiClassTopDownConfig(ConfigBase):
     class_vectors: ClassVectorsHeadConfig = Field(default_factory=ClassVectorsHeadConfig)
 
 
+class SegmentationHeadConfig(_MapHeadConfig):
+    """Foreground mask (sleap-nn's name): one logit map, trained with BCE + Dice.
+
+    `bce_weight` and `dice_weight` weigh the two loss terms; `bce_pos_weight` up-weights
+    foreground pixels in the BCE (thin or rare foreground); `target_maxpool` marks a
+    stride cell foreground when any of its pixels is (instead of more than half).
+    """
+
+    output_stride: int = 2
+    loss_weight: float = 1.0
+    bce_weight: float = Field(0.5, ge=0)
+    dice_weight: float = Field(0.5, ge=0)
+    bce_pos_weight: float | None = Field(None, gt=0)
+    target_maxpool: bool = False
+
+
+class InstanceCenterConfig(_MapHeadConfig):
+    """Map of instance-mask centres (bottom-up segmentation); `sigma` in output-grid
+    pixels like the confidence-map heads (sleap-nn draws ``sigma * output_stride``)."""
+
+    sigma: float = 4.0
+    output_stride: int = 2
+    loss_weight: float = 1.0
+
+
+class CenterOffsetConfig(_MapHeadConfig):
+    """(dx, dy) from each foreground pixel to its instance's centre, in input pixels."""
+
+    output_stride: int = 2
+    loss_weight: float = 0.1
+
+
+class SemanticSegmentationConfig(ConfigBase):
+    """Semantic segmentation: one foreground map over the whole frame, no instances."""
+
+    segmentation: SegmentationHeadConfig = Field(default_factory=SegmentationHeadConfig)
+
+
+class BottomUpSegmentationConfig(ConfigBase):
+    """Bottom-up instance segmentation: foreground + instance centres + centre offsets,
+    grouped into one mask per animal."""
+
+    segmentation: SegmentationHeadConfig = Field(default_factory=SegmentationHeadConfig)
+    center: InstanceCenterConfig = Field(default_factory=InstanceCenterConfig)
+    offsets: CenterOffsetConfig = Field(default_factory=CenterOffsetConfig)
+
+
 class HeadsConfig(OneOfConfig):
     """Which model type (head family) to build: exactly one field set."""
 
@@ -389,6 +436,8 @@ class HeadsConfig(OneOfConfig):
     multi_instance: MultiInstanceConfig | None = None
     multi_class_bottomup: MultiClassBottomUpConfig | None = None
     multi_class_topdown: MultiClassTopDownConfig | None = None
+    semantic_segmentation: SemanticSegmentationConfig | None = None
+    bottomup_segmentation: BottomUpSegmentationConfig | None = None
 
 
 class ModelConfig(ConfigBase):
@@ -401,12 +450,15 @@ class ModelConfig(ConfigBase):
 
 __all__ = [
     "BackboneConfig",
+    "BottomUpSegmentationConfig",
+    "CenterOffsetConfig",
     "CenteredInstanceConfmapsHeadConfig",
     "CentroidsHeadConfig",
     "ClassMapsHeadConfig",
     "ClassVectorsHeadConfig",
     "HeadsConfig",
     "HourglassConfig",
+    "InstanceCenterConfig",
     "LEAPConfig",
     "ModelConfig",
     "MultiClassBottomUpConfig",
@@ -416,6 +468,8 @@ __all__ = [
     "PartAffinityFieldsHeadConfig",
     "PretrainedEncoderConfig",
     "ResNetConfig",
+    "SegmentationHeadConfig",
+    "SemanticSegmentationConfig",
     "SingleInstanceConfmapsHeadConfig",
     "UNetConfig",
     "UpsamplingConfig",

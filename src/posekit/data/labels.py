@@ -33,13 +33,16 @@ class FrameEntry:
     """One labelled frame: where to read it and its user instances.
 
     `points` is (n_instances, n_nodes, 2) float64 with NaN for missing points;
-    `track_inds` is (n_instances,) with -1 where an instance has no (known) track.
+    `track_inds` is (n_instances,) with -1 where an instance has no (known) track;
+    `masks` the frame's user segmentation masks (sleap-io objects, still run-length
+    encoded; `posekit.data.masks.frame_masks` decodes them).
     """
 
     video_index: int
     frame_idx: int
     points: np.ndarray
     track_inds: np.ndarray
+    masks: list = field(default_factory=list)
 
     @property
     def n_instances(self) -> int:
@@ -353,14 +356,17 @@ def pose_labels_from_sleap_io(
                 continue
             pts_list.append(pts)
             tracks.append(track)
-        if not pts_list:
+        # Frames with masks but no pose still train mask models.
+        masks = [m for m in lf.masks if not m.is_predicted]
+        if not pts_list and not masks:
             continue
         entries.append(
             FrameEntry(
                 video_index=video_index[id(lf.video)],
                 frame_idx=int(lf.frame_idx),
-                points=np.stack(pts_list),
+                points=np.stack(pts_list) if pts_list else np.zeros((0, len(nodes), 2)),
                 track_inds=np.asarray(tracks, dtype=np.int64),
+                masks=masks,
             )
         )
     if not entries:
