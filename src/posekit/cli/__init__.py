@@ -19,6 +19,7 @@ from posekit.cli import (
     demo,
     evaluate,
     export,
+    masks,
     predict,
     render,
     summary,
@@ -29,7 +30,19 @@ from posekit.cli.common import LOOSE_TOKENS
 from posekit.errors import PosekitError
 
 #: The subcommands, in the order `posekit --help` lists them.
-COMMANDS = (summary, configs, convert, train, predict, track, evaluate, render, export, demo)
+COMMANDS = (
+    summary,
+    configs,
+    convert,
+    masks,
+    train,
+    predict,
+    track,
+    evaluate,
+    render,
+    export,
+    demo,
+)
 
 
 def build_parser() -> argparse.ArgumentParser:

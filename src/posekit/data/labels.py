@@ -409,8 +409,9 @@ def read_labels_file(path: str | os.PathLike, open_videos: bool = True) -> Any:
     return labels
 
 
-def save_labels(labels: Any, output: str | os.PathLike) -> Path:
-    """Write `sleap_io.Labels` to `output` (.slp) atomically (`posekit.io.atomic`)."""
+def save_labels(labels: Any, output: str | os.PathLike, embed: bool = False) -> Path:
+    """Write `sleap_io.Labels` to `output` (.slp) atomically (`posekit.io.atomic`);
+    `embed`: with the labelled frames' images inside (a self-contained .pkg.slp)."""
     import sleap_io as sio
 
     from posekit.io.atomic import atomic_path
@@ -419,7 +420,7 @@ def save_labels(labels: Any, output: str | os.PathLike) -> Path:
     if output.suffix != ".slp":
         raise PosekitError(f"labels are written as .slp; got output path {output}")
     with atomic_path(output) as tmp:
-        sio.save_slp(labels, str(tmp), verbose=False)
+        sio.save_slp(labels, str(tmp), verbose=False, embed=embed)
     return output
 
 

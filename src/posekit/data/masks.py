@@ -334,3 +334,65 @@ def mask_head_target(head: Any, masks: torch.Tensor) -> torch.Tensor:
     if head.name == "CenterOffsetHead":
         return offset_target(masks, stride)
     raise PosekitError(f"{head.name} has no mask targets")  # pragma: no cover
+
+
+# ----------------------------------------------------------------------- analysis
+
+
+def mask_track_table(labels: Any, video: Any) -> dict[str, np.ndarray] | None:
+    """Per-frame area (px) and centroid (x, y) of each track's predicted mask on `video`,
+    for the analysis HDF5 (None when the video has no predicted mask).
+
+    Rows are tracks: a mask's track (its instance's), else ``untracked_<k>`` for the
+    k-th untracked mask of a frame by score. Arrays follow SLEAP's analysis layout
+    (frames last, as MATLAB reads them): ``mask_area`` (tracks, frames) and
+    ``mask_centroids`` (tracks, 2, frames), NaN where a track has no mask; frames run
+    from 0 to the last frame with a mask.
+    """
+    rows: dict[str, list[tuple[int, float, float, float]]] = {}
+    for lf in labels.labeled_frames:
+        if lf.video is not video:
+            continue
+        ms = sorted((m for m in lf.masks if m.is_predicted), key=lambda m: -float(m.score))
+        k = 0
+        for m in ms:
+            if m.track is not None:
+                name = m.track.name
+            else:
+                name, k = f"untracked_{k}", k + 1
+            arr = mask_array(m)
+            ys, xs = np.nonzero(arr)
+            if len(xs) == 0:
+                continue
+            rows.setdefault(name, []).append(
+                (int(lf.frame_idx), float(len(xs)), float(xs.mean()), float(ys.mean()))
+            )
+    if not rows:
+        return None
+    names = sorted(rows)
+    n_frames = 1 + max(r[0] for v in rows.values() for r in v)
+    area = np.full((len(names), n_frames), np.nan)
+    centroids = np.full((len(names), 2, n_frames), np.nan)
+    for t, name in enumerate(names):
+        for f, a, x, y in rows[name]:
+            area[t, f], centroids[t, 0, f], centroids[t, 1, f] = a, x, y
+    return {
+        "mask_track_names": np.array([n.encode() for n in names]),
+        "mask_area": area,
+        "mask_centroids": centroids,
+    }
+
+
+def add_mask_analysis(h5_path: Any, labels: Any, video: Any) -> bool:
+    """Append `mask_track_table` datasets to an analysis HDF5 (created when absent)."""
+    import h5py
+
+    table = mask_track_table(labels, video)
+    if table is None:
+        return False
+    with h5py.File(h5_path, "a") as f:
+        for key, value in table.items():
+            if key in f:
+                del f[key]
+            f.create_dataset(key, data=value, compression="gzip" if value.ndim > 1 else None)
+    return True
