@@ -28,7 +28,7 @@ def add_parser(subparsers) -> argparse.ArgumentParser:
         type=float,
         default=DEFAULT_DILATION,
         metavar="PX",
-        help=f"pixels added around each hull (default: {DEFAULT_DILATION:g})",
+        help="pixels added around each hull (default: %(default)s)",
     )
     return p
 

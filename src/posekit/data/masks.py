@@ -20,13 +20,14 @@ pixels are mostly foreground, and upsampling predictions back is the inverse of 
 from __future__ import annotations
 
 from collections.abc import Sequence
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
-import torch
-import torch.nn.functional as F
 
 from posekit.errors import PosekitError
+
+if TYPE_CHECKING:  # pragma: no cover - torch is imported where it is used (light CLI)
+    import torch
 
 #: Pixels added around the convex hull of an instance's points by `masks_from_poses`.
 DEFAULT_DILATION = 4.0
@@ -192,6 +193,8 @@ def masks_from_poses(labels: Any, dilation: float = DEFAULT_DILATION) -> int:
 
 def mask_centroids(masks: torch.Tensor) -> torch.Tensor:
     """(N, M, 2) centre of mass (x, y) of each (N, M, H, W) mask; NaN for empty masks."""
+    import torch
+
     m = masks.float()
     h, w = m.shape[-2:]
     area = m.sum(dim=(-2, -1))
@@ -204,6 +207,8 @@ def mask_centroids(masks: torch.Tensor) -> torch.Tensor:
 
 def downsample_masks(masks: torch.Tensor, stride: int) -> torch.Tensor:
     """(N, M, H/s, W/s) bool: cells more than half covered by each (N, M, H, W) mask."""
+    import torch.nn.functional as F
+
     m = masks.float()
     if stride > 1:
         m = F.avg_pool2d(m, stride, stride)
@@ -211,12 +216,17 @@ def downsample_masks(masks: torch.Tensor, stride: int) -> torch.Tensor:
 
 
 def _grid(n: int, stride: int, device, dtype) -> torch.Tensor:
+    import torch
+
     return torch.arange(n, device=device, dtype=dtype) * stride + (stride - 1) / 2.0
 
 
 def foreground_target(masks: torch.Tensor, stride: int, maxpool: bool = False) -> torch.Tensor:
     """(N, 1, H/s, W/s) float: the union of every instance's mask (`SegmentationHead`);
     with `maxpool` a cell is foreground when any of its pixels is."""
+    import torch
+    import torch.nn.functional as F
+
     n, _, h, w = masks.shape
     if masks.shape[1] == 0:
         return torch.zeros((n, 1, h // stride, w // stride), device=masks.device)
@@ -229,6 +239,8 @@ def foreground_target(masks: torch.Tensor, stride: int, maxpool: bool = False) -
 def center_target(masks: torch.Tensor, stride: int, sigma: float) -> torch.Tensor:
     """(N, 1, H/s, W/s) float: the max of Gaussians (spread `sigma` input pixels) at each
     mask's centre of mass (`InstanceCenterHead`)."""
+    import torch
+
     n, _, h, w = masks.shape
     centres = mask_centroids(masks)  # (N, M, 2)
     xs = _grid(w // stride, stride, masks.device, torch.float32)
@@ -246,6 +258,8 @@ def offset_target(masks: torch.Tensor, stride: int) -> torch.Tensor:
     """(N, 2, H/s, W/s) float: (dx, dy) input pixels from each foreground cell to its
     instance's centre of mass (`CenterOffsetHead`); NaN on background, which the loss
     skips. Where masks overlap the smaller instance wins (as sleap-nn)."""
+    import torch
+
     n, m, h, w = masks.shape
     small = downsample_masks(masks, stride)  # (N, M, h', w')
     centres = mask_centroids(masks)
@@ -307,6 +321,9 @@ def fit_masks(
     """Frame masks (N, M, H, W) onto the model input: the augmentation's warp (`matrices`,
     forward maps from `BatchAugmenter.last_matrices`) or a plain resize to `image_hw`,
     then zero padding to `padded_hw`, as the images were. Returns bool."""
+    import torch
+    import torch.nn.functional as F
+
     from posekit.data.augmentation import BatchAugmenter
 
     m = masks.float()
