@@ -48,28 +48,49 @@ BUDGET = {
 }
 
 
+@pytest.fixture(scope="module")
+def trained(masked_labels, tmp_path_factory):
+    """Train each segmentation type once: ``trained(type) -> (run folder, step losses)``."""
+    from posekit.training import train
+
+    done = {}
+
+    def get(model_type):
+        if model_type not in done:
+            steps, lr, _, _ = BUDGET[model_type]
+            rec = step_loss_recorder()
+            cfg = _config(
+                model_type,
+                tmp_path_factory.mktemp("runs"),
+                epochs=steps // 10,
+                batches_per_epoch=10,
+                initial_learning_rate=lr,
+            )
+            run = train(
+                cfg,
+                labels=masked_labels,
+                run_name=model_type,
+                device="cpu",
+                progress=False,
+                callbacks=[rec],
+                seed=0,
+            )
+            done[model_type] = (run, list(rec.losses))
+        return done[model_type]
+
+    return get
+
+
 @pytest.mark.parametrize("model_type", list(SEG_HEADS))
-def test_segmentation_trains_predicts_and_scores(model_type, masked_labels, tmp_path):
+def test_segmentation_trains_predicts_and_scores(model_type, masked_labels, trained):
     import sleap_io as sio
 
     from posekit.inference.predictors import load_predictor
     from posekit.mask_evaluation import evaluate_masks
-    from posekit.training import train
 
-    steps, lr, key, floor = BUDGET[model_type]
-    rec = step_loss_recorder()
-    run = train(
-        _config(
-            model_type, tmp_path, epochs=steps // 10, batches_per_epoch=10, initial_learning_rate=lr
-        ),
-        labels=masked_labels,
-        run_name=model_type,
-        device="cpu",
-        progress=False,
-        callbacks=[rec],
-        seed=0,
-    )
-    losses = np.asarray(rec.losses)
+    steps, _, key, floor = BUDGET[model_type]
+    run, losses = trained(model_type)
+    losses = np.asarray(losses)
     assert len(losses) == steps and np.isfinite(losses).all()
     assert losses[-4:].mean() < 0.8 * losses[:4].mean(), losses
 
@@ -85,3 +106,62 @@ def test_segmentation_trains_predicts_and_scores(model_type, masked_labels, tmp_
         assert max(len(lf.masks) for lf in pred.labeled_frames) == 2
         assert all(m.instance is None for m in masks)
     assert (run / "metrics.val.json").exists()
+
+
+def test_command_line_masks_predict_evaluate_render(multi_labels, trained, tmp_path, capsys):
+    """posekit masks -> (trained model) -> predict (.slp, .analysis.h5) -> evaluate -> render."""
+    import json
+
+    import h5py
+    import sleap_io as sio
+
+    from posekit.cli import main
+    from posekit.data.masks import mask_array
+    from posekit.mask_evaluation import evaluate_masks
+
+    masked = tmp_path / "masked.pkg.slp"
+    assert main(["masks", multi_labels, "-o", str(masked), "--dilation", "2"]) == 0
+    assert "48 masks made from poses" in capsys.readouterr().out
+    run, _ = trained("bottomup_segmentation")
+    slp, h5 = tmp_path / "pred.slp", tmp_path / "pred.analysis.h5"
+    for out in (slp, h5):
+        assert main(["predict", str(run), str(masked), "-o", str(out), "--device", "cpu"]) == 0
+    assert " masks) in " in capsys.readouterr().out
+    pred = sio.load_slp(str(slp))
+    lfs = [lf for lf in pred.labeled_frames if any(m.is_predicted for m in lf.masks)]
+    assert lfs
+    # user masks and instances of the project are kept beside the predicted masks
+    assert all(len([m for m in lf.masks if not m.is_predicted]) == 2 for lf in lfs)
+    with h5py.File(h5, "r") as f:
+        area, names = f["mask_area"][:], [n.decode() for n in f["mask_track_names"][:]]
+        cen = f["mask_centroids"][:]
+    lf = lfs[0]
+    best = max((m for m in lf.masks if m.is_predicted), key=lambda m: m.score)
+    row = names.index("untracked_0")
+    assert area[row, lf.frame_idx] == best.area
+    ys, xs = np.nonzero(mask_array(best))
+    assert cen[row, :, lf.frame_idx] == pytest.approx([xs.mean(), ys.mean()])
+
+    assert main(["evaluate", str(masked), str(slp), "--json"]) == 0
+    report = json.loads(capsys.readouterr().out)
+    expected = evaluate_masks(str(masked), str(slp))
+    assert report["masks"]["mask_voc.mAP"] == pytest.approx(expected["mask_voc.mAP"])
+    assert report["masks"]["n_pred_masks"] == sum(len(x.masks) - 2 for x in lfs)
+    assert "oks_voc.mAP" not in report  # a mask model's output has no predicted poses
+
+    png = tmp_path / "frame.png"
+    assert main(["render", str(slp), "-o", str(png), "--frames", str(lf.frame_idx)]) == 0
+    assert png.stat().st_size > 0
+
+
+def test_train_without_config_picks_a_mask_type(masked_labels, multi_labels):
+    from posekit.errors import PosekitError
+    from posekit.training.model_type import choose_model_type, default_configs
+
+    kind, why = choose_model_type(masked_labels, masks=True)
+    assert kind == "bottomup_segmentation" and "2 animals per frame" in why
+    assert choose_model_type(masked_labels)[0] != kind  # poses unless masks are asked for
+    (cfg,) = default_configs(kind)
+    assert cfg.model.heads.bottomup_segmentation.center.sigma == 4.0  # sleap-nn's default
+    with pytest.raises(PosekitError, match="posekit masks"):
+        choose_model_type(multi_labels, masks=True)
