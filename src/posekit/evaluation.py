@@ -218,9 +218,7 @@ def _same_video_by_content(video_gt, video_pr):
     return None
 
 
-def find_frame_pairs(
-    labels_gt, labels_pr, require_instances: bool = True
-) -> list[tuple[Any, Any]]:
+def find_frame_pairs(labels_gt, labels_pr, require_instances: bool = True) -> list[tuple[Any, Any]]:
     """Pairs (labeled frame, predicted frame) on the same video and frame index.
 
     Videos are paired by identity, then by file path or name (also through an embedded

@@ -149,6 +149,11 @@ def test_command_line_masks_predict_evaluate_render(multi_labels, trained, tmp_p
     assert report["masks"]["n_pred_masks"] == sum(len(x.masks) - 2 for x in lfs)
     assert "oks_voc.mAP" not in report  # a mask model's output has no predicted poses
 
+    # peaks belong to pose maps: a mask model exports its maps only
+    onnx = str(tmp_path / "m.onnx")
+    assert main(["export", str(run), "--format", "onnx", "--with-peaks", "-o", onnx]) == 2
+    assert "without --with-peaks" in capsys.readouterr().err
+
     png = tmp_path / "frame.png"
     assert main(["render", str(slp), "-o", str(png), "--frames", str(lf.frame_idx)]) == 0
     assert png.stat().st_size > 0

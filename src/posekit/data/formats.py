@@ -182,9 +182,8 @@ def write_predictions(
     """
     import sleap_io as sio
 
-    from posekit.io.atomic import atomic_path
-
     from posekit.data.masks import add_mask_analysis
+    from posekit.io.atomic import atomic_path
 
     path = Path(path)
     fmt = output_format(path)
@@ -213,4 +212,3 @@ def write_predictions(
                 _write_nwb(labels, tmp)
         written.append(target)
     return written
-
