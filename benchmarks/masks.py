@@ -40,7 +40,12 @@ import time  # noqa: E402
 from pathlib import Path  # noqa: E402
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from time_to_accuracy import DEFAULT_SLP, split_labels_by_frame  # noqa: E402
+from time_to_accuracy import (  # noqa: E402
+    DEFAULT_SLP,
+    set_threads,
+    split_labels_by_frame,
+    training_splits,
+)
 
 GOAL_AP, GOAL_IOU = 0.5, 0.75
 
@@ -70,18 +75,14 @@ def main(argv: list[str] | None = None) -> int:
         p.error(f"labels not found: {slp} (the flies clip lives in shared/data/flies/)")
 
     import sleap_io as sio
-    import torch
 
-    from posekit.data.labels import load_labels, split_labels
     from posekit.data.masks import masks_from_poses
     from posekit.inference.predictors import load_predictor
     from posekit.mask_evaluation import evaluate_masks
     from posekit.training.model_type import default_config
     from posekit.training.run import train
 
-    cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count()
-    threads = int(args.threads or cores or 1)
-    torch.set_num_threads(threads)
+    _, threads = set_threads(args.threads)
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
 
@@ -92,13 +93,8 @@ def main(argv: list[str] | None = None) -> int:
         train_sio.labeled_frames = train_sio.labeled_frames[: args.max_train_frames]
     if args.max_test_frames:
         test.labeled_frames = test.labeled_frames[: args.max_test_frames]
-    all_pl = load_labels(train_sio)
-    t0 = time.perf_counter()
-    all_pl.preload()
-    print(
-        f"{made} masks from poses; decoded {len(all_pl)} frames in {time.perf_counter() - t0:.0f} s"
-    )
-    train_pl, val_pl = split_labels(all_pl, 0.1, args.seed)
+    print(f"{made} masks made from poses")
+    train_pl, val_pl = training_splits(train_sio, args.seed)
 
     config = default_config(args.model_type)
     overrides = [f"data.preprocessing.input_scaling={args.input_scaling}", *args.override]
