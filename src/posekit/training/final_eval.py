@@ -188,7 +188,8 @@ def evaluate_split(
     gt = _sio_labels(labels)
     predictor = load_predictor(models, device=device, batch_size=batch_size, progress=False)
     pred = predictor.predict(gt)
-    if any(registry.model_type(m.model_type).masks for m in predictor._models()):
+    loaded = [m for m in predictor._models() if m is not None]  # a pair may lack one
+    if any(registry.model_type(m.model_type).masks for m in loaded):
         from posekit.mask_evaluation import evaluate_masks
 
         return evaluate_masks(gt, pred), gt, pred
