@@ -11,8 +11,9 @@ reach mask AP >= 0.5 and median IoU >= 0.75 on its test frames.
 - model (``--model-type``): posekit's default config for ``bottomup_segmentation`` (one
   mask per fly; sleap-nn's head settings) or ``semantic_segmentation``, at
   ``--input-scaling`` (0.5: the 1024 px frames are seen at 512 px), trained by
-  `posekit.training.train` with ``max_time`` = the budget; ``--override KEY=VALUE``
-  (repeatable) changes the config.
+  `posekit.training.train` with ``max_time`` = the budget (``--auto``: planned for it as
+  ``posekit train --auto`` plans); ``--override KEY=VALUE`` (repeatable) changes the
+  config (overrides win over ``--auto``).
 - scoring: the best model predicts the test frames (at most 2 masks per frame) and
   `posekit.mask_evaluation.evaluate_masks` scores them against the masks made from the
   test poses: COCO mask AP, median IoU per labelled fly (0 when missed), boundary IoU.
@@ -63,6 +64,11 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--dilation", type=float, default=4.0, help="hull growth px (default: 4)")
     p.add_argument("--input-scaling", type=float, default=0.5, help="(default: 0.5)")
     p.add_argument("--override", action="append", default=[], help="config KEY=VALUE")
+    p.add_argument(
+        "--auto",
+        action="store_true",
+        help="plan the run for the budget as `posekit train --auto` does (default: the config)",
+    )
     p.add_argument("--max-train-frames", type=int, default=None, help="(default: all)")
     p.add_argument("--max-test-frames", type=int, default=None, help="(default: all)")
     p.add_argument("--threads", type=int, default=None, help="(default: the machine's cores)")
@@ -109,6 +115,7 @@ def main(argv: list[str] | None = None) -> int:
         device=args.device,
         overrides=overrides,
         max_time=budget,
+        auto=args.auto,
         seed=args.seed,
         progress=False,
     )
