@@ -88,7 +88,7 @@ class BottomUpSegmentationPredictor(_SegmentationBase):
         out = self._forward(self.model, self._preprocess(self.model, images))
         frame_hw = tuple(images.shape[1:3])
         prob = self._foreground(out, frame_hw)
-        labels = self._cell_labels(out)  # (N, 1, h, w) int, -1 = none
+        labels, scores = self._cell_labels(out)
         stride = int(self.offset_head.output_stride)
         labels = _to_frame(labels.float(), stride, self.model.input_scale, frame_hw, "nearest")
         labels = labels[:, 0].long()
@@ -96,7 +96,7 @@ class BottomUpSegmentationPredictor(_SegmentationBase):
         for i, (p, lab) in enumerate(zip(prob, labels)):
             fg = p > self.mask_threshold
             frame = []
-            for k, score in enumerate(self._scores[i]):
+            for k, score in enumerate(scores[i]):
                 m = fg & (lab == k)
                 if bool(m.any()):
                     frame.append(RawMask(m.cpu().numpy(), score))
@@ -106,9 +106,9 @@ class BottomUpSegmentationPredictor(_SegmentationBase):
             results.append(frame)
         return results
 
-    def _cell_labels(self, out: dict) -> torch.Tensor:
-        """Per offset cell, the index of the centre it votes for (-1: background or no
-        centre); centres are kept in `_scores` (per frame, peak values)."""
+    def _cell_labels(self, out: dict) -> tuple[torch.Tensor, list[list[float]]]:
+        """(N, 1, h, w) index of the centre each offset cell votes for (-1: background or
+        no centre), and each frame's centre peak values (the masks' scores)."""
         centers = out[self.center_head.name].float()
         offsets = out[self.offset_head.name].float()
         seg = out[self.segmentation_head.name].float()
@@ -124,18 +124,18 @@ class BottomUpSegmentationPredictor(_SegmentationBase):
             [xs[None, None, :] + offsets[:, 0], ys[None, :, None] + offsets[:, 1]], dim=-1
         )  # (N, h, w, 2)
         labels = torch.full((n, 1, h, w), -1, dtype=torch.long, device=offsets.device)
-        self._scores = []
+        scores = []
         for i in range(n):
             mine = samples == i
             c, v = pts[mine], vals[mine]
-            self._scores.append([float(x) for x in v.cpu()])
+            scores.append([float(x) for x in v.cpu()])
             if len(c) == 0:
                 continue
             d = torch.cdist(votes[i].reshape(-1, 2), c.to(votes.dtype))  # (h*w, K)
             nearest = d.argmin(dim=1).reshape(h, w)
             fg = torch.sigmoid(seg[i, 0]) > self.mask_threshold
             labels[i, 0] = torch.where(fg, nearest, labels[i, 0])
-        return labels
+        return labels, scores
 
 
 __all__ = ["BottomUpSegmentationPredictor", "MASK_THRESHOLD", "SemanticSegmentationPredictor"]
