@@ -151,7 +151,10 @@ def test_command_line_masks_predict_evaluate_render(multi_labels, trained, tmp_p
 
     # peaks belong to pose maps: a mask model exports its maps only
     onnx = str(tmp_path / "m.onnx")
-    assert main(["export", str(run), "--format", "onnx", "--with-peaks", "-o", onnx]) == 2
+    assert (
+        main(["export", str(run / "best_model"), "--format", "onnx", "--with-peaks", "-o", onnx])
+        == 2
+    )
     assert "without --with-peaks" in capsys.readouterr().err
 
     png = tmp_path / "frame.png"
