@@ -183,6 +183,7 @@ class SegmentationHead(Head):
     dice_weight: float = 0.5
     bce_pos_weight: float | None = None
     target_maxpool: bool = False
+    anchor_part: str | None = None  # crops centre on it (top-down segmentation)
     loss_function = "bce_dice"
 
     @property

@@ -23,6 +23,7 @@ from posekit.inference.predictors.base import OneModelPredictor
 from posekit.inference.predictors.segmentation import (
     BottomUpSegmentationPredictor,
     SemanticSegmentationPredictor,
+    TopDownSegmentationPredictor,
 )
 from posekit.model.registry import MODEL_TYPES, allowed_combinations, predictor_path
 
@@ -38,6 +39,8 @@ EXPECTED = {
     frozenset({"centroid", "multi_class_topdown"}): TopDownMultiClassPredictor,
     frozenset({"semantic_segmentation"}): SemanticSegmentationPredictor,
     frozenset({"bottomup_segmentation"}): BottomUpSegmentationPredictor,
+    frozenset({"centered_instance_segmentation"}): TopDownSegmentationPredictor,
+    frozenset({"centroid", "centered_instance_segmentation"}): TopDownSegmentationPredictor,
 }
 
 
@@ -66,6 +69,7 @@ def fake(model_type: str) -> FakeModel:
             "InstanceCenterHead": (0, 1, 1),
             "CenterOffsetHead": (0, 2, 1),
         },
+        "centered_instance_segmentation": {"SegmentationHead": (0, 1, 1)},
     }[model_type]
     extra = {"ClassVectorsHead": _class_vectors} if model_type == "multi_class_topdown" else None
     return FakeModel(
@@ -110,8 +114,8 @@ def test_load_predictor_refuses_other_combinations_with_the_valid_ones():
                 load_predictor([fake(t) for t in types], device="cpu")
             assert "centroid + centered_instance" in str(err.value)
             refused += 1
-    n = len(MODEL_TYPES)  # every pair but the two top-down pairs, every triple
-    assert refused == math.comb(n, 2) - 2 + math.comb(n, 3)
+    n = len(MODEL_TYPES)  # every pair but the three top-down pairs, every triple
+    assert refused == math.comb(n, 2) - 3 + math.comb(n, 3)
 
 
 class RecordingPredictor(OneModelPredictor):

@@ -77,3 +77,20 @@ def test_offsets_decide_the_animal_not_the_distance():
     (frame,) = pred.predict_images(img)
     assert len(frame) == 1
     assert (frame[0].mask == (img[0, ..., 0] > 0)).all()
+
+
+def test_a_crop_map_goes_back_where_the_crop_came_from():
+    from posekit.inference.predictors.segmentation import _paste
+
+    crop = torch.ones((4, 4))
+    # crop pixel 0 sat at scaled-frame (4, 2) = centre - (4 - 1) / 2
+    out = _paste(crop, torch.tensor([5.5, 3.5]), 1.0, (10, 12))
+    expected = torch.zeros((10, 12))
+    expected[2:6, 4:8] = 1.0
+    assert torch.equal(out, expected)
+    # at input scaling 0.5 frame pixel X is scaled-frame (X + 0.5) / 2 - 0.5: X 9..14, Y 5..10
+    out = _paste(crop, torch.tensor([5.5, 3.5]), 0.5, (20, 24))
+    assert out.nonzero().min(0).values.tolist() == [5, 9]
+    assert out.nonzero().max(0).values.tolist() == [10, 14]
+    # a crop that hangs over the frame's edge is cut there
+    assert _paste(crop, torch.tensor([0.0, 0.0]), 1.0, (10, 12)).sum() == 4

@@ -16,6 +16,9 @@ SEG_HEADS = {
             "offsets": {"output_stride": 2, "loss_weight": 0.01},
         }
     },
+    "centered_instance_segmentation": {
+        "centered_instance_segmentation": {"segmentation": {"output_stride": 2}}
+    },
 }
 
 
@@ -45,6 +48,8 @@ BUDGET = {
     "semantic_segmentation": (60, 1e-2, "foreground_iou.mean", 0.25),
     # three heads on one small backbone: the foreground map first passes 0.5 after ~80 steps
     "bottomup_segmentation": (100, 3e-3, "mask_iou.median", 0.3),
+    # predicted on the labels' instances as crop centres (no centroid model)
+    "centered_instance_segmentation": (100, 3e-3, "mask_iou.median", 0.4),
 }
 
 
@@ -105,6 +110,8 @@ def test_segmentation_trains_predicts_and_scores(model_type, masked_labels, trai
     if model_type == "bottomup_segmentation":  # one mask per animal, linked to nothing
         assert max(len(lf.masks) for lf in pred.labeled_frames) == 2
         assert all(m.instance is None for m in masks)
+    if model_type == "centered_instance_segmentation":  # one mask per labelled animal
+        assert len(masks) == 48
     assert (run / "metrics.val.json").exists()
 
 

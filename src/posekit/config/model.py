@@ -412,6 +412,40 @@ class CenterOffsetConfig(_MapHeadConfig):
     loss_weight: float = 0.1
 
 
+class CenteredInstanceSegmentationHeadConfig(_MapHeadConfig):
+    """Mask of the animal centred in a crop (top-down, after a centroid model).
+
+    `anchor_part` centres the crops as the centroid model's does (None: the middle of
+    the visible points' bounding box, posekit's and SLEAP's rule). sleap-nn's
+    `centroid_method` / `centroid_fallback` are accepted as "anchor" / "bbox_center"
+    (what posekit crops on) or null.
+    """
+
+    output_stride: int = 2
+    loss_weight: float = 1.0
+    anchor_part: str | None = None
+    centroid_method: str | None = None
+    centroid_fallback: str | None = None
+
+    @field_validator("centroid_method", "centroid_fallback")
+    @classmethod
+    def _centroid_rule(cls, v, info):
+        if v not in (None, "anchor", "bbox_center"):
+            raise ValueError(
+                f"{info.field_name}={v!r}: posekit crops at the anchor part or the bounding-box "
+                "centre; use 'anchor', 'bbox_center' or null"
+            )
+        return v
+
+
+class CenteredInstanceSegmentationConfig(ConfigBase):
+    """Top-down instance segmentation: the centred animal's mask in each centroid crop."""
+
+    segmentation: CenteredInstanceSegmentationHeadConfig = Field(
+        default_factory=CenteredInstanceSegmentationHeadConfig
+    )
+
+
 class SemanticSegmentationConfig(ConfigBase):
     """Semantic segmentation: one foreground map over the whole frame, no instances."""
 
@@ -438,6 +472,7 @@ class HeadsConfig(OneOfConfig):
     multi_class_topdown: MultiClassTopDownConfig | None = None
     semantic_segmentation: SemanticSegmentationConfig | None = None
     bottomup_segmentation: BottomUpSegmentationConfig | None = None
+    centered_instance_segmentation: CenteredInstanceSegmentationConfig | None = None
 
 
 class ModelConfig(ConfigBase):
@@ -451,6 +486,8 @@ class ModelConfig(ConfigBase):
 __all__ = [
     "BackboneConfig",
     "BottomUpSegmentationConfig",
+    "CenteredInstanceSegmentationConfig",
+    "CenteredInstanceSegmentationHeadConfig",
     "CenterOffsetConfig",
     "CenteredInstanceConfmapsHeadConfig",
     "CentroidsHeadConfig",

@@ -342,6 +342,10 @@ class DataPipeline:
             )
             centroids = torch.where(torch.isnan(centroids), centre.expand_as(centroids), centroids)
             origins = crop_origins(centroids, self.crop_size)
+            if "masks" in batch:
+                hw = tuple(images.shape[-2:])
+                masks = fit_masks(batch["masks"], matrices, hw, hw).float()
+                masks = extract_crops(masks, origins, self.crop_size) > 0.5
             images = extract_crops(images, origins, self.crop_size)
             points = points - origins[:, None, None, :]
             frame_origins = batch["context_origin"].float() * scale + origins
@@ -490,6 +494,16 @@ class DataPipeline:
         return targets
 
 
+def _context_crop(img: np.ndarray, x0: int, y0: int, size: int) -> np.ndarray:
+    """(size, size, C) window of an (H, W, C) array at (x0, y0), zeros outside it."""
+    crop = np.zeros((size, size, img.shape[2]), dtype=img.dtype)
+    h, w = img.shape[:2]
+    sx0, sy0, sx1, sy1 = max(x0, 0), max(y0, 0), min(x0 + size, w), min(y0 + size, h)
+    if sx1 > sx0 and sy1 > sy0:
+        crop[sy0 - y0 : sy1 - y0, sx0 - x0 : sx1 - x0] = img[sy0:sy1, sx0:sx1]
+    return crop
+
+
 class PoseDataset(torch.utils.data.Dataset):
     """Raw samples (or, with `with_targets`, processed samples) of `labels` for a pipeline.
 
@@ -537,8 +551,11 @@ class PoseDataset(torch.utils.data.Dataset):
             keep = np.flatnonzero(classes >= 0) if require_class else np.arange(entry.n_instances)
             if first_only:
                 keep = keep[:1]
-            if kind.masks:  # mask models train on the frames that have masks
-                if entry.masks:
+            if kind.masks:  # mask models train on the frames (instances) that have masks
+                if pipeline.is_topdown:
+                    linked = set(entry.mask_instance)
+                    self.items.extend((i, np.array([k])) for k in keep if k in linked)
+                elif entry.masks:
                     self.items.append((i, keep))
                 continue
             if len(keep) == 0:
@@ -592,13 +609,14 @@ class PoseDataset(torch.utils.data.Dataset):
             step = self._origin_step
             x0 = int(math.floor((float(centroid[0]) - size / 2.0) / step)) * step
             y0 = int(math.floor((float(centroid[1]) - size / 2.0) / step)) * step
-            crop = np.zeros((size, size, img.shape[2]), dtype=np.uint8)
             h, w = img.shape[:2]
-            sx0, sy0 = max(x0, 0), max(y0, 0)
-            sx1, sy1 = min(x0 + size, w), min(y0 + size, h)
-            if sx1 > sx0 and sy1 > sy0:
-                crop[sy0 - y0 : sy1 - y0, sx0 - x0 : sx1 - x0] = img[sy0:sy1, sx0:sx1]
+            crop = _context_crop(img, x0, y0, size)
             sample["image"] = torch.from_numpy(crop).permute(2, 0, 1).contiguous()
+            if self.with_masks:  # the mask linked to this instance
+                m = entry.masks[entry.mask_instance.index(int(inst[0]))]
+                sample["masks"] = torch.from_numpy(
+                    _context_crop(frame_masks([m], (h, w)).transpose(1, 2, 0), x0, y0, size)
+                ).permute(2, 0, 1)
             sample["points"] = torch.from_numpy(pts - np.array([x0, y0], dtype=np.float32))
             sample["class_ids"] = torch.from_numpy(cls.astype(np.int64))
             sample["context_origin"] = torch.tensor([x0, y0], dtype=torch.float32)

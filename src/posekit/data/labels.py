@@ -43,6 +43,8 @@ class FrameEntry:
     points: np.ndarray
     track_inds: np.ndarray
     masks: list = field(default_factory=list)
+    #: per mask, the index of its instance in `points` (-1: not linked)
+    mask_instance: list = field(default_factory=list)
 
     @property
     def n_instances(self) -> int:
@@ -346,7 +348,7 @@ def pose_labels_from_sleap_io(
 
     entries: list[FrameEntry] = []
     for lf in labels.labeled_frames:
-        pts_list, tracks = [], []
+        pts_list, tracks, kept = [], [], []
         for inst in lf.user_instances:
             pts = instance_points(inst, nodes)
             if np.isnan(pts).all():
@@ -356,6 +358,7 @@ def pose_labels_from_sleap_io(
                 continue
             pts_list.append(pts)
             tracks.append(track)
+            kept.append(id(inst))
         # Frames with masks but no pose still train mask models.
         masks = [m for m in lf.masks if not m.is_predicted]
         if not pts_list and not masks:
@@ -367,6 +370,9 @@ def pose_labels_from_sleap_io(
                 points=np.stack(pts_list) if pts_list else np.zeros((0, len(nodes), 2)),
                 track_inds=np.asarray(tracks, dtype=np.int64),
                 masks=masks,
+                mask_instance=[
+                    kept.index(id(m.instance)) if id(m.instance) in kept else -1 for m in masks
+                ],
             )
         )
     if not entries:

@@ -177,6 +177,12 @@ def _segmentation_head(cfg) -> SegmentationHead:
     )
 
 
+def _centered_instance_segmentation(cfg, given: HeadInputs, field: str):
+    c = cfg.segmentation
+    head = SegmentationHead(c.output_stride, c.loss_weight, None, anchor_part=c.anchor_part)
+    return [head], None, []
+
+
 def _semantic_segmentation(cfg, given: HeadInputs, field: str):
     return [_segmentation_head(cfg.segmentation)], None, []
 
@@ -258,6 +264,16 @@ MODEL_TYPES: dict[str, ModelType] = {
             needs_part_names=False,
             peaks="local",
             predictor=f"{_PREDICTORS}.segmentation:BottomUpSegmentationPredictor",
+            masks=True,
+        ),
+        ModelType(
+            "centered_instance_segmentation",
+            "the mask of the animal centred in a crop (second half of top-down masks)",
+            _centered_instance_segmentation,
+            crops=True,
+            needs_part_names=False,
+            pairs_with="centroid",
+            predictor=f"{_PREDICTORS}.segmentation:TopDownSegmentationPredictor",
             masks=True,
         ),
     )

@@ -4,6 +4,10 @@
 - `BottomUpSegmentationPredictor`: one mask per animal. Instance centres are the local
   peaks of the `InstanceCenterHead` map; every foreground cell votes for the centre that
   its predicted offset (`CenterOffsetHead`) points nearest to.
+- `TopDownSegmentationPredictor`: a centroid model finds the animals, a
+  centered-instance segmentation model gives the mask of the animal in the middle of
+  each crop (crops as the pose top-down predictor makes them); the crop's probabilities
+  are sampled back onto the frame, so masks of touching animals may overlap.
 
 Masks are made at the frame's full resolution: the foreground probability is upsampled
 bilinearly (a stride-`s` cell sits at the centre of the `s x s` input pixels it covers,
@@ -19,6 +23,7 @@ import torch
 import torch.nn.functional as F
 
 from posekit.inference.predictors.base import OneModelPredictor, RawMask, need_head
+from posekit.inference.predictors.topdown import _TopDownBase, crop_centered, resize_frames
 from posekit.model.preprocessing import scaled_size
 from posekit.ops.peaks import find_local_peaks_rough
 
@@ -138,4 +143,68 @@ class BottomUpSegmentationPredictor(_SegmentationBase):
         return labels, scores
 
 
-__all__ = ["BottomUpSegmentationPredictor", "MASK_THRESHOLD", "SemanticSegmentationPredictor"]
+class TopDownSegmentationPredictor(_TopDownBase):
+    """Centroid model (or the labels' instances) -> crops -> centred animal's mask; a
+    mask's score is its centroid's peak value."""
+
+    crop_head = "SegmentationHead"
+
+    def __init__(self, centroid_model=None, confmap_model=None, *, mask_threshold=None, **kw):
+        super().__init__(centroid_model, confmap_model, **kw)
+        self.mask_threshold = MASK_THRESHOLD if mask_threshold is None else float(mask_threshold)
+
+    def _predict_batch(self, images, gt):
+        n, h, w = images.shape[:3]
+        centroids, cvals, samples = self._find_centroids(images, gt)
+        results: list[list[RawMask]] = [[] for _ in range(n)]
+        if self.confmap_model is None or centroids.shape[0] == 0:
+            return results
+        model, head = self.confmap_model, self._confmap_head
+        scale, size = float(model.input_scale), self.crop_size
+        frames = images.to(self.device)
+        if scale != 1.0:
+            frames = resize_frames(frames, scale)
+        c = centroids.to(torch.float32) * scale
+        crops = crop_centered(frames, c, samples, size)
+        crops = crops / 255.0 if crops.is_floating_point() else crops
+        out = self._forward(model, self._preprocess(model, crops, resize=scale == 1.0))
+        prob = torch.sigmoid(out[head.name].float())
+        stride = int(head.output_stride)
+        if stride > 1:
+            prob = F.interpolate(prob, size=(size, size), mode="bilinear", align_corners=False)
+        for k in range(c.shape[0]):
+            mask = _paste(prob[k, 0], c[k], scale, (h, w)) > self.mask_threshold
+            if bool(mask.any()):
+                results[int(samples[k])].append(RawMask(mask.cpu().numpy(), float(cvals[k])))
+        return results
+
+
+def _paste(crop: torch.Tensor, centre: torch.Tensor, scale: float, frame_hw) -> torch.Tensor:
+    """(H, W) frame-pixel values of a (S, S) crop map whose pixel (i, j) sat at scaled-frame
+    ``centre - (S - 1) / 2 + (j, i)`` (`crop_centered`); 0 outside the crop. Frame pixel X
+    is scaled-frame ``(X + 0.5) * scale - 0.5`` (`resize_images`' half-pixel centres)."""
+    size = crop.shape[-1]
+    h, w = frame_hw
+    out = torch.zeros((h, w), device=crop.device)
+    lo = centre - (size - 1) / 2.0  # scaled-frame (x, y) of crop pixel 0
+    first = torch.ceil((lo + 0.5) / scale - 0.5).clamp(min=0).long().tolist()
+    last = torch.floor((lo + size - 1 + 0.5) / scale - 0.5).long().tolist()
+    x1, y1 = min(last[0], w - 1), min(last[1], h - 1)
+    if x1 < first[0] or y1 < first[1]:
+        return out
+    xs = torch.arange(first[0], x1 + 1, device=crop.device, dtype=torch.float32)
+    ys = torch.arange(first[1], y1 + 1, device=crop.device, dtype=torch.float32)
+    gx = ((xs + 0.5) * scale - 0.5 - lo[0]) * 2.0 / max(size - 1, 1) - 1.0
+    gy = ((ys + 0.5) * scale - 0.5 - lo[1]) * 2.0 / max(size - 1, 1) - 1.0
+    grid = torch.stack(torch.meshgrid(gx, gy, indexing="xy"), dim=-1)[None]
+    sampled = F.grid_sample(crop[None, None], grid, mode="bilinear", align_corners=True)
+    out[first[1] : y1 + 1, first[0] : x1 + 1] = sampled[0, 0]
+    return out
+
+
+__all__ = [
+    "BottomUpSegmentationPredictor",
+    "MASK_THRESHOLD",
+    "SemanticSegmentationPredictor",
+    "TopDownSegmentationPredictor",
+]
