@@ -94,3 +94,40 @@ def test_a_crop_map_goes_back_where_the_crop_came_from():
     assert out.nonzero().max(0).values.tolist() == [10, 14]
     # a crop that hangs over the frame's edge is cut there
     assert _paste(crop, torch.tensor([0.0, 0.0]), 1.0, (10, 12)).sum() == 4
+
+
+def test_mask_predictions_keep_a_projects_poses_and_link_to_them():
+    """Predicting masks onto a predictions file: the poses stay, each mask joins the
+    predicted animal whose points lie inside it, and takes its track."""
+    import sleap_io as sio
+
+    from posekit.data.masks import to_sleap_mask
+    from posekit.inference.workflow import merge_into_project
+
+    skel = sio.Skeleton(["a", "b"])
+    video = sio.Video(filename="v.mp4", open_backend=False)
+    tracks = [sio.Track("left"), sio.Track("right")]
+    poses = [
+        sio.PredictedInstance.from_numpy(np.array([[3.0, 3.0], [6.0, 4.0]]), skel, track=tracks[0]),
+        sio.PredictedInstance.from_numpy(
+            np.array([[20.0, 12.0], [24.0, 14.0]]), skel, track=tracks[1]
+        ),
+    ]
+    project = sio.Labels(
+        labeled_frames=[sio.LabeledFrame(video, 0, instances=poses)],
+        videos=[video],
+        skeletons=[skel],
+        tracks=tracks,
+    )
+    right = np.zeros((24, 32), dtype=bool)
+    right[10:18, 18:28] = True
+    left = np.zeros((24, 32), dtype=bool)
+    left[0:8, 0:10] = True
+    stray = np.zeros((24, 32), dtype=bool)
+    stray[20:24, 0:4] = True
+    masks = [to_sleap_mask(m, score=s) for m, s in ((right, 0.9), (left, 0.8), (stray, 0.7))]
+    new = sio.Labels(labeled_frames=[sio.LabeledFrame(video, 0, masks=masks)], videos=[video])
+    (lf,) = merge_into_project(project, new).labeled_frames
+    assert lf.instances == poses
+    assert [m.instance for m in lf.masks] == [poses[1], poses[0], None]
+    assert [m.track for m in lf.masks] == [tracks[1], tracks[0], None]

@@ -144,7 +144,9 @@ def test_command_line_masks_predict_evaluate_render(multi_labels, trained, tmp_p
         cen = f["mask_centroids"][:]
     lf = lfs[0]
     best = max((m for m in lf.masks if m.is_predicted), key=lambda m: m.score)
-    row = names.index("untracked_0")
+    # masks join the labelled animals whose points they hold, and their tracks
+    assert best.instance is not None and best.track is best.instance.track
+    row = names.index(best.track.name)
     assert area[row, lf.frame_idx] == best.area
     ys, xs = np.nonzero(mask_array(best))
     assert cen[row, :, lf.frame_idx] == pytest.approx([xs.mean(), ys.mean()])

@@ -297,6 +297,7 @@ __all__ = [
     "frame_masks",
     "hull_mask",
     "labels_have_masks",
+    "link_masks",
     "mask_array",
     "mask_centroids",
     "masks_from_poses",
@@ -413,3 +414,37 @@ def add_mask_analysis(h5_path: Any, labels: Any, video: Any) -> bool:
                 del f[key]
             f.create_dataset(key, data=value, compression="gzip" if value.ndim > 1 else None)
     return True
+
+
+def link_masks(masks: Sequence[Any], instances: Sequence[Any], min_inside: float = 0.5) -> int:
+    """Link unlinked masks to the instances whose points they hold (best score first).
+
+    A mask takes the free instance with the largest share of its visible points inside
+    the mask, if that share is at least `min_inside`; its track becomes the instance's.
+    Returns how many masks were linked.
+    """
+    from posekit.data.labels import instance_points
+
+    free = list(instances)
+    linked = 0
+    for m in sorted(masks, key=lambda x: -float(getattr(x, "score", 1.0))):
+        if m.instance is not None or not free:
+            continue
+        arr = mask_array(m)
+        best, share = None, min_inside
+        for inst in free:
+            pts = instance_points(inst, [n.name for n in inst.skeleton.nodes])
+            pts = np.round(pts[np.isfinite(pts).all(axis=1)]).astype(int)
+            if not len(pts):
+                continue
+            ok = (pts[:, 0] >= 0) & (pts[:, 1] >= 0)
+            ok &= (pts[:, 0] < arr.shape[1]) & (pts[:, 1] < arr.shape[0])
+            inside = np.zeros(len(pts), dtype=bool)
+            inside[ok] = arr[pts[ok, 1], pts[ok, 0]]
+            if inside.mean() >= share:
+                best, share = inst, inside.mean()
+        if best is not None:
+            m.instance, m.track = best, best.track
+            free.remove(best)
+            linked += 1
+    return linked

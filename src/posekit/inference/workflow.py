@@ -23,6 +23,7 @@ from pathlib import Path
 from typing import Any
 
 from posekit.data.formats import copy_with_track, output_format, write_predictions
+from posekit.data.masks import link_masks
 from posekit.errors import PosekitError
 from posekit.inference.chunks import ChunkStore
 from posekit.inference.filters import InstanceFilter
@@ -244,7 +245,10 @@ def merge_into_project(project, predictions):
     predictions bring, e.g. tracking's weakest frames) and every user instance. On a
     predicted frame, the new predictions replace the frame's old predicted instances;
     frames that were not predicted keep what they had. Predicted tracks join the
-    project's by name. `project` itself is not modified.
+    project's by name. A frame predicted by a mask model (masks, no instances) keeps its
+    poses, and each new mask is linked to the predicted (else user) instance whose
+    points it holds (`posekit.data.masks.link_masks`). `project` itself is not modified
+    (the new masks are).
     """
     import sleap_io as sio
 
@@ -282,7 +286,13 @@ def merge_into_project(project, predictions):
     seen = set()
     for lf in project.labeled_frames:
         key = (id(lf.video), int(lf.frame_idx))
-        if key in predicted:
+        if key in predicted and not predicted[key] and masks[key]:
+            # A mask model's frame: its poses stay, and the masks join the animals they hold.
+            seen.add(key)
+            insts = list(lf.instances)
+            link_masks(masks[key], list(lf.predicted_instances) or list(lf.user_instances))
+            kept = [m for m in lf.masks if not m.is_predicted] + masks[key]
+        elif key in predicted:
             seen.add(key)
             insts = list(lf.user_instances) + predicted[key]
             kept = [m for m in lf.masks if not m.is_predicted] + masks[key]
