@@ -116,6 +116,28 @@ def is_train_frame(frame_idx: int) -> bool:
     return (frame_idx // BLOCK) % 3 != 2 and frame_idx % 4 == 0
 
 
+def set_threads(threads: int | None) -> tuple[int, int]:
+    """(cores, torch threads): `threads`, else one per core this process may use."""
+    import torch
+
+    cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count()
+    threads = int(threads or cores or 1)
+    torch.set_num_threads(threads)
+    return int(cores or 1), threads
+
+
+def training_splits(train_sio: Any, seed: int) -> tuple[Any, Any]:
+    """(train, validation) `PoseLabels` of the training frames, decoded once (one
+    sequential pass, outside every run's clock); 10% validate, seeded."""
+    from posekit.data.labels import load_labels, split_labels
+
+    all_pl = load_labels(train_sio)
+    t0 = time.perf_counter()
+    all_pl.preload()
+    print(f"decoded {len(all_pl)} training frames in {time.perf_counter() - t0:.1f} s")
+    return split_labels(all_pl, 0.1, seed)
+
+
 def split_labels_by_frame(labels: Any) -> tuple[Any, Any]:
     """(train, test) `sleap_io.Labels` by blocks of 50 frames (see `is_test_frame`)."""
     import sleap_io as sio
@@ -631,21 +653,13 @@ def main(argv: list[str] | None = None) -> int:
     import torch
     from rich.console import Console
 
-    from posekit.data.labels import load_labels, split_labels
-
-    cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count()
-    threads = int(args.threads or cores or 1)
-    torch.set_num_threads(threads)
+    cores, threads = set_threads(args.threads)
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
 
     labels = sio.load_slp(str(slp))
     train_sio, test = split_labels_by_frame(labels)
-    all_pl = load_labels(train_sio)
-    t0 = time.perf_counter()
-    all_pl.preload()  # decoded once (one sequential pass), outside every run's clock
-    print(f"decoded {len(all_pl)} training frames in {time.perf_counter() - t0:.1f} s")
-    train_pl, val_pl = split_labels(all_pl, 0.1, args.seed)
+    train_pl, val_pl = training_splits(train_sio, args.seed)
     max_instances = max(len(lf.user_instances) for lf in train_sio.labeled_frames)
     print(
         f"train {len(train_pl)} frames ({train_pl.n_instances} instances), validation "

@@ -27,7 +27,7 @@ LAYERS = [
     ("export", ["export"]),
     ("inference", ["inference"]),
     ("tracking", ["tracking"]),
-    ("evaluation", ["evaluation", "visualization"]),
+    ("evaluation", ["evaluation", "mask_evaluation", "visualization"]),
     ("training", ["training"]),
     ("cli", ["cli", "__main__"]),
 ]

@@ -218,13 +218,14 @@ def _same_video_by_content(video_gt, video_pr):
     return None
 
 
-def find_frame_pairs(labels_gt, labels_pr) -> list[tuple[Any, Any]]:
+def find_frame_pairs(labels_gt, labels_pr, require_instances: bool = True) -> list[tuple[Any, Any]]:
     """Pairs (labeled frame, predicted frame) on the same video and frame index.
 
     Videos are paired by identity, then by file path or name (also through an embedded
     video's source); one video on each side under different names is paired only when
     both open with the same frame count and size. Only labeled frames with user instances
-    count, and only where predictions exist.
+    count (any labeled frame with `require_instances=False`), and only where predictions
+    exist.
     """
     video_map = {}
     for vg in labels_gt.videos:
@@ -248,7 +249,7 @@ def find_frame_pairs(labels_gt, labels_pr) -> list[tuple[Any, Any]]:
     pairs = []
     for lf in labels_gt.labeled_frames:
         vp = video_map.get(id(lf.video))
-        if vp is None or not list(lf.user_instances):
+        if vp is None or (require_instances and not list(lf.user_instances)):
             continue
         lf_pr = pr_index.get((id(vp), int(lf.frame_idx)))
         if lf_pr is not None:

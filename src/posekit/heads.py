@@ -171,6 +171,47 @@ class OffsetRefinementHead(Head):
         return 2 * len(self.part_names)
 
 
+@dataclass
+class SegmentationHead(Head):
+    """Foreground logits (one channel; sigmoid > 0.5 is foreground), trained with BCE + Dice.
+
+    Like sleap-nn's head the layer outputs logits, so imported sleap-nn weights give the
+    same numbers; the predictors apply the sigmoid.
+    """
+
+    bce_weight: float = 0.5
+    dice_weight: float = 0.5
+    bce_pos_weight: float | None = None
+    target_maxpool: bool = False
+    anchor_part: str | None = None  # crops centre on it (top-down segmentation)
+    loss_function = "bce_dice"
+
+    @property
+    def channels(self) -> int:
+        return 1
+
+
+@dataclass
+class InstanceCenterHead(Head):
+    """Gaussian peaks at each instance mask's centre of mass (bottom-up segmentation)."""
+
+    @property
+    def channels(self) -> int:
+        return 1
+
+
+@dataclass
+class CenterOffsetHead(Head):
+    """(dx, dy) in input pixels from each foreground cell to its instance's centre; the
+    loss (smooth L1) counts foreground cells only (NaN targets elsewhere)."""
+
+    loss_function = "masked_smooth_l1"
+
+    @property
+    def channels(self) -> int:
+        return 2
+
+
 class ClassVectorsLayer(nn.Module):
     """Global max pool (or flatten) -> `num_fc_layers` x (dense + ReLU) -> dense logits.
 

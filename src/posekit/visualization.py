@@ -63,6 +63,21 @@ def draw_instance(ax, points: np.ndarray, edges, color, marker_size: float = 5.0
     ax.plot(pts[vis, 0], pts[vis, 1], "o", color=color, ms=marker_size, mec="white", mew=0.5)
 
 
+def draw_mask(ax, mask, image_hw, color, alpha: float = 0.35) -> None:
+    """Draw a sleap-io mask as a translucent fill of `color` with its outline."""
+    from matplotlib.colors import to_rgba
+
+    from posekit.data.masks import mask_array
+
+    m = mask_array(mask, tuple(image_hw))
+    if not m.any():
+        return
+    rgba = np.zeros((*m.shape, 4), dtype=np.float32)
+    rgba[m] = to_rgba(color, alpha)
+    ax.imshow(rgba, interpolation="nearest")
+    ax.contour(m.astype(np.float32), levels=[0.5], colors=[color], linewidths=1.0)
+
+
 def _edges_of(skeleton) -> list[tuple[int, int]]:
     names = list(skeleton.node_names)
     return [(names.index(a), names.index(b)) for a, b in skeleton.edge_names]
@@ -76,12 +91,22 @@ def _draw_frame(ax, lf, labels, track_colors, instance_colors) -> None:
             "(e.g. labels.replace_filenames) or render a file whose video is reachable"
         )
     _show_image(ax, image)
+    colors = {}
     for i, inst in enumerate(lf.instances):
         if inst.track is not None and inst.track in track_colors:
             color = track_colors[inst.track]
         else:
             color = instance_colors[i % len(instance_colors)]
-        draw_instance(ax, inst.numpy(), _edges_of(inst.skeleton), color)
+        colors[id(inst)] = color
+    # predicted masks where the frame has any (else its labelled ones), under the poses
+    masks = [m for m in lf.masks if m.is_predicted] or list(lf.masks)
+    for k, m in enumerate(masks):
+        color = colors.get(id(m.instance))
+        if color is None and m.track is not None and m.track in track_colors:
+            color = track_colors[m.track]
+        draw_mask(ax, m, image.shape[:2], color or instance_colors[-1 - k % len(instance_colors)])
+    for inst in lf.instances:
+        draw_instance(ax, inst.numpy(), _edges_of(inst.skeleton), colors[id(inst)])
 
 
 def _select_frames(labels, frames) -> list:

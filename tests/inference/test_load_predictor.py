@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import dataclasses
 import itertools
+import math
 
 import pytest
 import torch
@@ -19,6 +20,11 @@ from posekit.inference.predictors import (
     load_predictor,
 )
 from posekit.inference.predictors.base import OneModelPredictor
+from posekit.inference.predictors.segmentation import (
+    BottomUpSegmentationPredictor,
+    SemanticSegmentationPredictor,
+    TopDownSegmentationPredictor,
+)
 from posekit.model.registry import MODEL_TYPES, allowed_combinations, predictor_path
 
 #: What runs each set of model types (SLEAP's combinations).
@@ -31,6 +37,10 @@ EXPECTED = {
     frozenset({"multi_class_bottomup"}): BottomUpMultiClassPredictor,
     frozenset({"multi_class_topdown"}): TopDownMultiClassPredictor,
     frozenset({"centroid", "multi_class_topdown"}): TopDownMultiClassPredictor,
+    frozenset({"semantic_segmentation"}): SemanticSegmentationPredictor,
+    frozenset({"bottomup_segmentation"}): BottomUpSegmentationPredictor,
+    frozenset({"centered_instance_segmentation"}): TopDownSegmentationPredictor,
+    frozenset({"centroid", "centered_instance_segmentation"}): TopDownSegmentationPredictor,
 }
 
 
@@ -53,6 +63,13 @@ def fake(model_type: str) -> FakeModel:
             "ClassMapsHead": (0, 2, 1),
         },
         "multi_class_topdown": {"CenteredInstanceConfmapsHead": (0, 2, 1)},
+        "semantic_segmentation": {"SegmentationHead": (0, 1, 1)},
+        "bottomup_segmentation": {
+            "SegmentationHead": (0, 1, 1),
+            "InstanceCenterHead": (0, 1, 1),
+            "CenterOffsetHead": (0, 2, 1),
+        },
+        "centered_instance_segmentation": {"SegmentationHead": (0, 1, 1)},
     }[model_type]
     extra = {"ClassVectorsHead": _class_vectors} if model_type == "multi_class_topdown" else None
     return FakeModel(
@@ -97,7 +114,8 @@ def test_load_predictor_refuses_other_combinations_with_the_valid_ones():
                 load_predictor([fake(t) for t in types], device="cpu")
             assert "centroid + centered_instance" in str(err.value)
             refused += 1
-    assert refused == 15 - 2 + 20
+    n = len(MODEL_TYPES)  # every pair but the three top-down pairs, every triple
+    assert refused == math.comb(n, 2) - 3 + math.comb(n, 3)
 
 
 class RecordingPredictor(OneModelPredictor):

@@ -433,7 +433,15 @@ def test_identity_without_tracks_is_one_clear_error():
 
 @pytest.mark.parametrize(
     "kind",
-    ["single_instance", "topdown", "bottomup", "multi_class_topdown", "multi_class_bottomup"],
+    [
+        "single_instance",
+        "topdown",
+        "bottomup",
+        "multi_class_topdown",
+        "multi_class_bottomup",
+        "semantic_segmentation",
+        "bottomup_segmentation",
+    ],
 )
 def test_default_configs_build_models(kind):
     from posekit.model import Model

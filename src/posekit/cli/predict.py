@@ -357,8 +357,11 @@ def run(args: argparse.Namespace) -> int:
                 f"the chunks done so far are kept; run the same command with --resume to "
                 f"continue {output}"
             ) from None
+        found = f"{result.instances} instances" + (
+            f", {result.masks} masks" if result.masks else ""
+        )
         msg = (
-            f"Predicted {result.frames} frames ({result.instances} instances) in "
+            f"Predicted {result.frames} frames ({found}) in "
             f"{result.seconds:.1f} s ({result.fps:.1f} frames/s)"
         )
         if result.resumed_frames:
@@ -366,7 +369,7 @@ def run(args: argparse.Namespace) -> int:
         if result.skipped:
             msg += f"; skipped {result.skipped} undecodable frame(s)"
         print(msg)
-        if not result.instances:
+        if not result.instances and not result.masks:
             print(
                 "posekit: warning: no instance was found in any frame; check that the model "
                 "was trained on videos like this one, or lower --peak-threshold",

@@ -103,6 +103,13 @@ def add_parser(subparsers) -> argparse.ArgumentParser:
         "from the labels' tracks) (default: poses only)",
     )
     p.add_argument(
+        "--masks",
+        action="store_true",
+        help="without a config: train a segmentation model on the labels' masks (make them "
+        "from poses with `posekit masks`) (default: poses; labels with masks and no poses "
+        "train a mask model anyway)",
+    )
+    p.add_argument(
         "--max-time",
         default=None,
         help="wall-clock training budget: seconds, or DD:HH:MM:SS; with --auto the "
@@ -212,7 +219,9 @@ def _train_chosen_type(args: argparse.Namespace, overrides: list[str]) -> int:
     from posekit.training.run import train
     from posekit.training.run_folder import env_rank
 
-    kind, why = choose_model_type(args.labels, identity=args.identity)
+    kind, why = choose_model_type(
+        args.labels, identity=args.identity, masks=getattr(args, "masks", False)
+    )
     configs = default_configs(kind)
     if env_rank() == 0:
         print(f"posekit: model type {kind}: {why}")

@@ -584,6 +584,87 @@ class MultiClassTopDownConfig(ConfigBase):
     class_vectors: ClassVectorsHeadConfig = Field(default_factory=ClassVectorsHeadConfig)
 
 
+class SegmentationHeadConfig(_MapHeadConfig):
+    """Foreground mask (sleap-nn's name): one logit map, trained with BCE + Dice.
+
+    `bce_weight` and `dice_weight` weigh the two loss terms; `bce_pos_weight` up-weights
+    foreground pixels in the BCE (thin or rare foreground); `target_maxpool` marks a
+    stride cell foreground when any of its pixels is (instead of more than half).
+    """
+
+    output_stride: int = 2
+    loss_weight: float = 1.0
+    bce_weight: float = Field(0.5, ge=0)
+    dice_weight: float = Field(0.5, ge=0)
+    bce_pos_weight: float | None = Field(None, gt=0)
+    target_maxpool: bool = False
+
+
+class InstanceCenterConfig(_MapHeadConfig):
+    """Map of instance-mask centres (bottom-up segmentation); `sigma` in output-grid
+    pixels like the confidence-map heads (sleap-nn draws ``sigma * output_stride``)."""
+
+    sigma: float = 4.0
+    output_stride: int = 2
+    loss_weight: float = 1.0
+
+
+class CenterOffsetConfig(_MapHeadConfig):
+    """(dx, dy) from each foreground pixel to its instance's centre, in input pixels."""
+
+    output_stride: int = 2
+    loss_weight: float = 0.1
+
+
+class CenteredInstanceSegmentationHeadConfig(_MapHeadConfig):
+    """Mask of the animal centred in a crop (top-down, after a centroid model).
+
+    `anchor_part` centres the crops as the centroid model's does (None: the middle of
+    the visible points' bounding box, posekit's and SLEAP's rule). sleap-nn's
+    `centroid_method` / `centroid_fallback` are accepted as "anchor" / "bbox_center"
+    (what posekit crops on) or null.
+    """
+
+    output_stride: int = 2
+    loss_weight: float = 1.0
+    anchor_part: str | None = None
+    centroid_method: str | None = None
+    centroid_fallback: str | None = None
+
+    @field_validator("centroid_method", "centroid_fallback")
+    @classmethod
+    def _centroid_rule(cls, v, info):
+        if v not in (None, "anchor", "bbox_center"):
+            raise ValueError(
+                f"{info.field_name}={v!r}: posekit crops at the anchor part or the bounding-box "
+                "centre; use 'anchor', 'bbox_center' or null"
+            )
+        return v
+
+
+class CenteredInstanceSegmentationConfig(ConfigBase):
+    """Top-down instance segmentation: the centred animal's mask in each centroid crop."""
+
+    segmentation: CenteredInstanceSegmentationHeadConfig = Field(
+        default_factory=CenteredInstanceSegmentationHeadConfig
+    )
+
+
+class SemanticSegmentationConfig(ConfigBase):
+    """Semantic segmentation: one foreground map over the whole frame, no instances."""
+
+    segmentation: SegmentationHeadConfig = Field(default_factory=SegmentationHeadConfig)
+
+
+class BottomUpSegmentationConfig(ConfigBase):
+    """Bottom-up instance segmentation: foreground + instance centres + centre offsets,
+    grouped into one mask per animal."""
+
+    segmentation: SegmentationHeadConfig = Field(default_factory=SegmentationHeadConfig)
+    center: InstanceCenterConfig = Field(default_factory=InstanceCenterConfig)
+    offsets: CenterOffsetConfig = Field(default_factory=CenterOffsetConfig)
+
+
 class HeadsConfig(OneOfConfig):
     """Which model type (head family) to build: exactly one field set."""
 
@@ -593,6 +674,9 @@ class HeadsConfig(OneOfConfig):
     multi_instance: MultiInstanceConfig | None = None
     multi_class_bottomup: MultiClassBottomUpConfig | None = None
     multi_class_topdown: MultiClassTopDownConfig | None = None
+    semantic_segmentation: SemanticSegmentationConfig | None = None
+    bottomup_segmentation: BottomUpSegmentationConfig | None = None
+    centered_instance_segmentation: CenteredInstanceSegmentationConfig | None = None
 
 
 class ModelConfig(ConfigBase):
@@ -605,6 +689,10 @@ class ModelConfig(ConfigBase):
 
 __all__ = [
     "BackboneConfig",
+    "BottomUpSegmentationConfig",
+    "CenteredInstanceSegmentationConfig",
+    "CenteredInstanceSegmentationHeadConfig",
+    "CenterOffsetConfig",
     "CenteredInstanceConfmapsHeadConfig",
     "CentroidsHeadConfig",
     "ConvNextConfig",
@@ -612,6 +700,7 @@ __all__ = [
     "ClassVectorsHeadConfig",
     "HeadsConfig",
     "HourglassConfig",
+    "InstanceCenterConfig",
     "LEAPConfig",
     "ModelConfig",
     "MultiClassBottomUpConfig",
@@ -622,6 +711,8 @@ __all__ = [
     "PretrainedConfig",
     "PretrainedEncoderConfig",
     "ResNetConfig",
+    "SegmentationHeadConfig",
+    "SemanticSegmentationConfig",
     "SingleInstanceConfmapsHeadConfig",
     "SwinTConfig",
     "UNetConfig",

@@ -49,6 +49,7 @@ from posekit.data.instance_cropping import (
     instance_centroids,
 )
 from posekit.data.labels import PoseLabels, check_part_names
+from posekit.data.masks import MASK_HEADS, fit_masks, frame_masks, mask_head_target
 from posekit.data.targets import (
     OFFSET_THRESHOLD,
     centroid_confidence_maps,
@@ -324,6 +325,7 @@ class DataPipeline:
         scale = self.preprocessor.input_scaling
         # Full frames are resized in the augmentation's warp (one pass at the model's size).
         size = None if self.is_topdown else scaled_size(tuple(images.shape[-2:]), scale)
+        matrices = masks = None
         if augment and self.augmenter is not None and self.augmenter.enabled:
             images, points = self.augmenter(
                 images,
@@ -332,6 +334,7 @@ class DataPipeline:
                 generator=generator,
                 output_size=size,
             )
+            matrices = self.augmenter.last_matrices
         images = self.preprocessor.normalize(images)
         if size is None or tuple(images.shape[-2:]) != size:
             images = resize_images(images, scale)
@@ -345,6 +348,10 @@ class DataPipeline:
             )
             centroids = torch.where(torch.isnan(centroids), centre.expand_as(centroids), centroids)
             origins = crop_origins(centroids, self.crop_size)
+            if "masks" in batch:
+                hw = tuple(images.shape[-2:])
+                masks = fit_masks(batch["masks"], matrices, hw, hw).float()
+                masks = extract_crops(masks, origins, self.crop_size) > 0.5
             images = extract_crops(images, origins, self.crop_size)
             points = points - origins[:, None, None, :]
             frame_origins = batch["context_origin"].float() * scale + origins
@@ -354,12 +361,16 @@ class DataPipeline:
             out["crop_origin"] = frame_origins
             out["class_index"] = class_ids[:, 0]
         else:
+            hw = tuple(images.shape[-2:])
             images = pad_to_stride(images, self.preprocessor.pad_to_stride)
+            if "masks" in batch:
+                masks = fit_masks(batch["masks"], matrices, hw, tuple(images.shape[-2:]))
             if augment and self.train_crop_size and self.model_type == "single_instance":
                 images, points = self._crop_around_animal(images, points, generator)
         out["image"] = images
         sigma_scale = self.train_sigma_scale if augment else 1.0
-        out.update(self.make_targets(points, class_ids, tuple(images.shape[-2:]), sigma_scale))
+        hw_out = tuple(images.shape[-2:])
+        out.update(self.make_targets(points, class_ids, hw_out, sigma_scale, masks))
         out["points"] = points
         out["class_ids"] = class_ids
         for key in _METADATA_KEYS:
@@ -424,8 +435,10 @@ class DataPipeline:
         class_ids: torch.Tensor,
         image_hw: tuple[int, int],
         sigma_scale: float = 1.0,
+        masks: torch.Tensor | None = None,
     ) -> dict[str, torch.Tensor]:
-        """Targets of every head for points (N, I, K, 2) in model-input pixels.
+        """Targets of every head for points (N, I, K, 2) in model-input pixels (mask
+        heads: from `masks`, (N, M, H, W) bool in model-input pixels).
 
         `sigma_scale` widens (or narrows) every Gaussian map's spread; PAFs keep theirs.
         """
@@ -435,7 +448,11 @@ class DataPipeline:
         for head in self.heads:
             name = head.name
             stride = int(head.output_stride)
-            if name == "SingleInstanceConfmapsHead" or name == "CenteredInstanceConfmapsHead":
+            if name in MASK_HEADS:
+                if masks is None:
+                    raise PosekitError(f"{name} needs masks in the batch (labels with masks)")
+                targets[name] = mask_head_target(head, masks)
+            elif name == "SingleInstanceConfmapsHead" or name == "CenteredInstanceConfmapsHead":
                 primary_points, primary_sigma = (
                     points[:, 0],
                     head_sigma(head.sigma, stride) * sigma_scale,
@@ -481,6 +498,16 @@ class DataPipeline:
             else:  # pragma: no cover - heads come from the registry
                 raise PosekitError(f"no targets known for head {name}")
         return targets
+
+
+def _context_crop(img: np.ndarray, x0: int, y0: int, size: int) -> np.ndarray:
+    """(size, size, C) window of an (H, W, C) array at (x0, y0), zeros outside it."""
+    crop = np.zeros((size, size, img.shape[2]), dtype=img.dtype)
+    h, w = img.shape[:2]
+    sx0, sy0, sx1, sy1 = max(x0, 0), max(y0, 0), min(x0 + size, w), min(y0 + size, h)
+    if sx1 > sx0 and sy1 > sy0:
+        crop[sy0 - y0 : sy1 - y0, sx0 - x0 : sx1 - x0] = img[sy0:sy1, sx0:sx1]
+    return crop
 
 
 class PoseDataset(torch.utils.data.Dataset):
@@ -529,18 +556,33 @@ class PoseDataset(torch.utils.data.Dataset):
             keep = np.flatnonzero(classes >= 0) if require_class else np.arange(entry.n_instances)
             if first_only:
                 keep = keep[:1]
+            if kind.masks:  # mask models train on the frames (instances) that have masks
+                if pipeline.is_topdown:
+                    linked = set(entry.mask_instance)
+                    self.items.extend((i, np.array([k])) for k in keep if k in linked)
+                elif entry.masks:
+                    self.items.append((i, keep))
+                continue
             if len(keep) == 0:
                 continue
             if pipeline.is_topdown:
                 self.items.extend((i, np.array([k])) for k in keep)
             else:
                 self.items.append((i, keep))
+        self.max_masks = max((len(labels.entries[i].masks) for i, _ in self.items), default=0)
+        self.with_masks = kind.masks
+        if not self.items and kind.masks:
+            raise PosekitError(
+                f"a {pipeline.model_type} model trains on segmentation masks and these labels "
+                "have none: make them from the poses (`posekit masks LABELS`, or "
+                "posekit.data.masks.masks_from_poses)"
+            )
         if not self.items:
             raise PosekitError(
                 f"no usable instances for a {pipeline.model_type} model in these labels"
                 + (" (identity models need instances with a track)" if require_class else "")
             )
-        self.max_instances = max(len(k) for _, k in self.items)
+        self.max_instances = max(len(k) for _, k in self.items) if self.items else 0
         inv = 1.0 / pipeline.preprocessor.input_scaling
         self._origin_step = int(round(inv)) if abs(inv - round(inv)) < 1e-6 else 1
         self.context_size = pipeline.context_size()
@@ -569,13 +611,14 @@ class PoseDataset(torch.utils.data.Dataset):
             step = self._origin_step
             x0 = int(math.floor((float(centroid[0]) - size / 2.0) / step)) * step
             y0 = int(math.floor((float(centroid[1]) - size / 2.0) / step)) * step
-            crop = np.zeros((size, size, img.shape[2]), dtype=np.uint8)
             h, w = img.shape[:2]
-            sx0, sy0 = max(x0, 0), max(y0, 0)
-            sx1, sy1 = min(x0 + size, w), min(y0 + size, h)
-            if sx1 > sx0 and sy1 > sy0:
-                crop[sy0 - y0 : sy1 - y0, sx0 - x0 : sx1 - x0] = img[sy0:sy1, sx0:sx1]
+            crop = _context_crop(img, x0, y0, size)
             sample["image"] = torch.from_numpy(crop).permute(2, 0, 1).contiguous()
+            if self.with_masks:  # the mask linked to this instance
+                m = entry.masks[entry.mask_instance.index(int(inst[0]))]
+                sample["masks"] = torch.from_numpy(
+                    _context_crop(frame_masks([m], (h, w)).transpose(1, 2, 0), x0, y0, size)
+                ).permute(2, 0, 1)
             sample["points"] = torch.from_numpy(pts - np.array([x0, y0], dtype=np.float32))
             sample["class_ids"] = torch.from_numpy(cls.astype(np.int64))
             sample["context_origin"] = torch.tensor([x0, y0], dtype=torch.float32)
@@ -596,6 +639,11 @@ class PoseDataset(torch.utils.data.Dataset):
             sample["points"] = torch.from_numpy(all_pts)
             sample["class_ids"] = torch.from_numpy(all_cls)
             sample["instance_index"] = -1
+            if self.with_masks:
+                fm = frame_masks(entry.masks, tuple(img.shape[:2]))
+                masks = np.zeros((self.max_masks, *fm.shape[1:]), dtype=np.uint8)
+                masks[: len(fm)] = fm
+                sample["masks"] = torch.from_numpy(masks)
         sample["frame_index"] = int(entry_index)
         sample["video_index"] = int(entry.video_index)
         sample["frame_idx"] = int(entry.frame_idx)

@@ -87,7 +87,7 @@ def _split_suffix(path: Path) -> tuple[str, str]:
 
 
 def _videos_with_frames(labels) -> list:
-    seen = {id(lf.video) for lf in labels.labeled_frames if len(lf.instances)}
+    seen = {id(lf.video) for lf in labels.labeled_frames if len(lf.instances) or lf.masks}
     return [v for v in labels.videos if id(v) in seen]
 
 
@@ -95,7 +95,7 @@ def output_paths(labels, path: str | os.PathLike) -> list[tuple[Any, Path]]:
     """(video or None, file) pairs `write_predictions` writes for `labels` at `path`.
 
     One file for ``.slp``/``.nwb`` or a single video (video None for ``.slp``/``.nwb``);
-    one per video with instances, SLEAP-named, for the analysis HDF5 and CSV.
+    one per video with instances (or masks), SLEAP-named, for the analysis HDF5 and CSV.
     """
     path = Path(path)
     fmt = output_format(path)
@@ -255,28 +255,34 @@ def write_predictions(
     """
     import sleap_io as sio
 
+    from posekit.data.masks import add_mask_analysis
     from posekit.io.atomic import atomic_path
 
     path = Path(path)
     fmt = output_format(path)
-    if not any(len(lf.instances) for lf in labels.labeled_frames) and fmt != "slp":
+    has_masks = any(lf.masks for lf in labels.labeled_frames)
+    poses = any(len(lf.instances) for lf in labels.labeled_frames)
+    if not poses and fmt != "slp" and not (has_masks and fmt == "analysis.h5"):
         raise PosekitError(
             f"nothing to write to {path}: no instance was predicted (a lower "
             "--peak-threshold, or the .slp format, which also keeps empty frames)"
         )
+    full = labels
     if fmt in ("analysis.h5", "csv"):
         labels = export_view(labels)
     written = []
-    for video, target in output_paths(labels, path):
+    for video, target in output_paths(full, path):
         with atomic_path(target) as tmp:
             if fmt == "slp":
                 sio.save_slp(labels, str(tmp), verbose=False)
             elif fmt == "analysis.h5":
-                sio.save_analysis_h5(labels, str(tmp), video=video, labels_path=labels_path)
-                flags = _filter_flags(labels, video)
-                if flags is not None:
-                    bits = labels.provenance[FILTER_PROVENANCE_KEY].get("flag_bits", {})
-                    _add_h5_flags(tmp, flags, bits)
+                if poses:
+                    sio.save_analysis_h5(labels, str(tmp), video=video, labels_path=labels_path)
+                    flags = _filter_flags(labels, video)
+                    if flags is not None:
+                        bits = labels.provenance[FILTER_PROVENANCE_KEY].get("flag_bits", {})
+                        _add_h5_flags(tmp, flags, bits)
+                add_mask_analysis(tmp, full, video)
             elif fmt == "csv":
                 sio.save_csv(labels, str(tmp), format="sleap", video=video)
                 flags = _filter_flags(labels, video)

@@ -33,13 +33,18 @@ class FrameEntry:
     """One labelled frame: where to read it and its user instances.
 
     `points` is (n_instances, n_nodes, 2) float64 with NaN for missing points;
-    `track_inds` is (n_instances,) with -1 where an instance has no (known) track.
+    `track_inds` is (n_instances,) with -1 where an instance has no (known) track;
+    `masks` the frame's user segmentation masks (sleap-io objects, still run-length
+    encoded; `posekit.data.masks.frame_masks` decodes them).
     """
 
     video_index: int
     frame_idx: int
     points: np.ndarray
     track_inds: np.ndarray
+    masks: list = field(default_factory=list)
+    #: per mask, the index of its instance in `points` (-1: not linked)
+    mask_instance: list = field(default_factory=list)
 
     @property
     def n_instances(self) -> int:
@@ -343,7 +348,7 @@ def pose_labels_from_sleap_io(
 
     entries: list[FrameEntry] = []
     for lf in labels.labeled_frames:
-        pts_list, tracks = [], []
+        pts_list, tracks, kept = [], [], []
         for inst in lf.user_instances:
             pts = instance_points(inst, nodes)
             if np.isnan(pts).all():
@@ -353,14 +358,21 @@ def pose_labels_from_sleap_io(
                 continue
             pts_list.append(pts)
             tracks.append(track)
-        if not pts_list:
+            kept.append(id(inst))
+        # Frames with masks but no pose still train mask models.
+        masks = [m for m in lf.masks if not m.is_predicted]
+        if not pts_list and not masks:
             continue
         entries.append(
             FrameEntry(
                 video_index=video_index[id(lf.video)],
                 frame_idx=int(lf.frame_idx),
-                points=np.stack(pts_list),
+                points=np.stack(pts_list) if pts_list else np.zeros((0, len(nodes), 2)),
                 track_inds=np.asarray(tracks, dtype=np.int64),
+                masks=masks,
+                mask_instance=[
+                    kept.index(id(m.instance)) if id(m.instance) in kept else -1 for m in masks
+                ],
             )
         )
     if not entries:
@@ -403,8 +415,9 @@ def read_labels_file(path: str | os.PathLike, open_videos: bool = True) -> Any:
     return labels
 
 
-def save_labels(labels: Any, output: str | os.PathLike) -> Path:
-    """Write `sleap_io.Labels` to `output` (.slp) atomically (`posekit.io.atomic`)."""
+def save_labels(labels: Any, output: str | os.PathLike, embed: bool = False) -> Path:
+    """Write `sleap_io.Labels` to `output` (.slp) atomically (`posekit.io.atomic`);
+    `embed`: with the labelled frames' images inside (a self-contained .pkg.slp)."""
     import sleap_io as sio
 
     from posekit.io.atomic import atomic_path
@@ -413,7 +426,7 @@ def save_labels(labels: Any, output: str | os.PathLike) -> Path:
     if output.suffix != ".slp":
         raise PosekitError(f"labels are written as .slp; got output path {output}")
     with atomic_path(output) as tmp:
-        sio.save_slp(labels, str(tmp), verbose=False)
+        sio.save_slp(labels, str(tmp), verbose=False, embed=embed)
     return output
 
 

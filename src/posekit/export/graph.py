@@ -144,6 +144,11 @@ class ExportModule(nn.Module):
         self.passthrough = list(self.head_names)
         if not self.include_postprocessing:
             return
+        if model_type(self.model.model_type).masks:
+            raise PosekitError(
+                f"peaks are found in confidence maps and a {self.model.model_type} model "
+                "outputs masks: export it without --with-peaks (its maps are the outputs)"
+            )
         cms_head = self.model.heads[0]
         self.peak_kind = model_type(self.model.model_type).peaks
         self.cms_name = cms_head.name

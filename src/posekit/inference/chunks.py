@@ -77,9 +77,13 @@ class ChunkStore:
     def done(self, job: int, chunk: int) -> bool:
         return self._path(job, chunk).exists()
 
-    def write(self, job: int, chunk: int, frames: list[tuple[int, list | None]]) -> None:
-        """Store one chunk: (frame index, predicted instances or None if undecodable)."""
+    def write(self, job: int, chunk: int, frames: list[tuple]) -> None:
+        """Store one chunk: (frame index, predicted instances or None if undecodable[,
+        predicted masks]); a mask keeps its run-length code and the index of its
+        instance in the frame's list."""
         frames = sorted(frames, key=lambda f: f[0])
+        masks = _mask_arrays(frames)
+        frames = [f[:2] for f in frames]
         frame_idx, counts, skipped = [], [], []
         pts, pscores, scores, tracks, tscores = [], [], [], [], []
         names: list[str] = []
@@ -116,6 +120,7 @@ class ChunkStore:
             "tracking_scores": np.asarray(tscores, np.float64),
             "track_names": np.asarray(json.dumps(names)),
             "node_names": np.asarray(json.dumps(nodes)),
+            **masks,
         }
         with atomic_path(self._path(job, chunk)) as tmp:
             with open(tmp, "wb") as f:
@@ -155,8 +160,58 @@ class ChunkStore:
                 )
             at += count
             out.append(sio.LabeledFrame(video=video, frame_idx=int(idx), instances=insts))
+        _attach_masks(data, out)
         return out, data["skipped"].tolist()
 
     def finish(self) -> None:
         """Remove the chunks (after the output is written)."""
         shutil.rmtree(self.folder, ignore_errors=True)
+
+
+def _mask_arrays(frames: list[tuple]) -> dict[str, np.ndarray]:
+    """The predicted masks of a chunk's decoded frames as flat arrays (RLE concatenated)."""
+    frame_of, hw, lengths, rle, scores, inst_of = [], [], [], [], [], []
+    for idx, insts, *rest in frames:
+        if insts is None:
+            continue
+        for m in rest[0] if rest else []:
+            frame_of.append(idx)
+            hw.append((m.height, m.width))
+            lengths.append(len(m.rle_counts))
+            rle.append(np.asarray(m.rle_counts, np.uint32))
+            scores.append(float(getattr(m, "score", 1.0)))
+            inst_of.append(next((k for k, i in enumerate(insts) if i is m.instance), -1))
+    return {
+        "mask_frame_idx": np.asarray(frame_of, np.int64),
+        "mask_hw": np.asarray(hw, np.int64).reshape(-1, 2),
+        "mask_rle_lengths": np.asarray(lengths, np.int64),
+        "mask_rle": np.concatenate(rle) if rle else np.zeros(0, np.uint32),
+        "mask_scores": np.asarray(scores, np.float64),
+        "mask_instance": np.asarray(inst_of, np.int64),
+    }
+
+
+def _attach_masks(data: dict, frames: list) -> None:
+    """Rebuild the stored masks onto their `LabeledFrame`s (and instances)."""
+    import sleap_io as sio
+
+    if "mask_frame_idx" not in data:
+        return
+    by_idx = {int(lf.frame_idx): lf for lf in frames}
+    ends = np.cumsum(data["mask_rle_lengths"])
+    for k, idx in enumerate(data["mask_frame_idx"].tolist()):
+        lf = by_idx[int(idx)]
+        start = int(ends[k] - data["mask_rle_lengths"][k])
+        i = int(data["mask_instance"][k])
+        inst = lf.instances[i] if i >= 0 else None
+        h, w = (int(v) for v in data["mask_hw"][k])
+        lf.masks.append(
+            sio.PredictedSegmentationMask(
+                rle_counts=data["mask_rle"][start : int(ends[k])].copy(),
+                height=h,
+                width=w,
+                score=float(data["mask_scores"][k]),
+                instance=inst,
+                track=inst.track if inst is not None else None,
+            )
+        )

@@ -24,6 +24,7 @@ from pathlib import Path
 from typing import Any
 
 from posekit.data.formats import copy_with_track, output_format, write_predictions
+from posekit.data.masks import link_masks
 from posekit.errors import PosekitError
 from posekit.inference.chunks import ChunkStore
 from posekit.inference.filters import InstanceFilter
@@ -86,6 +87,7 @@ class PredictionRun:
     skipped: int = 0
     seconds: float = 0.0
     instances: int = 0
+    masks: int = 0  # predicted masks
 
     @property
     def fps(self) -> float:
@@ -182,7 +184,7 @@ def run_prediction(
                 run.frames += 1
                 if instance_filter is not None:
                     insts = instance_filter.apply(insts)
-            pending[k].append((int(frame.frame_idx), insts))
+            pending[k].append((int(frame.frame_idx), insts, frame.masks))
             if len(pending[k]) == len(plan[k]):
                 store.write(j, k, pending.pop(k))
                 if on_chunk is not None:
@@ -203,6 +205,7 @@ def run_prediction(
         if output_format(output) != "slp":
             labels = frames_predicted_only(labels, jobs)
     run.instances = sum(len(lf.predicted_instances) for lf in labels.labeled_frames)
+    run.masks = sum(m.is_predicted for lf in labels.labeled_frames for m in lf.masks)
     labels_path = str(jobs[0].source) if project is not None else None
     run.files = write_predictions(labels, output, labels_path=labels_path)
     run.labels = labels
@@ -291,7 +294,10 @@ def merge_into_project(project, predictions):
     predictions bring, e.g. tracking's weakest frames) and every user instance. On a
     predicted frame, the new predictions replace the frame's old predicted instances;
     frames that were not predicted keep what they had. Predicted tracks join the
-    project's by name. `project` itself is not modified.
+    project's by name. A frame predicted by a mask model (masks, no instances) keeps its
+    poses, and each new mask is linked to the predicted (else user) instance whose
+    points it holds (`posekit.data.masks.link_masks`). `project` itself is not modified
+    (the new masks are).
     """
     import sleap_io as sio
 
@@ -308,32 +314,52 @@ def merge_into_project(project, predictions):
 
     skeletons = list(project.skeletons)
     predicted: dict[tuple[int, int], list] = {}
+    masks: dict[tuple[int, int], list] = {}
     for lf in predictions.labeled_frames:
-        insts = []
+        insts, moved = [], {}
         for inst in lf.instances:
             track = track_of(inst.track)
             if track is not inst.track:
-                inst = copy_with_track(inst, track)
+                moved[id(inst)] = inst = copy_with_track(inst, track)
             if not any(s is inst.skeleton for s in skeletons):
                 skeletons.append(inst.skeleton)
             insts.append(inst)
         predicted[(id(lf.video), int(lf.frame_idx))] = insts
+        for m in lf.masks:  # predicted masks follow their instance onto its new track
+            if m.instance is not None and id(m.instance) in moved:
+                m.instance = moved[id(m.instance)]
+                m.track = m.instance.track
+        masks[(id(lf.video), int(lf.frame_idx))] = list(lf.masks)
 
     frames = []
     seen = set()
     for lf in project.labeled_frames:
         key = (id(lf.video), int(lf.frame_idx))
-        if key in predicted:
+        if key in predicted and not predicted[key] and masks[key]:
+            # A mask model's frame: its poses stay, and the masks join the animals they hold.
+            seen.add(key)
+            insts = list(lf.instances)
+            link_masks(masks[key], list(lf.predicted_instances) or list(lf.user_instances))
+            kept = [m for m in lf.masks if not m.is_predicted] + masks[key]
+        elif key in predicted:
             seen.add(key)
             insts = list(lf.user_instances) + predicted[key]
+            kept = [m for m in lf.masks if not m.is_predicted] + masks[key]
         else:
-            insts = list(lf.instances)
-        frames.append(sio.LabeledFrame(video=lf.video, frame_idx=lf.frame_idx, instances=insts))
+            insts, kept = list(lf.instances), list(lf.masks)
+        frames.append(
+            sio.LabeledFrame(video=lf.video, frame_idx=lf.frame_idx, instances=insts, masks=kept)
+        )
     for lf in predictions.labeled_frames:
         key = (id(lf.video), int(lf.frame_idx))
         if key not in seen:
             frames.append(
-                sio.LabeledFrame(video=lf.video, frame_idx=lf.frame_idx, instances=predicted[key])
+                sio.LabeledFrame(
+                    video=lf.video,
+                    frame_idx=lf.frame_idx,
+                    instances=predicted[key],
+                    masks=masks[key],
+                )
             )
     order = {id(v): i for i, v in enumerate(project.videos)}
     videos = list(project.videos)

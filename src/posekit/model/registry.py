@@ -22,13 +22,16 @@ from typing import Any
 from posekit.errors import PosekitError
 from posekit.heads import (
     CenteredInstanceConfmapsHead,
+    CenterOffsetHead,
     CentroidConfmapsHead,
     ClassMapsHead,
     ClassVectorsHead,
     Head,
+    InstanceCenterHead,
     MultiInstanceConfmapsHead,
     OffsetRefinementHead,
     PartAffinityFieldsHead,
+    SegmentationHead,
     SingleInstanceConfmapsHead,
 )
 
@@ -66,6 +69,7 @@ class ModelType:
         needs_part_names: the heads predict every body part (not only an anchor).
         pairs_with: the model type that finds the animals for this one at inference.
         peaks: "global" (one peak per part and image/crop) or "local" (any number).
+        masks: trains on segmentation masks (instead of poses) and predicts masks.
         predictor: import path (``"module:Class"``) of the predictor that runs it.
     """
 
@@ -78,6 +82,7 @@ class ModelType:
     pairs_with: str | None = None
     peaks: str = "global"
     predictor: str = ""
+    masks: bool = False
 
 
 def _need(value, what: str, field: str) -> list:
@@ -160,6 +165,38 @@ def _multi_class_topdown(cfg, given: HeadInputs, field: str):
     return heads, c, names
 
 
+def _segmentation_head(cfg) -> SegmentationHead:
+    return SegmentationHead(
+        cfg.output_stride,
+        cfg.loss_weight,
+        None,
+        cfg.bce_weight,
+        cfg.dice_weight,
+        cfg.bce_pos_weight,
+        cfg.target_maxpool,
+    )
+
+
+def _centered_instance_segmentation(cfg, given: HeadInputs, field: str):
+    c = cfg.segmentation
+    head = SegmentationHead(c.output_stride, c.loss_weight, None, anchor_part=c.anchor_part)
+    return [head], None, []
+
+
+def _semantic_segmentation(cfg, given: HeadInputs, field: str):
+    return [_segmentation_head(cfg.segmentation)], None, []
+
+
+def _bottomup_segmentation(cfg, given: HeadInputs, field: str):
+    c, o = cfg.center, cfg.offsets
+    heads = [
+        _segmentation_head(cfg.segmentation),
+        InstanceCenterHead(c.output_stride, c.loss_weight, c.sigma),
+        CenterOffsetHead(o.output_stride, o.loss_weight, None),
+    ]
+    return heads, None, []
+
+
 _PREDICTORS = "posekit.inference.predictors"
 
 #: Every model type, by its `HeadsConfig` field name.
@@ -211,6 +248,33 @@ MODEL_TYPES: dict[str, ModelType] = {
             multi_class=True,
             pairs_with="centroid",
             predictor=f"{_PREDICTORS}.topdown:TopDownMultiClassPredictor",
+        ),
+        ModelType(
+            "semantic_segmentation",
+            "one foreground mask per frame (no instances)",
+            _semantic_segmentation,
+            needs_part_names=False,
+            predictor=f"{_PREDICTORS}.segmentation:SemanticSegmentationPredictor",
+            masks=True,
+        ),
+        ModelType(
+            "bottomup_segmentation",
+            "one mask per animal: foreground, instance centres and centre offsets, grouped",
+            _bottomup_segmentation,
+            needs_part_names=False,
+            peaks="local",
+            predictor=f"{_PREDICTORS}.segmentation:BottomUpSegmentationPredictor",
+            masks=True,
+        ),
+        ModelType(
+            "centered_instance_segmentation",
+            "the mask of the animal centred in a crop (second half of top-down masks)",
+            _centered_instance_segmentation,
+            crops=True,
+            needs_part_names=False,
+            pairs_with="centroid",
+            predictor=f"{_PREDICTORS}.segmentation:TopDownSegmentationPredictor",
+            masks=True,
         ),
     )
 }

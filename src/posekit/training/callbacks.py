@@ -420,6 +420,7 @@ class RunOutputs(L.Callback):
             print(f"posekit: could not draw a training picture ({type(err).__name__}: {err})")
 
     def _visualize(self, trainer: L.Trainer, pl_module: L.LightningModule, epoch: int) -> None:
+        from posekit.data.masks import MASK_HEADS
         from posekit.ops.peaks import find_global_peaks_rough, find_local_peaks_rough
         from posekit.training.plots import plot_peaks_vs_truth
 
@@ -438,8 +439,8 @@ class RunOutputs(L.Callback):
         head = next((h for h in pl_module.model.heads if h.is_map), None)
         if head is None or head.name not in batch:
             return
-        if head.name in ("PartAffinityFieldsHead", "OffsetRefinementHead"):
-            return
+        if head.name in ("PartAffinityFieldsHead", "OffsetRefinementHead", *MASK_HEADS):
+            return  # no peaks to draw (mask runs are pictured by `posekit render`)
         model = pl_module.model
         was_training = model.training
         model.eval()

@@ -45,7 +45,8 @@ def _sio_labels(labels: Any) -> Any:
     frames = [
         lf
         for lf in src.labeled_frames
-        if (index.get(id(lf.video)), int(lf.frame_idx)) in wanted and lf.user_instances
+        if (index.get(id(lf.video)), int(lf.frame_idx)) in wanted
+        and (lf.user_instances or lf.masks)
     ]
     return sio.Labels(
         labeled_frames=frames,
@@ -73,6 +74,12 @@ def summary_line(name: str, metrics: dict[str, Any], found_only: bool = False) -
         v = metrics.get(key)
         return "n/a" if v is None or not math.isfinite(float(v)) else format(float(v), fmt)
 
+    if "mask_voc.mAP" in metrics:
+        return (
+            f"{name}: {metrics.get('n_pred_masks', 0)} masks for {metrics.get('n_gt_masks', 0)} "
+            f"labelled, mask AP {num('mask_voc.mAP', '.2f')}, median IoU "
+            f"{num('mask_iou.median', '.2f')}, boundary IoU {num('boundary_iou.mean', '.2f')}"
+        )
     if found_only:
         return (
             f"{name}: {metrics.get('n_matched', 0)}/{metrics.get('n_gt_instances', 0)} animals "
@@ -176,10 +183,16 @@ def evaluate_split(
     """
     from posekit.evaluation import evaluate
     from posekit.inference.predictors import load_predictor
+    from posekit.model import registry
 
     gt = _sio_labels(labels)
     predictor = load_predictor(models, device=device, batch_size=batch_size, progress=False)
     pred = predictor.predict(gt)
+    loaded = [m for m in predictor._models() if m is not None]  # a pair may lack one
+    if any(registry.model_type(m.model_type).masks for m in loaded):
+        from posekit.mask_evaluation import evaluate_masks
+
+        return evaluate_masks(gt, pred), gt, pred
     metrics = evaluate(gt, pred)
     # a top-down predictor without its crop model returns the labelled instances it found
     metrics["found_only"] = getattr(predictor, "confmap_model", True) is None
@@ -225,7 +238,7 @@ def evaluate_run(
         except Exception as err:  # noqa: BLE001 - evaluation must not fail a trained run
             lines.append(f"{name}: not evaluated ({type(err).__name__}: {err})")
             continue
-        if worst_png and name == "val":
+        if worst_png and name == "val" and "mask_voc.mAP" not in metrics:
             try:
                 plot_worst_frames(gt, pred, run_dir / "viz" / "worst_val.png")
             except Exception as err:  # noqa: BLE001

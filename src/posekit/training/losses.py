@@ -149,6 +149,44 @@ def categorical_crossentropy(probs: torch.Tensor, target: torch.Tensor) -> torch
     return torch.mean(-(target * torch.log(p)).sum(dim=-1))
 
 
+def bce_dice(
+    logits: torch.Tensor,
+    target: torch.Tensor,
+    bce_weight: float = 0.5,
+    dice_weight: float = 0.5,
+    pos_weight: float | None = None,
+    smooth: float = 1.0,
+) -> torch.Tensor:
+    """Foreground-mask loss of `SegmentationHead` (sleap-nn's definition).
+
+    ``bce_weight * BCE(logits) + dice_weight * (1 - Dice)`` with the soft Dice
+    ``(2 sum(p t) + smooth) / (sum(p) + sum(t) + smooth)`` per image and channel,
+    averaged. BCE alone lets a small animal vanish into the background (almost every
+    pixel is background); Dice measures the overlap whatever the animal's size.
+    """
+    import torch.nn.functional as F
+
+    logits, target = logits.float(), target.float()
+    pw = None if pos_weight is None else torch.tensor(float(pos_weight), device=logits.device)
+    bce = F.binary_cross_entropy_with_logits(logits, target, pos_weight=pw)
+    p = torch.sigmoid(logits)
+    inter = (p * target).sum(dim=(2, 3))
+    dice = (2.0 * inter + smooth) / (p.sum(dim=(2, 3)) + target.sum(dim=(2, 3)) + smooth)
+    return bce_weight * bce + dice_weight * (1.0 - dice.mean())
+
+
+def masked_smooth_l1(pred: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
+    """Smooth L1 (beta 1) summed over the finite target elements, divided by their
+    count: `CenterOffsetHead`'s targets are NaN on background cells. Zero (with a
+    gradient) when the batch has no foreground."""
+    import torch.nn.functional as F
+
+    valid = torch.isfinite(target)
+    safe = torch.where(valid, target, pred.detach()).float()
+    total = F.smooth_l1_loss(pred.float(), safe, reduction="none")[valid].sum()
+    return total / valid.sum().clamp(min=1)
+
+
 def head_loss(
     head: Head, pred: torch.Tensor, target: torch.Tensor, hard_keypoint_mining: Any = None
 ) -> torch.Tensor:
@@ -164,6 +202,12 @@ def head_loss(
             f"output stride or input size"
         )
     target = target.to(pred.dtype)
+    if head.loss_function == "bce_dice":
+        return bce_dice(
+            pred, target, head.bce_weight, head.dice_weight, getattr(head, "bce_pos_weight", None)
+        )
+    if head.loss_function == "masked_smooth_l1":
+        return masked_smooth_l1(pred, target)
     if head.loss_function == "categorical_crossentropy":
         return categorical_crossentropy(pred, target)
     if getattr(head, "loss_function", "mse") == "balanced_mse" and pred.dim() == 4:
@@ -186,9 +230,11 @@ def head_loss(
 __all__ = [
     "KERAS_EPSILON",
     "balanced_mse",
+    "bce_dice",
     "categorical_crossentropy",
     "channel_losses",
     "head_loss",
+    "masked_smooth_l1",
     "mse",
     "ohkm_loss",
     "select_hard_keypoints",

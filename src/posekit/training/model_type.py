@@ -68,6 +68,8 @@ MODEL_TYPE_HEADS: dict[str, tuple[str, ...]] = {
     "bottomup": ("multi_instance",),
     "multi_class_topdown": ("centroid", "multi_class_topdown"),
     "multi_class_bottomup": ("multi_class_bottomup",),
+    "semantic_segmentation": ("semantic_segmentation",),
+    "bottomup_segmentation": ("bottomup_segmentation",),
 }
 
 #: The SLEAP profile (`posekit.config.profiles`) whose heads, UNet strides and input scaling
@@ -99,6 +101,17 @@ _HEADS: dict[str, tuple[dict[str, Any], dict[str, Any], float]] = {
             }
         },
         {"max_stride": 32, "output_stride": 4},
+        1.0,
+    ),
+    # sleap-nn's head defaults (all at stride 2)
+    "semantic_segmentation": (
+        {"semantic_segmentation": {"segmentation": {}}},
+        {"max_stride": 16, "output_stride": 2},
+        1.0,
+    ),
+    "bottomup_segmentation": (
+        {"bottomup_segmentation": {"segmentation": {}, "center": {}, "offsets": {}}},
+        {"max_stride": 16, "output_stride": 2},
         1.0,
     ),
 }
@@ -164,13 +177,32 @@ def label_statistics(labels: Any) -> dict[str, float]:
     }
 
 
-def choose_model_type(labels: Any, identity: bool = False) -> tuple[str, str]:
+def _choose_mask_type(labels: Any, asked: bool) -> tuple[str, str]:
+    """A segmentation type: one mask per animal unless no frame has more than one."""
+    n_masks = max((len(e.masks) for e in labels.entries), default=0)
+    if n_masks == 0:
+        raise PosekitError(
+            "a mask model trains on segmentation masks and these labels have none: make "
+            "them from the poses first (posekit masks LABELS -o OUT)"
+        )
+    why = "masks asked for (--masks)" if asked else "the labels have masks and no poses"
+    if n_masks <= 1:
+        return "semantic_segmentation", f"{why}; one animal per frame: its mask is the foreground"
+    return "bottomup_segmentation", f"{why}; up to {n_masks} animals per frame: one mask each"
+
+
+def choose_model_type(labels: Any, identity: bool = False, masks: bool = False) -> tuple[str, str]:
     """(model type, reason) for `labels` (`PoseLabels`, `sleap_io.Labels` or a path).
 
     The type is a key of `MODEL_TYPE_HEADS`: "single_instance", "topdown",
-    "bottomup", "multi_class_topdown" or "multi_class_bottomup". `identity`: the user
-    wants identities (tracks) predicted, not only poses.
+    "bottomup", "multi_class_topdown" or "multi_class_bottomup"; with `masks` (or
+    labels that have masks but no poses) "semantic_segmentation" (one animal per frame)
+    or "bottomup_segmentation". `identity`: the user wants identities (tracks) predicted,
+    not only poses.
     """
+    labels = _as_pose_labels(labels)
+    if masks or labels.n_instances == 0:
+        return _choose_mask_type(labels, masks)
     st = label_statistics(labels)
     if st["max_instances"] <= 1:
         why = "no labelled frame has more than one animal"

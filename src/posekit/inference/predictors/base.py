@@ -14,7 +14,7 @@ import threading
 import time
 import warnings
 from collections.abc import Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 import numpy as np
@@ -58,13 +58,33 @@ class RawInstance:
 
 
 @dataclass
+class RawMask:
+    """One predicted segmentation mask before it becomes a `PredictedSegmentationMask`:
+    (H, W) bool in frame pixels, its score, and the index of the frame's `RawInstance`
+    it belongs to (None: not linked)."""
+
+    mask: np.ndarray
+    score: float
+    instance: int | None = None
+
+
+@dataclass
 class PredictedFrame:
     """One predicted frame: its video, index and `sleap_io.PredictedInstance`s (None when
-    the frame could not be decoded)."""
+    the frame could not be decoded), and its `PredictedSegmentationMask`s."""
 
     video: Any
     frame_idx: int
     instances: list | None
+    masks: list = field(default_factory=list)
+
+
+def _make_mask(raw: RawMask, instances: list):
+    from posekit.data.masks import to_sleap_mask
+
+    inst = instances[raw.instance] if raw.instance is not None else None
+    track = inst.track if inst is not None else None
+    return to_sleap_mask(raw.mask, instance=inst, score=raw.score, track=track)
 
 
 def need_head(model, name: str):
@@ -390,7 +410,11 @@ class Predictor:
         for frame in self._stream(items, total, skeleton, tracks, readers):
             if frame.instances is None:  # undecodable, warned about in _stream
                 continue
-            frames_out.append(sio.LabeledFrame(frame.video, frame.frame_idx, frame.instances))
+            frames_out.append(
+                sio.LabeledFrame(
+                    frame.video, frame.frame_idx, frame.instances, masks=list(frame.masks)
+                )
+            )
             if not any(v is frame.video for v in videos):
                 videos.append(frame.video)
         if source_labels is not None:
@@ -516,8 +540,10 @@ class Predictor:
                         description="Predicting",
                     )
                 for it, raws in zip(metas, results):
-                    insts = [self._make_instance(r, skeleton, tracks) for r in raws]
-                    yield PredictedFrame(it.video, it.frame_idx, insts)
+                    poses = [r for r in raws if isinstance(r, RawInstance)]
+                    insts = [self._make_instance(r, skeleton, tracks) for r in poses]
+                    masks = [_make_mask(r, insts) for r in raws if isinstance(r, RawMask)]
+                    yield PredictedFrame(it.video, it.frame_idx, insts, masks)
         finally:
             stop.set()
             reader.close()

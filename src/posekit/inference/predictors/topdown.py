@@ -143,6 +143,9 @@ def resize_frames(images, scale: float, to_uint8: bool = False):
 class _TopDownBase(Predictor):
     """Centroid detection and cropping shared by the top-down predictors."""
 
+    #: the crop model's head that the predictor reads
+    crop_head = "CenteredInstanceConfmapsHead"
+
     def __init__(self, centroid_model=None, confmap_model=None, **kwargs):
         crop = self._crop_type()
         name = type(self).__name__
@@ -172,7 +175,7 @@ class _TopDownBase(Predictor):
         if centroid_model is not None:
             self.centroid_head = need_head(centroid_model, "CentroidConfmapsHead")
         if confmap_model is not None:
-            self._confmap_head = need_head(confmap_model, "CenteredInstanceConfmapsHead")
+            self._confmap_head = need_head(confmap_model, self.crop_head)
 
     @classmethod
     def _crop_type(cls) -> ModelType:

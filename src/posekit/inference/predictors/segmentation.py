@@ -1,0 +1,210 @@
+"""Segmentation predictors: masks instead of (or beside) poses.
+
+- `SemanticSegmentationPredictor`: one foreground mask per frame (no instances).
+- `BottomUpSegmentationPredictor`: one mask per animal. Instance centres are the local
+  peaks of the `InstanceCenterHead` map; every foreground cell votes for the centre that
+  its predicted offset (`CenterOffsetHead`) points nearest to.
+- `TopDownSegmentationPredictor`: a centroid model finds the animals, a
+  centered-instance segmentation model gives the mask of the animal in the middle of
+  each crop (crops as the pose top-down predictor makes them); the crop's probabilities
+  are sampled back onto the frame, so masks of touching animals may overlap.
+
+Masks are made at the frame's full resolution: the foreground probability is upsampled
+bilinearly (a stride-`s` cell sits at the centre of the `s x s` input pixels it covers,
+as the training targets in `posekit.data.masks` put it), cropped to the scaled frame and
+resized to the frame, then thresholded; the cell-level instance labels follow with
+nearest-neighbour sampling. Results are `RawMask`es that the base class turns into
+`sleap_io.PredictedSegmentationMask`s.
+"""
+
+from __future__ import annotations
+
+import torch
+import torch.nn.functional as F
+
+from posekit.inference.predictors.base import OneModelPredictor, RawMask, need_head
+from posekit.inference.predictors.topdown import _TopDownBase, crop_centered, resize_frames
+from posekit.model.preprocessing import scaled_size
+from posekit.ops.peaks import find_local_peaks_rough
+
+#: Foreground probability above which a pixel belongs to an animal.
+MASK_THRESHOLD = 0.5
+
+
+def _to_frame(maps: torch.Tensor, stride: int, scale: float, frame_hw, mode: str):
+    """(N, C, h, w) output-grid maps -> (N, C, H, W) frame pixels."""
+    if stride > 1:
+        size = (maps.shape[-2] * stride, maps.shape[-1] * stride)
+        if mode == "nearest":
+            maps = maps.repeat_interleave(stride, -2).repeat_interleave(stride, -1)
+        else:
+            maps = F.interpolate(maps, size=size, mode="bilinear", align_corners=False)
+    sh, sw = scaled_size(tuple(frame_hw), scale)
+    maps = maps[..., :sh, :sw]
+    if (sh, sw) != tuple(frame_hw):
+        kw = {"align_corners": False} if mode == "bilinear" else {}
+        maps = F.interpolate(maps, size=tuple(frame_hw), mode=mode, **kw)
+    return maps
+
+
+class _SegmentationBase(OneModelPredictor):
+    """The foreground head's probabilities at frame resolution."""
+
+    def __init__(self, model, *, mask_threshold: float = MASK_THRESHOLD, **kwargs):
+        super().__init__(model, **kwargs)
+        self.segmentation_head = need_head(model, "SegmentationHead")
+        self.mask_threshold = float(mask_threshold)
+
+    def _foreground(self, out: dict, frame_hw) -> torch.Tensor:
+        prob = torch.sigmoid(out[self.segmentation_head.name].float())
+        stride = int(self.segmentation_head.output_stride)
+        return _to_frame(prob, stride, self.model.input_scale, frame_hw, "bilinear")[:, 0]
+
+
+class SemanticSegmentationPredictor(_SegmentationBase):
+    """One foreground mask per frame; its score is the mean probability inside it."""
+
+    def _predict_batch(self, images, gt):
+        out = self._forward(self.model, self._preprocess(self.model, images))
+        prob = self._foreground(out, tuple(images.shape[1:3]))
+        results = []
+        for p in prob:
+            fg = p > self.mask_threshold
+            if not bool(fg.any()):
+                results.append([])
+                continue
+            results.append([RawMask(fg.cpu().numpy(), float(p[fg].mean()))])
+        return results
+
+
+class BottomUpSegmentationPredictor(_SegmentationBase):
+    """One mask per instance centre; its score is the centre's peak value.
+
+    `peak_threshold` is the lowest centre-map value that counts as an animal;
+    `max_instances` keeps the highest-scoring ones.
+    """
+
+    def __init__(self, model, **kwargs):
+        super().__init__(model, **kwargs)
+        self.center_head = need_head(model, "InstanceCenterHead")
+        self.offset_head = need_head(model, "CenterOffsetHead")
+
+    def _predict_batch(self, images, gt):
+        out = self._forward(self.model, self._preprocess(self.model, images))
+        frame_hw = tuple(images.shape[1:3])
+        prob = self._foreground(out, frame_hw)
+        labels, scores = self._cell_labels(out)
+        stride = int(self.offset_head.output_stride)
+        labels = _to_frame(labels.float(), stride, self.model.input_scale, frame_hw, "nearest")
+        labels = labels[:, 0].long()
+        results = []
+        for i, (p, lab) in enumerate(zip(prob, labels)):
+            fg = p > self.mask_threshold
+            frame = []
+            for k, score in enumerate(scores[i]):
+                m = fg & (lab == k)
+                if bool(m.any()):
+                    frame.append(RawMask(m.cpu().numpy(), score))
+            frame.sort(key=lambda r: -r.score)
+            if self.max_instances is not None:
+                frame = frame[: self.max_instances]
+            results.append(frame)
+        return results
+
+    def _cell_labels(self, out: dict) -> tuple[torch.Tensor, list[list[float]]]:
+        """(N, 1, h, w) index of the centre each offset cell votes for (-1: background or
+        no centre), and each frame's centre peak values (the masks' scores)."""
+        centers = out[self.center_head.name].float()
+        offsets = out[self.offset_head.name].float()
+        seg = out[self.segmentation_head.name].float()
+        s_c, s_o = int(self.center_head.output_stride), int(self.offset_head.output_stride)
+        if seg.shape[-2:] != offsets.shape[-2:]:
+            seg = F.interpolate(seg, size=offsets.shape[-2:], mode="bilinear", align_corners=False)
+        pts, vals, samples, _ = find_local_peaks_rough(centers, self.peak_threshold)
+        pts = pts * s_c + (s_c - 1) / 2.0  # model-input pixels
+        n, _, h, w = offsets.shape
+        ys = torch.arange(h, device=offsets.device) * s_o + (s_o - 1) / 2.0
+        xs = torch.arange(w, device=offsets.device) * s_o + (s_o - 1) / 2.0
+        votes = torch.stack(
+            [xs[None, None, :] + offsets[:, 0], ys[None, :, None] + offsets[:, 1]], dim=-1
+        )  # (N, h, w, 2)
+        labels = torch.full((n, 1, h, w), -1, dtype=torch.long, device=offsets.device)
+        scores = []
+        for i in range(n):
+            mine = samples == i
+            c, v = pts[mine], vals[mine]
+            scores.append([float(x) for x in v.cpu()])
+            if len(c) == 0:
+                continue
+            d = torch.cdist(votes[i].reshape(-1, 2), c.to(votes.dtype))  # (h*w, K)
+            nearest = d.argmin(dim=1).reshape(h, w)
+            fg = torch.sigmoid(seg[i, 0]) > self.mask_threshold
+            labels[i, 0] = torch.where(fg, nearest, labels[i, 0])
+        return labels, scores
+
+
+class TopDownSegmentationPredictor(_TopDownBase):
+    """Centroid model (or the labels' instances) -> crops -> centred animal's mask; a
+    mask's score is its centroid's peak value."""
+
+    crop_head = "SegmentationHead"
+
+    def __init__(self, centroid_model=None, confmap_model=None, *, mask_threshold=None, **kw):
+        super().__init__(centroid_model, confmap_model, **kw)
+        self.mask_threshold = MASK_THRESHOLD if mask_threshold is None else float(mask_threshold)
+
+    def _predict_batch(self, images, gt):
+        n, h, w = images.shape[:3]
+        centroids, cvals, samples = self._find_centroids(images, gt)
+        results: list[list[RawMask]] = [[] for _ in range(n)]
+        if self.confmap_model is None or centroids.shape[0] == 0:
+            return results
+        model, head = self.confmap_model, self._confmap_head
+        scale, size = float(model.input_scale), self.crop_size
+        frames = images.to(self.device)
+        if scale != 1.0:
+            frames = resize_frames(frames, scale)
+        c = centroids.to(torch.float32) * scale
+        crops = crop_centered(frames, c, samples, size)
+        crops = crops / 255.0 if crops.is_floating_point() else crops
+        out = self._forward(model, self._preprocess(model, crops, resize=scale == 1.0))
+        prob = torch.sigmoid(out[head.name].float())
+        stride = int(head.output_stride)
+        if stride > 1:
+            prob = F.interpolate(prob, size=(size, size), mode="bilinear", align_corners=False)
+        for k in range(c.shape[0]):
+            mask = _paste(prob[k, 0], c[k], scale, (h, w)) > self.mask_threshold
+            if bool(mask.any()):
+                results[int(samples[k])].append(RawMask(mask.cpu().numpy(), float(cvals[k])))
+        return results
+
+
+def _paste(crop: torch.Tensor, centre: torch.Tensor, scale: float, frame_hw) -> torch.Tensor:
+    """(H, W) frame-pixel values of a (S, S) crop map whose pixel (i, j) sat at scaled-frame
+    ``centre - (S - 1) / 2 + (j, i)`` (`crop_centered`); 0 outside the crop. Frame pixel X
+    is scaled-frame ``(X + 0.5) * scale - 0.5`` (`resize_images`' half-pixel centres)."""
+    size = crop.shape[-1]
+    h, w = frame_hw
+    out = torch.zeros((h, w), device=crop.device)
+    lo = centre - (size - 1) / 2.0  # scaled-frame (x, y) of crop pixel 0
+    first = torch.ceil((lo + 0.5) / scale - 0.5).clamp(min=0).long().tolist()
+    last = torch.floor((lo + size - 1 + 0.5) / scale - 0.5).long().tolist()
+    x1, y1 = min(last[0], w - 1), min(last[1], h - 1)
+    if x1 < first[0] or y1 < first[1]:
+        return out
+    xs = torch.arange(first[0], x1 + 1, device=crop.device, dtype=torch.float32)
+    ys = torch.arange(first[1], y1 + 1, device=crop.device, dtype=torch.float32)
+    gx = ((xs + 0.5) * scale - 0.5 - lo[0]) * 2.0 / max(size - 1, 1) - 1.0
+    gy = ((ys + 0.5) * scale - 0.5 - lo[1]) * 2.0 / max(size - 1, 1) - 1.0
+    grid = torch.stack(torch.meshgrid(gx, gy, indexing="xy"), dim=-1)[None]
+    sampled = F.grid_sample(crop[None, None], grid, mode="bilinear", align_corners=True)
+    out[first[1] : y1 + 1, first[0] : x1 + 1] = sampled[0, 0]
+    return out
+
+
+__all__ = [
+    "BottomUpSegmentationPredictor",
+    "MASK_THRESHOLD",
+    "SemanticSegmentationPredictor",
+    "TopDownSegmentationPredictor",
+]
