@@ -8,7 +8,8 @@ One call does the whole job a SLEAP user knows from ``sleap-track --tracking.*``
    - ``global``: posekit's offline identity assignment for a known number of animals
      (`global_assignment`), the default when ``max_tracks`` is set and no tracker named,
    - ``none``: no tracking (tracks cleared, or kept with ``keep_tracks``);
-3. the final pass: connect single breaks, clean the instance count, drop short tracks;
+3. the final pass: connect single breaks, clean the instance count, drop short tracks,
+   fill short gaps of a track with interpolated poses (``fill_gaps``);
 4. the weakest identity decisions become suggestions (frames to proofread).
 
 The input is never modified: the result holds new frames and instance copies.
@@ -28,6 +29,7 @@ from posekit.tracking.postprocess import (
     clean_instance_count,
     connect_single_breaks,
     drop_short_tracks,
+    fill_gaps,
 )
 from posekit.tracking.suggestions import make_suggestions, weakest_frames
 
@@ -239,6 +241,8 @@ def _final_pass(frames: list, opts: TrackingOptions) -> list:
         frames = connect_single_breaks(frames, count)
     if opts.min_track_length:
         frames = drop_short_tracks(frames, opts.min_track_length)
+    if opts.gap_fill:
+        frames = fill_gaps(frames, opts.gap_fill)
     return frames
 
 

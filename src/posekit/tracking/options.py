@@ -55,10 +55,21 @@ class TrackingOptions:
     oks_normalization: str = "all"
     # --- posekit additions
     min_track_length: int = 0  # drop tracks seen in fewer frames (0: keep all)
+    # Interpolate a track across gaps of up to this many frames; None: track_window when
+    # the number of animals is known (a missing animal is then surely a missed detection),
+    # else 0 (a vanished track may have been a false detection).
+    fill_gaps: int | None = None
     keep_tracks: bool = False  # keep the input's tracks instead of re-assigning
     identity_source: str = "auto"  # where identity-class evidence comes from (global)
     n_suggestions: int = 20  # weakest identity decisions written as suggestions
     suggestion_min_separation: int = 10  # frames between two suggestions
+
+    @property
+    def gap_fill(self) -> int:
+        """Frames of a gap to fill with interpolated poses (see `fill_gaps`)."""
+        if self.fill_gaps is not None:
+            return self.fill_gaps
+        return self.track_window if self.instance_count else 0
 
     @property
     def instance_count(self) -> int:
@@ -195,9 +206,12 @@ def resolve_options(**options: Any) -> TrackingOptions:
         "target_instance_count": 0,
         "clean_instance_count": 0,
         "min_track_length": 0,
+        "fill_gaps": 0,
         "n_suggestions": 0,
         "suggestion_min_separation": 0,
     }
+    if "fill_gaps" in values and values["fill_gaps"] is None:
+        del values["fill_gaps"]  # the default: decided by the number of animals
     for name, low in ints_min.items():
         if name in values:
             v = values[name]
