@@ -93,6 +93,7 @@ def _wander(n_animals, n_frames, arena, speed, rng):
             h = float(np.arctan2(step[1], step[0]))
             p = q
             centers[a, t], headings[a, t] = p, h
+        headings[a] = _turn_gradually(np.unwrap(headings[a]))  # no flips at the walls
     return centers, headings
 
 

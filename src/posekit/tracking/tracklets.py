@@ -161,6 +161,11 @@ def _kalman_pass(frames: list, noise: MotionNoise, max_gap: int, cut_margin: flo
             for i, j in pairs.items():
                 if i not in cut:
                     ids[i] = tids[j]
+                else:
+                    # the tracklet ends here: left active, it would sit beside the new
+                    # tracklet that likely continues it, and every later link would
+                    # look ambiguous between the two
+                    del active[tids[j]]
         for i in range(k):
             a = int(ids[i])
             if a < 0:
