@@ -51,8 +51,9 @@ def track(
         labels: a `sleap_io.Labels` with (predicted or user) instances.
         tracker: ``"simple"`` (instances of the last frames), ``"flow"`` (those moved by
             optical flow; reads the video), ``"global"`` (offline identities for a known
-            number of animals), ``"none"``; None picks ``"global"`` when `max_tracks` is
-            set and ``"simple"`` otherwise.
+            number of animals), ``"kalman"``, ``"bytetrack"``, ``"ocsort"`` (the SORT
+            family on keypoints, `sort`), ``"none"``; None picks ``"global"`` when
+            `max_tracks` is set and ``"simple"`` otherwise.
         max_tracks: the number of animals; never more tracks than this, and frames are
             culled to this many instances (best score first) before matching.
         track_window, similarity, match: SLEAP's options (defaults 5, ``"instance"``,
@@ -81,10 +82,11 @@ def track(
             options[key] = value
     opts = resolve_options(**options)
     videos = _check_labels(labels)
-    if opts.tracker == "global" and opts.keep_tracks:
+    if opts.tracker in ("global", "kalman", "bytetrack", "ocsort") and opts.keep_tracks:
         raise PosekitError(
-            "tracker='global' re-assigns every identity; keep_tracks=True cannot apply. "
-            "To use existing tracks as identity evidence pass identity_source='tracks'"
+            f"tracker={opts.tracker!r} re-assigns every identity; keep_tracks=True cannot "
+            "apply (use tracker='simple' or 'flow'; with 'global', identity_source='tracks' "
+            "uses existing tracks as identity evidence)"
         )
 
     import sleap_io as sio
@@ -216,6 +218,13 @@ def _track_video(video, lfs: list, opts: TrackingOptions):
                     s = getattr(inst, "tracking_score", None)
                     fr.tracking_scores[i] = 0.0 if s is None else float(s)
         return frames, kept
+
+    if opts.tracker in ("kalman", "bytetrack", "ocsort"):
+        from posekit.tracking.sort import SortTracker
+
+        sort = SortTracker(opts)
+        out = [sort.track_poses(fr) for fr in frames]
+        return out, kept + [None] * sort.n_tracks
 
     from posekit.tracking.online import Tracker
 

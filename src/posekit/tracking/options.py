@@ -18,7 +18,7 @@ from typing import Any
 
 from posekit.errors import PosekitError, unknown_choice
 
-TRACKERS = ("simple", "flow", "global", "none")
+TRACKERS = ("simple", "flow", "global", "kalman", "bytetrack", "ocsort", "none")
 SIMILARITIES = ("instance", "centroid", "iou", "object_keypoint")
 MATCHERS = ("greedy", "hungarian")
 OKS_NORMALIZATIONS = ("all", "ref", "union")
@@ -59,6 +59,11 @@ class TrackingOptions:
     # the number of animals is known (a missing animal is then surely a missed detection),
     # else 0 (a vanished track may have been a false detection).
     fill_gaps: int | None = None
+    # --- the SORT family (kalman, bytetrack, ocsort), their papers' defaults
+    max_age: int = 30  # frames a track may go unseen before it ends (no max_tracks)
+    det_thresh: float = 0.5  # bytetrack: detections below only continue tracks
+    inertia: float = 0.2  # ocsort: cost per radian of turning away from the motion
+    delta_t: int = 3  # ocsort: observations back for a track's direction
     keep_tracks: bool = False  # keep the input's tracks instead of re-assigning
     identity_source: str = "auto"  # where identity-class evidence comes from (global)
     n_suggestions: int = 20  # weakest identity decisions written as suggestions
@@ -102,8 +107,9 @@ _COMPAT_ONLY = {
     "save_shifted_instances": "posekit always shifts each window frame straight to the "
     "current frame (one pyramid per frame, built once), so there is nothing to save",
     "candidates_method": "fixed_window without max_tracks, per-track queues with it",
-    "kf_init_frame_count": "the Kalman tracker is not implemented; with a known number of "
-    "animals use tracker='global' (or leave tracker unset), which models motion offline",
+    "kf_init_frame_count": "posekit's tracker='kalman' needs no initialisation frames (a new "
+    "track's velocity starts unknown and is learnt as it goes); drop the option and pass "
+    "tracker='kalman'",
 }
 
 
@@ -207,6 +213,8 @@ def resolve_options(**options: Any) -> TrackingOptions:
         "clean_instance_count": 0,
         "min_track_length": 0,
         "fill_gaps": 0,
+        "max_age": 1,
+        "delta_t": 1,
         "n_suggestions": 0,
         "suggestion_min_separation": 0,
     }
@@ -223,6 +231,15 @@ def resolve_options(**options: Any) -> TrackingOptions:
                 raise PosekitError(f"{name}={v!r}: must be a whole number >= {low}")
             values[name] = iv
 
+    for name in ("det_thresh", "inertia"):
+        if name in values:
+            try:
+                v = float(values[name])
+            except (TypeError, ValueError):
+                raise PosekitError(f"{name}={values[name]!r} is not a number") from None
+            if not v >= 0:
+                raise PosekitError(f"{name}={values[name]!r}: must be >= 0")
+            values[name] = v
     for name in ("robust", "img_scale"):
         if name in values:
             v = float(values[name])
