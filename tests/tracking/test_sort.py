@@ -54,3 +54,14 @@ def test_sort_options_are_checked():
         track(case.predictions, "ocsort", keep_tracks=True)
     with pytest.raises(PosekitError, match="inertia"):
         track(case.predictions, "ocsort", inertia=-1)
+
+
+def test_kalman_candidates_help_the_simple_tracker_across_misses():
+    case = tracking_case("crossing", n_frames=400, missed=0.15, noise=2.0, seed=0)
+    opts = dict(max_tracks=2, similarity="object_keypoint", oks_errors=3)
+    plain = tracking_metrics(case.ground_truth, track(case.predictions, "simple", **opts))
+    kalman = tracking_metrics(
+        case.ground_truth, track(case.predictions, "simple", kalman_candidates=True, **opts)
+    )
+    assert kalman["identity_switches"] <= 2 < plain["identity_switches"]
+    assert kalman["idf1"] >= 0.95

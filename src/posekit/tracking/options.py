@@ -59,6 +59,9 @@ class TrackingOptions:
     # the number of animals is known (a missing animal is then surely a missed detection),
     # else 0 (a vanished track may have been a false detection).
     fill_gaps: int | None = None
+    # simple/flow: also match against each track's Kalman-predicted pose, so an animal
+    # missed for a few frames is looked for where it went, not where it was
+    kalman_candidates: bool = False
     # --- the SORT family (kalman, bytetrack, ocsort), their papers' defaults
     max_age: int = 30  # frames a track may go unseen before it ends (no max_tracks)
     det_thresh: float = 0.5  # bytetrack: detections below only continue tracks
@@ -187,6 +190,7 @@ def resolve_options(**options: Any) -> TrackingOptions:
         "post_connect_single_breaks",
         "oks_score_weighting",
         "keep_tracks",
+        "kalman_candidates",
     ):
         if name in values:
             values[name] = _as_bool(name, values[name])

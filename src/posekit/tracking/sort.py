@@ -39,7 +39,7 @@ from posekit.tracking.tracklets import GATE, motion_nll
 SORT_TRACKERS = ("kalman", "bytetrack", "ocsort")
 
 
-def _noise_for(points: np.ndarray) -> MotionNoise:
+def noise_for(points: np.ndarray) -> MotionNoise:
     """Motion noise scaled by the animals' size (pixels), for a tracker with no history."""
     b = bounding_boxes(points)
     size = np.nanmedian(np.hypot(b[:, 2] - b[:, 0], b[:, 3] - b[:, 1])) if len(b) else 50.0
@@ -95,7 +95,7 @@ class SortTracker:
         if not len(poses):
             return poses
         if self.noise is None:
-            self.noise = _noise_for(poses.points)
+            self.noise = noise_for(poses.points)
         dets = np.arange(len(poses))
         if self.kind == "bytetrack":
             high = poses.scores >= opts.det_thresh
