@@ -63,8 +63,25 @@ def main(path: str) -> int:
         }
         h = trackeval.metrics.HOTA().eval_sequence(data)
         c = trackeval.metrics.CLEAR().eval_sequence(data)
-        hota = {k: float(np.mean(h[k])) for k in ("HOTA", "DetA", "AssA", "DetRe", "DetPr", "AssRe", "AssPr", "LocA")}
-        clear = {k: float(c[k]) for k in ("MOTA", "MOTP", "IDSW", "CLR_TP", "CLR_FN", "CLR_FP", "Frag", "MT", "PT", "ML")}
+        hota = {
+            k: float(np.mean(h[k]))
+            for k in ("HOTA", "DetA", "AssA", "DetRe", "DetPr", "AssRe", "AssPr", "LocA")
+        }
+        clear = {
+            k: float(c[k])
+            for k in (
+                "MOTA",
+                "MOTP",
+                "IDSW",
+                "CLR_TP",
+                "CLR_FN",
+                "CLR_FP",
+                "Frag",
+                "MT",
+                "PT",
+                "ML",
+            )
+        }
         cases.append(
             {
                 "n_gt": ng,
@@ -76,7 +93,10 @@ def main(path: str) -> int:
                 "clear": clear,
             }
         )
-    meta = {"trackeval": getattr(trackeval, "__version__", "1.3.0"), "made_by": "benchmarks/trackeval_fixture.py"}
+    meta = {
+        "trackeval": getattr(trackeval, "__version__", "1.3.0"),
+        "made_by": "benchmarks/trackeval_fixture.py",
+    }
     with open(path, "w") as f:
         json.dump({"meta": meta, "cases": cases}, f)
     print(f"wrote {len(cases)} cases to {path}")

@@ -17,9 +17,8 @@ it, so they chain:
 
 from __future__ import annotations
 
-from collections import Counter
-
 import dataclasses
+from collections import Counter
 
 import numpy as np
 
@@ -135,7 +134,9 @@ def fill_gaps(frames: list, max_gap: int) -> list:
             fr,
             points=np.concatenate([fr.points.reshape(-1, n, 2), pts]),
             scores=np.concatenate([fr.scores, np.zeros(len(items))]),
-            point_scores=np.concatenate([fr.point_scores.reshape(-1, n), np.zeros((len(items), n))]),
+            point_scores=np.concatenate(
+                [fr.point_scores.reshape(-1, n), np.zeros((len(items), n))]
+            ),
             instances=list(fr.instances) + new,
             track_ids=np.concatenate([fr.track_ids, [it[0] for it in items]]).astype(np.int64),
             tracking_scores=np.concatenate([fr.tracking_scores, [it[2] for it in items]]),

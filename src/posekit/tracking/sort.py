@@ -67,7 +67,8 @@ class _Track:
         """Unit direction of the centroid over the last `delta_t` observations."""
         if len(self.observed) < 2:
             return None
-        (t0, p0), (t1, p1) = self.observed[max(-delta_t - 1, -len(self.observed))], self.observed[-1]
+        p0 = self.observed[max(-delta_t - 1, -len(self.observed))][1]
+        p1 = self.observed[-1][1]
         d = centroids(p1[None])[0] - centroids(p0[None])[0]
         n = np.hypot(*d)
         return d / n if np.isfinite(n) and n > 1e-6 else None
