@@ -84,6 +84,23 @@ def _assign(cost: np.ndarray, gate: float):
     return pairs, total, aug
 
 
+def _decide_links(cost: np.ndarray, gate: float, cut_margin: float):
+    """(links row -> column, rows whose link is cut as ambiguous) for a link cost matrix.
+
+    A link is cut when forbidding it costs less than `cut_margin` more in total: then
+    every row the alternative assignment changes is cut too.
+    """
+    pairs, best, aug = _assign(np.where(np.isfinite(cost), cost, np.inf), gate)
+    cut: set[int] = set()
+    for i, j in pairs.items():
+        forbidden = aug.copy()
+        forbidden[i, j] = np.inf
+        alt_pairs, alt_total = _assign_aug(forbidden)
+        if alt_total - best < cut_margin:
+            cut |= {r for r, c in pairs.items() if alt_pairs.get(r) != c}
+    return pairs, cut
+
+
 def _link_pass(frames: list, sigma: float, max_gap: int, cut_margin: float, gate: float):
     active: dict[int, dict] = {}
     out_ids = []
@@ -100,15 +117,7 @@ def _link_pass(frames: list, sigma: float, max_gap: int, cut_margin: float, gate
             dt = np.array([t - active[a]["t"] for a in tids], dtype=np.float64)
             pred = np.stack([active[a]["pts"] + active[a]["vel"] * d for a, d in zip(tids, dt)])
             cost = motion_nll(fr.points, pred, sigma, dt)
-            cost = np.where(np.isfinite(cost), cost, np.inf)
-            pairs, best, aug = _assign(cost, gate)
-            cut: set[int] = set()
-            for i, j in pairs.items():
-                forbidden = aug.copy()
-                forbidden[i, j] = np.inf
-                alt_pairs, alt_total = _assign_aug(forbidden)
-                if alt_total - best < cut_margin:
-                    cut |= {r for r, c in pairs.items() if alt_pairs.get(r) != c}
+            pairs, cut = _decide_links(cost, gate, cut_margin)
             for i, j in pairs.items():
                 if i not in cut:
                     ids[i] = tids[j]
@@ -149,15 +158,7 @@ def _kalman_pass(frames: list, noise: MotionNoise, max_gap: int, cut_margin: flo
             pred = np.stack([p for p, _ in preds])
             var = np.array([v for _, v in preds])
             cost = motion_nll(fr.points, pred, np.sqrt(var), np.ones(len(tids)))
-            cost = np.where(np.isfinite(cost), cost, np.inf)
-            pairs, best, aug = _assign(cost, gate)
-            cut: set[int] = set()
-            for i, j in pairs.items():
-                forbidden = aug.copy()
-                forbidden[i, j] = np.inf
-                alt_pairs, alt_total = _assign_aug(forbidden)
-                if alt_total - best < cut_margin:
-                    cut |= {r for r, c in pairs.items() if alt_pairs.get(r) != c}
+            pairs, cut = _decide_links(cost, gate, cut_margin)
             for i, j in pairs.items():
                 if i not in cut:
                     ids[i] = tids[j]
