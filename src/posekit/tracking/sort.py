@@ -3,7 +3,7 @@
 Multi-object trackers from video detection, carried over to poses. Each track is a
 constant-velocity Kalman filter over its keypoints (`kalman.PoseKalman`); each frame,
 detections are matched to the tracks' predictions by minimum total cost (Hungarian) of
-the Student-t motion cost (`tracklets.motion_nll` with the filter's variance, which grows
+the Student-t motion cost (`kalman.pose_nll` with the filter's variance, which grows
 while a track goes unseen), and pairs costlier than ``GATE`` never match. Keypoints
 rather than boxes: two animals crossing head-on have nearly the same box, not the same
 head and tail. Then, per tracker:
@@ -31,10 +31,10 @@ from __future__ import annotations
 import numpy as np
 
 from posekit.tracking.culling import cull_frame
-from posekit.tracking.kalman import MotionNoise, PoseKalman
+from posekit.tracking.kalman import MotionNoise, PoseKalman, pose_nll
 from posekit.tracking.matching import hungarian_matching
 from posekit.tracking.poses import UNTRACKED, FramePoses, bounding_boxes, centroids
-from posekit.tracking.tracklets import GATE, motion_nll
+from posekit.tracking.tracklets import GATE
 
 SORT_TRACKERS = ("kalman", "bytetrack", "ocsort")
 
@@ -125,7 +125,9 @@ class SortTracker:
             pts = np.stack([self.tracks[j].observed[-1][1] for j in free])
             gaps = np.array([t - self.tracks[j].observed[-1][0] for j in free], dtype=float)
             var = self.noise.r + self.noise.speed_var * gaps**2
-        cost = motion_nll(poses.points[dets], pts, np.sqrt(var), np.ones(len(free)))
+        # the full likelihood, with the log-variance term: a long-lost track's vague
+        # prediction would otherwise fit anything and steal detections from the rest
+        cost = pose_nll(poses.points[dets], pts, var) - np.log(self.noise.r)
         if self.kind == "ocsort" and predicted and opts.inertia > 0:
             cost = cost + opts.inertia * self._angle_cost(poses.points[dets], free)
         cost = np.where(np.isfinite(cost) & (cost < GATE), cost, np.inf)
