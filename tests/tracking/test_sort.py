@@ -65,3 +65,21 @@ def test_kalman_candidates_help_the_simple_tracker_across_misses():
     )
     assert kalman["identity_switches"] <= 2 < plain["identity_switches"]
     assert kalman["idf1"] >= 0.95
+
+
+def test_track_command_takes_the_sort_trackers_and_their_options(tmp_path, capsys):
+    from tracking_helpers import sio
+
+    from posekit.cli import main
+
+    case = tracking_case("crossing", n_frames=120, missed=0.15, seed=0)
+    src = tmp_path / "pred.slp"
+    sio.save_slp(case.predictions, str(src))
+    out = tmp_path / "t.slp"
+    argv = ["track", str(src), "-o", str(out), "--tracker", "ocsort", "--max-tracks", "2"]
+    assert main([*argv, "--tracking.inertia", "0.5", "--tracking.delta_t", "2"]) == 0
+    tracked = sio.load_slp(str(out))
+    assert tracked.provenance["tracking"]["inertia"] == 0.5
+    assert len(tracked.tracks) == 2
+    assert main([*argv, "--tracking.max_age", "0"]) != 0
+    assert "max_age" in capsys.readouterr().err
