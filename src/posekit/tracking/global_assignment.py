@@ -5,13 +5,17 @@ crossing, a missed detection) can swap two identities for the rest of the video.
 known animals posekit instead
 
 1. culls every frame to N instances and cuts the video into tracklets that are surely
-   one animal each (`tracklets.link_tracklets`: constant-velocity motion, cut wherever
-   the link is ambiguous);
-2. groups frames into *segments* (runs where the same tracklets are present) and
+   one animal each (`tracklets.link_tracklets`: a Kalman filter per tracklet, cut
+   wherever the link is ambiguous; short gaps stay inside a tracklet);
+2. groups frames into *segments* (runs where the same tracklets span the frames) and
    chooses, for all segments at once, which identity each tracklet gets: a minimum-cost
-   path (Viterbi) over the injective maps tracklets -> identities, where
-   - a transition costs the motion likelihood of each new tracklet continuing the one
-     its identity had before (``REAPPEAR_NLL`` when the identity was absent),
+   path (Viterbi, beam-pruned) over the injective maps tracklets -> identities, where
+   - a transition costs the motion likelihood of each new tracklet continuing the last
+     tracklet its identity held on the path, however long ago: the Kalman prediction
+     across the gap, vaguer the longer the gap (``REAPPEAR_NLL`` for an identity never
+     seen),
+   - a short tracklet may take no identity at all (a false detection) for
+     ``CLUTTER_NLL`` per pose times its score,
    - each tracklet costs how unlike its identity it looks: the Gaussian negative
      log-likelihood of its mean skeleton edge lengths (body size and shape) under the
      identity's mean, with the frame-to-frame spread around the identities' means as
@@ -101,7 +105,7 @@ def assign_identities(frames: list, opts, edges: list[tuple[int, int]]):
 
 
 class _Tracklets:
-    """Per tracklet: first/last pose, time and velocity; edge-length statistics."""
+    """Per tracklet: first/last pose and time, Kalman states at both ends, edge lengths."""
 
     def __init__(self, frames: list, linking, edges):
         n = linking.n_tracklets
@@ -114,9 +118,6 @@ class _Tracklets:
         self.last_t = np.full(n, -1)
         self.first_pts = np.full((n, nodes, 2), np.nan)
         self.last_pts = np.full((n, nodes, 2), np.nan)
-        self.first_vel = np.zeros((n, 2))
-        self.last_vel = np.zeros((n, 2))
-        prev: dict[int, tuple[int, np.ndarray]] = {}
         ne = len(self.edges)
         self.f_sum = np.zeros((n, ne))
         self.f_sq = np.zeros((n, ne))
@@ -133,13 +134,8 @@ class _Tracklets:
                 if self.first_t[a] < 0:
                     self.first_t[a] = t
                     self.first_pts[a] = p
-                elif self.first_t[a] == prev[a][0]:
-                    self.first_vel[a] = _median_velocity(prev[a][1], p, t - prev[a][0])
-                if a in prev:
-                    self.last_vel[a] = _median_velocity(prev[a][1], p, t - prev[a][0])
                 self.last_t[a] = t
                 self.last_pts[a] = p
-                prev[a] = (t, p)
                 poses[a].append((t, p))
                 self.score_sum[a] += fr.scores[i] if np.isfinite(fr.scores[i]) else 1.0
                 ok = np.isfinite(feats[i])
@@ -220,13 +216,6 @@ def _edge_lengths(points: np.ndarray, edges: np.ndarray) -> np.ndarray:
         return np.zeros((len(points), 0))
     d = points[:, edges[:, 0]] - points[:, edges[:, 1]]
     return np.hypot(d[..., 0], d[..., 1])
-
-
-def _median_velocity(p0: np.ndarray, p1: np.ndarray, dt: int) -> np.ndarray:
-    with np.errstate(all="ignore"):
-        d = (p1 - p0) / max(dt, 1)
-        ok = np.all(np.isfinite(d), axis=-1)
-        return np.median(d[ok], axis=0) if ok.any() else np.zeros(2)
 
 
 def _class_evidence(frames, linking, n_tracklets: int, n_ids: int, source: str):

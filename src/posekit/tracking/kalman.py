@@ -91,9 +91,6 @@ class PoseKalman:
         self.t = int(t)
         self.hits += 1
 
-    def copy(self) -> PoseKalman:
-        return dataclasses.replace(self, pos=self.pos.copy(), vel=self.vel.copy(), cov=self.cov)
-
 
 def pose_nll(points: np.ndarray, predicted: np.ndarray, variance) -> np.ndarray:
     """(k, n, 2) poses vs (m, n, 2) predictions of variance (m,) -> (k, m) costs (nats).
