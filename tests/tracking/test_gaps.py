@@ -122,3 +122,20 @@ def test_generator_makes_what_it_says():
     low = [i.score for lf in case.predictions.labeled_frames for i in lf.instances if i.score < 0.5]
     assert 5 <= len(low) <= 40
     assert all(i.track is None for lf in case.predictions.labeled_frames for i in lf.instances)
+
+
+def test_gaps_are_filled_only_in_predicted_frames():
+    case = tracking_case("crossing", n_frames=120, missed=0.0, seed=0)
+    every_3rd = [lf for lf in case.predictions.labeled_frames if lf.frame_idx % 3 == 0]
+    sparse = sio.Labels(
+        every_3rd, videos=case.predictions.videos, skeletons=case.predictions.skeletons
+    )
+    out = track(sparse, max_tracks=2)
+    assert sorted(lf.frame_idx for lf in out.labeled_frames) == list(range(0, 120, 3))
+    assert all(i.score > 0 for lf in out.labeled_frames for i in lf.instances)
+    # one animal missed in a predicted frame between two predicted ones: filled there
+    del every_3rd[10].instances[0]
+    out = track(
+        sio.Labels(every_3rd, videos=sparse.videos, skeletons=sparse.skeletons), max_tracks=2
+    )
+    assert [len(lf.instances) for lf in out.labeled_frames] == [2] * 40

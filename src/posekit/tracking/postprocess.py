@@ -23,7 +23,7 @@ from collections import Counter
 import numpy as np
 
 from posekit.tracking.culling import cull_frame
-from posekit.tracking.poses import UNTRACKED, FramePoses
+from posekit.tracking.poses import UNTRACKED
 
 
 def connect_single_breaks(frames: list, instance_count: int) -> list:
@@ -80,12 +80,12 @@ def drop_short_tracks(frames: list, min_length: int) -> list:
 
 
 def fill_gaps(frames: list, max_gap: int) -> list:
-    """Interpolate each track across gaps of at most `max_gap` frames (new frames too).
+    """Interpolate each track across gaps of at most `max_gap` frames.
 
     A filled instance is a `sleap_io.PredictedInstance` with score 0 and point scores 0,
     on the line between the track's poses before and after the gap; its tracking score
-    is the lower of theirs. Frames missing from the list are created when a gap needs
-    them. Returns the frames, sorted by index.
+    is the lower of theirs. Only frames in the list are filled: a frame that was never
+    predicted (every 10th frame predicted, say) missed nothing.
     """
     import sleap_io as sio
 
@@ -112,12 +112,7 @@ def fill_gaps(frames: list, max_gap: int) -> list:
     for g, items in adds.items():
         fr = by_t.get(g)
         if fr is None:
-            ref = items[0][3]
-            n = len(ref.skeleton.nodes)
-            video = frames[0].video
-            fr = by_t[g] = FramePoses(
-                g, np.zeros((0, n, 2)), np.zeros(0), np.zeros((0, n)), [], video=video
-            )
+            continue  # a frame that was not predicted: nothing was missed there
         present = set(fr.track_ids.tolist())
         items = [it for it in items if it[0] not in present]
         if not items:
