@@ -105,7 +105,7 @@ def main(argv=None) -> int:
     rows = []
     for scenario, spurious in (("clean", 0.0), ("spurious 5%", 0.05)):
         pred, gt = predictions(labels, n, spurious)
-        for tracker in ("simple", "flow", "global"):
+        for tracker in ("simple", "flow", "global", "kalman", "bytetrack", "ocsort"):
             t0 = time.perf_counter()
             out = track(pred, tracker, max_tracks=2)
             dt = time.perf_counter() - t0

@@ -6,7 +6,13 @@ SAME predicted instances into tracks and posekit scores each result against the 
 tracks with `posekit.tracking.tracking_metrics` (identity switches, IDF1, MOTA; the
 predicted poses are whatever the model found, so misses and false positives count too).
 
-posekit: `simple`, `flow` and `global` at ``max_tracks`` (2), otherwise defaults.
+posekit: `simple`, `flow`, `global`, `kalman`, `bytetrack` and `ocsort` at
+``max_tracks`` (2), otherwise defaults (`flow` only where the video exists).
+
+``--case crossing`` (or ``wander``, ``return``) tracks a generated case instead
+(`posekit.data.synthetic_tracks`: two look-alike animals crossing head-on, 15% of
+detections missed, 2 px noise, 600 frames by default), written to the work folder so
+sleap-nn reads the very same instances.
 
 sleap-nn runs in its own interpreter (``--sleap-nn-python /path/to/venv/bin/python``) as
 a subprocess per setting: the child reads the untracked .slp with sleap-io, calls
@@ -29,6 +35,7 @@ loading or saving. Without ``--sleap-nn-python`` only posekit is measured.
 
     PYTHONPATH=src python benchmarks/tracking_peers.py --predictions PRED.slp \
         [--ground-truth clip.slp] [--sleap-nn-python PY] [--max-tracks 2] [--only NAME]
+    PYTHONPATH=src python benchmarks/tracking_peers.py --case crossing [--missed 0.15] ...
 """
 
 from __future__ import annotations
@@ -99,6 +106,24 @@ def sleap_nn_settings(n: int) -> dict[str, dict]:
     }
 
 
+def _blank_video(folder: Path, n_frames: int, size: int = 512):
+    """A black HDF5 video (compressed to almost nothing) for a generated case."""
+    import h5py
+    import numpy as np
+    import sleap_io as sio
+
+    folder.mkdir(parents=True, exist_ok=True)
+    path = folder / "blank.h5"
+    with h5py.File(path, "w") as f:
+        f.create_dataset(
+            "video",
+            data=np.zeros((n_frames, size, size, 1), np.uint8),
+            chunks=(1, size, size, 1),
+            compression="gzip",
+        )
+    return sio.Video.from_filename(str(path), dataset="video")
+
+
 def on_video(labels, video):
     """`labels` with every frame on `video` (the ground truth's), tracks kept.
 
@@ -167,12 +192,19 @@ def row(name, labels, gt, video, seconds, n_frames):
         tracks=m["predicted_tracks"],
         fp=m["false_positives"],
         misses=m["misses"],
+        hota=m["hota"],
     )
 
 
 def main(argv=None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--predictions", required=True, help="untracked predictions, .slp")
+    parser.add_argument("--predictions", default=None, help="untracked predictions, .slp")
+    parser.add_argument("--case", default=None, help="a generated case: crossing, wander, return")
+    parser.add_argument("--missed", type=float, default=0.15, help="--case: share missed")
+    parser.add_argument("--noise", type=float, default=2.0, help="--case: px of point noise")
+    parser.add_argument("--spurious", type=float, default=0.0, help="--case: false detections")
+    parser.add_argument("--frames", type=int, default=600, help="--case: frames")
+    parser.add_argument("--seed", type=int, default=0, help="--case: random seed")
     parser.add_argument("--ground-truth", default=str(FLIES), help="labels with true tracks")
     parser.add_argument("--sleap-nn-python", default=None, help="sleap-nn's interpreter")
     parser.add_argument("--max-tracks", type=int, default=2)
@@ -185,9 +217,31 @@ def main(argv=None) -> int:
 
     from posekit.tracking import track
 
-    gt = sio.load_slp(args.ground_truth)
+    if args.case:
+        from posekit.data.synthetic_tracks import tracking_case
+
+        case = tracking_case(
+            args.case,
+            n_frames=args.frames,
+            n_animals=args.max_tracks,
+            missed=args.missed,
+            noise=args.noise,
+            spurious=args.spurious,
+            seed=args.seed,
+        )
+        gt, pred = case.ground_truth, case.predictions
+        if args.sleap_nn_python:  # sleap-nn reads every frame's image, even without flow
+            blank = _blank_video(Path(args.workdir or tempfile.mkdtemp()), args.frames)
+            for labels in (gt, pred):
+                for lf in labels.labeled_frames:
+                    lf.video = blank
+                labels.videos = [blank]
+    elif args.predictions:
+        gt = sio.load_slp(args.ground_truth)
+        pred = untracked(sio.load_slp(args.predictions))
+    else:
+        parser.error("give --predictions PRED.slp or --case NAME")
     video = gt.videos[0]
-    pred = untracked(sio.load_slp(args.predictions))
     n_frames = len(pred.labeled_frames)
     counts = [len(lf.instances) for lf in pred.labeled_frames]
     print(
@@ -200,9 +254,10 @@ def main(argv=None) -> int:
         return args.only is None or any(o in name for o in args.only)
 
     rows = []
-    for tracker in ("simple", "flow", "global"):
+    has_video = not args.case  # a generated case's video is blank: nothing for flow
+    for tracker in ("simple", "flow", "global", "kalman", "bytetrack", "ocsort"):
         name = f"posekit {tracker}"
-        if not wanted(name):
+        if not wanted(name) or (tracker == "flow" and not has_video):
             continue
         t0 = time.perf_counter()
         out = track(pred, tracker, max_tracks=args.max_tracks)
@@ -217,7 +272,7 @@ def main(argv=None) -> int:
         src = Path(workdir) / "untracked.slp"
         pred.save(str(src))
         for name, settings in sleap_nn_settings(args.max_tracks).items():
-            if not wanted(name):
+            if not wanted(name) or ("flow" in name and not has_video):
                 continue
             res = run_sleap_nn(python, src, settings, workdir, name, args.timeout)
             if "error" in res:
@@ -237,12 +292,22 @@ def main(argv=None) -> int:
                     f"{name}: run_tracker({', '.join(f'{k}={v!r}' for k, v in settings.items())})"
                 )
 
-    header = ("tracker", "ID switches", "IDF1", "MOTA", "tracks", "FP", "misses", "frames/s")
+    header = (
+        "tracker",
+        "ID switches",
+        "IDF1",
+        "HOTA",
+        "MOTA",
+        "tracks",
+        "FP",
+        "misses",
+        "frames/s",
+    )
     print("| " + " | ".join(header) + " |")
     print("|" + "---|" * len(header))
     for r in rows:
         print(
-            f"| {r['tracker']} | {r['switches']} | {r['idf1']:.3f} | {r['mota']:.3f} | "
+            f"| {r['tracker']} | {r['switches']} | {r['idf1']:.3f} | {r['hota']:.3f} | {r['mota']:.3f} | "
             f"{r['tracks']} | {r['fp']} | {r['misses']} | {r['fps']:.0f} |"
         )
     for note in notes:

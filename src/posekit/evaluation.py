@@ -560,6 +560,12 @@ def print_report(metrics: dict[str, Any]) -> None:
                 f"{tracking['identity_switches']} / {f(tracking['idf1'])} / {f(tracking['mota'])}",
             )
         )
+        rows.append(
+            (
+                "tracking: HOTA / DetA / AssA",
+                f"{f(tracking['hota'])} / {f(tracking['deta'])} / {f(tracking['assa'])}",
+            )
+        )
     elif tracking:
         rows.append(("tracking", tracking["unavailable"]))
     for r in rows:

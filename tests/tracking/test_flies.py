@@ -54,3 +54,17 @@ def test_flies_spurious_instances_are_culled(flies):
         m = tracking_metrics(gt, out)
         assert m["predicted_tracks"] == 2
         assert m["idf1"] >= 0.98
+
+
+@pytest.mark.parametrize("tracker", ["global", "kalman"])
+def test_flies_identities_held_across_100_removed_frames(flies, tracker):
+    pred, gt = flies_predictions(flies, n_frames=400)
+
+    def cut(labels, **kw):
+        frames = [lf for lf in labels.labeled_frames if not 150 <= lf.frame_idx < 250]
+        return sio.Labels(frames, videos=labels.videos, skeletons=labels.skeletons, **kw)
+
+    out = track(cut(pred), tracker, max_tracks=2)
+    m = tracking_metrics(cut(gt, tracks=gt.tracks), out)
+    assert m["identity_switches"] == 0 and m["idf1"] == pytest.approx(1.0)
+    assert m["predicted_tracks"] == 2

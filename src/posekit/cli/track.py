@@ -19,7 +19,9 @@ _SHORT = {
         "--tracker",
         "simple: match each frame to the last --track-window frames; flow: the same with "
         "points moved by optical flow (reads the video; the tracking extra); global: "
-        "identities over the whole video for a known number of animals; none: no tracks. "
+        "identities over the whole video for a known number of animals; kalman, bytetrack, "
+        "ocsort: the SORT family on keypoints (Kalman motion; --tracking.max_age, "
+        "det_thresh, inertia, delta_t); none: no tracks. "
         "Default: global with --max-tracks, else no tracking in predict and simple in track",
     ),
     "max_tracks": (

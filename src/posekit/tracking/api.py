@@ -8,7 +8,8 @@ One call does the whole job a SLEAP user knows from ``sleap-track --tracking.*``
    - ``global``: posekit's offline identity assignment for a known number of animals
      (`global_assignment`), the default when ``max_tracks`` is set and no tracker named,
    - ``none``: no tracking (tracks cleared, or kept with ``keep_tracks``);
-3. the final pass: connect single breaks, clean the instance count, drop short tracks;
+3. the final pass: connect single breaks, clean the instance count, drop short tracks,
+   fill short gaps of a track with interpolated poses (``fill_gaps``);
 4. the weakest identity decisions become suggestions (frames to proofread).
 
 The input is never modified: the result holds new frames and instance copies.
@@ -28,6 +29,7 @@ from posekit.tracking.postprocess import (
     clean_instance_count,
     connect_single_breaks,
     drop_short_tracks,
+    fill_gaps,
 )
 from posekit.tracking.suggestions import make_suggestions, weakest_frames
 
@@ -49,8 +51,9 @@ def track(
         labels: a `sleap_io.Labels` with (predicted or user) instances.
         tracker: ``"simple"`` (instances of the last frames), ``"flow"`` (those moved by
             optical flow; reads the video), ``"global"`` (offline identities for a known
-            number of animals), ``"none"``; None picks ``"global"`` when `max_tracks` is
-            set and ``"simple"`` otherwise.
+            number of animals), ``"kalman"``, ``"bytetrack"``, ``"ocsort"`` (the SORT
+            family on keypoints, `sort`), ``"none"``; None picks ``"global"`` when
+            `max_tracks` is set and ``"simple"`` otherwise.
         max_tracks: the number of animals; never more tracks than this, and frames are
             culled to this many instances (best score first) before matching.
         track_window, similarity, match: SLEAP's options (defaults 5, ``"instance"``,
@@ -79,10 +82,11 @@ def track(
             options[key] = value
     opts = resolve_options(**options)
     videos = _check_labels(labels)
-    if opts.tracker == "global" and opts.keep_tracks:
+    if opts.tracker in ("global", "kalman", "bytetrack", "ocsort") and opts.keep_tracks:
         raise PosekitError(
-            "tracker='global' re-assigns every identity; keep_tracks=True cannot apply. "
-            "To use existing tracks as identity evidence pass identity_source='tracks'"
+            f"tracker={opts.tracker!r} re-assigns every identity; keep_tracks=True cannot "
+            "apply (use tracker='simple' or 'flow'; with 'global', identity_source='tracks' "
+            "uses existing tracks as identity evidence)"
         )
 
     import sleap_io as sio
@@ -215,6 +219,13 @@ def _track_video(video, lfs: list, opts: TrackingOptions):
                     fr.tracking_scores[i] = 0.0 if s is None else float(s)
         return frames, kept
 
+    if opts.tracker in ("kalman", "bytetrack", "ocsort"):
+        from posekit.tracking.sort import SortTracker
+
+        sort = SortTracker(opts)
+        out = [sort.track_poses(fr) for fr in frames]
+        return out, kept + [None] * sort.n_tracks
+
     from posekit.tracking.online import Tracker
 
     tracker = Tracker(opts)
@@ -239,6 +250,8 @@ def _final_pass(frames: list, opts: TrackingOptions) -> list:
         frames = connect_single_breaks(frames, count)
     if opts.min_track_length:
         frames = drop_short_tracks(frames, opts.min_track_length)
+    if opts.gap_fill:
+        frames = fill_gaps(frames, opts.gap_fill)
     return frames
 
 

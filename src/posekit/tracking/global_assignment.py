@@ -5,13 +5,17 @@ crossing, a missed detection) can swap two identities for the rest of the video.
 known animals posekit instead
 
 1. culls every frame to N instances and cuts the video into tracklets that are surely
-   one animal each (`tracklets.link_tracklets`: constant-velocity motion, cut wherever
-   the link is ambiguous);
-2. groups frames into *segments* (runs where the same tracklets are present) and
+   one animal each (`tracklets.link_tracklets`: a Kalman filter per tracklet, cut
+   wherever the link is ambiguous; short gaps stay inside a tracklet);
+2. groups frames into *segments* (runs where the same tracklets span the frames) and
    chooses, for all segments at once, which identity each tracklet gets: a minimum-cost
-   path (Viterbi) over the injective maps tracklets -> identities, where
-   - a transition costs the motion likelihood of each new tracklet continuing the one
-     its identity had before (``REAPPEAR_NLL`` when the identity was absent),
+   path (Viterbi, beam-pruned) over the injective maps tracklets -> identities, where
+   - a transition costs the motion likelihood of each new tracklet continuing the last
+     tracklet its identity held on the path, however long ago: the Kalman prediction
+     across the gap, vaguer the longer the gap (``REAPPEAR_NLL`` for an identity never
+     seen),
+   - a short tracklet may take no identity at all (a false detection) for
+     ``CLUTTER_NLL`` per pose times its score,
    - each tracklet costs how unlike its identity it looks: the Gaussian negative
      log-likelihood of its mean skeleton edge lengths (body size and shape) under the
      identity's mean, with the frame-to-frame spread around the identities' means as
@@ -43,13 +47,20 @@ import numpy as np
 
 from posekit.errors import PosekitError
 from posekit.tracking.culling import cull_frame
-from posekit.tracking.tracklets import GATE, link_tracklets, motion_nll
+from posekit.tracking.kalman import MotionNoise, PoseKalman, pose_nll
+from posekit.tracking.tracklets import GATE, link_tracklets
 
-REAPPEAR_NLL = 8.0  # an identity that was absent in the previous segment takes a tracklet
+REAPPEAR_NLL = 8.0  # an identity never seen before takes a tracklet
+# per pose of a tracklet declared a false detection (no identity), times the pose's
+# instance score: dearer than any plausible continuation, cheaper for a low-scoring pose
+# than joining an identity's path far from where that identity was
+CLUTTER_NLL = 12.0
+CLUTTER_MAX_POSES = 5  # longer tracklets (in summed instance score) are surely animals
 APPEARANCE_CORRELATION = 10.0  # frames of one tracklet per independent shape observation
 APPEARANCE_MAX_OBS = 20.0
 MAX_EXACT_ANIMALS = 4
 EM_ROUNDS = 4
+BEAM = 40.0  # nats; paths further behind the best are dropped
 
 
 def assign_identities(frames: list, opts, edges: list[tuple[int, int]]):
@@ -60,7 +71,7 @@ def assign_identities(frames: list, opts, edges: list[tuple[int, int]]):
     """
     n_ids = int(opts.max_tracks)
     frames = [cull_frame(fr, n_ids, opts.pre_cull_iou_threshold) for fr in frames]
-    linking = link_tracklets(frames, max_gap=opts.track_window)
+    linking = link_tracklets(frames, max_gap=opts.track_window, max_present=n_ids)
     tl = _Tracklets(frames, linking, edges)
     classes, class_nll = _class_evidence(frames, linking, tl.n, n_ids, opts.identity_source)
     segments = _segments(frames, linking)
@@ -69,9 +80,10 @@ def assign_identities(frames: list, opts, edges: list[tuple[int, int]]):
 
     assign = None
     app = np.zeros((tl.n, n_ids))
+    clutter = CLUTTER_NLL * tl.score_sum[:, None]
     for _ in range(EM_ROUNDS):
-        unary = app + class_nll
-        assign, margins = _solve(segments, tl, unary, n_ids, linking.sigma)
+        unary = np.concatenate([app + class_nll, clutter], axis=1)  # [:, -1]: no identity
+        assign, margins = _solve(segments, tl, unary, n_ids)
         new_app = tl.appearance_nll(assign, n_ids)
         if np.allclose(new_app, app):
             break
@@ -93,7 +105,7 @@ def assign_identities(frames: list, opts, edges: list[tuple[int, int]]):
 
 
 class _Tracklets:
-    """Per tracklet: first/last pose, time and velocity; edge-length statistics."""
+    """Per tracklet: first/last pose and time, Kalman states at both ends, edge lengths."""
 
     def __init__(self, frames: list, linking, edges):
         n = linking.n_tracklets
@@ -106,13 +118,12 @@ class _Tracklets:
         self.last_t = np.full(n, -1)
         self.first_pts = np.full((n, nodes, 2), np.nan)
         self.last_pts = np.full((n, nodes, 2), np.nan)
-        self.first_vel = np.zeros((n, 2))
-        self.last_vel = np.zeros((n, 2))
-        prev: dict[int, tuple[int, np.ndarray]] = {}
         ne = len(self.edges)
         self.f_sum = np.zeros((n, ne))
         self.f_sq = np.zeros((n, ne))
         self.f_cnt = np.zeros((n, ne))
+        self.score_sum = np.zeros(n)  # instance scores of each tracklet's poses, summed
+        poses: list[list] = [[] for _ in range(n)]
         for fr, ids in zip(frames, linking.ids):
             if not len(ids):
                 continue
@@ -123,19 +134,21 @@ class _Tracklets:
                 if self.first_t[a] < 0:
                     self.first_t[a] = t
                     self.first_pts[a] = p
-                elif self.first_t[a] == prev[a][0]:
-                    self.first_vel[a] = _median_velocity(prev[a][1], p, t - prev[a][0])
-                if a in prev:
-                    self.last_vel[a] = _median_velocity(prev[a][1], p, t - prev[a][0])
                 self.last_t[a] = t
                 self.last_pts[a] = p
-                prev[a] = (t, p)
+                poses[a].append((t, p))
+                self.score_sum[a] += fr.scores[i] if np.isfinite(fr.scores[i]) else 1.0
                 ok = np.isfinite(feats[i])
                 self.f_sum[a, ok] += feats[i, ok]
                 self.f_sq[a, ok] += feats[i, ok] ** 2
                 self.f_cnt[a, ok] += 1
         with np.errstate(all="ignore"):
             self.f_mean = self.f_sum / self.f_cnt
+        noise = linking.noise or MotionNoise(q=linking.sigma**2, r=0.25 * linking.sigma**2)
+        self.noise = noise
+        self.end = [_filtered(p, noise) for p in poses]  # state after the last pose
+        # run backwards in time (frame -t) for the state before the first pose
+        self.start = [_filtered([(-t, q) for t, q in reversed(p)], noise) for p in poses]
 
     def appearance_nll(self, assign: np.ndarray, n_ids: int) -> np.ndarray:
         """(n_tracklets, n_ids) shape cost under each identity's mean edge lengths."""
@@ -167,15 +180,35 @@ class _Tracklets:
             out[:, i] = 0.5 * np.nansum(np.where(np.isfinite(d2), obs * d2, 0.0), axis=1)
         return out
 
-    def transition_nll(self, a: int, b: int, sigma: float) -> float:
-        """Cost of tracklet `b` continuing tracklet `a` (motion, both directions)."""
-        dt = max(int(self.first_t[b] - self.last_t[a]), 1)
-        fwd = self.last_pts[a] + self.last_vel[a] * dt
-        bwd = self.first_pts[b] - self.first_vel[b] * dt
-        c1 = motion_nll(self.first_pts[b][None], fwd[None], sigma, [dt])[0, 0]
-        c2 = motion_nll(self.last_pts[a][None], bwd[None], sigma, [dt])[0, 0]
-        c = np.nanmean([c1, c2]) if np.isfinite([c1, c2]).any() else GATE
-        return float(c)
+    def transition_nll(self, a: int, b: int) -> float:
+        """Cost of tracklet `b` continuing tracklet `a` after the gap between them.
+
+        Each side's Kalman filter predicts the other's nearest pose (forwards from the
+        end of `a`, backwards from the start of `b`); the variance grows with the gap,
+        so a long gap is vague evidence rather than no evidence. Measured from the
+        cost of a perfect next-frame continuation (``log r``), capped at ``2 * GATE``.
+        """
+        end, start = self.end[a], self.start[b]
+        if end is None or start is None:
+            return GATE
+        p_fwd, v_fwd = end.predict(int(self.first_t[b]))
+        p_bwd, v_bwd = start.predict(-int(self.last_t[a]))
+        c1 = pose_nll(self.first_pts[b][None], p_fwd[None], [v_fwd])[0, 0]
+        c2 = pose_nll(self.last_pts[a][None], p_bwd[None], [v_bwd])[0, 0]
+        if not np.isfinite([c1, c2]).any():
+            return GATE
+        c = float(np.nanmean([c1, c2])) - np.log(self.noise.r)
+        return min(max(c, 0.0), 2 * GATE)
+
+
+def _filtered(poses: list, noise: MotionNoise) -> PoseKalman | None:
+    """The Kalman state after filtering `poses` [(t, points)] in order; None if empty."""
+    if not poses:
+        return None
+    f = PoseKalman.start(poses[0][0], poses[0][1], noise)
+    for t, p in poses[1:]:
+        f.update(t, p)
+    return f
 
 
 def _edge_lengths(points: np.ndarray, edges: np.ndarray) -> np.ndarray:
@@ -183,13 +216,6 @@ def _edge_lengths(points: np.ndarray, edges: np.ndarray) -> np.ndarray:
         return np.zeros((len(points), 0))
     d = points[:, edges[:, 0]] - points[:, edges[:, 1]]
     return np.hypot(d[..., 0], d[..., 1])
-
-
-def _median_velocity(p0: np.ndarray, p1: np.ndarray, dt: int) -> np.ndarray:
-    with np.errstate(all="ignore"):
-        d = (p1 - p0) / max(dt, 1)
-        ok = np.all(np.isfinite(d), axis=-1)
-        return np.median(d[ok], axis=0) if ok.any() else np.zeros(2)
 
 
 def _class_evidence(frames, linking, n_tracklets: int, n_ids: int, source: str):
@@ -247,83 +273,124 @@ def _class_evidence(frames, linking, n_tracklets: int, n_ids: int, source: str):
 
 
 def _segments(frames, linking) -> list[dict]:
-    """Runs of frames with the same tracklets present: [{frames, tracklets, new, decides}]."""
-    segs: list[dict] = []
-    seen: set[int] = set()
+    """Runs of frames with the same tracklets spanning them: [{frames, tracklets, new, decides}].
+
+    A tracklet spans the frames from its first to its last pose, missed ones included.
+    """
+    first: dict[int, int] = {}
+    last: dict[int, int] = {}
     for pos, ids in enumerate(linking.ids):
-        if not len(ids):
+        for a in ids.tolist():
+            first.setdefault(a, pos)
+            last[a] = pos
+    starts: dict[int, list] = {}
+    for a, p in first.items():
+        starts.setdefault(p, []).append(a)
+    segs: list[dict] = []
+    present: set[int] = set()
+    for pos in range(len(linking.ids)):
+        present |= set(starts.get(pos, ()))
+        present = {a for a in present if last[a] >= pos}
+        if not present:
             continue
-        key = tuple(sorted(ids.tolist()))
+        key = tuple(sorted(present))
         if segs and segs[-1]["tracklets"] == key:
             segs[-1]["frames"].append(pos)
             continue
-        new = [a for a in key if a not in seen]
-        seen.update(key)
+        new = [a for a in key if first[a] == pos]
         segs.append(
             {"frames": [pos], "tracklets": key, "new": new, "decides": bool(segs) and bool(new)}
         )
     return segs
 
 
-def _solve(segments, tl: _Tracklets, unary: np.ndarray, n_ids: int, sigma: float):
+def _solve(segments, tl: _Tracklets, unary: np.ndarray, n_ids: int):
     if n_ids <= MAX_EXACT_ANIMALS:
-        return _viterbi(segments, tl, unary, n_ids, sigma)
-    return _sequential(segments, tl, unary, n_ids, sigma)
+        return _viterbi(segments, tl, unary, n_ids)
+    return _sequential(segments, tl, unary, n_ids)
 
 
-def _states(seg, n_ids):
-    return list(itertools.permutations(range(n_ids), len(seg["tracklets"])))
+def _states(seg, n_ids, clutter=()):
+    """Identity per tracklet of `seg`, no identity twice; at most one tracklet of
+    `clutter` (short ones) may be -1, a false detection."""
+    k = len(seg["tracklets"])
+    out = list(itertools.permutations(range(n_ids), k))
+    for pos, a in enumerate(seg["tracklets"]):
+        if a in clutter:
+            rest = itertools.permutations(range(n_ids), k - 1)
+            out.extend(r[:pos] + (-1,) + r[pos:] for r in rest)
+    return out
 
 
 def _unary(seg, states, unary):
+    """Cost of each state's new tracklets (column -1 of `unary`: being a false detection)."""
     pos = [seg["tracklets"].index(a) for a in seg["new"]]
     return np.array([sum(unary[a, s[p]] for a, p in zip(seg["new"], pos)) for s in states])
 
 
-def _transition(prev, seg, s_prev, s_new, tl, sigma, cache):
-    """Cost of going from state s_prev of `prev` to s_new of `seg` (inf if inconsistent)."""
-    held = {ident: a for a, ident in zip(prev["tracklets"], s_prev)}
+def _transition(prev, seg, s_prev, s_new, tl, cache, last_of):
+    """Cost of going from state s_prev of `prev` to s_new of `seg` (inf if inconsistent).
+
+    `last_of` maps each identity to the last tracklet it held on the path to s_prev,
+    however long ago: a new tracklet continues that one across the gap (Kalman), and
+    only an identity never seen costs ``REAPPEAR_NLL``.
+    """
+    held = {a: ident for a, ident in zip(prev["tracklets"], s_prev)}
     cost = 0.0
     for a, ident in zip(seg["tracklets"], s_new):
-        if a in held.values() and held.get(ident) != a:
+        if a in held and held[a] != ident:
             return np.inf  # a continuing tracklet must keep its identity
-        if a in seg["new"]:
-            src = held.get(ident)
+        if a in seg["new"] and ident >= 0:
+            src = last_of.get(ident)
             if src is None:
                 cost += REAPPEAR_NLL
             else:
                 key = (src, a)
                 if key not in cache:
-                    cache[key] = tl.transition_nll(src, a, sigma)
+                    cache[key] = tl.transition_nll(src, a)
                 cost += cache[key]
-    for a, ident in zip(prev["tracklets"], s_prev):
-        if a in seg["tracklets"] and s_new[seg["tracklets"].index(a)] != ident:
-            return np.inf
     return cost
 
 
-def _viterbi(segments, tl, unary, n_ids, sigma):
+def _held(seg, state, before: dict) -> dict:
+    return {**before, **{ident: a for a, ident in zip(seg["tracklets"], state) if ident >= 0}}
+
+
+def _viterbi(segments, tl, unary, n_ids):
+    """Min-cost path over the segments' states; each state remembers its path's last
+    tracklet per identity (so a transition may reach back across any gap)."""
     cache: dict = {}
-    states = [_states(s, n_ids) for s in segments]
+    short = set(np.flatnonzero(tl.score_sum <= CLUTTER_MAX_POSES).tolist())
+    states = [_states(s, n_ids, short) for s in segments]
     units = [_unary(s, st, unary) for s, st in zip(segments, states)]
-    trans = []
-    for k in range(1, len(segments)):
-        t = np.array(
-            [
-                [
-                    _transition(segments[k - 1], segments[k], sp, sn, tl, sigma, cache)
-                    for sn in states[k]
-                ]
-                for sp in states[k - 1]
-            ]
-        ).reshape(len(states[k - 1]), len(states[k]))
-        trans.append(t)
+    last_of = [_held(segments[0], s, {}) for s in states[0]]
     alpha = [units[0]]
-    back = []
+    back, trans = [], []
     for k in range(1, len(segments)):
-        tot = alpha[-1][:, None] + trans[k - 1]
-        back.append(np.argmin(tot, axis=0))
+        prev, seg = segments[k - 1], segments[k]
+        # only states that keep every continuing tracklet's identity can follow
+        cont = [a for a in seg["tracklets"] if a in prev["tracklets"]]
+        pos_new = [seg["tracklets"].index(a) for a in cont]
+        pos_old = [prev["tracklets"].index(a) for a in cont]
+        follow: dict[tuple, list[int]] = {}
+        for j, sn in enumerate(states[k]):
+            follow.setdefault(tuple(sn[p] for p in pos_new), []).append(j)
+        t = np.full((len(states[k - 1]), len(states[k])), np.inf)
+        # beam: a state already BEAM nats behind the best cannot win or be runner-up
+        alive = np.flatnonzero(alpha[-1] <= alpha[-1].min() + BEAM)
+        for i in alive.tolist():
+            sp = states[k - 1][i]
+            for j in follow.get(tuple(sp[p] for p in pos_old), ()):
+                t[i, j] = _transition(prev, seg, sp, states[k][j], tl, cache, last_of[i])
+        trans.append(t)
+        tot = alpha[-1][:, None] + t
+        best = np.argmin(tot, axis=0)
+        back.append(best)
         alpha.append(tot.min(axis=0) + units[k])
+        last_of = [
+            _held(seg, sn, last_of[best[j]]) if np.isfinite(tot[best[j], j]) else {}
+            for j, sn in enumerate(states[k])
+        ]
     beta = [np.zeros(len(states[-1]))]
     for k in range(len(segments) - 2, -1, -1):
         tot = trans[k] + (units[k + 1] + beta[0])[None, :]
@@ -342,21 +409,22 @@ def _viterbi(segments, tl, unary, n_ids, sigma):
     return assign, margins
 
 
-def _sequential(segments, tl, unary, n_ids, sigma):
+def _sequential(segments, tl, unary, n_ids):
     """Segment by segment, each decided by its own cheapest state given the last one."""
     cache: dict = {}
     assign = np.zeros(tl.n, dtype=np.int64)
     margins = []
-    prev, prev_state = None, None
+    prev, prev_state, last_of = None, None, {}
     for seg in segments:
         best = []
         for s in _states(seg, n_ids):
             c = _unary(seg, [s], unary)[0]
             if prev is not None:
-                c += _transition(prev, seg, prev_state, s, tl, sigma, cache)
+                c += _transition(prev, seg, prev_state, s, tl, cache, last_of)
             best.append((c, s))
         best.sort(key=lambda x: x[0])
         prev, prev_state = seg, best[0][1]
+        last_of = _held(seg, prev_state, last_of)
         for a, ident in zip(seg["tracklets"], prev_state):
             assign[a] = ident
         finite = [c for c, _ in best if np.isfinite(c)]

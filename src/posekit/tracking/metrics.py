@@ -1,4 +1,4 @@
-"""Tracking accuracy against ground truth: identity switches, IDF1, MOTA (via motmetrics).
+"""Tracking accuracy against ground truth: switches, IDF1, MOTA (motmetrics), HOTA (TrackEval's).
 
 The definitions are the standard ones (CLEAR-MOT for MOTA and switches, Ristani et al.
 2016 for IDF1) as implemented by the maintained `motmetrics` package; posekit only
@@ -7,6 +7,11 @@ ground-truth object (id = its track name) and every predicted instance with a tr
 hypothesis; their distance is the mean distance of the nodes both have, and pairs
 further apart than `max_distance` pixels cannot match (default: 20% of the median
 labeled-instance bounding-box diagonal, about a body part's length).
+
+HOTA, DetA, AssA and TrackEval's CLEAR-MOT (`hota`) need a similarity in [0, 1] per
+pair: ``1 - d / (2 * max_distance)`` (0 beyond), so a pair within `max_distance` (the
+motmetrics gate) is exactly a pair with similarity >= 0.5, TrackEval's CLEAR threshold,
+and HOTA's thresholds 0.05..0.95 sweep from 1.9 down to 0.1 times `max_distance`.
 
 The result is a plain dict of numbers (JSON-ready, so ``posekit evaluate --json`` can
 include it) with ``switch_frames``: the frames where a ground-truth animal changed
@@ -20,6 +25,7 @@ from typing import Any
 import numpy as np
 
 from posekit.errors import PosekitError
+from posekit.tracking.hota import clear, hota
 
 _METRICS = {
     "idf1": "idf1",
@@ -90,8 +96,11 @@ def tracking_metrics(ground_truth, predicted, max_distance: float | None = None)
         dict with ``identity_switches``, ``idf1``, ``idp``, ``idr``, ``mota``, ``motp``
         (mean matched distance, px), ``fragmentations``, ``false_positives``, ``misses``,
         ``gt_instances``, ``predicted_instances``, ``gt_tracks``, ``predicted_tracks``,
-        ``mostly_tracked``, ``mostly_lost``, ``frames``, ``max_distance`` and
-        ``switch_frames`` (list of {frame_idx, video, gt_track, from_track, to_track}).
+        ``mostly_tracked``, ``mostly_lost``, ``frames``, ``max_distance``,
+        ``switch_frames`` (list of {frame_idx, video, gt_track, from_track, to_track}),
+        ``hota``, ``deta``, ``assa`` and ``trackeval``: every HOTA and CLEAR number under
+        TrackEval's names (``HOTA``, ``DetA``, ``AssA``, ``LocA``, ``MOTA``, ``MOTP``,
+        ``IDSW``, ``CLR_FP``, ``CLR_FN``...).
     """
     mm = _import_motmetrics()
     _check_skeletons(ground_truth, predicted)
@@ -120,25 +129,28 @@ def tracking_metrics(ground_truth, predicted, max_distance: float | None = None)
     acc = mm.MOTAccumulator(auto_id=False)
     keys = sorted(set(gt) | set(pr))
     frame_ids = {}
+    te_gt, te_pr, te_sim = [], [], []
     for fid, key in enumerate(keys):
         frame_ids[fid] = key
         g = gt.get(key, [])
         p = pr.get(key, [])
         dist = np.full((len(g), len(p)), np.nan)
+        sim = np.zeros((len(g), len(p)))
         for i, gi in enumerate(g):
             a = gi.numpy()
             for j, pj in enumerate(p):
                 d = np.linalg.norm(a - pj.numpy(), axis=1)
                 if np.isfinite(d).any():
                     m = float(np.nanmean(d))
+                    sim[i, j] = max(0.0, 1.0 - m / (2.0 * max_distance))
                     if m <= max_distance:
                         dist[i, j] = m
-        acc.update(
-            [gt_names.setdefault(i.track.name, len(gt_names)) for i in g],
-            [pr_names.setdefault(i.track.name, len(pr_names)) for i in p],
-            dist,
-            frameid=fid,
-        )
+        g_ids = [gt_names.setdefault(i.track.name, len(gt_names)) for i in g]
+        p_ids = [pr_names.setdefault(i.track.name, len(pr_names)) for i in p]
+        acc.update(g_ids, p_ids, dist, frameid=fid)
+        te_gt.append(np.asarray(g_ids, dtype=np.int64))
+        te_pr.append(np.asarray(p_ids, dtype=np.int64))
+        te_sim.append(sim)
 
     mh = mm.metrics.create()
     names = [m for m in _METRICS if m in mh.names]
@@ -173,4 +185,8 @@ def tracking_metrics(ground_truth, predicted, max_distance: float | None = None)
                 )
             last_hyp[oid] = hid
     out["switch_frames"] = switches
+    te = hota(te_gt, te_pr, te_sim, len(gt_names), len(pr_names))
+    te.update(clear(te_gt, te_pr, te_sim, len(gt_names)))
+    out["hota"], out["deta"], out["assa"] = te["HOTA"], te["DetA"], te["AssA"]
+    out["trackeval"] = te
     return out

@@ -24,6 +24,7 @@ import numpy as np
 from posekit.errors import PosekitError
 from posekit.tracking.candidates import CandidatePool
 from posekit.tracking.culling import cull_frame
+from posekit.tracking.kalman import PoseKalman
 from posekit.tracking.matching import MATCHING_FUNCTIONS, match_margins, tie_break
 from posekit.tracking.options import TrackingOptions, resolve_options
 from posekit.tracking.poses import (
@@ -77,6 +78,8 @@ class Tracker:
         self.spawned_on: list[int] = []  # frame index where each track started
         self._tracks: list = []  # sleap_io.Track per id, made on demand
         self._last_t: int | None = None
+        self._motion: dict[int, PoseKalman] = {}  # kalman_candidates: filter per track
+        self._noise = None
 
     # ----------------------------------------------------------------- public API
 
@@ -157,7 +160,7 @@ class Tracker:
         if fixed.any():
             poses.tracking_scores[fixed] = 1.0
         if k and not fixed.all():
-            c_pts, c_ps, c_ids = self._pool.candidates()
+            c_pts, c_ps, c_ids = self._with_predictions(*self._pool.candidates(), t)
             taken = np.isin(c_ids, ids[fixed])
             c_pts, c_ps, c_ids = c_pts[~taken], c_ps[~taken], c_ids[~taken]
             matched = fixed.copy()
@@ -177,7 +180,36 @@ class Tracker:
                     poses.margin = float(np.min(match_margins(sim, matches)))
             self._spawn(poses, ~matched, t)
         self._pool.add(t, poses.points, poses.point_scores, ids)
+        if opts.kalman_candidates:
+            self._update_motion(poses, t)
         return poses
+
+    def _with_predictions(self, c_pts, c_ps, c_ids, t):
+        """The pool's candidates plus each track's Kalman prediction for frame `t`."""
+        if not self._motion:
+            return c_pts, c_ps, c_ids
+        tids = sorted(self._motion)
+        pred = np.stack([self._motion[tid].predict(t)[0] for tid in tids])
+        if not len(c_ids):
+            return pred, np.ones(pred.shape[:2]), np.asarray(tids, dtype=np.int64)
+        return (
+            np.concatenate([c_pts, pred]),
+            np.concatenate([c_ps, np.ones(pred.shape[:2])]),
+            np.concatenate([c_ids, tids]).astype(np.int64),
+        )
+
+    def _update_motion(self, poses, t: int) -> None:
+        if self._noise is None and len(poses):
+            from posekit.tracking.sort import noise_for
+
+            self._noise = noise_for(poses.points)
+        for i, tid in enumerate(poses.track_ids.tolist()):
+            if tid < 0:
+                continue
+            if tid in self._motion:
+                self._motion[tid].update(t, poses.points[i])
+            else:
+                self._motion[tid] = PoseKalman.start(t, poses.points[i], self._noise)
 
     # ----------------------------------------------------------------- internals
 

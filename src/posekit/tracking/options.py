@@ -18,7 +18,7 @@ from typing import Any
 
 from posekit.errors import PosekitError, unknown_choice
 
-TRACKERS = ("simple", "flow", "global", "none")
+TRACKERS = ("simple", "flow", "global", "kalman", "bytetrack", "ocsort", "none")
 SIMILARITIES = ("instance", "centroid", "iou", "object_keypoint")
 MATCHERS = ("greedy", "hungarian")
 OKS_NORMALIZATIONS = ("all", "ref", "union")
@@ -55,10 +55,29 @@ class TrackingOptions:
     oks_normalization: str = "all"
     # --- posekit additions
     min_track_length: int = 0  # drop tracks seen in fewer frames (0: keep all)
+    # Interpolate a track across gaps of up to this many frames; None: track_window when
+    # the number of animals is known (a missing animal is then surely a missed detection),
+    # else 0 (a vanished track may have been a false detection).
+    fill_gaps: int | None = None
+    # simple/flow: also match against each track's Kalman-predicted pose, so an animal
+    # missed for a few frames is looked for where it went, not where it was
+    kalman_candidates: bool = False
+    # --- the SORT family (kalman, bytetrack, ocsort), their papers' defaults
+    max_age: int = 30  # frames a track may go unseen before it ends (no max_tracks)
+    det_thresh: float = 0.5  # bytetrack: detections below only continue tracks
+    inertia: float = 0.2  # ocsort: cost per radian of turning away from the motion
+    delta_t: int = 3  # ocsort: observations back for a track's direction
     keep_tracks: bool = False  # keep the input's tracks instead of re-assigning
     identity_source: str = "auto"  # where identity-class evidence comes from (global)
     n_suggestions: int = 20  # weakest identity decisions written as suggestions
     suggestion_min_separation: int = 10  # frames between two suggestions
+
+    @property
+    def gap_fill(self) -> int:
+        """Frames of a gap to fill with interpolated poses (see `fill_gaps`)."""
+        if self.fill_gaps is not None:
+            return self.fill_gaps
+        return self.track_window if self.instance_count else 0
 
     @property
     def instance_count(self) -> int:
@@ -91,8 +110,9 @@ _COMPAT_ONLY = {
     "save_shifted_instances": "posekit always shifts each window frame straight to the "
     "current frame (one pyramid per frame, built once), so there is nothing to save",
     "candidates_method": "fixed_window without max_tracks, per-track queues with it",
-    "kf_init_frame_count": "the Kalman tracker is not implemented; with a known number of "
-    "animals use tracker='global' (or leave tracker unset), which models motion offline",
+    "kf_init_frame_count": "posekit's tracker='kalman' needs no initialisation frames (a new "
+    "track's velocity starts unknown and is learnt as it goes); drop the option and pass "
+    "tracker='kalman'",
 }
 
 
@@ -170,6 +190,7 @@ def resolve_options(**options: Any) -> TrackingOptions:
         "post_connect_single_breaks",
         "oks_score_weighting",
         "keep_tracks",
+        "kalman_candidates",
     ):
         if name in values:
             values[name] = _as_bool(name, values[name])
@@ -195,9 +216,14 @@ def resolve_options(**options: Any) -> TrackingOptions:
         "target_instance_count": 0,
         "clean_instance_count": 0,
         "min_track_length": 0,
+        "fill_gaps": 0,
+        "max_age": 1,
+        "delta_t": 1,
         "n_suggestions": 0,
         "suggestion_min_separation": 0,
     }
+    if "fill_gaps" in values and values["fill_gaps"] is None:
+        del values["fill_gaps"]  # the default: decided by the number of animals
     for name, low in ints_min.items():
         if name in values:
             v = values[name]
@@ -209,6 +235,15 @@ def resolve_options(**options: Any) -> TrackingOptions:
                 raise PosekitError(f"{name}={v!r}: must be a whole number >= {low}")
             values[name] = iv
 
+    for name in ("det_thresh", "inertia"):
+        if name in values:
+            try:
+                v = float(values[name])
+            except (TypeError, ValueError):
+                raise PosekitError(f"{name}={values[name]!r} is not a number") from None
+            if not v >= 0:
+                raise PosekitError(f"{name}={values[name]!r}: must be >= 0")
+            values[name] = v
     for name in ("robust", "img_scale"):
         if name in values:
             v = float(values[name])

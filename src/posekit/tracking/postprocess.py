@@ -10,10 +10,14 @@ it, so they chain:
   (SLEAP's ``clean_instance_count`` / ``clean_iou_threshold``).
 - `drop_short_tracks`: remove the instances of tracks seen in fewer than K frames; a
   track that short is nearly always a false detection, not an animal.
+- `fill_gaps`: with a known number of animals, a track missing for a few frames between
+  two of its poses is an animal the detector missed: the gap gets poses interpolated
+  between the two (instance and point scores 0, so they are told apart from detections).
 """
 
 from __future__ import annotations
 
+import dataclasses
 from collections import Counter
 
 import numpy as np
@@ -73,3 +77,65 @@ def drop_short_tracks(frames: list, min_length: int) -> list:
         if not keep.all():
             frames[n] = fr.select(keep)
     return frames
+
+
+def fill_gaps(frames: list, max_gap: int) -> list:
+    """Interpolate each track across gaps of at most `max_gap` frames.
+
+    A filled instance is a `sleap_io.PredictedInstance` with score 0 and point scores 0,
+    on the line between the track's poses before and after the gap; its tracking score
+    is the lower of theirs. Only frames in the list are filled: a frame that was never
+    predicted (every 10th frame predicted, say) missed nothing.
+    """
+    import sleap_io as sio
+
+    if max_gap <= 0 or not frames:
+        return frames
+    by_t = {int(fr.frame_idx): fr for fr in frames}
+    last: dict[int, tuple[int, int]] = {}  # track -> (frame index, instance)
+    adds: dict[int, list] = {}
+    for fr in frames:
+        t = int(fr.frame_idx)
+        for i, tid in enumerate(fr.track_ids.tolist()):
+            if tid == UNTRACKED:
+                continue
+            prev = last.get(tid)
+            if prev is not None and 1 < t - prev[0] <= max_gap + 1:
+                src = by_t[prev[0]]
+                p0, p1 = src.points[prev[1]], fr.points[i]
+                score = min(src.tracking_scores[prev[1]], fr.tracking_scores[i])
+                for g in range(prev[0] + 1, t):
+                    w = (g - prev[0]) / (t - prev[0])
+                    inst = src.instances[prev[1]]
+                    adds.setdefault(g, []).append((tid, (1 - w) * p0 + w * p1, score, inst))
+            last[tid] = (t, i)
+    for g, items in adds.items():
+        fr = by_t.get(g)
+        if fr is None:
+            continue  # a frame that was not predicted: nothing was missed there
+        present = set(fr.track_ids.tolist())
+        items = [it for it in items if it[0] not in present]
+        if not items:
+            continue
+        pts = np.stack([it[1] for it in items])
+        n = pts.shape[1]
+        new = [
+            sio.PredictedInstance.from_numpy(
+                points_data=p, skeleton=it[3].skeleton, point_scores=np.zeros(n), score=0.0
+            )
+            for p, it in zip(pts, items)
+        ]
+        by_t[g] = dataclasses.replace(
+            fr,
+            points=np.concatenate([fr.points.reshape(-1, n, 2), pts]),
+            scores=np.concatenate([fr.scores, np.zeros(len(items))]),
+            point_scores=np.concatenate(
+                [fr.point_scores.reshape(-1, n), np.zeros((len(items), n))]
+            ),
+            instances=list(fr.instances) + new,
+            track_ids=np.concatenate([fr.track_ids, [it[0] for it in items]]).astype(np.int64),
+            tracking_scores=np.concatenate([fr.tracking_scores, [it[2] for it in items]]),
+            identity_names=list(fr.identity_names) + [None] * len(items),
+            identity_scores=np.concatenate([fr.identity_scores, np.full(len(items), np.nan)]),
+        )
+    return [by_t[t] for t in sorted(by_t)]
