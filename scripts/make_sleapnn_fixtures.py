@@ -2,9 +2,9 @@
 
 Run with a Python that has sleap-nn 0.3.5 installed (never posekit's environment):
 
-    /tmp/sleapnn-venv/bin/python scripts/make_sleapnn_fixtures.py [CASE ...]
+    /tmp/sleapnn-venv/bin/python scripts/make_sleapnn_fixtures.py [--work DIR] [CASE ...]
 
-For every pose model type sleap-nn trains it trains a tiny UNet model for a few epochs
+For every pose model type sleap-nn trains it trains a tiny UNet model for two short epochs
 on 16 frames of the flies clip (downsampled 4x to 256x256, five nodes), and writes
 
 - `<case>/training_config.yaml` and `<case>/best.ckpt` (optimiser state dropped),
@@ -36,7 +36,7 @@ EDGES = [("thorax", "head"), ("thorax", "abdomen"), ("thorax", "wingL"), ("thora
 DOWN = 4
 N_FRAMES = 16
 PRED_FRAMES = [0, 5, 10]
-PEAK_THRESHOLD = 0.1
+PEAK_THRESHOLD = 0.1  # lowered per case to 0.3 x the largest map value (short training)
 
 
 def unet(output_stride: int, up_interpolate: bool = True) -> dict:
@@ -195,7 +195,7 @@ def make_dataset(work: Path) -> tuple[Path, Path, np.ndarray]:
     return multi, single, np.stack(frames)[..., None]
 
 
-def train_case(name: str, spec: dict, labels: Path, work: Path) -> Path:
+def train_case(name: str, spec: dict, labels: Path, runs: Path) -> Path:
     from sleap_nn.train import train
 
     train(
@@ -206,18 +206,18 @@ def train_case(name: str, spec: dict, labels: Path, work: Path) -> Path:
         crop_size=spec.get("crop_size"),
         use_augmentations_train=False,
         batch_size=4,
-        max_epochs=6,
+        max_epochs=2,
         train_steps_per_epoch=25,
         min_train_steps_per_epoch=1,
         learning_rate=2e-3,
         save_ckpt=True,
-        ckpt_dir=str(work),
+        ckpt_dir=str(runs),
         run_name=name,
         trainer_accelerator="cpu",
         enable_progress_bar=False,
         seed=0,
     )
-    return work / name
+    return runs / name
 
 
 def strip_checkpoint(src: Path, dst: Path) -> None:
@@ -262,7 +262,23 @@ def _module_class(head_type: str):
     return getattr(lm, names[head_type])
 
 
-def predicted_points(name: str, folders: list[Path], work: Path) -> dict:
+def peak_threshold(folder: Path, head_type: str, frames: np.ndarray) -> float:
+    """`PEAK_THRESHOLD`, or 0.3 x the largest confidence-map value the (briefly trained)
+    model gives on the frames when that is lower, so the fixture has points to compare."""
+    import torch
+    from sleap_nn.inference.loaders import _load_lightning_module
+
+    module, _, _ = _load_lightning_module(
+        _module_class(head_type), str(folder), model_type=head_type, device="cpu"
+    )
+    x = torch.from_numpy(frames[..., 0].astype(np.float32) / 255.0)[:, None]
+    with torch.no_grad():
+        out = module.model(x)
+    top = max(float(v.max()) for k, v in out.items() if "Confmaps" in k)
+    return round(min(PEAK_THRESHOLD, 0.3 * top), 4)
+
+
+def predicted_points(name: str, folders: list[Path], work: Path, threshold: float) -> dict:
     import sleap_io as sio
     from sleap_nn.inference.predictor import Predictor
 
@@ -271,7 +287,7 @@ def predicted_points(name: str, folders: list[Path], work: Path) -> dict:
         [str(f) for f in folders],
         device="cpu",
         batch_size=4,
-        peak_threshold=PEAK_THRESHOLD,
+        peak_threshold=threshold,
         max_instances=2,
     )
     labels = predictor.predict(video, frames=PRED_FRAMES)
@@ -283,8 +299,9 @@ def predicted_points(name: str, folders: list[Path], work: Path) -> dict:
         row = PRED_FRAMES.index(lf.frame_idx)
         insts = sorted(lf.instances, key=lambda i: tuple(np.nan_to_num(i.numpy()[:, 0], nan=1e9)))
         for j, inst in enumerate(insts[:2]):
-            points[row, j] = inst.numpy()
-            scores[row, j] = inst.scores
+            arr = inst.numpy(scores=True)
+            points[row, j] = arr[:, :2]
+            scores[row, j] = arr[:, 2]
             tracks[row, j] = inst.track.name if inst.track is not None else ""
     return {"points": points, "scores": scores, "tracks": tracks.astype(str)}
 
@@ -326,17 +343,23 @@ def write_defaults() -> None:
     DEFAULTS.write_text(header + yaml.safe_dump(tree, sort_keys=False))
 
 
-def main(names: list[str]) -> None:
+def main(names: list[str], work_dir: str | None = None) -> None:
+    """`work_dir`: keep the training runs there, and reuse the cases already trained in
+    it (a folder with best.ckpt) instead of training them again."""
     OUT.mkdir(parents=True, exist_ok=True)
     with tempfile.TemporaryDirectory() as tmp:
         work = Path(tmp)
+        runs = Path(work_dir) if work_dir else work
+        runs.mkdir(parents=True, exist_ok=True)
         multi, single, frames = make_dataset(work)
         if not (OUT / "frames.npz").exists():
             np.savez_compressed(OUT / "frames.npz", frames=frames[PRED_FRAMES])
         names = [n for n in CASES if n in names]  # centroid first: top-down cases use it
         for name in names:
             spec = CASES[name]
-            folder = train_case(name, spec, single if spec.get("single") else multi, work)
+            folder = runs / name
+            if not (folder / "best.ckpt").exists():
+                train_case(name, spec, single if spec.get("single") else multi, runs)
             dst = OUT / name
             shutil.rmtree(dst, ignore_errors=True)
             dst.mkdir()
@@ -345,9 +368,13 @@ def main(names: list[str]) -> None:
             out = network_outputs(name, dst, frames, CASES[name].get("crop_size"))
             np.savez_compressed(dst / "outputs.npz", **out)
             folders = [OUT / "centroid", dst] if name in TOPDOWN else [dst]
-            np.savez_compressed(dst / "points.npz", **predicted_points(name, folders, work))
+            head_type = next(iter(CASES[name]["heads"]))
+            threshold = peak_threshold(dst, head_type, frames[PRED_FRAMES])
+            np.savez_compressed(
+                dst / "points.npz", **predicted_points(name, folders, work, threshold)
+            )
             meta = {
-                "peak_threshold": PEAK_THRESHOLD,
+                "peak_threshold": threshold,
                 "max_instances": 2,
                 "integral_refinement": "integral",
                 "integral_patch_size": 5,
@@ -362,4 +389,8 @@ if __name__ == "__main__":
     if sys.argv[1:] == ["--defaults"]:
         write_defaults()
     else:
-        main(sys.argv[1:] or list(CASES))
+        args = sys.argv[1:]
+        work_dir = None
+        if args[:1] == ["--work"]:
+            work_dir, args = args[1], args[2:]
+        main(args or list(CASES), work_dir)

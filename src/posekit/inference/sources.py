@@ -44,8 +44,8 @@ __all__ = [
 #: Files a folder or glob source picks up as videos (what sleap-io's media backends read).
 VIDEO_SUFFIXES = (".mp4", ".avi", ".mov", ".mkv", ".m4v", ".mpg", ".mpeg", ".webm", ".mj2")
 PROJECT_SUFFIXES = (".slp",)  # .pkg.slp ends in .slp too
-_CONFIG_FILES = ("training_config.json", "initial_config.json")
-_WEIGHT_FILES = ("best_model.h5", "model.safetensors")
+_CONFIG_FILES = ("training_config.json", "initial_config.json", "training_config.yaml")
+_WEIGHT_FILES = ("best_model.h5", "model.safetensors", "best.ckpt")  # SLEAP, posekit, sleap-nn
 _GLOB_CHARS = set("*?[")
 
 
