@@ -278,6 +278,11 @@ def peak_threshold(folder: Path, head_type: str, frames: np.ndarray) -> float:
     return round(min(PEAK_THRESHOLD, 0.3 * top), 4)
 
 
+#: Bottom-up grouping of a briefly trained model finds no connection scoring above
+#: sleap-nn's default `min_line_scores` (0.25): accept every connection instead.
+MIN_LINE_SCORES = {"bottomup": -1.0}
+
+
 def predicted_points(name: str, folders: list[Path], work: Path, threshold: float) -> dict:
     import sleap_io as sio
     from sleap_nn.inference.predictor import Predictor
@@ -289,6 +294,7 @@ def predicted_points(name: str, folders: list[Path], work: Path, threshold: floa
         batch_size=4,
         peak_threshold=threshold,
         max_instances=2,
+        **({"min_line_scores": MIN_LINE_SCORES[name]} if name in MIN_LINE_SCORES else {}),
     )
     labels = predictor.predict(video, frames=PRED_FRAMES)
     n_nodes = len(NODES)
@@ -380,6 +386,7 @@ def main(names: list[str], work_dir: str | None = None) -> None:
                 "integral_patch_size": 5,
                 "frames": PRED_FRAMES,
                 "with_centroid": name in TOPDOWN,
+                "min_line_scores": MIN_LINE_SCORES.get(name),
             }
             (dst / "meta.json").write_text(json.dumps(meta, indent=2))
             print(name, "done", flush=True)

@@ -63,6 +63,11 @@ def _predict(case: str, frames, sleap_compatible: bool):
         device="cpu",
         progress=False,
         sleap_compatible=sleap_compatible,
+        **(
+            {"min_line_scores": meta["min_line_scores"]}
+            if meta.get("min_line_scores") is not None
+            else {}
+        ),
     )
     results = predictor.predict_images(torch.from_numpy(frames))
     n_nodes = np.load(FIXTURES / case / "points.npz")["points"].shape[2]
@@ -189,3 +194,17 @@ def test_convert_keeps_sleap_nn_padding(tmp_path):
     np.testing.assert_allclose(
         out["CentroidConfmapsHead"].numpy(), ref["CentroidConfmapsHead"], atol=1e-5
     )
+
+
+def test_cli_summary_and_export_take_sleap_nn_files(tmp_path, capsys):
+    from posekit.cli import main
+
+    assert main(["summary", str(FIXTURES / "bottomup" / "training_config.yaml"), "--json"]) == 0
+    info = json.loads(capsys.readouterr().out)
+    theirs = torch.load(FIXTURES / "bottomup" / "best.ckpt", weights_only=True)["state_dict"]
+    assert info["total_params"] == sum(v.numel() for v in theirs.values())
+    assert (
+        main(["export", str(FIXTURES / "bottomup"), "--format", "sleap-nn", str(tmp_path / "o")])
+        == 0
+    )
+    assert (tmp_path / "o" / "best.ckpt").is_file()

@@ -461,7 +461,11 @@ class TopDownMultiClassPredictor(_TopDownBase):
         return self.confmap_model.classes
 
     def _centroid_limit(self) -> int | None:
-        return None  # identities already bound the number of instances
+        # Identities already bound the number of instances; sleap-nn also keeps only the
+        # `max_instances` best centroids before it crops.
+        if self.sleap_compatible and getattr(self.confmap_model, "sleap_nn", False):
+            return self.max_instances
+        return None
 
     def _predict_batch(self, images, gt):
         import torch
@@ -474,8 +478,9 @@ class TopDownMultiClassPredictor(_TopDownBase):
             probs = ensure_probabilities(torch.cat([o[self.class_vectors_head.name] for o in outs]))
         else:
             probs = torch.zeros((0, k))
+        sleap_nn = self.sleap_compatible and getattr(self.confmap_model, "sleap_nn", False)
         points, point_vals, class_probs, crop_inds = classify_peaks_from_vectors(
-            pts, vals, probs, samples, n_samples=n
+            pts, vals, probs, samples, n_samples=n, best_only=not sleap_nn
         )
         cvals_np = cvals.cpu().numpy()
         results = []
