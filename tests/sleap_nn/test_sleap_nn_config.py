@@ -5,7 +5,8 @@ from __future__ import annotations
 import pytest
 import yaml
 
-from posekit.config.sleap_nn import default_tree, from_sleap_nn, to_sleap_nn
+from posekit.config.job import from_sleap_nn
+from posekit.config.sleap_nn import default_tree, to_sleap_nn
 from posekit.errors import PosekitError
 
 

@@ -6,7 +6,7 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
-from posekit.cli.common import parse_shape
+from posekit.cli.common import LOOSE_TOKENS, parse_shape
 from posekit.export import DEFAULT_MAX_PEAKS, DEFAULT_OPSET
 from posekit.ops.peaks import DEFAULT_PEAK_THRESHOLD
 
@@ -23,7 +23,8 @@ def add_parser(subparsers) -> argparse.ArgumentParser:
         "export", help="export a model to ONNX, TorchScript or a sleap-nn model folder"
     )
     p.add_argument("model_dir", help="model folder (posekit, SLEAP or sleap-nn) to export")
-    p.add_argument("out", nargs="?", default=None, help="file or folder to write (the same as -o)")
+    p.add_argument("out", nargs="*", default=[], help="file or folder to write (the same as -o)")
+    p.set_defaults(**{LOOSE_TOKENS: "out"})  # OUT may also come after the options
     p.add_argument(
         "--format",
         default="onnx",
@@ -89,8 +90,9 @@ def run(args: argparse.Namespace) -> int:
     from posekit.export.torchscript import export_torchscript
     from posekit.model.folder import load_model
 
-    if args.out and args.output:
-        raise PosekitError("give the output either as OUT or with -o, not both")
+    if len(args.out) + bool(args.output) > 1:
+        raise PosekitError("give one output, either as OUT or with -o")
+    args.out = args.out[0] if args.out else None
     folder = Path(args.model_dir)
     model = load_model(folder)
     base = folder if folder.is_dir() else folder.parent

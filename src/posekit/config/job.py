@@ -547,10 +547,20 @@ def _is_sleap_nn(data: Any) -> bool:
     return is_sleap_nn(data)
 
 
-def _from_sleap_nn(data: dict, path: str | os.PathLike) -> TrainingJobConfig:
-    """A sleap-nn config file, mapped onto posekit's (see `posekit.config.sleap_nn`)."""
-    from posekit.config.sleap_nn import from_sleap_nn
+def from_sleap_nn(tree: dict[str, Any], source: str = "sleap-nn config") -> TrainingJobConfig:
+    """A `TrainingJobConfig` for a sleap-nn config tree (`posekit.config.sleap_nn`); the
+    settings it cannot carry over are in its `unused_settings`, which `train()` names in
+    its ignored-settings warning."""
+    from posekit.config.sleap_nn import posekit_tree
 
+    data, unused = posekit_tree(tree, source)
+    config = _validate(TrainingJobConfig, data, source)
+    config._unused_settings = unused
+    return config
+
+
+def _from_sleap_nn(data: dict, path: str | os.PathLike) -> TrainingJobConfig:
+    """A sleap-nn config file, mapped onto posekit's."""
     config = from_sleap_nn(data, str(path))
     config.filename = os.path.abspath(path)
     return config

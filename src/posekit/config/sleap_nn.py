@@ -365,15 +365,12 @@ def _schedule(r: _Reader) -> dict[str, Any]:
     return out
 
 
-def from_sleap_nn(tree: dict[str, Any], source: str = "sleap-nn config"):
-    """A posekit `TrainingJobConfig` for a sleap-nn config tree (a loaded YAML file).
-
-    The settings it cannot carry over are listed in the config's `unused_settings`
-    (``"dotted.path=value"``, sleap-nn's names), which `train()` prints in its
-    ignored-settings warning.
-    """
-    from posekit.config.job import TrainingJobConfig, _validate
-
+def posekit_tree(
+    tree: dict[str, Any], source: str = "sleap-nn config"
+) -> tuple[dict[str, Any], list[str]]:
+    """posekit's `TrainingJobConfig` tree for a sleap-nn config tree (a loaded YAML file),
+    and the settings it cannot carry over (``"dotted.path=value"``, sleap-nn's names).
+    `posekit.config.job.from_sleap_nn` validates it."""
     r = _Reader(tree, source)
     d, t = "data_config", "trainer_config"
     hkm = f"{t}.online_hard_keypoint_mining"
@@ -436,9 +433,7 @@ def from_sleap_nn(tree: dict[str, Any], source: str = "sleap-nn config"):
         # sleap-nn's class-vectors head reads the bottleneck whatever its output_stride
         stride = data["model"]["backbone"]["unet"]["max_stride"]
         heads["multi_class_topdown"]["class_vectors"]["output_stride"] = stride
-    config = _validate(TrainingJobConfig, data, source)
-    config._unused_settings = r.unused()
-    return config
+    return data, r.unused()
 
 
 def in_channels(tree: dict[str, Any]) -> int:
@@ -596,7 +591,8 @@ def to_sleap_nn_yaml(config, in_channels: int = 1) -> str:
 
 __all__ = [
     "SECTIONS",
-    "from_sleap_nn",
+    "default_tree",
+    "posekit_tree",
     "in_channels",
     "is_sleap_nn",
     "to_sleap_nn",

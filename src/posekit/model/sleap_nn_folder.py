@@ -121,7 +121,8 @@ def load_sleap_nn_folder(folder: Path):
     """A ready posekit `Model` (eval mode, CPU) from a sleap-nn model folder."""
     import torch
 
-    from posekit.config.sleap_nn import from_sleap_nn, in_channels
+    from posekit.config.job import from_sleap_nn
+    from posekit.config.sleap_nn import in_channels
     from posekit.model.network import Model
 
     tree = _read_yaml(folder / CONFIG)
