@@ -189,3 +189,12 @@ def test_load_config_and_summary_accept_sleap_nn_yaml(tmp_path):
     assert cfg.model.heads.which_oneof_attrib_name() == "multi_instance"
     assert cfg.filename == str(path)
     assert TrainingJobConfig.load(path).model == cfg.model
+
+
+def test_overrides_keep_the_unused_settings():
+    from posekit.config.overrides import apply_overrides
+
+    cfg = from_sleap_nn(_tree(**{"trainer_config.seed": 3}))
+    assert apply_overrides(cfg, ["optimization.epochs=2"]).unused_settings == [
+        "trainer_config.seed=3"
+    ]
