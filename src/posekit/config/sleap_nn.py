@@ -231,15 +231,16 @@ def _name(node: Any) -> str:
     return node["name"] if isinstance(node, dict) else str(node)
 
 
-def _backbone(r: _Reader) -> dict[str, Any]:
-    bb = r.get("model_config.backbone_config", {})
-    chosen = [k for k, v in bb.items() if v]
+def _the_one_set(r: _Reader, path: str, what: str) -> str:
+    """The one key of a sleap-nn one-of section (backbone, heads) that is set."""
+    chosen = [k for k, v in r.get(path, {}).items() if v]
     if len(chosen) != 1:
-        raise PosekitError(
-            f"{r.source}: model_config.backbone_config sets {chosen or 'no backbone'}; set "
-            f"exactly one of unet, convnext, swint, pretrained"
-        )
-    name = chosen[0]
+        raise PosekitError(f"{r.source}: {path} sets {chosen or 'nothing'}; set exactly one {what}")
+    return chosen[0]
+
+
+def _backbone(r: _Reader) -> dict[str, Any]:
+    name = _the_one_set(r, "model_config.backbone_config", "of unet, convnext, swint, pretrained")
     if name != "unet":
         raise PosekitError(
             f"{r.source}: the sleap-nn backbone {name!r} is not built by this posekit yet; "
@@ -255,16 +256,7 @@ def _backbone(r: _Reader) -> dict[str, Any]:
             )
     r.get(f"{base}.in_channels")
     # sleap-nn's UNet defaults differ from SLEAP's: write every field explicitly.
-    defaults = {
-        "filters": 32,
-        "filters_rate": 1.5,
-        "max_stride": 16,
-        "middle_block": True,
-        "up_interpolate": True,
-        "stacks": 1,
-        "output_stride": 1,
-        "stem_stride": None,
-    }
+    defaults = _defaults()["unet_defaults"]
     return {"unet": {k: r.get(f"{base}.{k}", defaults[k]) for k in _UNET_FIELDS}}
 
 
@@ -284,14 +276,7 @@ def _head(r: _Reader, base: str) -> dict[str, Any]:
 
 
 def _heads(r: _Reader) -> dict[str, Any]:
-    heads = r.get("model_config.head_configs", {})
-    chosen = [k for k, v in heads.items() if v]
-    if len(chosen) != 1:
-        raise PosekitError(
-            f"{r.source}: model_config.head_configs sets {chosen or 'no head'}; set exactly one "
-            f"model type"
-        )
-    family = chosen[0]
+    family = _the_one_set(r, "model_config.head_configs", "model type")
     if family not in _HEADS:
         raise PosekitError(
             f"{r.source}: the sleap-nn model type {family!r} is not a pose model posekit "
