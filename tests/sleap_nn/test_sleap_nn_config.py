@@ -198,3 +198,13 @@ def test_overrides_keep_the_unused_settings():
     assert apply_overrides(cfg, ["optimization.epochs=2"]).unused_settings == [
         "trainer_config.seed=3"
     ]
+
+
+def test_run_folder_holds_the_config_as_sleap_nn_yaml(tmp_path):
+    from posekit.config import load_config
+    from posekit.training.run_folder import SLEAP_NN_CONFIG, write_configs
+
+    cfg = from_sleap_nn(_tree())
+    write_configs(tmp_path, cfg, None)
+    again = load_config(tmp_path / SLEAP_NN_CONFIG)
+    assert again.model == cfg.model and again.optimization == cfg.optimization
