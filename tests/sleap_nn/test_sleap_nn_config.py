@@ -168,6 +168,7 @@ def test_class_vectors_read_the_bottleneck():
     "changes, words",
     [
         ({"model_config.backbone_config.unet.kernel_size": 5}, "kernel_size=5"),
+        ({"model_config.backbone_config.unet.stem_stride": 4}, "stem_stride=4"),
         ({"data_config.train_labels_path": ["a.slp", "b.slp"]}, "lists 2 label files"),
         ({"model_config.backbone_config.swint": {"model_type": "tiny"}}, "exactly one of"),
     ],

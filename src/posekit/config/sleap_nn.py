@@ -254,6 +254,15 @@ def _backbone(r: _Reader) -> dict[str, Any]:
                 f"{r.source}: {base}.{key}={value}; posekit's UNet (as SLEAP's) has "
                 f"{key}={want}: set it to {want}"
             )
+    # sleap-nn builds these differently from SLEAP's UNet (its stem adds decoder blocks
+    # without skips; its stacks share one set of heads): not mapped yet.
+    for key, want in (("stem_stride", None), ("stacks", 1)):
+        value = r.get(f"{base}.{key}", want)
+        if value != want:
+            raise PosekitError(
+                f"{r.source}: {base}.{key}={value} is built differently by sleap-nn than by "
+                f"posekit; set {key}: {_show(want)}"
+            )
     r.get(f"{base}.in_channels")
     # sleap-nn's UNet defaults differ from SLEAP's: write every field explicitly.
     defaults = _defaults()["unet_defaults"]
