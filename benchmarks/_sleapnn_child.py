@@ -82,11 +82,12 @@ def _progress(tag: str, report):
 
 
 def train(spec: dict, report) -> dict:
-    import sleap_nn
     import torch
     from lightning.pytorch.callbacks import Timer
     from sleap_nn.config.training_job_config import TrainingJobConfig
     from sleap_nn.training.model_trainer import ModelTrainer
+
+    import sleap_nn
 
     torch.set_num_threads(int(spec["threads"]))
     cfg = TrainingJobConfig.load_sleap_config(spec["profile"])

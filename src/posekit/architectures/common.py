@@ -183,6 +183,25 @@ class SameConvTranspose2d(nn.ConvTranspose2d):
         return y
 
 
+class TorchPaddedConvTranspose2d(SameConvTranspose2d):
+    """Transposed convolution as sleap-nn builds it: `padding=1, output_padding=1`.
+
+    sleap-nn (PyTorch) keeps the window of the full transposed convolution starting at
+    row/column 1, where Keras' "same" (`SameConvTranspose2d`) starts at 0 for k=3, s=2:
+    the same weights give maps shifted by one pixel. Models loaded from sleap-nn folders
+    use this layer so their outputs equal sleap-nn's.
+    """
+
+    @property
+    def crop_start(self) -> int:  # noqa: D102
+        return 1
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:  # noqa: D102
+        return F.conv_transpose2d(
+            x, self.weight, self.bias, self.stride, padding=1, output_padding=1
+        )
+
+
 class SameMaxPool2d(nn.Module):
     """Keras `MaxPool2D(pool_size, strides, padding="same")`.
 
@@ -314,6 +333,7 @@ __all__ = [
     "SameConv2d",
     "SameConvTranspose2d",
     "SameMaxPool2d",
+    "TorchPaddedConvTranspose2d",
     "activation",
     "batch_norm",
     "check_input_size",

@@ -8,7 +8,9 @@ import argparse
 def add_parser(subparsers) -> argparse.ArgumentParser:
     p = subparsers.add_parser("convert", help="convert a trained SLEAP model folder to posekit")
     p.add_argument(
-        "sleap_model_dir", help="trained SLEAP model folder (training_config.json + best_model.h5)"
+        "sleap_model_dir",
+        help="trained SLEAP model folder (training_config.json + best_model.h5) or sleap-nn "
+        "model folder (training_config.yaml + best.ckpt)",
     )
     p.add_argument("out_dir", help="posekit model folder to write")
     return p

@@ -1,22 +1,30 @@
 """`posekit export MODEL_DIR --format onnx|torchscript ...`: a model as one file plus its
-JSON contract, for other runtimes."""
+JSON contract, for other runtimes; `--format sleap-nn`: a sleap-nn 0.3.5 model folder."""
 
 from __future__ import annotations
 
 import argparse
 from pathlib import Path
 
-from posekit.cli.common import parse_shape
+from posekit.cli.common import LOOSE_TOKENS, parse_shape
 from posekit.export import DEFAULT_MAX_PEAKS, DEFAULT_OPSET
 from posekit.ops.peaks import DEFAULT_PEAK_THRESHOLD
 
 #: The file written into the model folder when no `-o` is given, per format.
-DEFAULT_FILE_NAMES = {"onnx": "model.onnx", "torchscript": "model.torchscript.pt"}
+DEFAULT_FILE_NAMES = {
+    "onnx": "model.onnx",
+    "torchscript": "model.torchscript.pt",
+    "sleap-nn": "sleap_nn",
+}
 
 
 def add_parser(subparsers) -> argparse.ArgumentParser:
-    p = subparsers.add_parser("export", help="export a model to ONNX or TorchScript")
-    p.add_argument("model_dir", help="model folder (posekit or SLEAP) to export")
+    p = subparsers.add_parser(
+        "export", help="export a model to ONNX, TorchScript or a sleap-nn model folder"
+    )
+    p.add_argument("model_dir", help="model folder (posekit, SLEAP or sleap-nn) to export")
+    p.add_argument("out", nargs="*", default=[], help="file or folder to write (the same as -o)")
+    p.set_defaults(**{LOOSE_TOKENS: "out"})  # OUT may also come after the options
     p.add_argument(
         "--format",
         default="onnx",
@@ -27,7 +35,8 @@ def add_parser(subparsers) -> argparse.ArgumentParser:
         "-o",
         "--output",
         default=None,
-        help="file to write (default: model.onnx or model.torchscript.pt in MODEL_DIR)",
+        help="file to write (default: model.onnx, model.torchscript.pt or, for sleap-nn, the "
+        "folder sleap_nn in MODEL_DIR)",
     )
     p.add_argument(
         "--with-peaks",
@@ -75,15 +84,28 @@ def add_parser(subparsers) -> argparse.ArgumentParser:
 
 def run(args: argparse.Namespace) -> int:
     """Export, then print the file, its contract and the inputs and outputs it declares."""
+    from posekit.errors import PosekitError
     from posekit.export.contract import load_contract, sidecar_path
     from posekit.export.onnx import export_onnx
     from posekit.export.torchscript import export_torchscript
     from posekit.model.folder import load_model
 
+    if len(args.out) + bool(args.output) > 1:
+        raise PosekitError("give one output, either as OUT or with -o")
+    args.out = args.out[0] if args.out else None
     folder = Path(args.model_dir)
     model = load_model(folder)
     base = folder if folder.is_dir() else folder.parent
-    out = Path(args.output or base / DEFAULT_FILE_NAMES[args.format])
+    out = Path(args.out or args.output or base / DEFAULT_FILE_NAMES[args.format])
+    if args.format == "sleap-nn":
+        from posekit.model.sleap_nn_folder import save_sleap_nn_folder
+
+        path = save_sleap_nn_folder(model, out)
+        print(
+            f"wrote {path} ({model.model_type}, sleap-nn model folder: best.ckpt, "
+            "training_config.yaml)"
+        )
+        return 0
     kwargs = dict(
         input_shape=args.input_shape,
         dynamic=not args.static,

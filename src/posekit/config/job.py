@@ -22,6 +22,7 @@ from typing import Any, ClassVar, Literal
 
 from pydantic import (
     Field,
+    PrivateAttr,
     ValidationError,
     field_serializer,
     field_validator,
@@ -378,6 +379,14 @@ class TrainingJobConfig(ConfigBase):
     description: str | None = ""
     sleap_version: str | None = SLEAP_VERSION
     filename: str | None = ""
+    #: Settings of a sleap-nn config with no posekit counterpart ("path=value"), set by
+    #: `posekit.config.sleap_nn.from_sleap_nn`; `train()` names them in its warning.
+    _unused_settings: list[str] = PrivateAttr(default_factory=list)
+
+    @property
+    def unused_settings(self) -> list[str]:
+        """Settings of the sleap-nn config this came from that posekit does not act on."""
+        return list(self._unused_settings)
 
     # ---------------------------------------------------------------- text
 
@@ -434,6 +443,8 @@ class TrainingJobConfig(ConfigBase):
     @classmethod
     def _load(cls, path: str | os.PathLike, fmt: str) -> TrainingJobConfig:
         data = _read_tree(Path(path), fmt)
+        if _is_sleap_nn(data):
+            return _from_sleap_nn(data, path)
         if isinstance(data, dict):
             data = {**data, "filename": os.path.abspath(path)}
         return _validate(cls, data, str(path))
@@ -519,6 +530,8 @@ def load_config(path: str | os.PathLike) -> TrainingJobConfig | ModelConfig | Ba
     p = _locate(given)
     data = _read_tree(p, _format_of(p))
     keys = set(data) if isinstance(data, dict) else set()
+    if _is_sleap_nn(data):
+        return _from_sleap_nn(data, p)
     if keys & {"backbone", "heads", "base_checkpoint"}:
         return _validate(ModelConfig, data, str(p))
     if keys and keys <= set(BackboneConfig.model_fields):
@@ -526,6 +539,31 @@ def load_config(path: str | os.PathLike) -> TrainingJobConfig | ModelConfig | Ba
     if isinstance(data, dict):
         data = {**data, "filename": os.path.abspath(p)}
     return _validate(TrainingJobConfig, data, str(p))
+
+
+def _is_sleap_nn(data: Any) -> bool:
+    from posekit.config.sleap_nn import is_sleap_nn
+
+    return is_sleap_nn(data)
+
+
+def from_sleap_nn(tree: dict[str, Any], source: str = "sleap-nn config") -> TrainingJobConfig:
+    """A `TrainingJobConfig` for a sleap-nn config tree (`posekit.config.sleap_nn`); the
+    settings it cannot carry over are in its `unused_settings`, which `train()` names in
+    its ignored-settings warning."""
+    from posekit.config.sleap_nn import posekit_tree
+
+    data, unused = posekit_tree(tree, source)
+    config = _validate(TrainingJobConfig, data, source)
+    config._unused_settings = unused
+    return config
+
+
+def _from_sleap_nn(data: dict, path: str | os.PathLike) -> TrainingJobConfig:
+    """A sleap-nn config file, mapped onto posekit's."""
+    config = from_sleap_nn(data, str(path))
+    config.filename = os.path.abspath(path)
+    return config
 
 
 def load_profile(name: str) -> TrainingJobConfig:

@@ -84,10 +84,14 @@ def apply_overrides(config: Any, overrides: Iterable[str] | Mapping[str, Any] | 
     for key, value in pairs.items():
         set_dotted(tree, key, value)
     try:
-        return type(config).model_validate(tree)
+        new = type(config).model_validate(tree)
     except ValidationError as err:
         names = ", ".join(pairs)
         raise PosekitError(format_validation_error(err, f"the config overrides ({names})")) from err
+    # What the config's source said that no field holds (a sleap-nn config's unused
+    # settings) stays with it.
+    new.__pydantic_private__ = dict(getattr(config, "__pydantic_private__", None) or {})
+    return new
 
 
 def config_differences(before: Any, after: Any) -> list[tuple[str, Any, Any]]:

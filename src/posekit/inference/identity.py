@@ -40,6 +40,7 @@ def group_class_peaks(
     peak_channel_inds,
     n_samples: int,
     n_channels: int,
+    best_only: bool = True,
 ) -> tuple[np.ndarray, np.ndarray]:
     """Assign peaks to classes per (sample, channel) group.
 
@@ -73,6 +74,8 @@ def group_class_peaks(
         return empty, empty
     peak_inds = np.concatenate(peak_inds)
     class_inds = np.concatenate(class_inds)
+    if not best_only:  # sleap-nn's top-down: every matched crop keeps its class
+        return peak_inds, class_inds
     matched = probs[peak_inds, class_inds]
     best = probs[peak_inds].max(axis=1)
     keep = matched == best
@@ -134,8 +137,12 @@ def classify_peaks_from_vectors(
     peak_class_probs,
     crop_sample_inds,
     n_samples: int,
+    best_only: bool = True,
 ) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
     """Assign top-down crops to classes, at most one crop per class and frame.
+
+    ``best_only`` (SLEAP's rule) keeps a match only where the class is the crop's most
+    probable one; sleap-nn keeps every match of the assignment.
 
     Args:
         peak_points: (M, n_nodes, 2) points of each crop (any coordinate frame).
@@ -157,7 +164,7 @@ def classify_peaks_from_vectors(
     k = probs.shape[1] if probs.ndim == 2 else 0
     n_nodes = pts.shape[1] if pts.ndim == 3 else 0
     peak_inds, class_inds = group_class_peaks(
-        probs, samples, np.zeros((m,), np.int64), n_samples, 1
+        probs, samples, np.zeros((m,), np.int64), n_samples, 1, best_only
     )
     points = np.full((n_samples, k, n_nodes, 2), np.nan, np.float32)
     point_vals = np.full((n_samples, k, n_nodes), np.nan, np.float32)

@@ -93,6 +93,10 @@ def load_model(path: str | os.PathLike, device: str = "cpu"):
     folder = _one_model_folder(Path(path))
     if not folder.exists():
         raise PosekitError(f"model folder not found: {folder}")
+    from posekit.model import sleap_nn_folder
+
+    if sleap_nn_folder.is_sleap_nn_folder(folder):
+        return sleap_nn_folder.load_sleap_nn_folder(folder).to(device).eval()
     config = _load_job_config(folder)
     skeleton = _skeleton(config)
 
@@ -119,6 +123,8 @@ def load_model(path: str | os.PathLike, device: str = "cpu"):
                 f"{folder / WEIGHTS_FILE} cannot be read ({err}); it is truncated or "
                 "damaged: copy the model folder again"
             ) from err
+        if info.get(sleap_nn_folder.LAYOUT_KEY) == "torch":
+            sleap_nn_folder.use_sleap_nn_padding(model)
         result = model.load_state_dict(state, strict=False)
         if result.missing_keys or result.unexpected_keys:
             raise PosekitError(
@@ -154,6 +160,8 @@ def save_model(model, out_dir: str | os.PathLike, config=None) -> Path:
     """Write `model` as a posekit model folder (atomically)."""
     from safetensors.torch import save_file
 
+    from posekit.model import sleap_nn_folder
+
     config = config if config is not None else model.config
     if config is None:
         raise PosekitError("save_model needs the job config the model was built from")
@@ -171,6 +179,8 @@ def save_model(model, out_dir: str | os.PathLike, config=None) -> Path:
             "edges": [list(map(str, e)) for e in _edge_names(model)],
             "classes": model.classes,
         }
+        if sleap_nn_folder.uses_sleap_nn_padding(model):
+            info[sleap_nn_folder.LAYOUT_KEY] = "torch"
         (tmp / INFO_FILE).write_text(json.dumps(info, indent=2))
 
     out_dir = Path(out_dir)

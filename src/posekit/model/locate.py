@@ -15,8 +15,8 @@ from pathlib import Path
 
 __all__ = ["CONFIG_FILES", "WEIGHT_FILES", "is_model_path", "model_folders"]
 
-CONFIG_FILES = ("training_config.json", "initial_config.json")
-WEIGHT_FILES = ("best_model.h5", "model.safetensors")
+CONFIG_FILES = ("training_config.json", "initial_config.json", "training_config.yaml")
+WEIGHT_FILES = ("best_model.h5", "model.safetensors", "best.ckpt")  # SLEAP, posekit, sleap-nn
 
 
 def is_model_path(path: str | os.PathLike) -> bool:

@@ -144,6 +144,8 @@ def ignored_settings(config: Any) -> list[str]:
             value = _get(config, dotted)
             if value != _default(config, dotted):
                 out.append(f"{dotted}={_show(value)} ({name} replaces the plateau reduction)")
+    # A sleap-nn config names its own settings that had no posekit counterpart.
+    out.extend(f"{s} (sleap-nn setting)" for s in getattr(config, "unused_settings", []))
     return out
 
 

@@ -32,6 +32,11 @@ same crops SLEAP's points are therefore lower than posekit's default on both axe
 ``0.5`` px when ``s = 1`` and by ``0.5 / s - 0.5`` px otherwise (also 0.5 px at
 ``s = 0.5``). ``sleap_compatible=True`` (alias ``sleap_crop_offsets``) reproduces SLEAP's
 crops and mapping exactly.
+
+sleap-nn 0.3.5 cuts its crops at whole pixels (`crop_at_pixels`) and maps peaks back
+as posekit does; for a model loaded from a sleap-nn folder ``sleap_compatible=True``
+cuts sleap-nn's crops instead of SLEAP's (at input scaling 1; other scalings keep
+posekit's crops).
 """
 
 from __future__ import annotations
@@ -122,6 +127,33 @@ def crop_centered(images, centroids, sample_inds, crop_size: int):
     if not images.dtype.is_floating_point:
         out = out.clamp(0, 255 if images.dtype == torch.uint8 else None).to(images.dtype)
     return out.to(images.dtype)
+
+
+def crop_at_pixels(images, centroids, sample_inds, crop_size: int):
+    """Square crops as sleap-nn 0.3.5 cuts them: whole pixels, no interpolation.
+
+    The crop's first pixel is ``trunc(c - crop_size / 2 + 0.5 + crop_size // 2) -
+    crop_size // 2`` (float32, per axis); pixels outside the image are 0. sleap-nn then
+    maps peaks back with the unrounded origin ``c - (crop_size - 1) / 2``, as posekit
+    does, so its points differ from posekit's only through the crop's pixels.
+    """
+    import torch
+
+    n, h, w, c = images.shape
+    m = centroids.shape[0]
+    if m == 0:
+        return images.new_zeros((0, crop_size, crop_size, c))
+    device = images.device
+    cen = centroids.to(device=device, dtype=torch.float32)
+    half = crop_size // 2
+    start = (cen - crop_size / 2 + 0.5 + half).to(torch.long) - half  # (M, 2) x, y
+    steps = torch.arange(crop_size, device=device)
+    cols = start[:, 0, None] + steps  # (M, S)
+    rows = start[:, 1, None] + steps
+    s = sample_inds.to(device).long()[:, None, None]
+    out = images[s, rows.clamp(0, h - 1)[:, :, None], cols.clamp(0, w - 1)[:, None, :]]
+    inside = ((rows >= 0) & (rows < h))[:, :, None] & ((cols >= 0) & (cols < w))[:, None, :]
+    return torch.where(inside[..., None], out, torch.zeros_like(out))
 
 
 def resize_frames(images, scale: float, to_uint8: bool = False):
@@ -330,7 +362,10 @@ class _TopDownBase(Predictor):
         for start in range(0, centroids.shape[0], chunk):
             c = centroids[start : start + chunk].to(torch.float32) * scale
             s = samples[start : start + chunk]
-            crops = crop_centered(frames, c, s, size)
+            if self.sleap_compatible and getattr(model, "sleap_nn", False) and scale == 1.0:
+                crops = crop_at_pixels(frames, c, s, size)  # sleap-nn's crops
+            else:
+                crops = crop_centered(frames, c, s, size)
             if crops.is_floating_point():
                 crops = crops / 255.0
             out = self._forward(model, self._preprocess(model, crops, resize=scale == 1.0))
@@ -342,7 +377,7 @@ class _TopDownBase(Predictor):
                 integral_patch_size=self.integral_patch_size,
                 offsets=out.get("OffsetRefinementHead"),
             )
-            if self.sleap_compatible:
+            if self.sleap_compatible and not getattr(model, "sleap_nn", False):
                 # SLEAP: u / s + 0.5 + (c - size / 2) / s (module docstring)
                 pts = to_image_coordinates(pts, head.output_stride, scale, (c - size / 2) / scale)
             else:
@@ -429,7 +464,11 @@ class TopDownMultiClassPredictor(_TopDownBase):
         return self.confmap_model.classes
 
     def _centroid_limit(self) -> int | None:
-        return None  # identities already bound the number of instances
+        # Identities already bound the number of instances; sleap-nn also keeps only the
+        # `max_instances` best centroids before it crops.
+        if self.sleap_compatible and getattr(self.confmap_model, "sleap_nn", False):
+            return self.max_instances
+        return None
 
     def _predict_batch(self, images, gt):
         import torch
@@ -442,8 +481,9 @@ class TopDownMultiClassPredictor(_TopDownBase):
             probs = ensure_probabilities(torch.cat([o[self.class_vectors_head.name] for o in outs]))
         else:
             probs = torch.zeros((0, k))
+        sleap_nn = self.sleap_compatible and getattr(self.confmap_model, "sleap_nn", False)
         points, point_vals, class_probs, crop_inds = classify_peaks_from_vectors(
-            pts, vals, probs, samples, n_samples=n
+            pts, vals, probs, samples, n_samples=n, best_only=not sleap_nn
         )
         cvals_np = cvals.cpu().numpy()
         results = []

@@ -1,0 +1,210 @@
+"""sleap-nn 0.3.5 model folders in posekit: outputs and points against sleap-nn's own.
+
+The fixtures were made by sleap-nn itself (`scripts/make_sleapnn_fixtures.py`): tiny UNet
+models of every pose model type, the network outputs `module.model(x)` on a fixed input,
+and the points of sleap-nn's predictor on three fixed frames. sleap-nn is not needed here.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+torch = pytest.importorskip("torch")
+
+FIXTURES = Path(__file__).resolve().parent.parent / "fixtures" / "sleapnn"
+CASES = [
+    "single_instance",
+    "centroid",
+    "centered_instance",
+    "bottomup",
+    "multi_class_bottomup",
+    "multi_class_topdown",
+]
+#: posekit's names for sleap-nn's model types
+POSEKIT_TYPE = {"bottomup": "multi_instance"}
+
+
+@pytest.fixture(scope="module")
+def frames():
+    return np.load(FIXTURES / "frames.npz")["frames"]
+
+
+@pytest.mark.parametrize("case", CASES)
+def test_network_outputs_equal_sleap_nn(case):
+    import posekit
+
+    model = posekit.load_model(FIXTURES / case)
+    assert model.model_type == POSEKIT_TYPE.get(case, case)
+    ref = np.load(FIXTURES / case / "outputs.npz")
+    with torch.no_grad():
+        out = model(torch.from_numpy(ref["x"]))
+    heads = [k for k in ref.files if k != "x"]
+    assert sorted(out) == sorted(heads)
+    for name in heads:
+        got = out[name].numpy()
+        assert got.shape == ref[name].shape, name
+        np.testing.assert_allclose(got, ref[name], atol=1e-5, rtol=0, err_msg=f"{case} {name}")
+
+
+def _predict(case: str, frames, sleap_compatible: bool):
+    import posekit
+
+    meta = json.loads((FIXTURES / case / "meta.json").read_text())
+    paths = [FIXTURES / "centroid", FIXTURES / case] if meta["with_centroid"] else [FIXTURES / case]
+    predictor = posekit.load_predictor(
+        [str(p) for p in paths],
+        peak_threshold=meta["peak_threshold"],
+        max_instances=meta["max_instances"],
+        integral_patch_size=meta["integral_patch_size"],
+        device="cpu",
+        progress=False,
+        sleap_compatible=sleap_compatible,
+        **(
+            {"min_line_scores": meta["min_line_scores"]}
+            if meta.get("min_line_scores") is not None
+            else {}
+        ),
+    )
+    results = predictor.predict_images(torch.from_numpy(frames))
+    n_nodes = np.load(FIXTURES / case / "points.npz")["points"].shape[2]
+    points = np.full((len(frames), 2, n_nodes, 2), np.nan)
+    tracks = np.full((len(frames), 2), "", dtype=object)
+    names = predictor.class_names
+    for f, insts in enumerate(results):
+        insts = sorted(insts, key=lambda r: tuple(np.nan_to_num(r.points[:, 0], nan=1e9)))
+        for j, inst in enumerate(insts[:2]):
+            points[f, j] = inst.points
+            if inst.track is not None and names:
+                tracks[f, j] = names[inst.track]
+    return points, tracks.astype(str)
+
+
+@pytest.mark.parametrize("case", CASES)
+def test_points_equal_sleap_nn_predictor(case, frames):
+    ref = np.load(FIXTURES / case / "points.npz")
+    points, tracks = _predict(case, frames, sleap_compatible=True)
+    want = ref["points"]
+    if case == "centroid":
+        # sleap-nn writes the centroid into every node, posekit into the anchor node only
+        import posekit
+
+        model = posekit.load_model(FIXTURES / case)
+        anchor = model.skeleton.node_names.index(model.anchor_part)
+        points, want = points[:, :, anchor], want[:, :, anchor]
+    assert np.array_equal(np.isnan(points), np.isnan(want)), f"{case}: different missing points"
+    assert np.isfinite(want).sum() >= 4, f"{case}: the fixture predicts too few points to test"
+    np.testing.assert_allclose(points, want, atol=0.01, rtol=0, equal_nan=True)
+    if ref["tracks"].any():
+        assert (tracks == ref["tracks"]).all()
+
+
+def _posekit_model(up_interpolate=True):
+    """A posekit-built bottom-up UNet (seeded weights) with its job config."""
+    from posekit.config.job import TrainingJobConfig
+    from posekit.model.network import Model
+
+    cfg = TrainingJobConfig.model_validate(
+        {
+            "model": {
+                "backbone": {
+                    "unet": {
+                        "filters": 8,
+                        "filters_rate": 1.5,
+                        "max_stride": 16,
+                        "output_stride": 2,
+                        "up_interpolate": up_interpolate,
+                    }
+                },
+                "heads": {
+                    "multi_instance": {
+                        "confmaps": {
+                            "part_names": ["a", "b", "c"],
+                            "sigma": 2.5,
+                            "output_stride": 2,
+                        },
+                        "pafs": {"edges": [["a", "b"], ["b", "c"]], "sigma": 5, "output_stride": 4},
+                    }
+                },
+            },
+        }
+    )
+    torch.manual_seed(0)
+    model = Model.from_config(cfg.model, in_channels=1).eval()
+    model.config = cfg
+    return model
+
+
+def test_export_writes_sleap_nn_keys_and_reloads(tmp_path):
+    from posekit.model.folder import load_model
+    from posekit.model.sleap_nn_folder import save_sleap_nn_folder
+
+    model = _posekit_model()
+    out = save_sleap_nn_folder(model, tmp_path / "snn")
+    assert sorted(p.name for p in out.iterdir()) == ["best.ckpt", "training_config.yaml"]
+    state = torch.load(out / "best.ckpt", weights_only=True)["state_dict"]
+    assert all(k.startswith(("model.backbone.", "model.head_layers.")) for k in state)
+    assert "model.head_layers.1.PartAffinityFieldsHead.0.weight" in state
+    assert any(k.startswith("model.backbone.middle_blocks.1.blocks.") for k in state)
+    again = load_model(out)
+    x = torch.rand(1, 1, 64, 64)
+    with torch.no_grad():
+        a, b = model(x), again(x)
+    for name in a:
+        assert torch.equal(a[name], b[name]), name
+
+
+def test_export_keys_equal_sleap_nn_checkpoint(tmp_path):
+    """A sleap-nn model, loaded and written back, has the checkpoint's keys and weights."""
+    from posekit.model.folder import load_model
+    from posekit.model.sleap_nn_folder import save_sleap_nn_folder
+
+    for case in ("bottomup", "centroid", "multi_class_topdown"):
+        out = save_sleap_nn_folder(load_model(FIXTURES / case), tmp_path / case)
+        mine = torch.load(out / "best.ckpt", weights_only=True)["state_dict"]
+        theirs = torch.load(FIXTURES / case / "best.ckpt", weights_only=True)["state_dict"]
+        theirs = {k: v for k, v in theirs.items() if k.startswith("model.")}
+        assert sorted(mine) == sorted(theirs), case
+        for k in theirs:
+            assert torch.equal(mine[k], theirs[k]), k
+
+
+def test_export_refuses_keras_transposed_convs(tmp_path):
+    from posekit.errors import PosekitError
+    from posekit.model.sleap_nn_folder import save_sleap_nn_folder
+
+    with pytest.raises(PosekitError, match="up_interpolate: true"):
+        save_sleap_nn_folder(_posekit_model(up_interpolate=False), tmp_path / "x")
+    assert not (tmp_path / "x").exists()
+
+
+def test_convert_keeps_sleap_nn_padding(tmp_path):
+    """A sleap-nn model with transposed convolutions, converted to a posekit folder,
+    still gives sleap-nn's outputs."""
+    from posekit.model.folder import convert, load_model
+
+    convert(FIXTURES / "centroid", tmp_path / "pk")
+    model = load_model(tmp_path / "pk")
+    ref = np.load(FIXTURES / "centroid" / "outputs.npz")
+    with torch.no_grad():
+        out = model(torch.from_numpy(ref["x"]))
+    np.testing.assert_allclose(
+        out["CentroidConfmapsHead"].numpy(), ref["CentroidConfmapsHead"], atol=1e-5
+    )
+
+
+def test_cli_summary_and_export_take_sleap_nn_files(tmp_path, capsys):
+    from posekit.cli import main
+
+    assert main(["summary", str(FIXTURES / "bottomup" / "training_config.yaml"), "--json"]) == 0
+    info = json.loads(capsys.readouterr().out)
+    theirs = torch.load(FIXTURES / "bottomup" / "best.ckpt", weights_only=True)["state_dict"]
+    assert info["total_params"] == sum(v.numel() for v in theirs.values())
+    assert (
+        main(["export", str(FIXTURES / "bottomup"), "--format", "sleap-nn", str(tmp_path / "o")])
+        == 0
+    )
+    assert (tmp_path / "o" / "best.ckpt").is_file()
