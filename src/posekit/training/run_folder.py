@@ -117,7 +117,11 @@ def write_configs(run_dir: Path, config: Any, initial: Any | None) -> None:
     config.model_copy(deep=True).save_json(run_dir / "training_config.json")
     config.model_copy(deep=True).save_yaml(run_dir / "config.yaml")
     if config.model.backbone.which_oneof_attrib_name() == "unet":
-        write_text_atomic(run_dir / SLEAP_NN_CONFIG, to_sleap_nn_yaml(config))
+        try:
+            text = to_sleap_nn_yaml(config)
+        except PosekitError:  # a model type sleap-nn's YAML cannot express yet (masks)
+            return
+        write_text_atomic(run_dir / SLEAP_NN_CONFIG, text)
 
 
 def resumed_run(resume: str | os.PathLike) -> tuple[Path, Path, Any, dict[str, Any]]:

@@ -304,7 +304,9 @@ class Predictor:
             models = [m for m in self._models() if m is not None]
             if not models or not all(isinstance(m, Model) for m in models):
                 return None
-            full = [m for m in models if not m.crop_size] or models
+            full = [m for m in models if not m.crop_size]
+            if not full:  # crops alone (centres from the labels): small, and no blank probe
+                return None
             side = max(probe_side(m.maximum_stride, m.input_scale) for m in full)
             self._to_device()
             self._frame_cost = measure_frame_cost(self._probe_batch, full[0].in_channels, side)
