@@ -2,7 +2,22 @@
 
 from __future__ import annotations
 
+import os
+import tempfile
+
 import pytest
+
+# torch.compile's on-disk cache does not key its compiled graphs on the CPU kind that
+# oneDNN and ATen were limited to (ONEDNN_MAX_CPU_ISA, ATEN_CPU_CAPABILITY): a graph
+# compiled under a simulated AVX2 CPU crashed (abort) when a normal run reused it. One
+# cache per simulated kind keeps each run to graphs made for it.
+if "TORCHINDUCTOR_CACHE_DIR" not in os.environ:
+    _kind = "-".join(
+        os.environ.get(k, "native").lower() for k in ("ONEDNN_MAX_CPU_ISA", "ATEN_CPU_CAPABILITY")
+    )
+    os.environ["TORCHINDUCTOR_CACHE_DIR"] = os.path.join(
+        tempfile.gettempdir(), f"posekit-tests-inductor-{_kind}"
+    )
 
 
 @pytest.fixture
