@@ -13,17 +13,21 @@ import torch
 import torch.nn.functional as F
 from _inference_fakes import FakeModel, blob_frame
 
-from posekit.inference.predictors import SingleInstancePredictor, TopDownPredictor
+from posekit.inference.predictors import (
+    BottomUpMultiClassPredictor,
+    SingleInstancePredictor,
+    TopDownPredictor,
+)
 
 
 class PaddingFakeModel(FakeModel):
-    """A fake whose maps light up on the padded strip (value 1 at the padding's corner)."""
+    """A fake whose maps peak on the padded strip (value 1 near the padding's corner)."""
 
     def preprocess(self, frames):
         x = super().preprocess(frames)
         h, w = x.shape[-2:]
         x = F.pad(x, (0, (-w) % 16, 0, (-h) % 16))
-        x[:, :, -2:, -2:] = 1.0  # the bottom-right corner of the padded strip
+        x[:, :, -2, -2] = 1.0  # a peak near the bottom-right corner of the padded strip
         return x
 
 
@@ -60,3 +64,30 @@ def test_centroids_in_the_padding_are_not_animals():
     sleap = TopDownPredictor(centroid, None, progress=False, sleap_compatible=True)
     cents, _, _ = sleap._find_centroids(torch.from_numpy(frame[None]), None)
     assert len(cents) == 2  # the padding's corner is a second "animal" under SLEAP's rule
+
+
+def test_bottomup_peaks_in_the_padding_are_not_parts():
+    # Channels: part a, part b, class-0 region, class-1 region (as in test_predictors).
+    frame = blob_frame(H, W, [[(10.0, 10.0)], [(15.0, 12.0)], [], []])
+    frame[..., :2] = (frame[..., :2] * 0.7).astype(np.uint8)
+    frame[:, :, 2] = 230
+    model = PaddingFakeModel(
+        "multi_class_bottomup",
+        ["a", "b"],
+        {"MultiInstanceConfmapsHead": (0, 2, 1), "ClassMapsHead": (2, 2, 2)},
+        edges=[(0, 1)],
+        classes=["left", "right"],
+    )
+
+    def points(**options):
+        (found,) = BottomUpMultiClassPredictor(model, progress=False, **options).predict_images(
+            frame[None]
+        )
+        return np.concatenate([r.points for r in found])
+
+    on_frame = points()
+    np.testing.assert_allclose(
+        np.sort(on_frame[~np.isnan(on_frame[:, 0])], 0), [[10, 10], [15, 12]], atol=0.1
+    )
+    sleap = points(sleap_compatible=True)
+    assert (sleap[~np.isnan(sleap[:, 0])] >= (W, H)).all(axis=1).any()
