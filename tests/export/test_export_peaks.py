@@ -18,14 +18,16 @@ from _export_models import (
 
 def _reference_global(model, frames: np.ndarray, threshold: float, use_offsets: bool):
     from posekit.ops.coordinates import to_image_coordinates
-    from posekit.ops.peaks import find_global_peaks
+    from posekit.ops.peaks import find_global_peaks, frame_map_size
 
     x = model.preprocess(frames)
     with torch.no_grad():
         out = model(x)
     head = model.heads[0]
     offsets = out.get("OffsetRefinementHead") if use_offsets else None
-    pts, vals = find_global_peaks(out[head.name], threshold, offsets=offsets)
+    # as the predictors do: peaks on the frame only, not on the stride padding
+    on_frame = frame_map_size(frames.shape[1:3], model.input_scale, head.output_stride)
+    pts, vals = find_global_peaks(out[head.name], threshold, offsets=offsets, frame_map_hw=on_frame)
     return to_image_coordinates(pts, head.output_stride, model.input_scale).numpy(), vals.numpy()
 
 

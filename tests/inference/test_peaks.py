@@ -241,3 +241,65 @@ def test_local_peak_mask_is_the_rough_finders_rule():
     expected = torch.zeros_like(mask)
     expected[samples, channels, points[:, 1], points[:, 0]] = True
     assert torch.equal(mask, expected) and not mask[0, 0, 4, 4:6].any()
+
+
+# -- the frame, not the stride padding
+
+
+def test_frame_map_size_counts_the_map_pixels_on_the_scaled_frame():
+    from posekit.ops.peaks import frame_map_size
+
+    # 747 x 832 at 0.25 -> 186 x 208 input pixels; stride 2 -> rows 0..92 sit on 0..184
+    assert frame_map_size((747, 832), 0.25, 2) == (93, 104)
+    assert frame_map_size((470, 640), 0.25, 4) == (30, 40)  # 117 x 160: row 29 at 116
+    assert frame_map_size((64, 64), 1.0, 1) == (64, 64)
+
+
+def _padded_maps():
+    """Maps of a 10 x 12 frame padded to 16 x 16: part 0's maximum (0.9) in the padded
+    strip, a weaker in-frame peak (0.6); part 1 nothing in the frame above 0.2."""
+    cms = torch.zeros(1, 2, 16, 16)
+    cms[0, 0] += gaussian(16, 16, 14, 13, amp=0.9)  # x=14, y=13: outside
+    cms[0, 0] += gaussian(16, 16, 3, 4, amp=0.6)
+    cms[0, 1] += gaussian(16, 16, 5, 12, amp=0.8)  # y=12 > 9: outside
+    return cms
+
+
+def test_global_peaks_ignore_a_maximum_in_the_padded_strip():
+    cms = _padded_maps()
+    pts, vals = find_global_peaks(cms, 0.2, refinement=None)
+    assert pts[0, 0].tolist() == [14.0, 13.0]  # without the frame: the padding wins
+    pts, vals = find_global_peaks(cms, 0.2, refinement="integral", frame_map_hw=(10, 12))
+    assert torch.allclose(pts[0, 0], torch.tensor([3.0, 4.0]), atol=1e-3)
+    assert vals[0, 0].item() == pytest.approx(0.6, abs=1e-3)
+    # nothing on the frame above the threshold: NaN, scored by the best in-frame value
+    assert torch.isnan(pts[0, 1]).all()
+    assert vals[0, 1].item() < 0.2
+    fixed_pts, fixed_vals = find_global_peaks_fixed(cms, 0.2, "integral", frame_map_hw=(10, 12))
+    assert torch.allclose(fixed_pts[0, 0], pts[0, 0], atol=1e-5)
+    assert torch.isnan(fixed_pts[0, 1]).all()
+    assert torch.equal(fixed_vals, vals)
+
+
+def test_local_peaks_ignore_peaks_in_the_padded_strip():
+    cms = _padded_maps()
+    pts, vals, samples, channels = find_local_peaks(cms, 0.2, refinement=None)
+    assert len(vals) == 3
+    pts, vals, samples, channels = find_local_peaks(
+        cms, 0.2, refinement=None, frame_map_hw=(10, 12)
+    )
+    assert pts.tolist() == [[3.0, 4.0]] and channels.tolist() == [0]
+    fixed_pts, fixed_vals = find_local_peaks_fixed(cms, 2, 0.2, None, frame_map_hw=(10, 12))
+    assert fixed_pts[0, 0, 0].tolist() == [3.0, 4.0]
+    assert torch.isnan(fixed_pts[0, 0, 1]).all() and torch.isnan(fixed_pts[0, 1]).all()
+    assert fixed_vals[0, 1].tolist() == [0.0, 0.0]
+
+
+def test_an_in_frame_peak_at_the_frame_edge_is_kept():
+    cms = torch.zeros(1, 1, 8, 8)
+    cms[0, 0] = gaussian(8, 8, 5, 5, amp=0.7)  # last in-frame row and column
+    cms[0, 0, 6:, :] = 0.95  # brighter padding right next to it
+    pts, vals = find_global_peaks(cms, 0.2, refinement=None, frame_map_hw=(6, 6))
+    assert pts[0, 0].tolist() == [5.0, 5.0] and vals[0, 0].item() == pytest.approx(0.7)
+    pts, _, _, _ = find_local_peaks(cms, 0.2, refinement=None, frame_map_hw=(6, 6))
+    assert pts.tolist() == [[5.0, 5.0]]  # the padding counts as outside the map

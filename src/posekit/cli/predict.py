@@ -104,8 +104,8 @@ def add_parser(subparsers) -> argparse.ArgumentParser:
         "--sleap-compatible",
         action="store_true",
         help="reproduce SLEAP 1.4.1's predicted points exactly where posekit deliberately "
-        "differs (top-down crop offsets: README, Parity with SLEAP) (default: posekit's "
-        "conventions)",
+        "differs (top-down crop offsets; peaks also looked for on the stride padding: README, "
+        "Parity with SLEAP) (default: posekit's conventions)",
     )
     add_project_arguments(p)
     add_filter_arguments(p)

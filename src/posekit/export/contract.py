@@ -32,6 +32,9 @@ Outputs with peak finding (``include_postprocessing=True``):
     coordinates and value 0. Centroid models have one channel.
   - every other head's raw output follows, named after the head (PAFs for grouping,
     class maps, class vectors); the offset head is consumed by the refinement.
+  - With preprocessing (``frames`` in) peaks are looked for on the frame only, not on
+    the stride padding below/right of it, as posekit's predictors do; an ``image`` input
+    is already padded, so its peaks come from the whole map.
 
 Peak coordinates are in pixels of the frame *before* input scaling (SLEAP's convention:
 map pixel i sits at i * stride; with input scaling s != 1 the point is divided by s and

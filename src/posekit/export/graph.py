@@ -186,6 +186,10 @@ class ExportModule(nn.Module):
 
     def preprocess(self, frames: torch.Tensor) -> torch.Tensor:
         """uint8 NHWC frames -> network input, exactly as `Model.preprocess` does."""
+        return self.pad(self.scale_frames(frames))
+
+    def scale_frames(self, frames: torch.Tensor) -> torch.Tensor:
+        """uint8 NHWC frames -> the float NCHW frames at the model's scale, unpadded."""
         x = frames.permute(0, 3, 1, 2).to(torch.float32) / 255.0
         if self.in_channels == 3 and self.frame_channels == 1:
             x = grayscale_to_rgb(x)
@@ -203,35 +207,57 @@ class ExportModule(nn.Module):
                 recompute_scale_factor=True,
                 antialias=False,
             )
+        return x
+
+    def pad(self, x: torch.Tensor) -> torch.Tensor:
+        """Zero-pad the bottom/right of scaled frames to a multiple of the stride."""
         s = self.pad_stride
         if s > 1:
             h, w = x.shape[-2], x.shape[-1]
             x = F.pad(x, (0, (s - w % s) % s, 0, (s - h % s) % s))
         return x
 
+    def frame_map_hw(self, scaled: torch.Tensor):
+        """Map rows and columns on the frame for scaled, unpadded frames: the
+        predictors' `posekit.ops.peaks.frame_map_size`, as traced shape arithmetic."""
+        s = self.cms_stride
+        return (scaled.shape[-2] + s - 1) // s, (scaled.shape[-1] + s - 1) // s
+
     def find_peaks(
-        self, cms: torch.Tensor, offsets: torch.Tensor | None
+        self, cms: torch.Tensor, offsets: torch.Tensor | None, frame_map_hw=None
     ) -> tuple[torch.Tensor, torch.Tensor]:
-        """Peaks in frame pixels and their values (shapes in the contract)."""
+        """Peaks in frame pixels and their values (shapes in the contract); with
+        `frame_map_hw`, on the frame only (not on the stride padding)."""
         refinement = None if offsets is not None else self.refinement
         if self.peak_kind == "global":
             points, values = find_global_peaks_fixed(
-                cms, self.peak_threshold, refinement, self.patch, offsets
+                cms, self.peak_threshold, refinement, self.patch, offsets, frame_map_hw
             )
         else:
             points, values = find_local_peaks_fixed(
-                cms, self.max_peaks, self.peak_threshold, refinement, self.patch, offsets
+                cms,
+                self.max_peaks,
+                self.peak_threshold,
+                refinement,
+                self.patch,
+                offsets,
+                frame_map_hw,
             )
         return to_image_coordinates(points, self.cms_stride, self.input_scale), values
 
     def forward(self, x: torch.Tensor):
+        frame_map_hw = None
         if self.include_preprocessing:
-            x = self.preprocess(x)
+            x = self.scale_frames(x)
+            # Frames in, so the graph knows which map pixels are padding (an image input
+            # is already padded: its peaks are looked for on the whole map).
+            frame_map_hw = self.frame_map_hw(x)
+            x = self.pad(x)
         out = self.model(x)
         if not self.include_postprocessing:
             return tuple(out[name] for name in self.head_names)
         offsets = out[self.offset_name] if self.offset_name else None
-        points, values = self.find_peaks(out[self.cms_name], offsets)
+        points, values = self.find_peaks(out[self.cms_name], offsets, frame_map_hw)
         return (points, values, *(out[name] for name in self.passthrough))
 
 

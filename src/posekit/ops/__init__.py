@@ -1,6 +1,7 @@
 """Tensor operations on network outputs, shared by inference, training and export.
 
-- `peaks`: global (one per channel) and local (3 x 3 maxima) peak finders;
+- `peaks`: global (one per channel) and local (3 x 3 maxima) peak finders, and which map
+  pixels lie on the frame rather than on the stride padding (`frame_map_size`);
 - `refinement`: integral and learned-offset subpixel refinement;
 - `coordinates`: SLEAP's map-grid -> image coordinate conventions.
 
@@ -16,6 +17,7 @@ _LAZY = {
     "DEFAULT_PEAK_THRESHOLD": ".peaks",
     "find_global_peaks": ".peaks",
     "find_local_peaks": ".peaks",
+    "frame_map_size": ".peaks",
     "refine_peaks": ".refinement",
     "to_image_coordinates": ".coordinates",
 }

@@ -20,6 +20,14 @@ can compute, since it cannot select a data-dependent number of peaks. They share
 arg-maximum, the threshold rules, the neighbourhood and the refinement with the finders
 above, and nothing in them pins a device or a size when traced.
 
+**The frame, not the padding.** Full frames are resized by the input scaling and padded
+bottom/right to a multiple of the network's stride; the maps cover that padding too, and a
+network can answer there (a dark strip looks like a dark part; the edge between frame and
+padding like a body edge). A point outside the frame is never right, so every finder
+takes ``frame_map_hw``, the map rows and columns that lie on the frame
+(`frame_map_size`): peaks are chosen only there, as if the map ended at the frame (the
+refinement still reads the map as it is). None looks at the whole map (SLEAP's rule).
+
 All functions take NCHW tensors on any device and return tensors on the same device.
 """
 
@@ -34,6 +42,36 @@ if TYPE_CHECKING:  # pragma: no cover
 DEFAULT_PEAK_THRESHOLD = 0.2
 
 
+def frame_map_size(frame_hw, input_scale: float, stride: int) -> tuple[int, int]:
+    """Rows and columns of a full-frame map that lie on a frame of `frame_hw` (H, W).
+
+    The frame becomes ``int(H * s)`` x ``int(W * s)`` model-input pixels before the
+    bottom/right padding; map pixel ``i`` sits at input pixel ``i * stride``
+    (`posekit.ops.coordinates`), so it is on the frame when ``i * stride < int(H * s)``:
+    ``ceil(int(H * s) / stride)`` rows (and columns likewise).
+    """
+    from posekit.model.preprocessing import scaled_size
+
+    h, w = scaled_size((int(frame_hw[0]), int(frame_hw[1])), input_scale)
+    stride = max(int(stride), 1)
+    return -(-h // stride), -(-w // stride)
+
+
+def mask_outside_frame(cms: torch.Tensor, frame_map_hw, fill: float = float("-inf")):
+    """`cms` with every pixel at row >= ``frame_map_hw[0]`` or column >= ``[1]`` set to
+    `fill` (None: `cms` unchanged). The sizes may be traced sizes (exported graphs)."""
+    import torch
+
+    from posekit.ops.refinement import arange_like
+
+    if frame_map_hw is None:
+        return cms
+    rows = arange_like(cms.shape[-2], cms, torch.int64)
+    cols = arange_like(cms.shape[-1], cms, torch.int64)
+    inside = (rows[:, None] < frame_map_hw[0]) & (cols[None, :] < frame_map_hw[1])
+    return torch.where(inside, cms, torch.full_like(cms, fill))
+
+
 def _check_maps(cms: torch.Tensor, name: str = "confidence maps") -> None:
     if cms.ndim != 4:
         raise ValueError(
@@ -43,7 +81,7 @@ def _check_maps(cms: torch.Tensor, name: str = "confidence maps") -> None:
 
 
 def find_global_peaks_rough(
-    cms: torch.Tensor, threshold: float = DEFAULT_PEAK_THRESHOLD
+    cms: torch.Tensor, threshold: float = DEFAULT_PEAK_THRESHOLD, frame_map_hw=None
 ) -> tuple[torch.Tensor, torch.Tensor]:
     """Grid-aligned global maximum of every channel of every sample.
 
@@ -51,6 +89,8 @@ def find_global_peaks_rough(
         cms: confidence maps, shape (N, C, H, W).
         threshold: peaks with a value strictly below this become NaN (SLEAP's rule; a
             value equal to the threshold is kept).
+        frame_map_hw: the map rows and columns on the frame (`frame_map_size`); the
+            maximum is taken there only. None: the whole map.
 
     Returns:
         ``(points, values)``: points (N, C, 2) float32 as (x, y) grid indices, NaN where
@@ -58,7 +98,7 @@ def find_global_peaks_rough(
         the point is NaN).
     """
     _check_maps(cms)
-    points, values = _global_argmax(cms)
+    points, values = _global_argmax(mask_outside_frame(cms, frame_map_hw))
     return _nan_below(points, values, threshold), values
 
 
@@ -101,7 +141,7 @@ def _neighbour_offsets():
 
 
 def find_local_peaks_rough(
-    cms: torch.Tensor, threshold: float = DEFAULT_PEAK_THRESHOLD
+    cms: torch.Tensor, threshold: float = DEFAULT_PEAK_THRESHOLD, frame_map_hw=None
 ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor]:
     """All strict local maxima above a threshold.
 
@@ -111,6 +151,8 @@ def find_local_peaks_rough(
     Args:
         cms: confidence maps, shape (N, C, H, W).
         threshold: minimum value (exclusive).
+        frame_map_hw: the map rows and columns on the frame (`frame_map_size`); pixels
+            beyond them count as outside the map. None: the whole map.
 
     Returns:
         ``(points, values, sample_inds, channel_inds)``: points (P, 2) float32 (x, y) grid
@@ -120,6 +162,7 @@ def find_local_peaks_rough(
     import torch
 
     _check_maps(cms)
+    cms = mask_outside_frame(cms, frame_map_hw)
     # Pixels above the threshold are few (a blob around each animal's part): compare
     # only those with their neighbours instead of building a full neighbourhood-max map
     # (8 passes over every map). Same peaks, same (row-major) order.
@@ -145,6 +188,7 @@ def find_global_peaks(
     refinement: str | None = "integral",
     integral_patch_size: int = 5,
     offsets: torch.Tensor | None = None,
+    frame_map_hw=None,
 ) -> tuple[torch.Tensor, torch.Tensor]:
     """Global peaks with subpixel refinement, in grid units.
 
@@ -156,6 +200,7 @@ def find_global_peaks(
         integral_patch_size: odd patch size for integral refinement.
         offsets: optional (N, 2C, H, W) output of an offset-refinement head; when given,
             the learned offset at each peak pixel replaces the deterministic refinement.
+        frame_map_hw: see `find_global_peaks_rough`.
 
     Returns:
         ``(points, values)`` with points (N, C, 2) in grid units (NaN below threshold).
@@ -164,7 +209,7 @@ def find_global_peaks(
 
     from posekit.ops.refinement import refine_peaks
 
-    points, values = find_global_peaks_rough(cms, threshold)
+    points, values = find_global_peaks_rough(cms, threshold, frame_map_hw)
     n, c = values.shape
     flat = points.reshape(n * c, 2)
     valid = ~torch.isnan(flat[:, 0])
@@ -192,6 +237,7 @@ def find_local_peaks(
     refinement: str | None = "integral",
     integral_patch_size: int = 5,
     offsets: torch.Tensor | None = None,
+    frame_map_hw=None,
 ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor]:
     """Local peaks with subpixel refinement, in grid units.
 
@@ -200,7 +246,7 @@ def find_local_peaks(
     """
     from posekit.ops.refinement import refine_peaks
 
-    points, values, sample_inds, channel_inds = find_local_peaks_rough(cms, threshold)
+    points, values, sample_inds, channel_inds = find_local_peaks_rough(cms, threshold, frame_map_hw)
     if points.shape[0] == 0 or (refinement is None and offsets is None):
         return points, values, sample_inds, channel_inds
     points = refine_peaks(
@@ -276,6 +322,7 @@ def find_global_peaks_fixed(
     refinement: str | None = "integral",
     integral_patch_size: int = 5,
     offsets: torch.Tensor | None = None,
+    frame_map_hw=None,
 ) -> tuple[torch.Tensor, torch.Tensor]:
     """`find_global_peaks` without data-dependent steps (for exported graphs).
 
@@ -283,7 +330,7 @@ def find_global_peaks_fixed(
     weak ones into NaN, where `find_global_peaks` refines only the peaks it keeps.
     """
     _check_maps(cms)
-    points, values = _global_argmax(cms)
+    points, values = _global_argmax(mask_outside_frame(cms, frame_map_hw))
     points = _refine_slots(cms, points, refinement, integral_patch_size, offsets)
     return _nan_below(points, values, threshold), values
 
@@ -295,6 +342,7 @@ def find_local_peaks_fixed(
     refinement: str | None = "integral",
     integral_patch_size: int = 5,
     offsets: torch.Tensor | None = None,
+    frame_map_hw=None,
 ) -> tuple[torch.Tensor, torch.Tensor]:
     """The `max_peaks` strongest local peaks of each map, in K fixed slots (exports).
 
@@ -311,7 +359,8 @@ def find_local_peaks_fixed(
     _check_maps(cms)
     n, c, h, w = cms.shape
     k = int(max_peaks)
-    scores = torch.where(local_peak_mask(cms, threshold), cms, float("-inf"))
+    masked = mask_outside_frame(cms, frame_map_hw)
+    scores = torch.where(local_peak_mask(masked, threshold), cms, float("-inf"))
     # K extra -inf slots keep top-k valid on maps with fewer than K pixels.
     scores = F.pad(scores.reshape(n, c, h * w), (0, k), value=float("-inf"))
     values, idx = torch.topk(scores, k, dim=-1)

@@ -40,7 +40,7 @@ from posekit.inference.predictors.pipeline import (
 from posekit.inference.runtime import check_runtime_options, make_runner
 from posekit.model.device import device_type, resolve_device
 from posekit.model.registry import MODEL_TYPES, ModelType, model_type
-from posekit.ops.peaks import DEFAULT_PEAK_THRESHOLD
+from posekit.ops.peaks import DEFAULT_PEAK_THRESHOLD, frame_map_size
 
 #: Undecodable frames warned about one by one; the rest are counted in the summary.
 MAX_SKIP_WARNINGS = 5
@@ -145,9 +145,9 @@ class Predictor:
         runtime: "torch" or "onnx" (onnxruntime, float32); see `posekit.inference.runtime`.
         progress: show a rich progress bar while predicting.
         sleap_compatible: reproduce SLEAP 1.4.1's predicted points wherever posekit
-            deliberately differs (today: the top-down crop offsets, see `topdown`; the
-            other predictors already follow SLEAP). ``sleap_crop_offsets`` is an
-            accepted alias.
+            deliberately differs (the top-down crop offsets, see `topdown`; peaks of
+            full-frame maps looked for on the frame only, not on the stride padding,
+            see `posekit.ops.peaks`). ``sleap_crop_offsets`` is an accepted alias.
     """
 
     def __init__(
@@ -246,6 +246,16 @@ class Predictor:
         if self.max_instances is not None and len(frame) > self.max_instances:
             return sorted(frame, key=lambda r: -r.score)[: self.max_instances]
         return frame
+
+    def _frame_map_hw(self, images, model, head) -> tuple[int, int] | None:
+        """The rows and columns of `head`'s maps of full `images` (N, H, W, C) that lie on
+        the frames, not on the stride padding: peaks are looked for there only
+        (`posekit.ops.peaks`). None with `sleap_compatible` (SLEAP reads the whole map).
+        """
+        if self.sleap_compatible:
+            return None
+        scale = float(getattr(model, "input_scale", 1.0))
+        return frame_map_size(images.shape[1:3], scale, int(head.output_stride))
 
     def _to_device(self) -> None:
         for m in self._models():

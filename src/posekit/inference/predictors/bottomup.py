@@ -31,13 +31,14 @@ class _BottomUpBase(OneModelPredictor):
         super().__init__(model, **kwargs)
         self.confmaps_head = need_head(model, "MultiInstanceConfmapsHead")
 
-    def _local_peaks(self, out: dict):
+    def _local_peaks(self, out: dict, images):
         return find_local_peaks(
             out[self.confmaps_head.name],
             threshold=self.peak_threshold,
             refinement=self.refinement,
             integral_patch_size=self.integral_patch_size,
             offsets=out.get("OffsetRefinementHead"),
+            frame_map_hw=self._frame_map_hw(images, self.model, self.confmaps_head),
         )
 
 
@@ -72,7 +73,7 @@ class BottomUpPredictor(_BottomUpBase):
     def _predict_batch(self, images, gt):
         out = self._forward(self.model, self._preprocess(self.model, images))
         pafs = out[self.pafs_head.name]
-        pts, vals, samples, channels = self._local_peaks(out)
+        pts, vals, samples, channels = self._local_peaks(out, images)
         pts = pts * self.confmaps_head.output_stride
         grouped = self.grouper.group(pafs, pts, vals, samples, channels)
         scale = self.model.input_scale
@@ -102,7 +103,7 @@ class BottomUpMultiClassPredictor(_BottomUpBase):
     def _predict_batch(self, images, gt):
         out = self._forward(self.model, self._preprocess(self.model, images))
         class_maps = out[self.class_maps_head.name]
-        pts, vals, samples, channels = self._local_peaks(out)
+        pts, vals, samples, channels = self._local_peaks(out, images)
         cls_stride = self.class_maps_head.output_stride
         pts = pts * self.confmaps_head.output_stride / cls_stride
         points, point_vals, class_probs = classify_peaks_from_maps(

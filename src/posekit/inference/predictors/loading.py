@@ -54,8 +54,9 @@ def load_predictor(
     ``paf_line_points``, ``min_instance_peaks``).
 
     ``sleap_compatible=True`` reproduces SLEAP 1.4.1's predicted points wherever posekit
-    deliberately differs (the top-down crop offsets; README "Parity with SLEAP");
-    ``sleap_crop_offsets`` is its former name, still accepted. Every predictor takes it.
+    deliberately differs (the top-down crop offsets; peaks also looked for on the stride
+    padding; README "Parity with SLEAP"); ``sleap_crop_offsets`` is its former name, still
+    accepted. Every predictor takes it.
     """
     if isinstance(model_paths, str | os.PathLike) or hasattr(model_paths, "model_type"):
         model_paths = [model_paths]

@@ -93,7 +93,9 @@ class BottomUpSegmentationPredictor(_SegmentationBase):
         out = self._forward(self.model, self._preprocess(self.model, images))
         frame_hw = tuple(images.shape[1:3])
         prob = self._foreground(out, frame_hw)
-        labels, scores = self._cell_labels(out)
+        labels, scores = self._cell_labels(
+            out, self._frame_map_hw(images, self.model, self.center_head)
+        )
         stride = int(self.offset_head.output_stride)
         labels = _to_frame(labels.float(), stride, self.model.input_scale, frame_hw, "nearest")
         labels = labels[:, 0].long()
@@ -111,16 +113,21 @@ class BottomUpSegmentationPredictor(_SegmentationBase):
             results.append(frame)
         return results
 
-    def _cell_labels(self, out: dict) -> tuple[torch.Tensor, list[list[float]]]:
+    def _cell_labels(
+        self, out: dict, frame_map_hw: tuple[int, int] | None = None
+    ) -> tuple[torch.Tensor, list[list[float]]]:
         """(N, 1, h, w) index of the centre each offset cell votes for (-1: background or
-        no centre), and each frame's centre peak values (the masks' scores)."""
+        no centre), and each frame's centre peak values (the masks' scores); centres are
+        looked for on the frame only (`frame_map_hw`, as for poses)."""
         centers = out[self.center_head.name].float()
         offsets = out[self.offset_head.name].float()
         seg = out[self.segmentation_head.name].float()
         s_c, s_o = int(self.center_head.output_stride), int(self.offset_head.output_stride)
         if seg.shape[-2:] != offsets.shape[-2:]:
             seg = F.interpolate(seg, size=offsets.shape[-2:], mode="bilinear", align_corners=False)
-        pts, vals, samples, _ = find_local_peaks_rough(centers, self.peak_threshold)
+        pts, vals, samples, _ = find_local_peaks_rough(
+            centers, self.peak_threshold, frame_map_hw=frame_map_hw
+        )
         pts = pts * s_c + (s_c - 1) / 2.0  # model-input pixels
         n, _, h, w = offsets.shape
         ys = torch.arange(h, device=offsets.device) * s_o + (s_o - 1) / 2.0

@@ -27,6 +27,7 @@ class SingleInstancePredictor(OneModelPredictor):
             refinement=self.refinement,
             integral_patch_size=self.integral_patch_size,
             offsets=offsets,
+            frame_map_hw=self._frame_map_hw(images, self.model, self.confmaps_head),
         )
         pts = to_image_coordinates(pts, self.confmaps_head.output_stride, self.model.input_scale)
         pts, vals = pts.cpu().numpy(), vals.cpu().numpy()

@@ -333,6 +333,7 @@ class _TopDownBase(Predictor):
             refinement=self.refinement,
             integral_patch_size=self.integral_patch_size,
             offsets=offsets,
+            frame_map_hw=self._frame_map_hw(images, model, self.centroid_head),
         )
         pts = to_image_coordinates(pts, self.centroid_head.output_stride, model.input_scale)
         keep = top_k_per_sample(vals, samples, self._centroid_limit())
