@@ -28,7 +28,7 @@ EXTRAS: dict[str, dict[str, str]] = {
     "tracking": {"opencv-python-headless": "cv2", "motmetrics": "motmetrics"},
     "logs": {"tensorboard": "tensorboard"},
     "wandb": {"wandb": "wandb"},
-    "dev": {"pytest": "pytest", "ruff": "ruff"},
+    "dev": {"pytest": "pytest", "ruff": "ruff", "pycocotools": "pycocotools"},
 }
 
 #: The /proc/cpuinfo flags that decide which kernels run fast: AVX2 (every x86 from
