@@ -22,13 +22,15 @@ if "TORCHINDUCTOR_CACHE_DIR" not in os.environ:
 
 @pytest.fixture
 def single_instance_unet():
-    """Builder of a small single-instance UNet `Model` (1 input channel, eval mode,
-    weights from a fixed seed): ``single_instance_unet(filters=8, max_stride=8, ...)``,
+    """Builder of a small single-instance UNet `Model` (1 input channel unless
+    `in_channels`, eval mode, weights from a fixed seed, its job config attached for
+    `save_model`): ``single_instance_unet(filters=8, max_stride=8, ...)``,
     where the keywords are `UNetConfig` fields and ``output_stride`` also sets the head's."""
 
-    def build(parts=("a", "b", "c"), output_stride: int = 2, seed: int = 0, **unet):
+    def build(parts=("a", "b", "c"), output_stride: int = 2, seed: int = 0, in_channels=1, **unet):
         import torch
 
+        from posekit.config.job import TrainingJobConfig
         from posekit.config.model import (
             BackboneConfig,
             HeadsConfig,
@@ -44,6 +46,8 @@ def single_instance_unet():
             backbone=BackboneConfig(unet=UNetConfig(output_stride=output_stride, **unet)),
             heads=HeadsConfig(single_instance=head),
         )
-        return Model.from_config(config, in_channels=1, part_names=list(parts)).eval()
+        model = Model.from_config(config, in_channels=in_channels, part_names=list(parts))
+        model.config = TrainingJobConfig(model=config)  # so save_model can write it
+        return model.eval()
 
     return build

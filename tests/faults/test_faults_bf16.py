@@ -30,26 +30,6 @@ def no_bf16(monkeypatch):
     autocast.bf16_support.cache_clear()
 
 
-def _small_model():
-    from posekit.config.model import (
-        BackboneConfig,
-        HeadsConfig,
-        ModelConfig,
-        SingleInstanceConfmapsHeadConfig,
-        UNetConfig,
-    )
-    from posekit.model.network import Model
-
-    torch.manual_seed(0)
-    cfg = ModelConfig(
-        backbone=BackboneConfig(unet=UNetConfig(filters=8, max_stride=8, output_stride=2)),
-        heads=HeadsConfig(
-            single_instance=SingleInstanceConfmapsHeadConfig(part_names=["a", "b"], output_stride=2)
-        ),
-    )
-    return Model.from_config(cfg, in_channels=1).eval()
-
-
 def test_forced_off_capability_says_no_and_why(no_bf16):
     from posekit.training.hardware import detect_hardware
 
@@ -71,10 +51,10 @@ def test_a_failing_probe_means_no_bf16(monkeypatch):
         autocast.bf16_support.cache_clear()
 
 
-def test_bf16_runner_falls_back_to_float32_with_one_warning(no_bf16):
+def test_bf16_runner_falls_back_to_float32_with_one_warning(no_bf16, single_instance_unet):
     from posekit.inference.runtime import make_runner
 
-    model = _small_model()
+    model = single_instance_unet(parts=("a", "b"), filters=8, max_stride=8)
     x = torch.rand(2, 1, 32, 32)
     with pytest.warns(UserWarning, match="running in float32 instead") as caught:
         runner = make_runner(model, device="cpu", precision="bf16")
@@ -132,9 +112,14 @@ def test_the_cli_prints_posekits_warnings_as_one_line():
     assert "lightning/a.py:3" in other  # other libraries' warnings keep Python's format
 
 
-def test_onednn_limited_to_avx2_is_detected_like_an_avx2_cpu():
+def test_onednn_limited_to_avx2_is_detected_like_an_avx2_cpu(single_instance_unet, tmp_path):
     """oneDNN capped at AVX2 refuses bf16 convolutions as an AVX2-only EPYC does; the probe
     must see that (a flag list would not), and a bf16 runner must still predict."""
+    from posekit.model.folder import save_model
+
+    folder = save_model(
+        single_instance_unet(parts=("a", "b"), filters=8, max_stride=8), tmp_path / "model"
+    )
     code = (
         "import warnings, torch\n"
         "from posekit.optimize.autocast import bf16_support\n"
@@ -142,23 +127,16 @@ def test_onednn_limited_to_avx2_is_detected_like_an_avx2_cpu():
         "s = bf16_support()\n"
         "assert not s.runs, s\n"
         "assert 'bf16' in s.reason or 'bfloat16' in s.reason, s\n"
-        "from test_faults_bf16 import _small_model\n"
+        "import posekit\n"
         "with warnings.catch_warnings(record=True) as w:\n"
         "    warnings.simplefilter('always')\n"
-        "    r = make_runner(_small_model(), device='cpu', precision='bf16')\n"
+        f"    r = make_runner(posekit.load_model({str(folder)!r}), device='cpu', precision='bf16')\n"
         "with torch.inference_mode():\n"
         "    out = r(torch.rand(1, 1, 32, 32))\n"
         "assert len(w) == 1 and all(v.dtype == torch.float32 for v in out.values())\n"
         "print('ok')\n"
     )
-    env = {
-        **os.environ,
-        "ONEDNN_MAX_CPU_ISA": "AVX2",
-        "ATEN_CPU_CAPABILITY": "avx2",
-        "PYTHONPATH": os.pathsep.join(
-            [os.path.dirname(__file__), os.environ.get("PYTHONPATH", "")]
-        ),
-    }
+    env = {**os.environ, "ONEDNN_MAX_CPU_ISA": "AVX2", "ATEN_CPU_CAPABILITY": "avx2"}
     env.pop(autocast.BF16_ENV, None)
     done = subprocess.run(
         [sys.executable, "-c", code], env=env, capture_output=True, text=True, timeout=300

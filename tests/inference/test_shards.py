@@ -97,29 +97,10 @@ def _tiny_video(path, n_frames=3, size=32, seed=0):
 
 
 @pytest.fixture
-def two_videos_and_model(tmp_path):
-    import torch
-
-    from posekit.config.job import TrainingJobConfig
-    from posekit.config.model import (
-        BackboneConfig,
-        HeadsConfig,
-        ModelConfig,
-        SingleInstanceConfmapsHeadConfig,
-        UNetConfig,
-    )
+def two_videos_and_model(tmp_path, single_instance_unet):
     from posekit.model.folder import save_model
-    from posekit.model.network import Model
 
-    torch.manual_seed(0)
-    config = ModelConfig(
-        backbone=BackboneConfig(unet=UNetConfig(filters=4, max_stride=8, output_stride=2)),
-        heads=HeadsConfig(
-            single_instance=SingleInstanceConfmapsHeadConfig(part_names=["a", "b"], output_stride=2)
-        ),
-    )
-    model = Model.from_config(config, in_channels=3).eval()
-    model.config = TrainingJobConfig(model=config)
+    model = single_instance_unet(parts=("a", "b"), filters=4, max_stride=8, in_channels=3)
     folder = save_model(model, tmp_path / "model")
     videos = tmp_path / "videos"
     videos.mkdir()
