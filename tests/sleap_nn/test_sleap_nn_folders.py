@@ -261,7 +261,10 @@ def test_train_a_sleap_nn_convnext_config_then_export_it(tmp_path, capsys):
     (tmp_path / "convnext.yaml").write_text(yaml.safe_dump(tree))
 
     argv = ["train", str(tmp_path / "convnext.yaml"), "--device", "cpu"]
-    assert main([*argv, "optimization.val_batches_per_epoch=1"]) == 0
+    assert (
+        main([*argv, "optimization.val_batches_per_epoch=1", "outputs.save_visualizations=false"])
+        == 0
+    )
     run = tmp_path / "runs" / "cnx"
     assert (run / "training_config.sleap_nn.yaml").is_file()
     trained = load_model(run)
@@ -279,3 +282,24 @@ def test_train_a_sleap_nn_convnext_config_then_export_it(tmp_path, capsys):
     with torch.no_grad():
         a, b = trained(x), again(x)
     assert torch.equal(a["SingleInstanceConfmapsHead"], b["SingleInstanceConfmapsHead"])
+
+
+def test_pretrained_backbone_folders_are_refused_with_one_line(tmp_path):
+    """sleap-nn's `pretrained` backbone has Hugging Face weight names: refused, not guessed."""
+    import yaml
+
+    import posekit
+    from posekit.errors import PosekitError
+
+    tree = yaml.safe_load(
+        (FIXTURES / "convnext_single_instance" / "training_config.yaml").read_text()
+    )
+    tree["model_config"]["backbone_config"] = {
+        "convnext": None,
+        "pretrained": {"model_name": "facebook/convnextv2-nano-22k-224", "output_stride": 2},
+    }
+    (tmp_path / "training_config.yaml").write_text(yaml.safe_dump(tree))
+    torch.save({"state_dict": {}}, tmp_path / "best.ckpt")
+    with pytest.raises(PosekitError, match="'pretrained' backbone through Hugging Face") as err:
+        posekit.load_model(tmp_path)
+    assert "\n" not in str(err.value) and "posekit train" in str(err.value)
