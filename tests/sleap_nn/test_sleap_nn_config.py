@@ -2,12 +2,16 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import pytest
 import yaml
 
 from posekit.config.job import from_sleap_nn
 from posekit.config.sleap_nn import default_tree, to_sleap_nn
 from posekit.errors import PosekitError
+
+FIXTURES = Path(__file__).resolve().parent.parent / "fixtures" / "sleapnn"
 
 
 def _tree(**changes) -> dict:
@@ -211,18 +215,12 @@ def test_run_folder_holds_the_config_as_sleap_nn_yaml(tmp_path):
     assert again.model == cfg.model and again.optimization == cfg.optimization
 
 
+#: The tiny custom ConvNeXt of the sleap-nn fixtures, as sleap-nn wrote it (every field).
 TINY_CONVNEXT = {
-    "model_type": "custom",
-    "arch": {"depths": [1, 1, 1, 1], "channels": [4, 8, 16, 32]},
-    "stem_patch_kernel": 4,
-    "stem_patch_stride": 2,
-    "in_channels": 1,
-    "kernel_size": 3,
-    "filters_rate": 2,
-    "convs_per_block": 2,
-    "up_interpolate": False,
+    **yaml.safe_load((FIXTURES / "convnext_centroid" / "training_config.yaml").read_text())[
+        "model_config"
+    ]["backbone_config"]["convnext"],
     "output_stride": 2,
-    "max_stride": 32,
 }
 BACKBONES = {
     "convnext": TINY_CONVNEXT,
