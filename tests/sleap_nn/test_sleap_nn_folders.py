@@ -30,12 +30,14 @@ TYPES = [
 CASES = TYPES + [f"convnext_{t}" for t in TYPES]
 #: posekit's names for sleap-nn's model types
 POSEKIT_TYPE = {"bottomup": "multi_instance"}
-#: The Swin-T folder `make_sleapnn_fixtures.py --swin DIR` writes (too big to commit).
-SWIN = Path(os.environ.get("POSEKIT_SLEAPNN_SWIN", "/tmp/sleapnn_fixtures/swint_single_instance"))
+#: The Swin-T folder `make_sleapnn_fixtures.py --swin DIR` writes (335 MB, not committed),
+#: found as tests/architectures/test_sleapnn_backbones.py finds its Swin-T fixture.
+SWIN = Path(os.environ.get("POSEKIT_SLEAPNN_FIXTURES") or "/nonexistent") / "swint_single_instance"
 needs_swin = pytest.mark.skipif(
     not (SWIN / "best.ckpt").is_file(),
-    reason=f"no Swin-T sleap-nn folder at {SWIN}: make it with /tmp/sleapnn-venv/bin/python "
-    f"scripts/make_sleapnn_fixtures.py --swin {SWIN.parent} (or set POSEKIT_SLEAPNN_SWIN)",
+    reason="Swin-T sleap-nn folder is 335 MB, not committed: make it with "
+    "/tmp/sleapnn-venv/bin/python scripts/make_sleapnn_fixtures.py --swin DIR and set "
+    "POSEKIT_SLEAPNN_FIXTURES=DIR",
 )
 
 
