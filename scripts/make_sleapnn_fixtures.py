@@ -3,9 +3,12 @@
 Run with a Python that has sleap-nn 0.3.5 installed (never posekit's environment):
 
     /tmp/sleapnn-venv/bin/python scripts/make_sleapnn_fixtures.py [--work DIR] [CASE ...]
+    /tmp/sleapnn-venv/bin/python scripts/make_sleapnn_fixtures.py [--work DIR] --swin OUT
+    /tmp/sleapnn-venv/bin/python scripts/make_sleapnn_fixtures.py --defaults
 
-For every pose model type sleap-nn trains it trains a tiny UNet model for two short epochs
-on 16 frames of the flies clip (downsampled 4x to 256x256, five nodes), and writes
+For every pose model type sleap-nn trains it trains a tiny UNet model and a tiny custom
+ConvNeXt (`convnext_<type>`) for two short epochs on 16 frames of the flies clip
+(downsampled 4x to 256x256, five nodes), and writes
 
 - `<case>/training_config.yaml` and `<case>/best.ckpt` (optimiser state dropped),
 - `<case>/outputs.npz`: the fixed input `x` and `module.model(x)` per head,
@@ -14,6 +17,8 @@ on 16 frames of the flies clip (downsampled 4x to 256x256, five nodes), and writ
 - `<case>/meta.json`: the predictor settings used,
 
 so posekit's tests can compare network outputs and decoded points without sleap-nn.
+`--swin OUT` writes a Swin-T single-instance case (sleap-nn builds only Swin's presets:
+about 110 MB) to `OUT/swint_single_instance`, outside the repository.
 The frames are stored as arrays (and read by sleap-nn from lossless PNGs) so both
 sides see the same pixels.
 """
@@ -141,8 +146,71 @@ CASES = {
         crop_size=64,
     ),
 }
-# Top-down cases are predicted with the centroid model in front of them.
+
+
+def convnext(output_stride: int, up_interpolate: bool = True) -> dict:
+    """A tiny custom ConvNeXt (one block per stage, 4..32 channels): < 1 MB per fixture."""
+    return {
+        "convnext": {
+            "model_type": "custom",
+            "arch": {"depths": [1, 1, 1, 1], "channels": [4, 8, 16, 32]},
+            "stem_patch_kernel": 4,
+            "stem_patch_stride": 2,
+            "in_channels": 1,
+            "kernel_size": 3,
+            "filters_rate": 2,
+            "convs_per_block": 2,
+            "up_interpolate": up_interpolate,
+            "output_stride": output_stride,
+            "max_stride": 32,
+        }
+    }
+
+
+def _convnext_case(spec: dict) -> dict:
+    """The UNet case `spec` on the tiny ConvNeXt (same heads and strides)."""
+    unet_cfg = spec["backbone"]["unet"]
+    heads = json.loads(json.dumps(spec["heads"]))
+    for family in heads.values():
+        if "class_vectors" in family:
+            family["class_vectors"]["output_stride"] = 32  # the bottleneck's stride
+    return {
+        **spec,
+        "backbone": convnext(unet_cfg["output_stride"], unet_cfg["up_interpolate"]),
+        "heads": heads,
+        "centroid": "convnext_centroid",
+    }
+
+
+CASES.update({f"convnext_{name}": _convnext_case(spec) for name, spec in list(CASES.items())})
+# After 2 x 25 steps its maps peak on the image border, where integral refinement divides
+# by a sum near 0 (points thousands of pixels out): train it longer.
+CASES["convnext_multi_class_bottomup"]["steps"] = 60
+
+#: The Swin-T case (`--swin DIR`): sleap-nn builds only the presets (about 28M
+#: parameters, over 100 MB), so it is written outside the repository.
+SWIN_CASE = "swint_single_instance"
+SWIN_SPEC = dict(
+    backbone={
+        "swint": {
+            "model_type": "tiny",
+            "in_channels": 1,
+            "output_stride": 2,
+            "up_interpolate": True,
+            "max_stride": 32,
+        }
+    },
+    heads=CASES["single_instance"]["heads"],
+    single=True,
+    steps=3,
+)
+
+# Top-down model types are predicted with a centroid model in front of them.
 TOPDOWN = {"centered_instance", "multi_class_topdown"}
+
+
+def head_type(spec: dict) -> str:
+    return next(iter(spec["heads"]))
 
 
 def make_dataset(work: Path) -> tuple[Path, Path, np.ndarray]:
@@ -207,7 +275,7 @@ def train_case(name: str, spec: dict, labels: Path, runs: Path) -> Path:
         use_augmentations_train=False,
         batch_size=4,
         max_epochs=2,
-        train_steps_per_epoch=25,
+        train_steps_per_epoch=spec.get("steps", 25),
         min_train_steps_per_epoch=1,
         learning_rate=2e-3,
         save_ckpt=True,
@@ -231,13 +299,14 @@ def strip_checkpoint(src: Path, dst: Path) -> None:
     torch.save(ckpt, dst)
 
 
-def network_outputs(name: str, folder: Path, frames: np.ndarray, crop: int | None) -> dict:
+def network_outputs(spec: dict, folder: Path, frames: np.ndarray) -> dict:
     import torch
     from sleap_nn.inference.loaders import _load_lightning_module
 
-    head_type = next(iter(CASES[name]["heads"]))
+    kind = head_type(spec)
+    crop = spec.get("crop_size")
     module, _, _ = _load_lightning_module(
-        _module_class(head_type), str(folder), model_type=head_type, device="cpu"
+        _module_class(kind), str(folder), model_type=kind, device="cpu"
     )
     img = frames[0, ..., 0].astype(np.float32) / 255.0
     if crop:
@@ -279,11 +348,12 @@ def peak_threshold(folder: Path, head_type: str, frames: np.ndarray) -> float:
 
 
 #: Bottom-up grouping of a briefly trained model finds no connection scoring above
-#: sleap-nn's default `min_line_scores` (0.25): accept every connection instead.
+#: sleap-nn's default `min_line_scores` (0.25): accept every connection instead
+#: (per head type).
 MIN_LINE_SCORES = {"bottomup": -1.0}
 
 
-def predicted_points(name: str, folders: list[Path], work: Path, threshold: float) -> dict:
+def predicted_points(kind: str, folders: list[Path], work: Path, threshold: float) -> dict:
     import sleap_io as sio
     from sleap_nn.inference.predictor import Predictor
 
@@ -294,7 +364,7 @@ def predicted_points(name: str, folders: list[Path], work: Path, threshold: floa
         batch_size=4,
         peak_threshold=threshold,
         max_instances=2,
-        **({"min_line_scores": MIN_LINE_SCORES[name]} if name in MIN_LINE_SCORES else {}),
+        **({"min_line_scores": MIN_LINE_SCORES[kind]} if kind in MIN_LINE_SCORES else {}),
     )
     labels = predictor.predict(video, frames=PRED_FRAMES)
     n_nodes = len(NODES)
@@ -317,7 +387,7 @@ DEFAULTS = ROOT / "src" / "posekit" / "config" / "sleap_nn_defaults.yaml"
 
 def write_defaults() -> None:
     """sleap-nn's default config tree, plus the defaults of each pose head family
-    (under `head_defaults`), as data for posekit.config.sleap_nn (the way back fills
+    (under `head_defaults`) and of each backbone (`backbone_defaults`), as data for posekit.config.sleap_nn (the way back fills
     every field sleap-nn's loaders read; the way in compares settings to them)."""
     import yaml
     from omegaconf import OmegaConf
@@ -344,40 +414,50 @@ def write_defaults() -> None:
         fam: {sub: OmegaConf.to_container(OmegaConf.structured(cls())) for sub, cls in subs.items()}
         for fam, subs in families.items()
     }
-    tree["unet_defaults"] = OmegaConf.to_container(OmegaConf.structured(mc.UNetConfig()))
+    tree["backbone_defaults"] = {
+        name: OmegaConf.to_container(OmegaConf.structured(cls()))
+        for name, cls in (
+            ("unet", mc.UNetConfig),
+            ("convnext", mc.ConvNextConfig),
+            ("swint", mc.SwinTConfig),
+            ("pretrained", mc.PretrainedConfig),
+        )
+    }
     header = "# sleap-nn 0.3.5's default config, written by scripts/make_sleapnn_fixtures.py --defaults\n"
     DEFAULTS.write_text(header + yaml.safe_dump(tree, sort_keys=False))
 
 
-def main(names: list[str], work_dir: str | None = None) -> None:
+def main(names: list[str], work_dir: str | None = None, out: Path = OUT) -> None:
     """`work_dir`: keep the training runs there, and reuse the cases already trained in
-    it (a folder with best.ckpt) instead of training them again."""
-    OUT.mkdir(parents=True, exist_ok=True)
+    it (a folder with best.ckpt) instead of training them again. `out`: where the
+    fixture folders go (the Swin case: outside the repository)."""
+    out.mkdir(parents=True, exist_ok=True)
+    cases = {**CASES, SWIN_CASE: SWIN_SPEC}
     with tempfile.TemporaryDirectory() as tmp:
         work = Path(tmp)
         runs = Path(work_dir) if work_dir else work
         runs.mkdir(parents=True, exist_ok=True)
         multi, single, frames = make_dataset(work)
-        if not (OUT / "frames.npz").exists():
-            np.savez_compressed(OUT / "frames.npz", frames=frames[PRED_FRAMES])
-        names = [n for n in CASES if n in names]  # centroid first: top-down cases use it
+        if not (out / "frames.npz").exists():
+            np.savez_compressed(out / "frames.npz", frames=frames[PRED_FRAMES])
+        names = [n for n in cases if n in names]  # centroids first: top-down cases use them
         for name in names:
-            spec = CASES[name]
+            spec = cases[name]
             folder = runs / name
             if not (folder / "best.ckpt").exists():
                 train_case(name, spec, single if spec.get("single") else multi, runs)
-            dst = OUT / name
+            dst = out / name
             shutil.rmtree(dst, ignore_errors=True)
             dst.mkdir()
             shutil.copy(folder / "training_config.yaml", dst / "training_config.yaml")
             strip_checkpoint(folder / "best.ckpt", dst / "best.ckpt")
-            out = network_outputs(name, dst, frames, CASES[name].get("crop_size"))
-            np.savez_compressed(dst / "outputs.npz", **out)
-            folders = [OUT / "centroid", dst] if name in TOPDOWN else [dst]
-            head_type = next(iter(CASES[name]["heads"]))
-            threshold = peak_threshold(dst, head_type, frames[PRED_FRAMES])
+            np.savez_compressed(dst / "outputs.npz", **network_outputs(spec, dst, frames))
+            kind = head_type(spec)
+            centroid = spec.get("centroid", "centroid")
+            folders = [OUT / centroid, dst] if kind in TOPDOWN else [dst]
+            threshold = peak_threshold(dst, kind, frames[PRED_FRAMES])
             np.savez_compressed(
-                dst / "points.npz", **predicted_points(name, folders, work, threshold)
+                dst / "points.npz", **predicted_points(kind, folders, work, threshold)
             )
             meta = {
                 "peak_threshold": threshold,
@@ -385,8 +465,9 @@ def main(names: list[str], work_dir: str | None = None) -> None:
                 "integral_refinement": "integral",
                 "integral_patch_size": 5,
                 "frames": PRED_FRAMES,
-                "with_centroid": name in TOPDOWN,
-                "min_line_scores": MIN_LINE_SCORES.get(name),
+                "with_centroid": kind in TOPDOWN,
+                "centroid": centroid if kind in TOPDOWN else None,
+                "min_line_scores": MIN_LINE_SCORES.get(kind),
             }
             (dst / "meta.json").write_text(json.dumps(meta, indent=2))
             print(name, "done", flush=True)
@@ -400,4 +481,7 @@ if __name__ == "__main__":
         work_dir = None
         if args[:1] == ["--work"]:
             work_dir, args = args[1], args[2:]
-        main(args or list(CASES), work_dir)
+        if args[:1] == ["--swin"]:
+            main([SWIN_CASE], work_dir, out=Path(args[1]))
+        else:
+            main(args or list(CASES), work_dir)

@@ -2,12 +2,16 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import pytest
 import yaml
 
 from posekit.config.job import from_sleap_nn
 from posekit.config.sleap_nn import default_tree, to_sleap_nn
 from posekit.errors import PosekitError
+
+FIXTURES = Path(__file__).resolve().parent.parent / "fixtures" / "sleapnn"
 
 
 def _tree(**changes) -> dict:
@@ -209,3 +213,76 @@ def test_run_folder_holds_the_config_as_sleap_nn_yaml(tmp_path):
     write_configs(tmp_path, cfg, None)
     again = load_config(tmp_path / SLEAP_NN_CONFIG)
     assert again.model == cfg.model and again.optimization == cfg.optimization
+
+
+#: The tiny custom ConvNeXt of the sleap-nn fixtures, as sleap-nn wrote it (every field).
+TINY_CONVNEXT = {
+    **yaml.safe_load((FIXTURES / "convnext_centroid" / "training_config.yaml").read_text())[
+        "model_config"
+    ]["backbone_config"]["convnext"],
+    "output_stride": 2,
+}
+BACKBONES = {
+    "convnext": TINY_CONVNEXT,
+    "swint": {"model_type": "small", "window_size": 8, "patch_size": 4, "output_stride": 2},
+    "pretrained": {
+        "model_name": "timm/convnextv2_atto.fcmae_ft_in1k",
+        "weights": False,
+        "out_indices": [0, 1, 2],
+        "filters_rate": 1.5,
+        "output_stride": 2,
+    },
+}
+
+
+def _with_backbone(name: str, body: dict) -> dict:
+    tree = _tree()
+    tree["model_config"]["backbone_config"] = {
+        key: (body if key == name else None) for key in ("unet", "convnext", "swint", "pretrained")
+    }
+    return tree
+
+
+@pytest.mark.parametrize("name", BACKBONES)
+def test_sleap_nn_backbones_map_onto_posekit_and_back(name):
+    from posekit.config.model import ConvNextConfig, PretrainedConfig, SwinTConfig
+
+    body = BACKBONES[name]
+    cfg = from_sleap_nn(_with_backbone(name, body))
+    ours = cfg.model.backbone.which_oneof()
+    assert (
+        type(ours)
+        is {
+            "convnext": ConvNextConfig,
+            "swint": SwinTConfig,
+            "pretrained": PretrainedConfig,
+        }[name]
+    )
+    for key, value in body.items():
+        assert getattr(ours, key) == value, key
+    assert cfg.unused_settings == []
+    back = to_sleap_nn(cfg)  # in_channels: the backbone config's
+    section = back["model_config"]["backbone_config"]
+    assert [k for k, v in section.items() if v] == [name]
+    assert {k: section[name][k] for k in body} == body
+    assert from_sleap_nn(yaml.safe_load(yaml.safe_dump(back))).model == cfg.model
+
+
+def test_export_builds_the_backbone_down_to_the_finest_head():
+    """sleap-nn's decoder runs down to the backbone's output_stride (its training sets it
+    to the finest head's): the way back writes that stride, not the config's."""
+    cfg = from_sleap_nn(_with_backbone("convnext", {**TINY_CONVNEXT, "output_stride": 1}))
+    back = to_sleap_nn(cfg)
+    assert back["model_config"]["backbone_config"]["convnext"]["output_stride"] == 2
+
+
+@pytest.mark.parametrize("stem, bottleneck", [(2, 32), (4, 64)])
+def test_class_vectors_read_the_convnext_bottleneck(stem, bottleneck):
+    tree = _with_backbone("convnext", {**TINY_CONVNEXT, "stem_patch_stride": stem})
+    tree["model_config"]["head_configs"]["bottomup"] = None
+    tree["model_config"]["head_configs"]["multi_class_topdown"] = {
+        "confmaps": {"part_names": ["a", "b"], "anchor_part": "a", "output_stride": 2},
+        "class_vectors": {"classes": ["x", "y"], "output_stride": 32, "global_pool": True},
+    }
+    cfg = from_sleap_nn(tree)
+    assert cfg.model.heads.multi_class_topdown.class_vectors.output_stride == bottleneck

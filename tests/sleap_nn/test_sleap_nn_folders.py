@@ -1,13 +1,16 @@
 """sleap-nn 0.3.5 model folders in posekit: outputs and points against sleap-nn's own.
 
 The fixtures were made by sleap-nn itself (`scripts/make_sleapnn_fixtures.py`): tiny UNet
-models of every pose model type, the network outputs `module.model(x)` on a fixed input,
-and the points of sleap-nn's predictor on three fixed frames. sleap-nn is not needed here.
+and ConvNeXt models of every pose model type, the network outputs `module.model(x)` on a
+fixed input, and the points of sleap-nn's predictor on three fixed frames. sleap-nn is not
+needed here. A Swin-T folder (about 110 MB) is made outside the repository
+(`make_sleapnn_fixtures.py --swin DIR`) and tested when present.
 """
 
 from __future__ import annotations
 
 import json
+import os
 from pathlib import Path
 
 import numpy as np
@@ -16,7 +19,7 @@ import pytest
 torch = pytest.importorskip("torch")
 
 FIXTURES = Path(__file__).resolve().parent.parent / "fixtures" / "sleapnn"
-CASES = [
+TYPES = [
     "single_instance",
     "centroid",
     "centered_instance",
@@ -24,8 +27,28 @@ CASES = [
     "multi_class_bottomup",
     "multi_class_topdown",
 ]
+CASES = TYPES + [f"convnext_{t}" for t in TYPES]
 #: posekit's names for sleap-nn's model types
 POSEKIT_TYPE = {"bottomup": "multi_instance"}
+#: The Swin-T folder `make_sleapnn_fixtures.py --swin DIR` writes (335 MB, not committed),
+#: found as tests/architectures/test_sleapnn_backbones.py finds its Swin-T fixture.
+SWIN = Path(os.environ.get("POSEKIT_SLEAPNN_FIXTURES") or "/nonexistent") / "swint_single_instance"
+needs_swin = pytest.mark.skipif(
+    not (SWIN / "best.ckpt").is_file(),
+    reason="Swin-T sleap-nn folder is 335 MB, not committed: make it with "
+    "/tmp/sleapnn-venv/bin/python scripts/make_sleapnn_fixtures.py --swin DIR and set "
+    "POSEKIT_SLEAPNN_FIXTURES=DIR",
+)
+
+
+def _folder(case: str) -> Path:
+    return SWIN if case == "swint" else FIXTURES / case
+
+
+def _model_type(case: str) -> str:
+    kind = case.removeprefix("convnext_")
+    kind = "single_instance" if case == "swint" else kind
+    return POSEKIT_TYPE.get(kind, kind)
 
 
 @pytest.fixture(scope="module")
@@ -33,13 +56,13 @@ def frames():
     return np.load(FIXTURES / "frames.npz")["frames"]
 
 
-@pytest.mark.parametrize("case", CASES)
+@pytest.mark.parametrize("case", [*CASES, pytest.param("swint", marks=needs_swin)])
 def test_network_outputs_equal_sleap_nn(case):
     import posekit
 
-    model = posekit.load_model(FIXTURES / case)
-    assert model.model_type == POSEKIT_TYPE.get(case, case)
-    ref = np.load(FIXTURES / case / "outputs.npz")
+    model = posekit.load_model(_folder(case))
+    assert model.model_type == _model_type(case)
+    ref = np.load(_folder(case) / "outputs.npz")
     with torch.no_grad():
         out = model(torch.from_numpy(ref["x"]))
     heads = [k for k in ref.files if k != "x"]
@@ -53,8 +76,10 @@ def test_network_outputs_equal_sleap_nn(case):
 def _predict(case: str, frames, sleap_compatible: bool):
     import posekit
 
-    meta = json.loads((FIXTURES / case / "meta.json").read_text())
-    paths = [FIXTURES / "centroid", FIXTURES / case] if meta["with_centroid"] else [FIXTURES / case]
+    meta = json.loads((_folder(case) / "meta.json").read_text())
+    paths = [_folder(case)]
+    if meta["with_centroid"]:
+        paths.insert(0, FIXTURES / (meta.get("centroid") or "centroid"))
     predictor = posekit.load_predictor(
         [str(p) for p in paths],
         peak_threshold=meta["peak_threshold"],
@@ -70,7 +95,7 @@ def _predict(case: str, frames, sleap_compatible: bool):
         ),
     )
     results = predictor.predict_images(torch.from_numpy(frames))
-    n_nodes = np.load(FIXTURES / case / "points.npz")["points"].shape[2]
+    n_nodes = np.load(_folder(case) / "points.npz")["points"].shape[2]
     points = np.full((len(frames), 2, n_nodes, 2), np.nan)
     tracks = np.full((len(frames), 2), "", dtype=object)
     names = predictor.class_names
@@ -83,16 +108,16 @@ def _predict(case: str, frames, sleap_compatible: bool):
     return points, tracks.astype(str)
 
 
-@pytest.mark.parametrize("case", CASES)
+@pytest.mark.parametrize("case", [*CASES, pytest.param("swint", marks=needs_swin)])
 def test_points_equal_sleap_nn_predictor(case, frames):
-    ref = np.load(FIXTURES / case / "points.npz")
+    ref = np.load(_folder(case) / "points.npz")
     points, tracks = _predict(case, frames, sleap_compatible=True)
     want = ref["points"]
-    if case == "centroid":
+    if _model_type(case) == "centroid":
         # sleap-nn writes the centroid into every node, posekit into the anchor node only
         import posekit
 
-        model = posekit.load_model(FIXTURES / case)
+        model = posekit.load_model(_folder(case))
         anchor = model.skeleton.node_names.index(model.anchor_part)
         points, want = points[:, :, anchor], want[:, :, anchor]
     assert np.array_equal(np.isnan(points), np.isnan(want)), f"{case}: different missing points"
@@ -162,7 +187,8 @@ def test_export_keys_equal_sleap_nn_checkpoint(tmp_path):
     from posekit.model.folder import load_model
     from posekit.model.sleap_nn_folder import save_sleap_nn_folder
 
-    for case in ("bottomup", "centroid", "multi_class_topdown"):
+    cases = ["bottomup", "centroid", "multi_class_topdown"]
+    for case in cases + [f"convnext_{c}" for c in cases]:
         out = save_sleap_nn_folder(load_model(FIXTURES / case), tmp_path / case)
         mine = torch.load(out / "best.ckpt", weights_only=True)["state_dict"]
         theirs = torch.load(FIXTURES / case / "best.ckpt", weights_only=True)["state_dict"]
@@ -196,15 +222,86 @@ def test_convert_keeps_sleap_nn_padding(tmp_path):
     )
 
 
-def test_cli_summary_and_export_take_sleap_nn_files(tmp_path, capsys):
+@pytest.mark.parametrize("case", ["bottomup", "convnext_bottomup"])
+def test_cli_summary_and_export_take_sleap_nn_files(case, tmp_path, capsys):
     from posekit.cli import main
 
-    assert main(["summary", str(FIXTURES / "bottomup" / "training_config.yaml"), "--json"]) == 0
+    assert main(["summary", str(FIXTURES / case / "training_config.yaml"), "--json"]) == 0
     info = json.loads(capsys.readouterr().out)
-    theirs = torch.load(FIXTURES / "bottomup" / "best.ckpt", weights_only=True)["state_dict"]
+    theirs = torch.load(FIXTURES / case / "best.ckpt", weights_only=True)["state_dict"]
     assert info["total_params"] == sum(v.numel() for v in theirs.values())
+    assert main(["export", str(FIXTURES / case), "--format", "sleap-nn", str(tmp_path / "o")]) == 0
+    assert (tmp_path / "o" / "best.ckpt").is_file()
+
+
+def test_train_a_sleap_nn_convnext_config_then_export_it(tmp_path, capsys):
+    """`posekit train convnext.yaml` (a sleap-nn file), then `export --format sleap-nn`:
+    the folder holds sleap-nn's config and keys, and gives the trained model's outputs."""
+    import yaml
+
+    from posekit.cli import main
+    from posekit.config.sleap_nn import default_tree
+    from posekit.data.synthetic import save_synthetic_dataset
+    from posekit.model.folder import load_model
+
+    labels = save_synthetic_dataset(
+        tmp_path / "data", n_frames=8, n_animals=1, image_size=64, n_parts=3, seed=0
+    )
+    convnext = {
+        "model_type": "custom",
+        "arch": {"depths": [1, 1, 1, 1], "channels": [4, 8, 8, 16]},
+        "up_interpolate": False,
+        "output_stride": 2,
+    }
+    tree = default_tree()
+    tree["data_config"]["train_labels_path"] = [str(labels)]
+    tree["model_config"]["backbone_config"] = {"convnext": convnext}
+    heads = {"confmaps": {"part_names": None, "sigma": 2.5, "output_stride": 2}}
+    tree["model_config"]["head_configs"] = {"single_instance": heads}
+    tree["trainer_config"] |= {"max_epochs": 1, "train_steps_per_epoch": 2}
+    tree["trainer_config"] |= {"ckpt_dir": str(tmp_path / "runs"), "run_name": "cnx"}
+    (tmp_path / "convnext.yaml").write_text(yaml.safe_dump(tree))
+
+    argv = ["train", str(tmp_path / "convnext.yaml"), "--device", "cpu"]
     assert (
-        main(["export", str(FIXTURES / "bottomup"), "--format", "sleap-nn", str(tmp_path / "o")])
+        main([*argv, "optimization.val_batches_per_epoch=1", "outputs.save_visualizations=false"])
         == 0
     )
-    assert (tmp_path / "o" / "best.ckpt").is_file()
+    run = tmp_path / "runs" / "cnx"
+    assert (run / "training_config.sleap_nn.yaml").is_file()
+    trained = load_model(run)
+    assert trained.backbone.stage_channels == [4, 8, 8, 16]
+    out = tmp_path / "snn"
+    assert main(["export", str(run), "--format", "sleap-nn", str(out)]) == 0
+    written = yaml.safe_load((out / "training_config.yaml").read_text())
+    section = written["model_config"]["backbone_config"]
+    assert section["unet"] is None and {k: section["convnext"][k] for k in convnext} == convnext
+    state = torch.load(out / "best.ckpt", weights_only=True)["state_dict"]
+    assert "model.backbone.enc.features.0.0.weight" in state  # sleap-nn's stem conv
+    assert "model.head_layers.0.SingleInstanceConfmapsHead.0.weight" in state
+    again = load_model(out)
+    x = torch.rand(1, 1, 64, 64)
+    with torch.no_grad():
+        a, b = trained(x), again(x)
+    assert torch.equal(a["SingleInstanceConfmapsHead"], b["SingleInstanceConfmapsHead"])
+
+
+def test_pretrained_backbone_folders_are_refused_with_one_line(tmp_path):
+    """sleap-nn's `pretrained` backbone has Hugging Face weight names: refused, not guessed."""
+    import yaml
+
+    import posekit
+    from posekit.errors import PosekitError
+
+    tree = yaml.safe_load(
+        (FIXTURES / "convnext_single_instance" / "training_config.yaml").read_text()
+    )
+    tree["model_config"]["backbone_config"] = {
+        "convnext": None,
+        "pretrained": {"model_name": "facebook/convnextv2-nano-22k-224", "output_stride": 2},
+    }
+    (tmp_path / "training_config.yaml").write_text(yaml.safe_dump(tree))
+    torch.save({"state_dict": {}}, tmp_path / "best.ckpt")
+    with pytest.raises(PosekitError, match="'pretrained' backbone through Hugging Face") as err:
+        posekit.load_model(tmp_path)
+    assert "\n" not in str(err.value) and "posekit train" in str(err.value)

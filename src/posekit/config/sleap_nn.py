@@ -22,6 +22,8 @@ from posekit.errors import PosekitError
 
 #: The top-level keys that mark a sleap-nn config.
 SECTIONS = ("data_config", "model_config", "trainer_config")
+#: sleap-nn's backbones (`model_config.backbone_config` keys); posekit builds all four.
+BACKBONES = ("unet", "convnext", "swint", "pretrained")
 
 #: sleap-nn head family -> posekit's `HeadsConfig` field, and its sub-heads
 #: (sleap-nn name -> posekit name); None: the family is one confidence-map head.
@@ -66,7 +68,7 @@ _UNET_FIELDS = (
 )
 
 #: sleap-nn 0.3.5's default config tree, with `head_defaults` (per head family) and
-#: `unet_defaults`; written by `scripts/make_sleapnn_fixtures.py --defaults`.
+#: `backbone_defaults` (per backbone); written by `scripts/make_sleapnn_fixtures.py --defaults`.
 DEFAULTS_FILE = Path(__file__).with_name("sleap_nn_defaults.yaml")
 
 
@@ -81,7 +83,7 @@ def default_tree() -> dict[str, Any]:
     """A fresh copy of sleap-nn's default config (`data_config`, `model_config`, ...)."""
     tree = copy.deepcopy(_defaults())
     tree.pop("head_defaults")
-    tree.pop("unet_defaults")
+    tree.pop("backbone_defaults")
     return tree
 
 
@@ -94,8 +96,8 @@ def _default_at(path: str) -> Any:
     node: Any = _defaults()
     if parts[:2] == ["model_config", "head_configs"] and len(parts) > 2:
         node, parts = node["head_defaults"], parts[2:]
-    elif parts[:3] == ["model_config", "backbone_config", "unet"]:
-        node, parts = node["unet_defaults"], parts[3:]
+    elif parts[:2] == ["model_config", "backbone_config"] and len(parts) > 2:
+        node, parts = node["backbone_defaults"], parts[2:]
     for key in parts:
         if not isinstance(node, dict) or key not in node:
             return _MISSING
@@ -240,13 +242,13 @@ def _the_one_set(r: _Reader, path: str, what: str) -> str:
 
 
 def _backbone(r: _Reader) -> dict[str, Any]:
-    name = _the_one_set(r, "model_config.backbone_config", "of unet, convnext, swint, pretrained")
+    name = _the_one_set(r, "model_config.backbone_config", "of " + ", ".join(BACKBONES))
+    base = f"model_config.backbone_config.{name}"
+    defaults = _defaults()["backbone_defaults"][name]
     if name != "unet":
-        raise PosekitError(
-            f"{r.source}: the sleap-nn backbone {name!r} is not built by this posekit yet; "
-            f"use a unet backbone"
-        )
-    base = "model_config.backbone_config.unet"
+        # posekit's ConvNextConfig / SwinTConfig / PretrainedConfig have sleap-nn's fields
+        # (names, meanings, defaults): every field is carried over as it is.
+        return {name: {k: r.get(f"{base}.{k}", defaults[k]) for k in defaults}}
     for key, want in (("kernel_size", 3), ("convs_per_block", 2)):
         value = r.get(f"{base}.{key}", want)
         if value != want:
@@ -265,8 +267,16 @@ def _backbone(r: _Reader) -> dict[str, Any]:
             )
     r.get(f"{base}.in_channels")
     # sleap-nn's UNet defaults differ from SLEAP's: write every field explicitly.
-    defaults = _defaults()["unet_defaults"]
     return {"unet": {k: r.get(f"{base}.{k}", defaults[k]) for k in _UNET_FIELDS}}
+
+
+def bottleneck_stride(backbone: dict[str, Any]) -> int:
+    """The stride of the map sleap-nn's class-vectors head reads: the bottleneck (the
+    middle block's output, or the deepest encoder map of a `pretrained` encoder)."""
+    name, cfg = next(iter(backbone.items()))
+    if name in ("convnext", "swint"):
+        return int(cfg.get("stem_patch_stride", 2)) * 16  # stem, 3 downsamplings, 1 pool
+    return int(cfg["max_stride"])  # UNet; `pretrained`: what sleap-nn's training sets
 
 
 def _head(r: _Reader, base: str) -> dict[str, Any]:
@@ -425,7 +435,7 @@ def posekit_tree(
     heads = data["model"]["heads"]
     if "multi_class_topdown" in heads:
         # sleap-nn's class-vectors head reads the bottleneck whatever its output_stride
-        stride = data["model"]["backbone"]["unet"]["max_stride"]
+        stride = bottleneck_stride(data["model"]["backbone"])
         heads["multi_class_topdown"]["class_vectors"]["output_stride"] = stride
     return data, r.unused()
 
@@ -476,18 +486,35 @@ def _heads_back(heads) -> dict[str, Any]:
     return {family: body}
 
 
-def to_sleap_nn(config, in_channels: int = 1) -> dict[str, Any]:
+def to_sleap_nn(config, in_channels: int | None = None) -> dict[str, Any]:
     """The sleap-nn config tree (`data_config` / `model_config` / `trainer_config`) for a
     posekit `TrainingJobConfig`: sleap-nn's full default tree with posekit's settings
-    in it (sleap-nn's loaders read the file as is, so every field must be there). Only
-    UNet backbones have a sleap-nn counterpart here."""
+    in it (sleap-nn's loaders read the file as is, so every field must be there). The
+    backbone is written as sleap-nn's training writes it: built down to the finest head's
+    stride (`output_stride`), with `in_channels` the model's (None: the backbone config's,
+    1 for a UNet)."""
     bb = config.model.backbone
-    if bb.which_oneof_attrib_name() != "unet":
+    name = bb.which_oneof_attrib_name()
+    defaults = _defaults()["backbone_defaults"]
+    if name not in BACKBONES:
         raise PosekitError(
-            f"the {bb.which_oneof_attrib_name()} backbone has no sleap-nn counterpart; sleap-nn builds "
-            f"unet, convnext, swint and pretrained backbones"
+            f"the {name} backbone has no sleap-nn counterpart; sleap-nn builds "
+            f"{', '.join(BACKBONES)} backbones"
         )
-    unet = bb.unet.model_dump(mode="json")
+    if in_channels is None:
+        in_channels = getattr(bb.which_oneof(), "in_channels", 1)
+    head_configs = _heads_back(config.model.heads)
+    finest = min(
+        sub["output_stride"] for family in head_configs.values() for sub in family.values()
+    )
+    backbone = {
+        **defaults[name],
+        **bb.which_oneof().model_dump(mode="json"),
+        "in_channels": int(in_channels),
+        "output_stride": finest,
+    }
+    if name == "unet":
+        backbone |= {"kernel_size": 3, "convs_per_block": 2}
     pre = config.data.preprocessing
     labels = config.data.labels
     opt = config.optimization
@@ -529,19 +556,8 @@ def to_sleap_nn(config, in_channels: int = 1) -> dict[str, Any]:
             "skeletons": [_skeleton_tree(s) for s in labels.skeletons],
         },
         "model_config": {
-            "backbone_config": {
-                "unet": {
-                    **_defaults()["unet_defaults"],
-                    "in_channels": int(in_channels),
-                    "kernel_size": 3,
-                    "convs_per_block": 2,
-                    **unet,
-                },
-                "convnext": None,
-                "swint": None,
-                "pretrained": None,
-            },
-            "head_configs": _heads_back(config.model.heads),
+            "backbone_config": {key: backbone if key == name else None for key in defaults},
+            "head_configs": head_configs,
         },
         "trainer_config": {
             "train_data_loader": {"batch_size": opt.batch_size, "shuffle": True},
@@ -576,7 +592,7 @@ def _merge(base: dict[str, Any], over: dict[str, Any]) -> dict[str, Any]:
     return base
 
 
-def to_sleap_nn_yaml(config, in_channels: int = 1) -> str:
+def to_sleap_nn_yaml(config, in_channels: int | None = None) -> str:
     """`to_sleap_nn` as YAML text (what sleap-nn writes as `training_config.yaml`)."""
     import yaml
 
@@ -584,7 +600,9 @@ def to_sleap_nn_yaml(config, in_channels: int = 1) -> str:
 
 
 __all__ = [
+    "BACKBONES",
     "SECTIONS",
+    "bottleneck_stride",
     "default_tree",
     "posekit_tree",
     "in_channels",

@@ -4,7 +4,12 @@ SLEAP 1.5+ trains with sleap-nn, which writes a Lightning checkpoint whose `stat
 holds `model.backbone.*` and `model.head_layers.<i>.*`. sleap-nn's UNet has the same
 blocks and the same layer names as SLEAP's (`stack0_enc0_conv0`, ...), which posekit
 already builds, so the weights are matched by layer name; only the module paths around
-them differ. Two facts of sleap-nn that posekit follows when it loads such a folder:
+them differ. Its ConvNeXt and Swin backbones are posekit's `HierarchicalUNet`s, whose
+weights are renamed by their own table (`hierarchical.sleap_nn_state_dict`); heads are
+matched by layer name for every backbone (sleap-nn attaches each to the decoder output
+at its `output_stride`, as posekit does). sleap-nn's `pretrained` backbone comes from
+Hugging Face `transformers`, whose weight names posekit does not map: such folders are
+refused. Two facts of sleap-nn that posekit follows when it loads such a folder:
 
 - its transposed convolutions are PyTorch's `padding=1, output_padding=1`, a one-pixel
   shift from Keras' "same" (posekit's default, SLEAP's): those layers become
@@ -89,17 +94,38 @@ def _leaf(key: str) -> str:
     return ".".join(parts[-2:])
 
 
+#: Backbones whose sleap-nn folders load and export (the others have no weight map).
+FOLDER_BACKBONES = ("unet", "convnext", "swint")
+_BACKBONE = "model.backbone."
+
+
+def _hierarchical(model) -> bool:
+    from posekit.architectures.hierarchical import HierarchicalUNet
+
+    return isinstance(model.backbone, HierarchicalUNet)
+
+
 def rename_state_dict(state: dict[str, Any], model) -> dict[str, Any]:
     """sleap-nn's checkpoint `state_dict` with posekit's keys for `model`."""
+    from posekit.architectures.hierarchical import sleap_nn_state_dict as backbone_keys
+
+    out: dict[str, Any] = {}
+    by_table = _hierarchical(model)  # the backbone's weights go by its table, heads by name
+    if by_table:
+        theirs = {k[len(_BACKBONE) :]: v for k, v in state.items() if k.startswith(_BACKBONE)}
+        out = {f"backbone.{k}": v for k, v in backbone_keys(model.backbone, theirs).items()}
+        state = {k: v for k, v in state.items() if not k.startswith(_BACKBONE)}
     ours: dict[str, str] = {}
     for key in model.state_dict():
+        if by_table and key.startswith("backbone."):
+            continue
         leaf = _leaf(key)
         if leaf in ours:
             raise PosekitError(
                 f"two of posekit's weights are named {leaf}; cannot match sleap-nn's"
             )
         ours[leaf] = key
-    out, unknown = {}, []
+    unknown = []
     for key, value in state.items():
         if not key.startswith("model."):
             continue
@@ -108,7 +134,7 @@ def rename_state_dict(state: dict[str, Any], model) -> dict[str, Any]:
             unknown.append(key)
         else:
             out[target] = value
-    missing = sorted(set(ours.values()) - set(out))
+    missing = sorted(set(model.state_dict()) - set(out))
     if unknown or missing:
         raise PosekitError(
             f"the sleap-nn checkpoint does not match the model its config describes: "
@@ -121,6 +147,7 @@ def load_sleap_nn_folder(folder: Path):
     """A ready posekit `Model` (eval mode, CPU) from a sleap-nn model folder."""
     import torch
 
+    from posekit.architectures.common import skip_imagenet_weights
     from posekit.config.job import from_sleap_nn
     from posekit.config.sleap_nn import in_channels
     from posekit.model.network import Model
@@ -128,11 +155,22 @@ def load_sleap_nn_folder(folder: Path):
     tree = _read_yaml(folder / CONFIG)
     config = from_sleap_nn(tree, str(folder / CONFIG))
     config.filename = os.path.abspath(folder / CONFIG)
+    backbone = config.model.backbone.which_oneof_attrib_name()
+    if backbone not in FOLDER_BACKBONES:
+        raise PosekitError(
+            f"{folder}: sleap-nn builds its {backbone!r} backbone through Hugging Face "
+            f"transformers, whose weight names posekit cannot map; train it with posekit "
+            f"instead (posekit train {folder / CONFIG})"
+        )
     skeletons = config.data.labels.skeletons
     skeleton = skeletons[0].to_sleap_io() if skeletons else None
-    model = Model.from_config(
-        config.model, in_channels=in_channels(tree), skeleton=skeleton, classes=_classes(config)
-    )
+    with skip_imagenet_weights():  # every weight comes from the checkpoint
+        model = Model.from_config(
+            config.model,
+            in_channels=in_channels(tree),
+            skeleton=skeleton,
+            classes=_classes(config),
+        )
     use_sleap_nn_padding(model)
     try:
         ckpt = torch.load(folder / CHECKPOINT, map_location="cpu", weights_only=True)
@@ -166,6 +204,7 @@ def sleap_nn_state_dict(model) -> dict[str, Any]:
     }
     if model.stacks != 1:
         raise PosekitError("stacked UNets (stacks > 1) have no sleap-nn folder form here")
+    backbone_key = _hierarchical_keys(model.backbone) if _hierarchical(model) else None
     heads = [h.name for h in model.heads]
     out: dict[str, Any] = {}
     for key, value in model.state_dict().items():
@@ -177,6 +216,9 @@ def sleap_nn_state_dict(model) -> dict[str, Any]:
                 out[f"model.head_layers.{i}.{'.'.join(parts[-2:])}"] = value
             else:
                 out[f"model.head_layers.{i}.{parts[1]}.0.{parts[-1]}"] = value
+            continue
+        if backbone_key is not None:
+            out[backbone_key(key.removeprefix("backbone."))] = value
             continue
         layer = parts[-2]
         if parts[1] == "encoders" and "_middle_" in layer:
@@ -190,8 +232,23 @@ def sleap_nn_state_dict(model) -> dict[str, Any]:
     return out
 
 
+def _hierarchical_keys(backbone):
+    """posekit key of a ConvNeXt / Swin backbone -> sleap-nn's checkpoint key: the
+    backbone's own table (sleap-nn module -> posekit module) read backwards."""
+    table = {ours: theirs for theirs, ours in backbone.sleap_nn_key_map().items()}
+    ordered = sorted(table, key=len, reverse=True)
+
+    def key(ours: str) -> str:
+        module = next((m for m in ordered if ours.startswith(m + ".")), None)
+        if module is None:
+            raise PosekitError(f"backbone.{ours}: no sleap-nn counterpart")
+        return _BACKBONE + table[module] + ours[len(module) :]
+
+    return key
+
+
 def save_sleap_nn_folder(model, out_dir: str | os.PathLike) -> Path:
-    """Write `model` (a posekit UNet model) as a sleap-nn 0.3.5 model folder."""
+    """Write `model` (a posekit UNet, ConvNeXt or Swin model) as a sleap-nn 0.3.5 model folder."""
     import torch
 
     from posekit.architectures.common import SameConvTranspose2d, TorchPaddedConvTranspose2d
@@ -199,10 +256,11 @@ def save_sleap_nn_folder(model, out_dir: str | os.PathLike) -> Path:
 
     if model.config is None:
         raise PosekitError("the model has no job config; load it with posekit.load_model")
-    if model.config.model.backbone.which_oneof_attrib_name() != "unet":
+    backbone = model.config.model.backbone.which_oneof_attrib_name()
+    if backbone not in FOLDER_BACKBONES:
         raise PosekitError(
-            "only UNet models can be written as sleap-nn folders (sleap-nn has no "
-            f"{model.config.model.backbone.which_oneof_attrib_name()} backbone)"
+            f"{backbone} models cannot be written as sleap-nn folders; only "
+            f"{', '.join(FOLDER_BACKBONES)} backbones can"
         )
     if any(
         isinstance(m, SameConvTranspose2d) and not isinstance(m, TorchPaddedConvTranspose2d)

@@ -5,7 +5,7 @@ Run folder (`outputs.runs_folder/<run name>`), written by global rank 0 only:
     training_config.json   the job config as trained (SLEAP's format; SLEAP reads it)
     initial_config.json    the config as given, before labels filled in part names etc.
     config.yaml            the trained config again, as YAML (easier to read and edit)
-    training_config.sleap_nn.yaml  the same in sleap-nn's format (UNet models)
+    training_config.sleap_nn.yaml  the same in sleap-nn's format (sleap-nn's backbones)
     metrics.csv            one row per epoch: losses per head, learning rate, times
     training_curve.png     loss and learning rate per epoch (redrawn every epoch)
     best_model/            posekit model folder of the lowest validation loss so far

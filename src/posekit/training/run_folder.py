@@ -100,23 +100,23 @@ def choose_run_dir(config: Any, n_frames: int) -> Path:
     return Path(outputs.run_path).expanduser().resolve()
 
 
-#: The run's config in sleap-nn's format (UNet models only: sleap-nn has no other
-#: backbone of SLEAP's).
+#: The run's config in sleap-nn's format (models with a backbone sleap-nn builds:
+#: UNet, ConvNeXt, Swin, pretrained).
 SLEAP_NN_CONFIG = "training_config.sleap_nn.yaml"
 
 
 def write_configs(run_dir: Path, config: Any, initial: Any | None) -> None:
     """The config as given (`initial_config.json`) and as trained (JSON for SLEAP, YAML,
-    and for UNet models sleap-nn's YAML, `training_config.sleap_nn.yaml`, which
-    `sleap-nn train --config` reads)."""
-    from posekit.config.sleap_nn import to_sleap_nn_yaml
+    and for backbones sleap-nn builds, sleap-nn's YAML, `training_config.sleap_nn.yaml`,
+    which `sleap-nn train --config` reads)."""
+    from posekit.config.sleap_nn import BACKBONES, to_sleap_nn_yaml
 
     run_dir.mkdir(parents=True, exist_ok=True)
     if initial is not None:
         initial.model_copy(deep=True).save_json(run_dir / "initial_config.json")
     config.model_copy(deep=True).save_json(run_dir / "training_config.json")
     config.model_copy(deep=True).save_yaml(run_dir / "config.yaml")
-    if config.model.backbone.which_oneof_attrib_name() == "unet":
+    if config.model.backbone.which_oneof_attrib_name() in BACKBONES:
         try:
             text = to_sleap_nn_yaml(config)
         except PosekitError:  # a model type sleap-nn's YAML cannot express yet (masks)
