@@ -160,6 +160,37 @@ class ClassVectorsHead(Head):
 
 
 @dataclass
+class EmbeddingHead(Head):
+    """Identity vector of the crop's animal (re-identification), L2-normalised.
+
+    Not a classifier: the vector has no fixed set of classes, so a model trained on one
+    video's animals embeds any others; animals are told apart by cosine similarity.
+    `classes` are the training tracks, used only to build the contrastive targets.
+    """
+
+    embedding_dim: int = 128
+    num_fc_layers: int = 1
+    num_fc_units: int = 256
+    pool: str = "avg"
+    normalize: bool = True
+    temperature: float = 0.1
+    anchor_part: str | None = None
+    classes: list[str] = field(default_factory=list)
+    loss_function = "supcon"
+
+    @property
+    def channels(self) -> int:
+        return self.embedding_dim
+
+    @property
+    def is_map(self) -> bool:
+        return False
+
+    def make_layer(self, in_channels: int, feature_size=None) -> nn.Module:
+        return EmbeddingLayer(self, in_channels)
+
+
+@dataclass
 class OffsetRefinementHead(Head):
     """Sub-pixel offsets per part: channels [part0_dx, part0_dy, ...] in output-grid units."""
 
@@ -246,3 +277,44 @@ class ClassVectorsLayer(nn.Module):
         for i in range(self.num_fc_layers):
             x = torch.relu(getattr(self, f"pre_classification{i}_fc")(x))
         return torch.softmax(getattr(self, self._out_name)(x), dim=-1)
+
+
+class EmbeddingLayer(nn.Module):
+    """Pool (avg, max, or GeM with a learnt exponent) -> dense + ReLU layers -> dense ->
+    L2 normalisation.
+
+    GeM (generalised mean, ``mean(x^p)^(1/p)`` over positive parts) sits between average
+    (p=1) and max (p -> inf) pooling and learns where. No batch norm before the
+    normalisation (re-ID's "BNNeck"): tried here, it trained well in train mode but its
+    running statistics lagged the drifting features of a short run, and in eval mode
+    every crop got the same vector. Without it a failed run shows in the loss instead:
+    SupCon stuck at log(positives + negatives) means the vectors collapsed (lower the
+    learning rate or raise `temperature`).
+    """
+
+    def __init__(self, head: EmbeddingHead, in_channels: int):
+        super().__init__()
+        if head.pool not in ("avg", "max", "gem"):
+            raise PosekitError(f"embedding pool={head.pool!r}: use 'avg', 'max' or 'gem'")
+        self.pool = head.pool
+        self.normalize = head.normalize
+        if head.pool == "gem":
+            self.gem_p = nn.Parameter(torch.tensor(3.0))
+        layers: list[nn.Module] = []
+        features = in_channels
+        for _ in range(head.num_fc_layers):
+            layers += [nn.Linear(features, head.num_fc_units), nn.ReLU()]
+            features = head.num_fc_units
+        layers.append(nn.Linear(features, head.embedding_dim))
+        self.fc = nn.Sequential(*layers)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        if self.pool == "avg":
+            x = x.mean(dim=(2, 3))
+        elif self.pool == "max":
+            x = torch.amax(x, dim=(2, 3))
+        else:
+            p = self.gem_p.clamp(min=1.0)
+            x = x.clamp(min=1e-6).pow(p).mean(dim=(2, 3)).pow(1.0 / p)
+        x = self.fc(x)
+        return nn.functional.normalize(x, dim=-1) if self.normalize else x

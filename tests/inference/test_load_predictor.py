@@ -11,6 +11,7 @@ import torch
 from _inference_fakes import FakeModel
 
 from posekit.errors import PosekitError
+from posekit.inference.embeddings import EmbeddingPredictor
 from posekit.inference.predictors import (
     BottomUpMultiClassPredictor,
     BottomUpPredictor,
@@ -41,6 +42,7 @@ EXPECTED = {
     frozenset({"bottomup_segmentation"}): BottomUpSegmentationPredictor,
     frozenset({"centered_instance_segmentation"}): TopDownSegmentationPredictor,
     frozenset({"centroid", "centered_instance_segmentation"}): TopDownSegmentationPredictor,
+    frozenset({"embedding"}): EmbeddingPredictor,
 }
 
 
@@ -70,6 +72,7 @@ def fake(model_type: str) -> FakeModel:
             "CenterOffsetHead": (0, 2, 1),
         },
         "centered_instance_segmentation": {"SegmentationHead": (0, 1, 1)},
+        "embedding": {},
     }[model_type]
     extra = {"ClassVectorsHead": _class_vectors} if model_type == "multi_class_topdown" else None
     return FakeModel(
@@ -96,7 +99,7 @@ def test_load_predictor_follows_the_registry(types):
         assert type(pred) is EXPECTED[types]
         assert f"{type(pred).__module__}:{type(pred).__name__}" == predictor_path(types)
         # Each model sits where its predictor uses it.
-        if isinstance(pred, OneModelPredictor):
+        if isinstance(pred, OneModelPredictor | EmbeddingPredictor):
             assert list(models.values()) == [pred.model]
         else:
             assert pred.centroid_model is models.get("centroid")

@@ -35,6 +35,17 @@ HEADS = {
             },
         }
     },
+    # Identity vectors read the bottleneck (stride 16): 8-d, small dense layer.
+    "embedding": {
+        "embedding": {
+            "embedding": {
+                "embedding_dim": 8,
+                "num_fc_units": 16,
+                "output_stride": 16,
+                "temperature": 0.2,
+            }
+        }
+    },
 }
 
 

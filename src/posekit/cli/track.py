@@ -32,6 +32,11 @@ _SHORT = {
     "track_window": ("--track-window", "frames back to look for a match (default: 5)"),
     "similarity": ("--similarity", "how instances are compared (default: instance)"),
     "match": ("--match", "greedy or hungarian assignment (default: greedy)"),
+    "reid_model": (
+        "--reid-model",
+        "an embedding model folder: the global tracker also links tracklets by the animals' "
+        "appearance (re-identification after long occlusions; reads the video frames)",
+    ),
 }
 _CHOICES = {"tracker": TRACKERS, "similarity": SIMILARITIES, "match": MATCHERS}
 

@@ -459,6 +459,36 @@ class BottomUpSegmentationConfig(ConfigBase):
     offsets: CenterOffsetConfig = Field(default_factory=CenterOffsetConfig)
 
 
+class EmbeddingHeadConfig(ConfigBase):
+    """Identity vector of the crop's animal for re-identification (sleap-nn's names).
+
+    Pooled encoder feature (``pool``: avg, max or gem) -> `num_fc_layers` x (dense + ReLU)
+    -> dense `embedding_dim` -> L2 normalisation (`normalize`). Trained with a contrastive
+    loss (`loss`: supcon; `temperature`) on crops of tracked instances; `classes` are the
+    training tracks (filled in from the labels, used only for the targets).
+    """
+
+    embedding_dim: int = Field(128, ge=1)
+    num_fc_layers: int = Field(1, ge=0)
+    num_fc_units: int = Field(256, ge=1)
+    pool: Literal["avg", "max", "gem"] = "avg"
+    normalize: bool = True
+    output_stride: int = 16
+    loss_weight: float = 1.0
+    loss: Literal["supcon"] = "supcon"
+    temperature: float = Field(0.1, gt=0)
+    anchor_part: str | None = None
+    classes: list[str] | None = None
+
+    _v_strides = field_validator("output_stride")(lambda v, info: check_stride(info.field_name, v))
+
+
+class EmbeddingConfig(ConfigBase):
+    """Re-identification: an identity vector per animal crop (sleap-nn's `embedding`)."""
+
+    embedding: EmbeddingHeadConfig = Field(default_factory=EmbeddingHeadConfig)
+
+
 class HeadsConfig(OneOfConfig):
     """Which model type (head family) to build: exactly one field set."""
 
@@ -471,6 +501,7 @@ class HeadsConfig(OneOfConfig):
     semantic_segmentation: SemanticSegmentationConfig | None = None
     bottomup_segmentation: BottomUpSegmentationConfig | None = None
     centered_instance_segmentation: CenteredInstanceSegmentationConfig | None = None
+    embedding: EmbeddingConfig | None = None
 
 
 class ModelConfig(ConfigBase):
@@ -492,6 +523,8 @@ __all__ = [
     "ConvNextConfig",
     "ClassMapsHeadConfig",
     "ClassVectorsHeadConfig",
+    "EmbeddingConfig",
+    "EmbeddingHeadConfig",
     "HeadsConfig",
     "HourglassConfig",
     "InstanceCenterConfig",

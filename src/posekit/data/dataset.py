@@ -21,7 +21,8 @@ The processed batch is ``{"image": (N, C, H, W) float32, <head name>: target, ..
 with targets keyed by the SLEAP head class names that the model's output dict uses
 (`SingleInstanceConfmapsHead`, `CentroidConfmapsHead`, `CenteredInstanceConfmapsHead`,
 `MultiInstanceConfmapsHead`, `PartAffinityFieldsHead`, `ClassMapsHead`,
-`ClassVectorsHead`, `OffsetRefinementHead`) plus metadata: ``points`` (N, I, K, 2) in
+`ClassVectorsHead`, `OffsetRefinementHead`; `EmbeddingHead`: the crop's class index)
+plus metadata: ``points`` (N, I, K, 2) in
 model-input pixels, ``class_ids`` (N, I) (-1 = none), ``class_index`` (N,) for top-down,
 ``crop_origin`` (N, 2) of top-down crops in scaled-frame pixels (meaningful without
 augmentation: frame point = (point_in_crop + crop_origin) / input_scaling), and
@@ -485,6 +486,8 @@ class DataPipeline:
                 targets[name] = class_vectors(class_ids[:, 0], len(self.class_names)).to(
                     points.device
                 )
+            elif name == "EmbeddingHead":  # contrastive: the crop's identity index
+                targets[name] = class_ids[:, 0].to(points.device, torch.long)
             elif name == "OffsetRefinementHead":
                 if primary_points is None:
                     raise PosekitError("OffsetRefinementHead needs a confidence-map head first")

@@ -2,8 +2,8 @@
 
 A model type is the field of SLEAP's `HeadsConfig` that a config sets (``single_instance``,
 ``centroid``, ``centered_instance``, ``multi_instance``, ``multi_class_bottomup``,
-``multi_class_topdown``). Everything that depends on the type asks this registry instead
-of comparing names: which heads a model gets (`make_heads`), whether it trains and predicts
+``multi_class_topdown``, the segmentation types, and sleap-nn's ``embedding``).
+Everything that depends on the type asks this registry instead of comparing names: which heads a model gets (`make_heads`), whether it trains and predicts
 on crops around each animal, whether its labels need tracks, which model pairs with it at
 inference, which peak finder reads its maps, and which predictor runs it.
 
@@ -26,6 +26,7 @@ from posekit.heads import (
     CentroidConfmapsHead,
     ClassMapsHead,
     ClassVectorsHead,
+    EmbeddingHead,
     Head,
     InstanceCenterHead,
     MultiInstanceConfmapsHead,
@@ -197,6 +198,25 @@ def _bottomup_segmentation(cfg, given: HeadInputs, field: str):
     return heads, None, []
 
 
+def _embedding(cfg, given: HeadInputs, field: str):
+    e = cfg.embedding
+    classes = _need(e.classes or given.classes, "identities (tracks)", f"{field}.embedding.classes")
+    head = EmbeddingHead(
+        e.output_stride,
+        e.loss_weight,
+        None,
+        e.embedding_dim,
+        e.num_fc_layers,
+        e.num_fc_units,
+        e.pool,
+        e.normalize,
+        e.temperature,
+        e.anchor_part,
+        classes,
+    )
+    return [head], None, []
+
+
 _PREDICTORS = "posekit.inference.predictors"
 
 #: Every model type, by its `HeadsConfig` field name.
@@ -275,6 +295,15 @@ MODEL_TYPES: dict[str, ModelType] = {
             pairs_with="centroid",
             predictor=f"{_PREDICTORS}.segmentation:TopDownSegmentationPredictor",
             masks=True,
+        ),
+        ModelType(
+            "embedding",
+            "an identity vector per animal crop, for re-identification by the trackers",
+            _embedding,
+            crops=True,
+            multi_class=True,
+            needs_part_names=False,
+            predictor="posekit.inference.embeddings:EmbeddingPredictor",
         ),
     )
 }

@@ -53,7 +53,9 @@ def track(
             optical flow; reads the video), ``"global"`` (offline identities for a known
             number of animals), ``"kalman"``, ``"bytetrack"``, ``"ocsort"`` (the SORT
             family on keypoints, `sort`), ``"none"``; None picks ``"global"`` when
-            `max_tracks` is set and ``"simple"`` otherwise.
+            `max_tracks` is set and ``"simple"`` otherwise. With ``reid_model`` (an
+            `embedding` model folder) the global tracker also compares the animals'
+            appearance across gaps (``reid_weight`` nats per unit of cosine distance).
         max_tracks: the number of animals; never more tracks than this, and frames are
             culled to this many instances (best score first) before matching.
         track_window, similarity, match: SLEAP's options (defaults 5, ``"instance"``,
@@ -91,13 +93,18 @@ def track(
 
     import sleap_io as sio
 
+    embedder = None
+    if opts.reid_model:
+        from posekit.inference.embeddings import load_embedder
+
+        embedder = load_embedder(opts.reid_model)
     out_frames = []
     out_tracks: list = []
     suggestions = list(labels.suggestions)
     named_tracks: dict[str, Any] = {}
     counter = [0]
     for video, lfs in videos:
-        frames, local_tracks = _track_video(video, lfs, opts)
+        frames, local_tracks = _track_video(video, lfs, opts, embedder)
         frames = _final_pass(frames, opts)
         used = sorted({int(t) for fr in frames for t in fr.track_ids if t != UNTRACKED})
         track_objs = _track_objects(local_tracks, used, named_tracks, out_tracks, counter)
@@ -186,9 +193,16 @@ def _open_video_for_flow(video, first_frame: int):
 # --------------------------------------------------------------------------- per video
 
 
-def _track_video(video, lfs: list, opts: TrackingOptions):
-    """(list of FramePoses with decisions, local track id -> sio.Track or name or None)."""
+def _track_video(video, lfs: list, opts: TrackingOptions, embedder=None):
+    """(list of FramePoses with decisions, local track id -> sio.Track or name or None).
+
+    `embedder` (an `EmbeddingPredictor`, with ``reid_model``) gives every instance its
+    identity vector, read from the video frames, for the global tracker's linking.
+    """
     frames = [poses_from_labeled_frame(lf) for lf in lfs]
+    if embedder is not None:
+        for fr, emb in zip(frames, embedder.embed_labeled_frames(lfs)):
+            fr.embeddings = emb if len(fr) else None
     if opts.tracker == "global":
         from posekit.tracking.global_assignment import assign_identities
 

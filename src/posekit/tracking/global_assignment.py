@@ -14,6 +14,8 @@ known animals posekit instead
      tracklet its identity held on the path, however long ago: the Kalman prediction
      across the gap, vaguer the longer the gap (``REAPPEAR_NLL`` for an identity never
      seen),
+     plus, with an embedding model (re-identification), ``reid_weight * (1 - cos)`` of
+     the two tracklets' mean identity vectors, which does not fade with the gap,
    - a short tracklet may take no identity at all (a false detection) for
      ``CLUTTER_NLL`` per pose times its score,
    - each tracklet costs how unlike its identity it looks: the Gaussian negative
@@ -72,7 +74,7 @@ def assign_identities(frames: list, opts, edges: list[tuple[int, int]]):
     n_ids = int(opts.max_tracks)
     frames = [cull_frame(fr, n_ids, opts.pre_cull_iou_threshold) for fr in frames]
     linking = link_tracklets(frames, max_gap=opts.track_window, max_present=n_ids)
-    tl = _Tracklets(frames, linking, edges)
+    tl = _Tracklets(frames, linking, edges, opts.reid_weight)
     classes, class_nll = _class_evidence(frames, linking, tl.n, n_ids, opts.identity_source)
     segments = _segments(frames, linking)
     if not segments:
@@ -105,9 +107,10 @@ def assign_identities(frames: list, opts, edges: list[tuple[int, int]]):
 
 
 class _Tracklets:
-    """Per tracklet: first/last pose and time, Kalman states at both ends, edge lengths."""
+    """Per tracklet: first/last pose and time, Kalman states at both ends, edge lengths,
+    and the mean identity vector when the frames carry embeddings (re-identification)."""
 
-    def __init__(self, frames: list, linking, edges):
+    def __init__(self, frames: list, linking, edges, reid_weight: float = 0.0):
         n = linking.n_tracklets
         self.n = n
         nodes = next((fr.points.shape[1] for fr in frames if len(fr)), 0)
@@ -144,6 +147,8 @@ class _Tracklets:
                 self.f_cnt[a, ok] += 1
         with np.errstate(all="ignore"):
             self.f_mean = self.f_sum / self.f_cnt
+        self.reid_weight = float(reid_weight)
+        self.emb = _mean_embeddings(frames, linking, n)
         noise = linking.noise or MotionNoise(q=linking.sigma**2, r=0.25 * linking.sigma**2)
         self.noise = noise
         self.end = [_filtered(p, noise) for p in poses]  # state after the last pose
@@ -198,7 +203,20 @@ class _Tracklets:
         if not np.isfinite([c1, c2]).any():
             return GATE
         c = float(np.nanmean([c1, c2])) - np.log(self.noise.r)
-        return min(max(c, 0.0), 2 * GATE)
+        return min(max(c, 0.0), 2 * GATE) + self.reid_nll(a, b)
+
+    def reid_nll(self, a: int, b: int) -> float:
+        """Appearance cost of `b` continuing `a`: ``reid_weight * (1 - cos)`` of the two
+        tracklets' mean identity vectors (0 when either has none).
+
+        Like a von Mises-Fisher likelihood with concentration ``reid_weight``: the same
+        animal (cos ~ 1) costs nothing, a different one up to ``2 * reid_weight`` nats,
+        whatever the gap, so it decides where a long gap has made motion vague.
+        """
+        if self.emb is None or not self.reid_weight:
+            return 0.0
+        cos = float(self.emb[a] @ self.emb[b])
+        return self.reid_weight * (1.0 - cos) if np.isfinite(cos) else 0.0
 
 
 def _filtered(poses: list, noise: MotionNoise) -> PoseKalman | None:
@@ -209,6 +227,22 @@ def _filtered(poses: list, noise: MotionNoise) -> PoseKalman | None:
     for t, p in poses[1:]:
         f.update(t, p)
     return f
+
+
+def _mean_embeddings(frames, linking, n: int) -> np.ndarray | None:
+    """(n_tracklets, D) unit mean of each tracklet's identity vectors (NaN rows: none)."""
+    dims = {fr.embeddings.shape[1] for fr in frames if fr.embeddings is not None and len(fr)}
+    if not dims:
+        return None
+    total = np.zeros((n, dims.pop()))
+    for fr, ids in zip(frames, linking.ids):
+        if fr.embeddings is None or not len(ids):
+            continue
+        ok = np.isfinite(fr.embeddings).all(axis=1)
+        np.add.at(total, ids[ok], fr.embeddings[ok])
+    norm = np.linalg.norm(total, axis=1, keepdims=True)
+    with np.errstate(all="ignore"):
+        return np.where(norm > 0, total / norm, np.nan)
 
 
 def _edge_lengths(points: np.ndarray, edges: np.ndarray) -> np.ndarray:

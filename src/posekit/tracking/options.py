@@ -69,6 +69,10 @@ class TrackingOptions:
     delta_t: int = 3  # ocsort: observations back for a track's direction
     keep_tracks: bool = False  # keep the input's tracks instead of re-assigning
     identity_source: str = "auto"  # where identity-class evidence comes from (global)
+    # global: an `embedding` model folder whose identity vectors link tracklets across
+    # long gaps (re-identification), and the nats a full mismatch (cos = -1) costs / 2
+    reid_model: str | None = None
+    reid_weight: float = 10.0
     n_suggestions: int = 20  # weakest identity decisions written as suggestions
     suggestion_min_separation: int = 10  # frames between two suggestions
 
@@ -235,7 +239,9 @@ def resolve_options(**options: Any) -> TrackingOptions:
                 raise PosekitError(f"{name}={v!r}: must be a whole number >= {low}")
             values[name] = iv
 
-    for name in ("det_thresh", "inertia"):
+    if "reid_model" in values and values["reid_model"] is not None:
+        values["reid_model"] = str(values["reid_model"])
+    for name in ("det_thresh", "inertia", "reid_weight"):
         if name in values:
             try:
                 v = float(values[name])
@@ -271,6 +277,11 @@ def resolve_options(**options: Any) -> TrackingOptions:
         raise PosekitError(
             "tracker='global' assigns a known number of identities; set max_tracks=N "
             "(the number of animals), or use tracker='simple' or 'flow'"
+        )
+    if opts.reid_model and opts.tracker != "global":
+        raise PosekitError(
+            f"reid_model links tracklets of the 'global' tracker, not {opts.tracker!r}; set "
+            "max_tracks=N (the number of animals) and leave the tracker unset or 'global'"
         )
     return opts
 

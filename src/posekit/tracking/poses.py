@@ -35,6 +35,9 @@ class FramePoses:
     # The weakest identity decision taken in this frame (higher = safer), NaN when the
     # frame decided nothing (first frame, single track, ...). Units depend on the tracker.
     margin: float = float("nan")
+    # (k, D) unit identity vectors from an embedding model (re-identification), NaN rows
+    # where an instance has none; None when no embedding model was used.
+    embeddings: np.ndarray | None = None
 
     def __post_init__(self) -> None:
         k = len(self.points)
@@ -66,6 +69,7 @@ class FramePoses:
             tracking_scores=self.tracking_scores[keep],
             identity_names=[self.identity_names[i] for i in keep],
             identity_scores=self.identity_scores[keep],
+            embeddings=None if self.embeddings is None else self.embeddings[keep],
         )
 
 

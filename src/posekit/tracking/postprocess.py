@@ -137,5 +137,6 @@ def fill_gaps(frames: list, max_gap: int) -> list:
             tracking_scores=np.concatenate([fr.tracking_scores, [it[2] for it in items]]),
             identity_names=list(fr.identity_names) + [None] * len(items),
             identity_scores=np.concatenate([fr.identity_scores, np.full(len(items), np.nan)]),
+            embeddings=None,  # filled poses were not seen; identities are decided by now
         )
     return [by_t[t] for t in sorted(by_t)]

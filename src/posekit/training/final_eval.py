@@ -80,6 +80,11 @@ def summary_line(name: str, metrics: dict[str, Any], found_only: bool = False) -
             f"labelled, mask AP {num('mask_voc.mAP', '.2f')}, median IoU "
             f"{num('mask_iou.median', '.2f')}, boundary IoU {num('boundary_iou.mean', '.2f')}"
         )
+    if "reid.accuracy" in metrics:
+        return (
+            f"{name}: re-ID accuracy {num('reid.accuracy', '.3f')} over "
+            f"{metrics.get('reid.n_instances', 0)} instances (nearest identity mean)"
+        )
     if found_only:
         return (
             f"{name}: {metrics.get('n_matched', 0)}/{metrics.get('n_gt_instances', 0)} animals "
@@ -187,6 +192,8 @@ def evaluate_split(
 
     gt = _sio_labels(labels)
     predictor = load_predictor(models, device=device, batch_size=batch_size, progress=False)
+    if hasattr(predictor, "reid_metrics"):  # an embedding model finds no animals
+        return predictor.reid_metrics(gt), gt, gt
     pred = predictor.predict(gt)
     loaded = [m for m in predictor._models() if m is not None]  # a pair may lack one
     if any(registry.model_type(m.model_type).masks for m in loaded):
@@ -238,7 +245,8 @@ def evaluate_run(
         except Exception as err:  # noqa: BLE001 - evaluation must not fail a trained run
             lines.append(f"{name}: not evaluated ({type(err).__name__}: {err})")
             continue
-        if worst_png and name == "val" and "mask_voc.mAP" not in metrics:
+        pictured = "mask_voc.mAP" not in metrics and "reid.accuracy" not in metrics
+        if worst_png and name == "val" and pictured:
             try:
                 plot_worst_frames(gt, pred, run_dir / "viz" / "worst_val.png")
             except Exception as err:  # noqa: BLE001

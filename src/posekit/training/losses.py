@@ -11,6 +11,9 @@ SLEAP compiles its Keras model with one loss per output, weighted by the head's
   ``[1e-7, 1 - 1e-7]`` before the log. Computing it from the probabilities (instead of the
   logits) keeps an imported SLEAP model and a posekit-trained one on the same footing.
 
+- the embedding head (sleap-nn's `embedding` type): the supervised contrastive loss
+  (SupCon) of its L2-normalised vectors, with the crops' identities as labels.
+
 posekit tensors are NCHW, so the channel axis is 1 (SLEAP's NHWC uses the last axis).
 
 posekit-only (never chosen for a plain SLEAP config): a map head whose instance attribute
@@ -187,6 +190,30 @@ def masked_smooth_l1(pred: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
     return total / valid.sum().clamp(min=1)
 
 
+def supcon(embeddings: torch.Tensor, labels: torch.Tensor, temperature: float = 0.1):
+    """Supervised contrastive loss (Khosla et al. 2020), mean over anchors with a positive.
+
+    For each anchor ``i``: ``-mean_{p in P(i)} log(exp(z_i.z_p / t) / sum_{a != i}
+    exp(z_i.z_a / t))`` with ``P(i)`` the other crops of the same identity. Anchors with
+    no positive in the batch (or no identity, label < 0) contribute nothing; a batch
+    without any positive pair gives a zero loss that still has a gradient path, so
+    training steps stay uniform. `embeddings` (N, D) should be L2-normalised.
+    """
+    z = embeddings.float()
+    n = z.shape[0]
+    labels = labels.reshape(-1).to(z.device)
+    eye = torch.eye(n, dtype=torch.bool, device=z.device)
+    valid = labels >= 0
+    pos = (labels[:, None] == labels[None, :]) & ~eye & valid[:, None] & valid[None, :]
+    logits = (z @ z.T) / float(temperature)
+    logits = logits.masked_fill(eye, float("-inf"))
+    log_prob = logits - torch.logsumexp(logits, dim=1, keepdim=True)
+    n_pos = pos.sum(1)
+    per_anchor = -(log_prob.masked_fill(~pos, 0.0)).sum(1) / n_pos.clamp(min=1)
+    has = n_pos > 0
+    return (per_anchor * has).sum() / has.sum().clamp(min=1)
+
+
 def head_loss(
     head: Head, pred: torch.Tensor, target: torch.Tensor, hard_keypoint_mining: Any = None
 ) -> torch.Tensor:
@@ -195,6 +222,8 @@ def head_loss(
     `hard_keypoint_mining` is a `HardKeypointMiningConfig` (or None); when its
     `online_mining` is true the OHKM term is added to the MSE of map heads.
     """
+    if head.loss_function == "supcon":  # target: an identity index per crop
+        return supcon(pred, target, head.temperature)
     if pred.shape != target.shape:
         raise ValueError(
             f"{head.name}: prediction has shape {tuple(pred.shape)} but the target has "
@@ -238,4 +267,5 @@ __all__ = [
     "mse",
     "ohkm_loss",
     "select_hard_keypoints",
+    "supcon",
 ]

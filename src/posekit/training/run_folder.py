@@ -119,7 +119,7 @@ def write_configs(run_dir: Path, config: Any, initial: Any | None) -> None:
     if config.model.backbone.which_oneof_attrib_name() in BACKBONES:
         try:
             text = to_sleap_nn_yaml(config)
-        except PosekitError:  # a model type sleap-nn's YAML cannot express yet (masks)
+        except PosekitError:  # a model type sleap-nn's YAML cannot express yet (masks, embedding)
             return
         write_text_atomic(run_dir / SLEAP_NN_CONFIG, text)
 
