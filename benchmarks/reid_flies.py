@@ -24,8 +24,6 @@ import tempfile
 import time
 from pathlib import Path
 
-import numpy as np
-
 ROOT = Path(__file__).resolve().parents[1]
 FLIES = ROOT / ".." / "shared" / "data" / "flies" / "clip.slp"
 SPLIT = 750  # frames before: training; from here: tracking
@@ -74,30 +72,15 @@ def gapped(labels):
     """(untracked shuffled predictions, ground truth) of the tracking part with gaps."""
     import sleap_io as sio
 
+    from tracking import predictions  # benchmarks/tracking.py
+
     keep, t = set(), SPLIT
     for gap in GAPS + (0,):
         keep.update(range(t, t + VISIBLE))
         t += VISIBLE + gap
-    rng = np.random.default_rng(0)
-    lfs = sorted(
-        (lf for lf in labels.labeled_frames if lf.frame_idx in keep), key=lambda f: f.frame_idx
-    )
-    frames = []
-    for lf in lfs:
-        insts = [
-            sio.PredictedInstance.from_numpy(
-                points_data=i.numpy(),
-                skeleton=i.skeleton,
-                point_scores=np.ones(len(i.skeleton.nodes)),
-                score=1.0,
-            )
-            for i in lf.instances
-        ]
-        order = rng.permutation(len(insts))
-        frames.append(sio.LabeledFrame(lf.video, lf.frame_idx, [insts[o] for o in order]))
-    pred = sio.Labels(frames, videos=labels.videos, skeletons=labels.skeletons)
-    gt = sio.Labels(lfs, videos=labels.videos, skeletons=labels.skeletons, tracks=labels.tracks)
-    return pred, gt
+    lfs = [lf for lf in labels.labeled_frames if lf.frame_idx in keep]
+    part = sio.Labels(lfs, videos=labels.videos, skeletons=labels.skeletons, tracks=labels.tracks)
+    return predictions(part, len(lfs))
 
 
 def main() -> int:
