@@ -77,3 +77,33 @@ def test_reid_model_is_for_the_global_tracker():
         resolve_options(tracker="simple", reid_model="some/folder")
     opts = resolve_options(max_tracks=2, reid_model="some/folder", reid_weight="4")
     assert (opts.tracker, opts.reid_model, opts.reid_weight) == ("global", "some/folder", 4.0)
+
+
+def test_track_command_refuses_a_bad_reid_model_in_one_line(tmp_path, capsys):
+    import sleap_io as sio
+
+    from posekit.cli import main
+    from posekit.data.synthetic import make_synthetic_labels
+
+    labels = make_synthetic_labels(
+        n_frames=4, image_size=48, n_parts=3, video_path=tmp_path / "v.h5"
+    )
+    src = tmp_path / "pred.slp"
+    sio.save_slp(labels, str(src))
+    missing = tmp_path / "no_such_model"
+    assert main(["track", str(src), "--max-tracks", "2", "--reid-model", str(missing)]) != 0
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and err[0].startswith("posekit: error:") and "no_such_model" in err[0]
+    assert main(["track", str(src), "--tracker", "simple", "--reid-model", str(missing)]) != 0
+    assert "global" in capsys.readouterr().err
+    assert not (tmp_path / "pred.tracked.slp").exists()
+
+
+def test_predict_tracks_when_only_a_reid_model_is_given():
+    """`posekit predict ... --reid-model M` without a count must not ignore the model."""
+    from posekit.cli.track import wants_tracking
+
+    assert wants_tracking({"reid_model": "m"})
+    assert not wants_tracking({})
+    with pytest.raises(PosekitError, match="max_tracks"):
+        resolve_options(reid_model="m")

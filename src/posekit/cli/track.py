@@ -63,6 +63,7 @@ def add_tracking_arguments(p: argparse.ArgumentParser) -> None:
             default=None,
             type=int if name in ("max_tracks", "track_window") else str,
             choices=_CHOICES.get(name),
+            metavar="MODEL" if name == "reid_model" else None,
             help=text,
         )
     for name, default in defaults.items():
@@ -88,9 +89,11 @@ def tracking_options(args: argparse.Namespace) -> dict:
 
 
 def wants_tracking(options: dict) -> bool:
-    """Whether `posekit predict` should track: a tracker other than none, or a count."""
+    """Whether `posekit predict` should track: a tracker other than none, a count, or a
+    re-ID model (which then asks for the count rather than being ignored)."""
     tracker = options.get("tracker")
-    return tracker not in (None, "none") or (tracker is None and bool(options.get("max_tracks")))
+    asked = bool(options.get("max_tracks") or options.get("reid_model"))
+    return tracker not in (None, "none") or (tracker is None and asked)
 
 
 def add_parser(subparsers) -> argparse.ArgumentParser:
