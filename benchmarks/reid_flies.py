@@ -28,7 +28,7 @@ ROOT = Path(__file__).resolve().parents[1]
 FLIES = ROOT / ".." / "shared" / "data" / "flies" / "clip.slp"
 SPLIT = 750  # frames before: training; from here: tracking
 VISIBLE = 30  # frames of each visible stretch
-GAPS = (50, 100, 150, 200, 120, 80)  # removed frames between visible stretches
+GAPS = (50, 100, 150, 200)  # removed frames between visible stretches
 
 CONFIG = {
     "data": {"preprocessing": {"input_scaling": 0.5}},
