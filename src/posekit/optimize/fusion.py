@@ -17,6 +17,9 @@
   pixel shuffle; `posekit.optimize.subpixel`), which oneDNN runs much closer to its peak.
 - **Winograd F(4x4, 3x3)** for the 3x3 convolutions with many channels (CPU, float32):
   4x fewer multiplications in the deep layers of a UNet (`posekit.optimize.winograd`).
+- **ConvNeXt and Swin MLPs fused** (`posekit.optimize.convnext_blocks`, `.swin_blocks`):
+  LayerNorm affine and layer scale folded into the Linears, GELU and the residual add as
+  oneDNN post-ops.
 
 Folding is decided from what the network *does*, not from how its modules are nested:
 one forward pass records which tensor each convolution produced, which tensor each
@@ -324,6 +327,7 @@ def optimize_for_inference(
     fuse_relu: bool = True,
     winograd: bool = True,
     subpixel_convs: bool = True,
+    fuse_mlps: bool = True,
 ) -> nn.Module:
     """An eval-mode copy of `model` with the same outputs, faster to run.
 
@@ -347,6 +351,9 @@ def optimize_for_inference(
             default) as one ordinary convolution + pixel shuffle (`posekit.optimize.subpixel`;
             1.05-2.5x faster per layer here). This and `winograd` apply to a model on
             the CPU (where they were measured); on a GPU cuDNN's kernels stay.
+        fuse_mlps: run the MLP half of ConvNeXt and Swin blocks as two oneDNN calls
+            (`posekit.optimize.convnext_blocks`, `posekit.optimize.swin_blocks`); leave
+            it off before `torch.compile`, which fuses them itself.
 
     Returns:
         The optimised model (eval mode, parameters without gradients). Its attribute
@@ -376,6 +383,12 @@ def optimize_for_inference(
         from posekit.optimize.winograd import use_winograd
 
         winograd_paths = use_winograd(out)
+    mlp_blocks: list[str] = []
+    if fuse_mlps:
+        from posekit.optimize.convnext_blocks import fuse_convnext_blocks
+        from posekit.optimize.swin_blocks import fuse_swin_blocks
+
+        mlp_blocks = fuse_convnext_blocks(out) + fuse_swin_blocks(out)
     if channels_last:
         out.to(memory_format=torch.channels_last)
         if not getattr(out, "_posekit_channels_last_hook", False):
@@ -387,5 +400,6 @@ def optimize_for_inference(
         "fused_relu": fused,
         "winograd": winograd_paths,
         "subpixel_convs": subpixel,
+        "fused_mlps": mlp_blocks,
     }
     return out
