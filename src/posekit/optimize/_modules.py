@@ -137,7 +137,9 @@ def residual_mlp_class():
                 or torch.is_grad_enabled()
                 or torch.is_autocast_enabled("cpu")
             ):
-                return residual + F.linear(F.gelu(F.linear(h, w1, self.fc1.bias)), w2, self.fc2.bias)
+                return residual + F.linear(
+                    F.gelu(F.linear(h, w1, self.fc1.bias)), w2, self.fc2.bias
+                )
             flat = h.reshape(-1, self.width)
             hidden = self._op(flat, w1, self.fc1.bias, "gelu", [], "none")
             res = residual.contiguous().reshape(-1, self.width)
