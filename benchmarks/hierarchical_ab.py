@@ -37,12 +37,8 @@ def sleap_nn_model(kind: str, settings: dict, in_channels: int, parts: list[str]
     from sleap_nn.config import model_config
 
     cls = {"convnext": model_config.ConvNextConfig, "swint": model_config.SwinTConfig}[kind]
-    backbone = OmegaConf.structured(
-        cls(**settings, output_stride=2, in_channels=in_channels)
-    )
-    heads = OmegaConf.create(
-        {"confmaps": {"part_names": parts, "sigma": 5.0, "output_stride": 2}}
-    )
+    backbone = OmegaConf.structured(cls(**settings, output_stride=2, in_channels=in_channels))
+    heads = OmegaConf.create({"confmaps": {"part_names": parts, "sigma": 5.0, "output_stride": 2}})
     return Model(
         backbone_type=kind, backbone_config=backbone, head_configs=heads,
         model_type="single_instance",
@@ -86,7 +82,9 @@ def main(argv=None) -> int:
         print(f"{name} ({shape[0]} px, batch {args.batch_size}, fps: median [min-max], / sleap-nn)")
         for key, values in fps.items():
             med = statistics.median(values)
-            print(f"  {key:22s} {med:7.2f} [{min(values):.2f}-{max(values):.2f}]  {med / base:.2f}x")
+            print(
+                f"  {key:22s} {med:7.2f} [{min(values):.2f}-{max(values):.2f}]  {med / base:.2f}x"
+            )
     results["load_end"] = os.getloadavg()
     print(f"load average start {results['load_start']}, end {results['load_end']}")
     if args.json:

@@ -23,16 +23,21 @@ def set_submodule(root: nn.Module, path: str, module: nn.Module) -> None:
     setattr(parent, name, module)
 
 
-def fused_conv_relu_op():
-    """oneDNN's convolution with a fused post-op, or None where this build lacks it."""
+def onednn_op(name: str):
+    """oneDNN's operator `torch.ops.mkldnn.<name>`, or None where this build lacks it."""
     import torch
 
     try:
         if not torch.backends.mkldnn.is_available():
             return None
-        return torch.ops.mkldnn._convolution_pointwise
+        return getattr(torch.ops.mkldnn, name)
     except (AttributeError, RuntimeError):  # pragma: no cover - builds without oneDNN
         return None
+
+
+def fused_conv_relu_op():
+    """oneDNN's convolution with a fused post-op, or None where this build lacks it."""
+    return onednn_op("_convolution_pointwise")
 
 
 @functools.cache
@@ -75,14 +80,7 @@ def conv_relu_class():
 def linear_pointwise_op():
     """oneDNN's linear with a fused post-op (GELU, or a residual add), or None where this
     build lacks it."""
-    import torch
-
-    try:
-        if not torch.backends.mkldnn.is_available():
-            return None
-        return torch.ops.mkldnn._linear_pointwise
-    except (AttributeError, RuntimeError):  # pragma: no cover - builds without oneDNN
-        return None
+    return onednn_op("_linear_pointwise")
 
 
 @functools.cache
