@@ -139,3 +139,17 @@ def test_optimize_for_inference_fuses_every_block_of_a_backbone(backbone):
         _close(net(x), opt(x))
     again = optimize_for_inference(opt, example_input=x[:1], winograd=False)
     assert again.inference_optimizations["fused_mlps"] == []
+
+
+def test_winograd_is_left_off_convnext_and_swin_backbones():
+    from posekit.architectures.convnext import ConvNeXt
+    from posekit.optimize import optimize_for_inference
+
+    # decoder convolutions this wide would take Winograd in a UNet
+    net = _randomize(ConvNeXt([1, 1, 1, 1], [64, 64, 128, 256], output_stride=2))
+    opt = optimize_for_inference(net, example_input=torch.rand(1, 1, 64, 64))
+    assert opt.inference_optimizations["winograd"] == []
+    assert len(opt.inference_optimizations["fused_mlps"]) == 4
+    from posekit.optimize.winograd import worthwhile
+
+    assert any(worthwhile(m) for m in net.modules() if isinstance(m, nn.Conv2d))
