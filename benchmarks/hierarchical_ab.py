@@ -7,8 +7,8 @@ both need only torch, torchvision and posekit's light dependencies), builds the 
 network on both sides (`compare_peers.HIERARCHICAL`: sleap-nn from its own
 `ConvNextConfig` / `SwinTConfig`, posekit from its configs; random weights) and times, in
 every round and in turn: sleap-nn's model as it runs it (eager NCHW), posekit eager,
-posekit `optimize_for_inference` without the fused MLPs ("before"), with them
-(`posekit predict`'s default) and with them but without Winograd. Medians and ranges of
+posekit `optimize_for_inference` without the fused MLPs, and with them (`posekit
+predict`'s default). Medians and ranges of
 the rounds are printed, with the load average at the start and end.
 
 Usage (from the repository root):
@@ -69,9 +69,10 @@ def main(argv=None) -> int:
         variants = {
             "sleap-nn": sleap_nn_model(kind, settings, shape[2], bench.PARTS),
             "posekit eager": model,
-            "posekit before": optimize_for_inference(model, example_input=one, fuse_mlps=False),
+            "posekit, MLPs unfused": optimize_for_inference(
+                model, example_input=one, fuse_mlps=False
+            ),
             "posekit": optimize_for_inference(model, example_input=one),
-            "posekit no Winograd": optimize_for_inference(model, example_input=one, winograd=False),
         }
         fps: dict[str, list[float]] = {k: [] for k in variants}
         for _ in range(args.rounds):
