@@ -4,8 +4,9 @@ posekit and sleap-nn need different environments, so sleap-nn runs in its own
 interpreter (``--sleap-nn-python /path/to/sleap-nn-venv/bin/python``) as a subprocess:
 the child is kept running as a small line server (JSON requests on stdin: settings, then
 "build" and "time" per network), builds sleap-nn's model for each network from the same SLEAP training profile
-(sleap-nn's own SLEAP-config converter; 5 placeholder parts) or, for the default UNet,
-from sleap-nn's UNet defaults, times it exactly like the posekit side (fp32, eval,
+(sleap-nn's own SLEAP-config converter; 5 placeholder parts), for the default UNet
+from sleap-nn's UNet defaults, and for the ConvNeXt / Swin networks (`HIERARCHICAL`) from
+sleap-nn's own `ConvNextConfig` / `SwinTConfig` with the settings posekit's configs get, times it exactly like the posekit side (fp32, eval,
 `torch.inference_mode`, one warm-up call, then batch / median call time over at least
 three calls and ``--seconds``)  and
 answers in JSON. Nothing is installed; without ``--sleap-nn-python`` only posekit is
@@ -202,6 +203,15 @@ def build(net, req):
         _fill_names(heads, net)
         channels = backbone_cfg.get("in_channels", None) if hasattr(backbone_cfg, "get") else None
         return _model(backbone_type, backbone_cfg, heads, model_type), channels
+    if net["kind"] == "backbone":
+        # ConvNeXt / Swin from sleap-nn's own config class and the same settings
+        from sleap_nn.config import model_config
+        cls = {"convnext": model_config.ConvNextConfig, "swint": model_config.SwinTConfig}
+        backbone_cfg = OmegaConf.structured(cls[net["backbone"]](**net["settings"]))
+        heads = OmegaConf.create({"confmaps": {"part_names": list(net["parts"]), "sigma": 5.0,
+                                               "output_stride": net["settings"]["output_stride"]}})
+        return (_model(net["backbone"], backbone_cfg, heads, "single_instance"),
+                net["settings"]["in_channels"])
     # sleap-nn's default UNet, from its own config defaults where available.
     try:
         from sleap_nn.config.model_config import UNetConfig
@@ -323,6 +333,44 @@ class SleapNNProcess:
         self._tmp.cleanup()
 
 
+# sleap-nn's ConvNeXt and Swin backbones (issue 23), single-instance confidence maps at
+# output stride 2, with the input size each is timed at.
+HIERARCHICAL = {
+    "ConvNeXt tiny": ("convnext", {"model_type": "tiny"}, 160),
+    "ConvNeXt small custom": (
+        "convnext",
+        {"model_type": "custom", "arch": {"depths": [2, 2, 2, 2], "channels": [32, 64, 128, 256]}},
+        256,
+    ),
+    "Swin-T": ("swint", {"model_type": "tiny"}, 160),
+}
+
+
+def hierarchical_networks(only: str | None = None):
+    """(name, job config, input H, W) for the `HIERARCHICAL` networks, built from
+    posekit's `ConvNextConfig` / `SwinTConfig` with the settings sleap-nn gets too."""
+    from posekit.config.job import TrainingJobConfig
+    from posekit.config.model import (
+        BackboneConfig,
+        ConvNextConfig,
+        HeadsConfig,
+        ModelConfig,
+        SingleInstanceConfmapsHeadConfig,
+        SwinTConfig,
+    )
+
+    items = []
+    for name, (kind, settings, side) in HIERARCHICAL.items():
+        if only and only not in name:
+            continue
+        cls = {"convnext": ConvNextConfig, "swint": SwinTConfig}[kind]
+        backbone = BackboneConfig(**{kind: cls(**settings, output_stride=2)})
+        head = SingleInstanceConfmapsHeadConfig(part_names=bench.PARTS, output_stride=2)
+        model = ModelConfig(backbone=backbone, heads=HeadsConfig(single_instance=head))
+        items.append((name, TrainingJobConfig(model=model), (side, side)))
+    return items
+
+
 def _request_entry(name: str, config, shape) -> dict:
     entry = {
         "name": name,
@@ -331,7 +379,12 @@ def _request_entry(name: str, config, shape) -> dict:
         "edges": [list(e) for e in bench.EDGES],
         "classes": bench.CLASSES,
     }
-    if name == bench.DEFAULT_UNET:
+    if name in HIERARCHICAL:
+        kind, settings, _ = HIERARCHICAL[name]
+        entry["kind"] = "backbone"
+        entry["backbone"] = kind
+        entry["settings"] = {**settings, "output_stride": 2, "in_channels": shape[2]}
+    elif name == bench.DEFAULT_UNET:
         unet = config.model.backbone.unet
         entry["kind"] = "default_unet"
         entry["unet"] = {
@@ -393,7 +446,7 @@ def main(argv=None) -> int:
 
     peer = SleapNNProcess(args.sleap_nn_python, args) if args.sleap_nn_python else None
     rows: list[dict] = []
-    for name, config, hw in bench.networks(args.only):
+    for name, config, hw in bench.networks(args.only) + hierarchical_networks(args.only):
         row: dict = {"name": name}
         rows.append(row)
         if isinstance(config, Exception):

@@ -4,6 +4,8 @@
   which applies every rewrite;
 - `winograd`: wide 3x3 convolutions as Winograd F(4x4, 3x3) (CPU, float32);
 - `subpixel`: Keras-"same" transposed convolutions as convolution + pixel shuffle;
+- `convnext_blocks`, `swin_blocks`: ConvNeXt / Swin blocks with the MLP as two fused
+  oneDNN calls (LayerNorm affine and layer scale folded in);
 - `autocast`: which reduced precision a device runs well, and autocast around it;
 - `_modules`: the module-surgery helpers the rewrites share.
 """

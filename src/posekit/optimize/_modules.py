@@ -23,16 +23,21 @@ def set_submodule(root: nn.Module, path: str, module: nn.Module) -> None:
     setattr(parent, name, module)
 
 
-def fused_conv_relu_op():
-    """oneDNN's convolution with a fused post-op, or None where this build lacks it."""
+def onednn_op(name: str):
+    """oneDNN's operator `torch.ops.mkldnn.<name>`, or None where this build lacks it."""
     import torch
 
     try:
         if not torch.backends.mkldnn.is_available():
             return None
-        return torch.ops.mkldnn._convolution_pointwise
+        return getattr(torch.ops.mkldnn, name)
     except (AttributeError, RuntimeError):  # pragma: no cover - builds without oneDNN
         return None
+
+
+def fused_conv_relu_op():
+    """oneDNN's convolution with a fused post-op, or None where this build lacks it."""
+    return onednn_op("_convolution_pointwise")
 
 
 @functools.cache
@@ -70,3 +75,78 @@ def conv_relu_class():
             return F.relu(c(x))
 
     return ConvReLU2d
+
+
+def linear_pointwise_op():
+    """oneDNN's linear with a fused post-op (GELU, or a residual add), or None where this
+    build lacks it."""
+    return onednn_op("_linear_pointwise")
+
+
+@functools.cache
+def residual_mlp_class():
+    """The `ResidualMLP` module class (built once, on first use: torch loads lazily)."""
+    import torch
+    import torch.nn.functional as F
+    from torch import nn
+
+    class ResidualMLP(nn.Module):
+        """``residual + scale * fc2(gelu(fc1(layer_norm(h))))`` over the last dimension,
+        the MLP half of ConvNeXt and Swin blocks, as two oneDNN calls on CPUs.
+
+        The LayerNorm's affine map is folded into `fc1` and the layer scale into `fc2`
+        (in float64), the bias and GELU run as `fc1`'s post-op and the residual add as
+        `fc2`'s, so the three elementwise passes over the 4x-wide hidden activation and
+        the bias copies of `F.linear` disappear. Elsewhere (GPU, autograd, autocast) the
+        same folded weights run as ordinary calls. Outputs agree to float32 rounding.
+        """
+
+        def __init__(self, norm: nn.LayerNorm, fc1: nn.Linear, fc2: nn.Linear, scale=None):
+            super().__init__()
+            self.eps = float(norm.eps)
+            self.width = int(fc1.in_features)
+            with torch.no_grad():
+                w1, b1 = fc1.weight.double(), _bias(fc1).double()
+                if norm.weight is not None:
+                    w1 = w1 * norm.weight.double()
+                if norm.bias is not None:
+                    b1 = b1 + fc1.weight.double() @ norm.bias.double()
+                w2, b2 = fc2.weight.double(), _bias(fc2).double()
+                if scale is not None:
+                    s = scale.double().reshape(-1)
+                    w2, b2 = w2 * s[:, None], b2 * s
+                dtype = fc1.weight.dtype
+                self.fc1 = nn.Linear(fc1.in_features, fc1.out_features, device=w1.device)
+                self.fc2 = nn.Linear(fc2.in_features, fc2.out_features, device=w2.device)
+                for layer, w, b in ((self.fc1, w1, b1), (self.fc2, w2, b2)):
+                    layer.weight = nn.Parameter(w.to(dtype), requires_grad=False)
+                    layer.bias = nn.Parameter(b.to(dtype), requires_grad=False)
+            self._op = linear_pointwise_op()
+
+        def forward(self, h: torch.Tensor, residual: torch.Tensor) -> torch.Tensor:
+            """`h`, `residual`: (..., width); the result has their shape, contiguous."""
+            h = F.layer_norm(h, (self.width,), eps=self.eps)
+            w1, w2 = self.fc1.weight, self.fc2.weight
+            if (
+                self._op is None
+                or h.device.type != "cpu"
+                or h.dtype != w1.dtype
+                or residual.dtype != w1.dtype
+                or torch.is_grad_enabled()
+                or torch.is_autocast_enabled("cpu")
+            ):
+                return residual + F.linear(
+                    F.gelu(F.linear(h, w1, self.fc1.bias)), w2, self.fc2.bias
+                )
+            flat = h.reshape(-1, self.width)
+            hidden = self._op(flat, w1, self.fc1.bias, "gelu", [], "none")
+            res = residual.contiguous().reshape(-1, self.width)
+            out = self._op.binary(hidden, res, w2, self.fc2.bias, "add")
+            return out.view(residual.shape)
+
+    def _bias(layer: nn.Linear) -> torch.Tensor:
+        if layer.bias is not None:
+            return layer.bias
+        return torch.zeros(layer.out_features, device=layer.weight.device)
+
+    return ResidualMLP

@@ -17,6 +17,9 @@
   pixel shuffle; `posekit.optimize.subpixel`), which oneDNN runs much closer to its peak.
 - **Winograd F(4x4, 3x3)** for the 3x3 convolutions with many channels (CPU, float32):
   4x fewer multiplications in the deep layers of a UNet (`posekit.optimize.winograd`).
+- **ConvNeXt and Swin MLPs fused** (`posekit.optimize.convnext_blocks`, `.swin_blocks`):
+  LayerNorm affine and layer scale folded into the Linears, GELU and the residual add as
+  oneDNN post-ops.
 
 Folding is decided from what the network *does*, not from how its modules are nested:
 one forward pass records which tensor each convolution produced, which tensor each
@@ -306,6 +309,13 @@ def fuse_conv_relu(model: nn.Module, example_input: torch.Tensor | None = None) 
     return pairs
 
 
+def _is_hierarchical(model: nn.Module) -> bool:
+    """Whether `model` holds a ConvNeXt or Swin backbone (`HierarchicalUNet`)."""
+    from posekit.architectures.hierarchical import HierarchicalUNet
+
+    return any(isinstance(m, HierarchicalUNet) for m in model.modules())
+
+
 def _channels_last_input(module, args):
     """Forward pre-hook: hand the network a channels-last input (shape unchanged)."""
     import torch
@@ -324,6 +334,7 @@ def optimize_for_inference(
     fuse_relu: bool = True,
     winograd: bool = True,
     subpixel_convs: bool = True,
+    fuse_mlps: bool = True,
 ) -> nn.Module:
     """An eval-mode copy of `model` with the same outputs, faster to run.
 
@@ -342,11 +353,15 @@ def optimize_for_inference(
             fuses by itself.
         winograd: run the 3x3 convolutions with many channels as Winograd F(4x4, 3x3)
             in float32 on CPUs (`posekit.optimize.winograd`; 4x fewer multiplications, 1.7-2.5x
-            faster per layer here); outputs then agree to ~1e-5 relative, not 1e-7.
+            faster per layer here); outputs then agree to ~1e-5 relative, not 1e-7. Not
+            used on ConvNeXt / Swin backbones, whose decoders it slowed down.
         subpixel_convs: run Keras-"same" transposed convolutions (SLEAP's UNet decoder
             default) as one ordinary convolution + pixel shuffle (`posekit.optimize.subpixel`;
             1.05-2.5x faster per layer here). This and `winograd` apply to a model on
             the CPU (where they were measured); on a GPU cuDNN's kernels stay.
+        fuse_mlps: run the MLP half of ConvNeXt and Swin blocks as two oneDNN calls
+            (`posekit.optimize.convnext_blocks`, `posekit.optimize.swin_blocks`); leave
+            it off before `torch.compile`, which fuses them itself.
 
     Returns:
         The optimised model (eval mode, parameters without gradients). Its attribute
@@ -372,10 +387,18 @@ def optimize_for_inference(
         subpixel = use_subpixel_convs(out)
     fused = fuse_conv_relu(out, example_input) if fuse_relu else []
     winograd_paths: list[str] = []
-    if winograd and on_cpu:
+    # ConvNeXt / Swin (sleap-nn's layout): their decoders ran slower with Winograd
+    # (ConvNeXt custom 256 px, batch 4, interleaved: 4.25 vs 5.21 frames/s), so not there.
+    if winograd and on_cpu and not _is_hierarchical(out):
         from posekit.optimize.winograd import use_winograd
 
         winograd_paths = use_winograd(out)
+    mlp_blocks: list[str] = []
+    if fuse_mlps:
+        from posekit.optimize.convnext_blocks import fuse_convnext_blocks
+        from posekit.optimize.swin_blocks import fuse_swin_blocks
+
+        mlp_blocks = fuse_convnext_blocks(out) + fuse_swin_blocks(out)
     if channels_last:
         out.to(memory_format=torch.channels_last)
         if not getattr(out, "_posekit_channels_last_hook", False):
@@ -387,5 +410,6 @@ def optimize_for_inference(
         "fused_relu": fused,
         "winograd": winograd_paths,
         "subpixel_convs": subpixel,
+        "fused_mlps": mlp_blocks,
     }
     return out

@@ -1,0 +1,155 @@
+"""ConvNeXt and Swin blocks with fused MLPs (`posekit.optimize.convnext_blocks`,
+`posekit.optimize.swin_blocks`) keep their outputs, replace only the standard blocks, and
+are idempotent."""
+
+from __future__ import annotations
+
+import copy
+from functools import partial
+
+import pytest
+import torch
+from torch import nn
+from torchvision.models.convnext import CNBlock
+from torchvision.models.swin_transformer import SwinTransformerBlock, SwinTransformerBlockV2
+
+from posekit.optimize import _modules
+from posekit.optimize.convnext_blocks import fuse_convnext_blocks
+from posekit.optimize.swin_blocks import fuse_swin_blocks
+
+
+def _randomize(module: nn.Module, seed: int = 0) -> nn.Module:
+    """Non-trivial weights everywhere (LayerNorm affine and layer scale included: at their
+    defaults, 1 / 0 / 1e-6, folding them would be a no-op or invisible)."""
+    gen = torch.Generator().manual_seed(seed)
+    with torch.no_grad():
+        for p in module.parameters():
+            p.copy_(torch.randn(p.shape, generator=gen) * 0.3)
+    return module.eval()
+
+
+def _close(a: torch.Tensor, b: torch.Tensor) -> None:
+    scale = float(a.abs().max())
+    assert scale > 0.1  # a real signal
+    assert float((a - b).abs().max()) <= 1e-5 * scale
+
+
+def _cnblock(width: int = 16) -> CNBlock:
+    return _randomize(CNBlock(width, 1e-6, 0.0, partial(nn.LayerNorm, eps=1e-6)))
+
+
+def _swin_block(width: int = 16, shift: int = 3) -> SwinTransformerBlock:
+    block = SwinTransformerBlock(width, 2, window_size=[7, 7], shift_size=[shift, shift])
+    return _randomize(block)
+
+
+class _Counting:
+    """Wraps oneDNN's linear op and counts the calls (the fast path must really run)."""
+
+    def __init__(self, op):
+        self.op, self.calls = op, 0
+
+    def __call__(self, *args):
+        self.calls += 1
+        return self.op(*args)
+
+    def binary(self, *args):
+        self.calls += 1
+        return self.op.binary(*args)
+
+
+@pytest.mark.parametrize("channels_last", [True, False], ids=["channels_last", "nchw"])
+def test_fused_cnblock_keeps_outputs(channels_last):
+    block = _cnblock()
+    x = torch.randn(2, 16, 13, 11)
+    if channels_last:
+        block = block.to(memory_format=torch.channels_last)
+        x = x.contiguous(memory_format=torch.channels_last)
+    holder = nn.Sequential(copy.deepcopy(block))
+    assert fuse_convnext_blocks(holder) == ["0"]
+    fused = holder[0]
+    if _modules.linear_pointwise_op() is not None:
+        fused.mlp._op = _Counting(fused.mlp._op)
+    with torch.inference_mode():
+        _close(block(x), fused(x))
+    if _modules.linear_pointwise_op() is not None:
+        assert fused.mlp._op.calls == 2  # GELU and the residual add as post-ops
+
+
+def test_fused_blocks_fall_back_to_plain_calls_with_gradients_or_without_onednn():
+    block, swin = _cnblock(), _swin_block()
+    holder = nn.Sequential(copy.deepcopy(block), copy.deepcopy(swin))
+    assert fuse_convnext_blocks(holder) == ["0"] and fuse_swin_blocks(holder) == ["1"]
+    x, t = torch.randn(1, 16, 9, 9), torch.randn(1, 14, 14, 16)
+    with torch.no_grad():
+        want = block(x), swin(t)
+    holder[0].mlp._op = holder[1].mlp._op = None  # a build without oneDNN
+    with torch.no_grad():
+        _close(want[0], holder[0](x))
+        _close(want[1], holder[1](t))
+    holder[0].mlp._op = _modules.linear_pointwise_op()
+    got = holder[0](x)  # autograd on: ordinary calls
+    _close(want[0], got.detach())
+
+
+@pytest.mark.parametrize("shift", [0, 3], ids=["window", "shifted"])
+def test_fused_swin_block_keeps_outputs(shift):
+    block = _swin_block(shift=shift)
+    holder = nn.Sequential(copy.deepcopy(block))
+    assert fuse_swin_blocks(holder) == ["0"]
+    x = torch.randn(2, 14, 17, 16)  # not a multiple of the window: padded inside
+    with torch.inference_mode():
+        _close(block(x), holder(x))
+
+
+def test_only_standard_blocks_are_replaced_and_a_second_run_changes_nothing():
+    tanh = _cnblock()
+    tanh.block[4] = nn.GELU(approximate="tanh")  # not the erf GELU oneDNN's post-op runs
+    v2 = _randomize(SwinTransformerBlockV2(16, 2, window_size=[7, 7], shift_size=[0, 0]))
+    model = nn.Sequential(
+        nn.Sequential(_cnblock(), tanh), nn.Conv2d(16, 16, 3), _swin_block(), v2, nn.Linear(16, 4)
+    )
+    assert fuse_convnext_blocks(model) == ["0.0"]
+    assert fuse_swin_blocks(model) == ["2"]
+    assert type(model[0][1]) is CNBlock and type(model[3]) is SwinTransformerBlockV2
+    assert type(model[1]) is nn.Conv2d and type(model[4]) is nn.Linear
+    state = {k: v.clone() for k, v in model.state_dict().items()}
+    assert fuse_convnext_blocks(model) == [] and fuse_swin_blocks(model) == []
+    after = model.state_dict()
+    assert state.keys() == after.keys()
+    assert all(torch.equal(state[k], after[k]) for k in state)
+
+
+@pytest.mark.parametrize("backbone", ["convnext", "swint"])
+def test_optimize_for_inference_fuses_every_block_of_a_backbone(backbone):
+    from posekit.architectures.convnext import ConvNeXt
+    from posekit.architectures.swin import SwinT
+    from posekit.optimize import optimize_for_inference
+
+    if backbone == "convnext":
+        net = ConvNeXt([1, 2, 1, 1], [8, 8, 16, 16], output_stride=2)
+    else:  # Swin-T's layout at a test's size
+        net = SwinT(8, [2, 2, 1, 1], [1, 2, 2, 2], window_size=4, output_stride=2)
+    net = _randomize(net)
+    x = torch.rand(2, 1, 64, 64)
+    opt = optimize_for_inference(net, example_input=x[:1], winograd=False)
+    blocks = 5 if backbone == "convnext" else 6
+    assert len(opt.inference_optimizations["fused_mlps"]) == blocks
+    with torch.inference_mode():
+        _close(net(x), opt(x))
+    again = optimize_for_inference(opt, example_input=x[:1], winograd=False)
+    assert again.inference_optimizations["fused_mlps"] == []
+
+
+def test_winograd_is_left_off_convnext_and_swin_backbones():
+    from posekit.architectures.convnext import ConvNeXt
+    from posekit.optimize import optimize_for_inference
+
+    # decoder convolutions this wide would take Winograd in a UNet
+    net = _randomize(ConvNeXt([1, 1, 1, 1], [64, 64, 128, 256], output_stride=2))
+    opt = optimize_for_inference(net, example_input=torch.rand(1, 1, 64, 64))
+    assert opt.inference_optimizations["winograd"] == []
+    assert len(opt.inference_optimizations["fused_mlps"]) == 4
+    from posekit.optimize.winograd import worthwhile
+
+    assert any(worthwhile(m) for m in net.modules() if isinstance(m, nn.Conv2d))
