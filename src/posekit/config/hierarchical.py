@@ -61,9 +61,20 @@ class _HierarchicalConfig(ConfigBase):
     cannot run (it expects the channels of the expansion it leaves out).
     """
 
-    _v_strides = field_validator(
-        "stem_patch_stride", "output_stride", "max_stride", check_fields=False
-    )(lambda v, info: check_stride(info.field_name, v))
+    pre_trained_weights: str | None = None
+    arch: dict | None = None
+    stem_patch_stride: int = 2
+    in_channels: int = Field(1, ge=1)
+    kernel_size: int = Field(3, ge=1)
+    filters_rate: float = Field(2, gt=0)
+    convs_per_block: int = Field(2, ge=2)
+    up_interpolate: bool = True
+    output_stride: int = 1
+    max_stride: int = 32
+
+    _v_strides = field_validator("stem_patch_stride", "output_stride", "max_stride")(
+        lambda v, info: check_stride(info.field_name, v)
+    )
 
     @property
     def built_max_stride(self) -> int:
@@ -75,7 +86,7 @@ class _HierarchicalConfig(ConfigBase):
         _check_output_vs_max(type(self).__name__, self.output_stride, self.built_max_stride)
         return self
 
-    @field_validator("pre_trained_weights", check_fields=False)
+    @field_validator("pre_trained_weights")
     @classmethod
     def _weights(cls, v: str | None) -> str | None:
         allowed = CONVNEXT_WEIGHTS if cls.__name__ == "ConvNextConfig" else SWINT_WEIGHTS
@@ -93,18 +104,8 @@ class ConvNextConfig(_HierarchicalConfig):
     for the encoder (then the input has 3 channels).
     """
 
-    pre_trained_weights: str | None = None
     model_type: str = "tiny"
-    arch: dict | None = None
     stem_patch_kernel: int = Field(4, ge=1)
-    stem_patch_stride: int = 2
-    in_channels: int = Field(1, ge=1)
-    kernel_size: int = Field(3, ge=1)
-    filters_rate: float = Field(2, gt=0)
-    convs_per_block: int = Field(2, ge=2)
-    up_interpolate: bool = True
-    output_stride: int = 1
-    max_stride: int = 32
 
     @field_validator("arch")
     @classmethod
@@ -136,19 +137,9 @@ class SwinTConfig(_HierarchicalConfig):
     for sleap-nn's files but has no effect. `patch_size` and `window_size` are square.
     """
 
-    pre_trained_weights: str | None = None
     model_type: Literal["tiny", "small", "base"] = "tiny"
-    arch: dict | None = None
-    max_stride: int = 32
     patch_size: int = Field(4, ge=1)
-    stem_patch_stride: int = 2
     window_size: int = Field(7, ge=1)
-    in_channels: int = Field(1, ge=1)
-    kernel_size: int = Field(3, ge=1)
-    filters_rate: float = Field(2, gt=0)
-    convs_per_block: int = Field(2, ge=2)
-    up_interpolate: bool = True
-    output_stride: int = 1
 
     @property
     def blocks(self) -> dict:
