@@ -52,14 +52,20 @@ def test_cpu_flags_from_cpuinfo_and_the_bf16_check(tmp_path, monkeypatch):
 
     path = tmp_path / "cpuinfo"
     path.write_text(EPYC)
-    monkeypatch.setattr(posekit.optimize, "cpu_supports_bf16", lambda: False)
+    from posekit.optimize.autocast import Bf16Support
+
+    no = Bf16Support(False, False, "this CPU cannot run bfloat16 here (mkldnn_convolution)")
+    monkeypatch.setattr(posekit.optimize, "bf16_support", lambda: no)
     cpu = cpu_report(str(path))
     assert cpu["model"] == "AMD EPYC 7B13"
     assert cpu["flags"] == ["avx2", "fma"]  # no AVX-512, no AMX
-    assert cpu["bf16_runs"] is False
-    monkeypatch.setattr(posekit.optimize, "cpu_supports_bf16", lambda: True)
+    assert cpu["bf16_runs"] is False and cpu["bf16_native"] is False
+    assert "mkldnn_convolution" in cpu["bf16_note"]
+    yes = Bf16Support(True, True, "")
+    monkeypatch.setattr(posekit.optimize, "bf16_support", lambda: yes)
     assert cpu_report(str(tmp_path / "missing"))["flags"] is None  # unknown, not empty
-    assert cpu_report(str(path))["bf16_runs"] is True
+    report = cpu_report(str(path))
+    assert report["bf16_runs"] is True and report["bf16_note"] is None
 
 
 def test_extras_match_pyproject():

@@ -91,12 +91,14 @@ def _cpuinfo(path: str = "/proc/cpuinfo") -> tuple[str | None, set[str] | None]:
 def cpu_report(cpuinfo: str = "/proc/cpuinfo") -> dict[str, Any]:
     """The CPU: model, cores (all, and those this process may use), the `CPU_FLAGS`
     present (None where the flags cannot be read), the kernels torch picked, and whether
-    bfloat16 really runs (`posekit.optimize.cpu_supports_bf16`)."""
+    bfloat16 runs here and natively, with the reason where not
+    (`posekit.optimize.bf16_support`: a probe, not a flag list)."""
     import torch
 
-    from posekit.optimize import cpu_supports_bf16
+    from posekit.optimize import bf16_support
 
     name, flags = _cpuinfo(cpuinfo)
+    bf16 = bf16_support()
     try:
         usable = len(os.sched_getaffinity(0))
     except (AttributeError, OSError):
@@ -112,7 +114,9 @@ def cpu_report(cpuinfo: str = "/proc/cpuinfo") -> dict[str, Any]:
         "usable_cores": usable,
         "flags": None if flags is None else [f for f in CPU_FLAGS if f in flags],
         "torch_cpu_capability": capability,
-        "bf16_runs": bool(cpu_supports_bf16()),
+        "bf16_runs": bool(bf16.runs),
+        "bf16_native": bool(bf16.native),
+        "bf16_note": bf16.reason or None,
     }
 
 
