@@ -7,9 +7,10 @@ frame of `shared/data/flies/clip.slp` is labelled; 2 flies, 13 nodes):
   of 50 frames; 100 frames, or the first `--test-frames`), never trained on or picked;
 - pool: every frame of the other blocks (1000), or `--candidates` of them evenly spread
   (each candidate is predicted twice per round by `suggest`, so fewer is faster);
-- start: `--start` (20) pool frames at random (per seed); a bottom-up model
-  (`baseline_medium_rf.bottomup` with `posekit train --auto`'s settings for the budget)
-  is trained for `--budget-s` seconds and scored on the test frames (OKS mAP, median
+- start: `--start` (20) pool frames at random (per seed); `--model` (default the
+  top-down pair `baseline.centroid` + `baseline_medium_rf.topdown`, a third and two
+  thirds of the budget; or one `baseline_medium_rf.bottomup`), each with
+  `posekit train --auto`'s settings for its share of the budget, is trained for `--budget-s` seconds and scored on the test frames (OKS mAP, median
   error of the matched points in px);
 - each of `--rounds` (3) rounds adds `--add` (20) frames, labelled by the oracle, chosen
   by `posekit.suggest` with the last model (``suggest``) or at random (``random``), then
@@ -46,7 +47,17 @@ from time_to_accuracy import BLOCK, is_test_frame  # noqa: E402
 
 SHARED = Path(__file__).resolve().parents[1] / ".." / "shared"
 FLIES = SHARED / "data" / "flies" / "clip.slp"
-PROFILE = SHARED / "sleap_profiles" / "baseline_medium_rf.bottomup.json"
+PROFILES = SHARED / "sleap_profiles"
+#: --model: one bottom-up model, or the top-down pair (centroid, then centered instance)
+#: with the budget split 1:2 between them (the pair learns far more per CPU second:
+#: 120 s of bottom-up on the flies is ~24 steps at 512 px, and finds nothing yet).
+MODELS = {
+    "bottomup": (("bottomup", "baseline_medium_rf.bottomup.json", 1.0),),
+    "topdown": (
+        ("centroid", "baseline.centroid.json", 1 / 3),
+        ("centered", "baseline_medium_rf.topdown.json", 2 / 3),
+    ),
+}
 STRATEGIES = ("suggest", "random")
 
 
@@ -63,31 +74,35 @@ def subset(labels, frames) -> Any:
 
 
 def train_and_score(labelled, test, args, tag: str) -> dict[str, Any]:
-    """Train on `labelled` for the budget; score on `test`. Returns metrics and model."""
+    """Train `--model` on `labelled` for the budget; score on `test`. Returns metrics and
+    the predictor (for the next round's suggestions)."""
     import posekit
     from posekit.evaluation import evaluate
 
-    run = posekit.train(
-        PROFILE,
-        labels=labelled,
-        run_name=tag,
-        runs_folder=Path(args.out) / "runs",
-        device=args.device,
-        max_time=args.budget_s,
-        auto=True,
-        seed=args.seed_offset,
-        progress=False,
-    )
-    best = Path(run) / "best_model"
-    model_dir = best if best.exists() else Path(run) / "latest_model"
-    predictor = posekit.load_predictor(model_dir, device=args.device, max_instances=2)
+    model_dirs = []
+    for name, profile, share in MODELS[args.model]:
+        run = posekit.train(
+            PROFILES / profile,
+            labels=labelled,
+            run_name=f"{tag}.{name}",
+            runs_folder=Path(args.out) / "runs",
+            device=args.device,
+            max_time=args.budget_s * share,
+            auto=True,
+            seed=args.seed_offset,
+            progress=False,
+        )
+        best = Path(run) / "best_model"
+        model_dirs.append(best if best.exists() else Path(run) / "latest_model")
+    models = model_dirs[0] if len(model_dirs) == 1 else model_dirs
+    predictor = posekit.load_predictor(models, device=args.device, max_instances=2)
     predictions = predictor.predict(test)
     if any(len(lf.instances) for lf in predictions.labeled_frames):
         m = evaluate(test, predictions)
         scores = {"mAP": m.get("oks_voc.mAP"), "median_px": m.get("dist.p50")}
     else:  # a model that finds nothing yet
         scores = {"mAP": 0.0, "median_px": None}
-    return {**scores, "model": str(model_dir), "predictor": predictor}
+    return {**scores, "model": [str(d) for d in model_dirs], "predictor": predictor}
 
 
 def pick(strategy, predictor, labelled_frames, pool, labels, args, rng, where: Path):
@@ -158,7 +173,10 @@ def main(argv=None) -> None:
     p.add_argument("--seeds", type=int, default=3)
     p.add_argument("--start", type=int, default=20)
     p.add_argument("--add", type=int, default=20)
-    p.add_argument("--budget-s", type=float, default=300.0, help="training seconds per model")
+    p.add_argument(
+        "--budget-s", type=float, default=300.0, help="training seconds per round (all models)"
+    )
+    p.add_argument("--model", choices=sorted(MODELS), default="topdown")
     p.add_argument("--candidates", type=int, default=0, help="pool size (0: every pool frame)")
     p.add_argument("--test-frames", type=int, default=0, help="0: all 100")
     p.add_argument("--min-separation", type=int, default=10)

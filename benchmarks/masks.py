@@ -8,12 +8,15 @@ reach mask AP >= 0.5 and median IoU >= 0.75 on its test frames.
   of its visible points grown by ``--dilation`` px). The split is `time_to_accuracy`'s
   (blocks of 50 frames; every 5th frame of every third block is test, every 4th frame of
   the others trains, 10% of those validate).
-- model (``--model-type``): posekit's default config for ``bottomup_segmentation`` (one
-  mask per fly; sleap-nn's head settings) or ``semantic_segmentation``, at
-  ``--input-scaling`` (0.5: the 1024 px frames are seen at 512 px), trained by
+- model (``--model-type``): posekit's default configs (what ``posekit train --masks``
+  trains with no config) for ``topdown_segmentation`` (a centroid model, then the mask
+  of the fly in a crop around each centroid; the budget split as for a pose pair),
+  ``bottomup_segmentation`` (one mask per fly from foreground, centres and offsets;
+  sleap-nn's head settings) or ``semantic_segmentation``, trained by
   `posekit.training.train` with ``max_time`` = the budget (``--auto``: planned for it as
-  ``posekit train --auto`` plans); ``--override KEY=VALUE`` (repeatable) changes the
-  config (overrides win over ``--auto``).
+  ``posekit train --auto`` plans); ``--input-scaling`` sets the whole-frame model's scale
+  (not the crop model's); ``--override KEY=VALUE`` (repeatable) changes every config
+  (overrides win over ``--auto``).
 - scoring: the best model predicts the test frames (at most 2 masks per frame) and
   `posekit.mask_evaluation.evaluate_masks` scores them against the masks made from the
   test poses: COCO mask AP, median IoU per labelled fly (0 when missed), boundary IoU.
@@ -57,12 +60,17 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--minutes", type=float, default=5.0, help="training budget (default: 5)")
     p.add_argument(
         "--model-type",
-        default="bottomup_segmentation",
-        choices=["bottomup_segmentation", "semantic_segmentation"],
+        default="topdown_segmentation",
+        choices=["topdown_segmentation", "bottomup_segmentation", "semantic_segmentation"],
         help="segmentation model type (default: %(default)s)",
     )
     p.add_argument("--dilation", type=float, default=4.0, help="hull growth px (default: 4)")
-    p.add_argument("--input-scaling", type=float, default=0.5, help="(default: 0.5)")
+    p.add_argument(
+        "--input-scaling",
+        type=float,
+        default=None,
+        help="frame scale of the whole-frame model (default: the config's, or --auto's)",
+    )
     p.add_argument("--override", action="append", default=[], help="config KEY=VALUE")
     p.add_argument(
         "--auto",
@@ -85,7 +93,8 @@ def main(argv: list[str] | None = None) -> int:
     from posekit.data.masks import masks_from_poses
     from posekit.inference.predictors import load_predictor
     from posekit.mask_evaluation import evaluate_masks
-    from posekit.training.model_type import default_config
+    from posekit.model import registry
+    from posekit.training.model_type import budget_share, default_configs
     from posekit.training.run import train
 
     _, threads = set_threads(args.threads)
@@ -102,27 +111,35 @@ def main(argv: list[str] | None = None) -> int:
     print(f"{made} masks made from poses")
     train_pl, val_pl = training_splits(train_sio, args.seed)
 
-    config = default_config(args.model_type)
-    overrides = [f"data.preprocessing.input_scaling={args.input_scaling}", *args.override]
+    configs = default_configs(args.model_type)
+    pair = len(configs) > 1
     budget = args.minutes * 60.0
     t0 = time.perf_counter()
-    run = train(
-        config,
-        labels=train_pl,
-        val_labels=val_pl,
-        run_name=args.model_type,
-        runs_folder=out / "runs",
-        device=args.device,
-        overrides=overrides,
-        max_time=budget,
-        auto=args.auto,
-        seed=args.seed,
-        progress=False,
-    )
+    model_dirs = []
+    for config in configs:
+        head = config.model.heads.which_oneof_attrib_name()
+        crops = registry.model_type(head).crops
+        overrides = list(args.override)
+        if args.input_scaling is not None and not crops:
+            overrides.insert(0, f"data.preprocessing.input_scaling={args.input_scaling}")
+        run = train(
+            config,
+            labels=train_pl,
+            val_labels=val_pl,
+            run_name=head,
+            runs_folder=out / "runs" / args.model_type,
+            device=args.device,
+            overrides=overrides,
+            max_time=budget * budget_share(head, pair),
+            auto=args.auto,
+            seed=args.seed,
+            progress=False,
+        )
+        best = run / "best_model"
+        model_dirs.append(str(best if best.exists() else run / "latest_model"))
     train_s = time.perf_counter() - t0
-    best = run / "best_model"
-    model_dir = best if best.exists() else run / "latest_model"
-    predictor = load_predictor(str(model_dir), device=args.device, max_instances=2, progress=False)
+    models = model_dirs if pair else model_dirs[0]
+    predictor = load_predictor(models, device=args.device, max_instances=2, progress=False)
     t0 = time.perf_counter()
     pred = predictor.predict(test)
     predict_s = time.perf_counter() - t0
@@ -142,7 +159,7 @@ def main(argv: list[str] | None = None) -> int:
     print("\n".join(lines))
     results = {
         "args": vars(args),
-        "run": str(run),
+        "models": model_dirs,
         "train_s": train_s,
         "predict_s": predict_s,
         "threads": threads,

@@ -441,6 +441,7 @@ def test_identity_without_tracks_is_one_clear_error():
         "multi_class_bottomup",
         "semantic_segmentation",
         "bottomup_segmentation",
+        "topdown_segmentation",
     ],
 )
 def test_default_configs_build_models(kind):

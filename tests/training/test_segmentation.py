@@ -182,3 +182,42 @@ def test_train_without_config_picks_a_mask_type(masked_labels, multi_labels):
     assert cfg.model.heads.bottomup_segmentation.center.sigma == 4.0  # sleap-nn's default
     with pytest.raises(PosekitError, match="posekit masks"):
         choose_model_type(multi_labels, masks=True)
+
+
+def test_small_separate_animals_get_the_topdown_mask_pair(tmp_path, capsys):
+    """Small animals apart from each other: a centroid model, then masks in crops (as for
+    poses); trained without a config, the pair folder predicts masks."""
+    import sleap_io as sio
+
+    from posekit.cli import main
+    from posekit.data.masks import masks_from_poses
+    from posekit.data.synthetic import save_synthetic_dataset
+    from posekit.training.model_type import choose_model_type
+
+    slp = save_synthetic_dataset(
+        tmp_path, n_frames=12, n_animals=2, image_size=128, n_parts=4, seed=3, body_length=14
+    )
+    labels = sio.load_slp(str(slp))
+    masks_from_poses(labels, dilation=2)
+    masked = tmp_path / "masked.pkg.slp"
+    sio.save_slp(labels, str(masked), embed=True)
+    assert choose_model_type(str(slp))[0] == "topdown"
+    kind, why = choose_model_type(str(masked), masks=True)
+    assert kind == "topdown_segmentation" and "one mask per crop" in why
+
+    runs = tmp_path / "models"
+    code = main(
+        ["train", "--labels", str(masked), "--masks", "--epochs", "2", "--run-name", "pair",
+         "--runs-folder", str(runs), "optimization.batches_per_epoch=4",
+         "optimization.val_batches_per_epoch=1"]
+    )  # fmt: skip
+    assert code == 0
+    assert "model type topdown_segmentation" in capsys.readouterr().out
+    assert {p.name for p in (runs / "pair").iterdir() if p.is_dir()} == {
+        "centroid",
+        "centered_instance_segmentation",
+    }
+    out = tmp_path / "pred.slp"
+    assert main(["predict", str(runs / "pair"), str(masked), "-o", str(out)]) == 0
+    pred = sio.load_slp(str(out))
+    assert sum(len(getattr(lf, "masks", [])) for lf in pred.labeled_frames) > 0

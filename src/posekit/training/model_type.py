@@ -70,6 +70,7 @@ MODEL_TYPE_HEADS: dict[str, tuple[str, ...]] = {
     "multi_class_bottomup": ("multi_class_bottomup",),
     "semantic_segmentation": ("semantic_segmentation",),
     "bottomup_segmentation": ("bottomup_segmentation",),
+    "topdown_segmentation": ("centroid", "centered_instance_segmentation"),
 }
 
 #: The SLEAP profile (`posekit.config.profiles`) whose heads, UNet strides and input scaling
@@ -111,6 +112,11 @@ _HEADS: dict[str, tuple[dict[str, Any], dict[str, Any], float]] = {
     ),
     "bottomup_segmentation": (
         {"bottomup_segmentation": {"segmentation": {}, "center": {}, "offsets": {}}},
+        {"max_stride": 16, "output_stride": 2},
+        1.0,
+    ),
+    "centered_instance_segmentation": (
+        {"centered_instance_segmentation": {"segmentation": {}}},
         {"max_stride": 16, "output_stride": 2},
         1.0,
     ),
@@ -178,7 +184,14 @@ def label_statistics(labels: Any) -> dict[str, float]:
 
 
 def _choose_mask_type(labels: Any, asked: bool) -> tuple[str, str]:
-    """A segmentation type: one mask per animal unless no frame has more than one."""
+    """A segmentation type: one mask per animal unless no frame has more than one.
+
+    With several animals per frame and poses to find them by, small animals that do not
+    overlap get the top-down pair (a centroid model, then each animal's mask in a crop
+    around it), as poses do: a crop model sees each animal at full resolution for a
+    fraction of the whole frame's cost. Masks without poses (nothing for the centroid
+    model to learn from) or touching animals get bottom-up masks.
+    """
     n_masks = max((len(e.masks) for e in labels.entries), default=0)
     if n_masks == 0:
         raise PosekitError(
@@ -188,21 +201,15 @@ def _choose_mask_type(labels: Any, asked: bool) -> tuple[str, str]:
     why = "masks asked for (--masks)" if asked else "the labels have masks and no poses"
     if n_masks <= 1:
         return "semantic_segmentation", f"{why}; one animal per frame: its mask is the foreground"
+    if labels.n_instances:
+        kind, pose_why = _choose_pose_type(labels)
+        if kind == "topdown":
+            return "topdown_segmentation", f"{why}; {pose_why}: one mask per crop"
     return "bottomup_segmentation", f"{why}; up to {n_masks} animals per frame: one mask each"
 
 
-def choose_model_type(labels: Any, identity: bool = False, masks: bool = False) -> tuple[str, str]:
-    """(model type, reason) for `labels` (`PoseLabels`, `sleap_io.Labels` or a path).
-
-    The type is a key of `MODEL_TYPE_HEADS`: "single_instance", "topdown",
-    "bottomup", "multi_class_topdown" or "multi_class_bottomup"; with `masks` (or
-    labels that have masks but no poses) "semantic_segmentation" (one animal per frame)
-    or "bottomup_segmentation". `identity`: the user wants identities (tracks) predicted,
-    not only poses.
-    """
-    labels = _as_pose_labels(labels)
-    if masks or labels.n_instances == 0:
-        return _choose_mask_type(labels, masks)
+def _choose_pose_type(labels: Any, identity: bool = False) -> tuple[str, str]:
+    """"single_instance", "topdown" or "bottomup" and why, from the labels' statistics."""
     st = label_statistics(labels)
     if st["max_instances"] <= 1:
         why = "no labelled frame has more than one animal"
@@ -222,7 +229,25 @@ def choose_model_type(labels: Any, identity: bool = False, masks: bool = False) 
         kind, why = "bottomup", f"{overlap_txt} (crops would centre on two animals); {size_txt}"
     else:
         kind, why = "bottomup", f"{size_txt} (large: a crop would be most of the frame)"
-    if identity:
+    return kind, why
+
+
+def choose_model_type(labels: Any, identity: bool = False, masks: bool = False) -> tuple[str, str]:
+    """(model type, reason) for `labels` (`PoseLabels`, `sleap_io.Labels` or a path).
+
+    The type is a key of `MODEL_TYPE_HEADS`: "single_instance", "topdown",
+    "bottomup", "multi_class_topdown" or "multi_class_bottomup"; with `masks` (or
+    labels that have masks but no poses) "semantic_segmentation" (one animal per frame),
+    "topdown_segmentation" (small, separate animals with poses) or
+    "bottomup_segmentation". `identity`: the user wants identities (tracks) predicted,
+    not only poses.
+    """
+    labels = _as_pose_labels(labels)
+    if masks or labels.n_instances == 0:
+        return _choose_mask_type(labels, masks)
+    kind, why = _choose_pose_type(labels, identity)
+    if identity and kind != "single_instance":
+        st = label_statistics(labels)
         if st["tracked_fraction"] <= 0:
             raise PosekitError(
                 "identity models need tracks on the labelled instances, and these labels "
