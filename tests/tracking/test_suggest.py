@@ -18,6 +18,7 @@ from posekit.tracking.suggest import (
     _rotation,
     explain_path,
     pick_frames,
+    spread_separation,
 )
 
 MODEL = SHARED / "sleap_models" / "minimal_robot.UNet.single_instance"
@@ -61,6 +62,18 @@ def test_picks_are_separated_and_videos_take_turns():
     ]
     d = FrameDoubt(v1, 0, {"low_score": 0.05, "jump": 0.5, "augmentation": 0.25})
     assert d.reason == "jump 0.50, augmentation 0.25" and d.score == pytest.approx(0.8)
+
+
+def test_picks_spread_over_a_run_of_doubtful_frames():
+    """A stretch of doubtful frames does not take every pick: picks stay half the even
+    spacing apart (99 frames / (2 x 4) = 12) while still following the doubt."""
+    v = sio.Video(filename="a.mp4")
+    doubts = [FrameDoubt(v, f, {"low_score": 1.0 - f / 100}) for f in range(100)]
+    assert spread_separation(range(100), 4) == 12
+    picks = pick_frames(doubts, 4, min_separation=1)
+    assert [p.frame_idx for p in picks] == [0, 12, 24, 36]
+    # a larger --min-separation still wins
+    assert [p.frame_idx for p in pick_frames(doubts, 4, min_separation=20)] == [0, 20, 40, 60]
 
 
 needs_shared = pytest.mark.skipif(

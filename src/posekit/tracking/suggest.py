@@ -20,7 +20,8 @@ scored 0 (sure) to 1 per frame (`DOUBTS`):
   animals: 1 for a coin flip, 0 for a typical decision or a clearer one.
 
 A frame's doubt is their sum. `pick_frames` takes the most doubtful frames, never two of
-one video within ``min_separation`` frames (neighbouring frames teach the same thing),
+one video within ``min_separation`` frames (neighbouring frames teach the same thing) or
+within half the even spacing of the video's picks (doubtful frames come in runs),
 taking turns between videos so that every video gets its share. `suggest` writes them as
 SLEAP suggestions into a new project that keeps the user's labels, videos, tracks and
 older suggestions (the input is never overwritten), with each frame's doubts under
@@ -39,7 +40,7 @@ import numpy as np
 
 from posekit.errors import PosekitError
 
-__all__ = ["DOUBTS", "FrameDoubt", "frame_doubts", "pick_frames", "suggest"]
+__all__ = ["DOUBTS", "FrameDoubt", "frame_doubts", "pick_frames", "spread_separation", "suggest"]
 
 DOUBTS = ("low_score", "augmentation", "jump", "count_change", "identity")
 PROVENANCE_KEY = "posekit.suggest"
@@ -229,11 +230,17 @@ def _jump(pts, prev, nxt) -> float:
 
 def pick_frames(doubts: Sequence[FrameDoubt], n: int, min_separation: int = 10):
     """Up to `n` frames, most doubtful first, videos taking turns, none within
-    `min_separation` frames of another pick of its video."""
+    `min_separation` frames of another pick of its video, nor within half the even spacing
+    of its share of the picks over its candidate frames' span (`spread_separation`)."""
     by_video: dict[int, list[FrameDoubt]] = {}
     for d in sorted(doubts, key=lambda d: (-d.score, d.frame_idx)):
         by_video.setdefault(id(d.video), []).append(d)
     queues = sorted(by_video.values(), key=lambda q: -q[0].score)
+    share = -(-n // max(len(queues), 1))
+    gap = {
+        id(q[0].video): max(min_separation, spread_separation([d.frame_idx for d in q], share))
+        for q in queues
+    }
     taken: dict[int, list[int]] = {}
     picked: list[FrameDoubt] = []
     while len(picked) < n and any(queues):
@@ -241,13 +248,25 @@ def pick_frames(doubts: Sequence[FrameDoubt], n: int, min_separation: int = 10):
             while q:
                 d = q.pop(0)
                 near = taken.setdefault(id(d.video), [])
-                if all(abs(d.frame_idx - t) >= min_separation for t in near):
+                if all(abs(d.frame_idx - t) >= gap[id(d.video)] for t in near):
                     near.append(d.frame_idx)
                     picked.append(d)
                     break
             if len(picked) == n:
                 break
     return picked
+
+
+def spread_separation(frames: Sequence[int], n: int) -> int:
+    """Half the even spacing of `n` picks over the span of `frames`.
+
+    The most doubtful frames come in runs (a hard stretch of behaviour is hard for many
+    frames), and 20 picks from one run teach little more than a few of them would; picks
+    at least this far apart cover at least half the span while still following the doubt.
+    """
+    if n < 2 or not frames:
+        return 0
+    return int((max(frames) - min(frames)) / (2 * n))
 
 
 def explain_path(output: str | os.PathLike) -> Path:
