@@ -13,7 +13,8 @@ The encoder is timm's model of that name, run through its `forward_intermediates
 does). ImageNet weights (`weights: true`) come from timm's own download and cache
 (`weights_file` loads a local file through timm instead). sleap-nn builds the same
 networks from Hugging Face `transformers`, whose module names differ: its checkpoints
-of this backbone do not load here.
+of hierarchical encoders do not load here. Its plain-ViT path (DINOv2 + ViT neck) is
+`vit_backbone.PretrainedViT`, which `from_config` picks for DINOv2 ids.
 """
 
 from __future__ import annotations
@@ -42,8 +43,9 @@ def _create(name: str, weights: bool, weights_file: str | None) -> nn.Module:
     if not timm.is_model(name):
         raise PosekitError(
             f"model_name={name!r} is not a timm model; use a timm name such as "
-            f"'timm/convnextv2_nano.fcmae_ft_in22k_in1k' (Hugging Face transformers ids "
-            f"are not supported)"
+            f"'timm/convnextv2_nano.fcmae_ft_in22k_in1k'; of Hugging Face ids posekit builds "
+            f"the DINOv2 ViTs (facebook/dinov2-*, or one whose config.json is in a local "
+            f"folder or the Hugging Face cache)"
         )
     kwargs: dict = dict(pretrained=weights, num_classes=0)
     if weights and weights_file is not None:
@@ -63,6 +65,66 @@ def _create(name: str, weights: bool, weights_file: str | None) -> nn.Module:
             f"{str(err)[:200]}); timm fetches them from the Hugging Face hub into its cache; "
             f"without network, copy the cache from a connected machine or set weights: false"
         ) from err
+
+
+def sleap_nn_decoder(
+    strides: list[int],
+    channels: list[int],
+    output_stride: int,
+    filters_rate: float = 2.0,
+    convs_per_block: int = 2,
+    kernel_size: int = 3,
+    up_interpolate: bool = True,
+) -> tuple[nn.ModuleList, dict[int, int]]:
+    """sleap-nn's decoder on a pyramid (`strides` ascending, their `channels`): the blocks
+    (`stack0_dec{i}`) and the channels of every feature it reports, by stride."""
+    deepest = strides[-1]
+    if output_stride >= deepest:
+        raise PosekitError(
+            f"output_stride={output_stride} is not below the encoder's deepest stride "
+            f"{deepest}; lower it"
+        )
+    skips = len(strides) - 1
+    skip_channels = channels[:-1][::-1]
+    blocks = []
+    x_channels, stride = channels[-1], deepest
+    features = {deepest: x_channels}
+    for i in range(int(math.log2(deepest // output_stride))):
+        filters = int(channels[0] * filters_rate ** max(0, skips - 1 - i))
+        has_skip = i < skips
+        block = SimpleUpsamplingBlock(
+            x_channels,
+            skip_channels=skip_channels[i] if has_skip else None,
+            prefix=f"stack0_dec{i}",
+            current_stride=stride,
+            transposed_conv=not up_interpolate,
+            transposed_conv_filters=filters,
+            transposed_conv_batch_norm=False,
+            transposed_conv_crop="torch",
+            skip_connection=has_skip,
+            refine_convs=convs_per_block if has_skip else 1,
+            refine_convs_filters=filters,
+            refine_convs_kernel_size=kernel_size,
+            refine_convs_batch_norm=False,
+        )
+        blocks.append(block)
+        x_channels, stride = block.out_channels, stride // 2
+        features[stride] = x_channels
+    return nn.ModuleList(blocks), features
+
+
+def run_decoder(decoder: nn.ModuleList, by_stride: dict[int, torch.Tensor]) -> dict:
+    """`{stride: tensor}`: the deepest map of `by_stride` and every decoder output (each
+    block takes the map at its new stride as its skip)."""
+    by_stride = dict(by_stride)
+    stride = max(by_stride)
+    out = by_stride.pop(stride)
+    feats = {stride: out}
+    for block in decoder:
+        stride //= 2
+        out = block(out, by_stride.get(stride) if block.uses_skip else None)
+        feats[stride] = out
+    return feats
 
 
 class TimmPretrained(Backbone):
@@ -109,46 +171,27 @@ class TimmPretrained(Backbone):
         self.register_buffer("image_mean", torch.tensor(mean).view(1, -1, 1, 1), persistent=False)
         self.register_buffer("image_std", torch.tensor(std).view(1, -1, 1, 1), persistent=False)
 
-        deepest = self.strides[-1]
-        if output_stride >= deepest:
-            raise PosekitError(
-                f"output_stride={output_stride} is not below the encoder's deepest stride "
-                f"{deepest}; lower it"
-            )
-        skips = len(self.strides) - 1
-        skip_channels = channels[:-1][::-1]
-        blocks = []
-        x_channels, stride = channels[-1], deepest
-        self._features = {deepest: x_channels}
-        for i in range(int(math.log2(deepest // output_stride))):
-            filters = int(channels[0] * filters_rate ** max(0, skips - 1 - i))
-            has_skip = i < skips
-            block = SimpleUpsamplingBlock(
-                x_channels,
-                skip_channels=skip_channels[i] if has_skip else None,
-                prefix=f"stack0_dec{i}",
-                current_stride=stride,
-                transposed_conv=not up_interpolate,
-                transposed_conv_filters=filters,
-                transposed_conv_batch_norm=False,
-                transposed_conv_crop="torch",
-                skip_connection=has_skip,
-                refine_convs=convs_per_block if has_skip else 1,
-                refine_convs_filters=filters,
-                refine_convs_kernel_size=kernel_size,
-                refine_convs_batch_norm=False,
-            )
-            blocks.append(block)
-            x_channels, stride = block.out_channels, stride // 2
-            self._features[stride] = x_channels
-        self.decoder = nn.ModuleList(blocks)
+        self.decoder, self._features = sleap_nn_decoder(
+            self.strides, channels, output_stride, filters_rate, convs_per_block, kernel_size,
+            up_interpolate,
+        )
         self.freeze = bool(freeze)
         if self.freeze:
             self.enc.requires_grad_(False)
 
     @classmethod
     def from_config(cls, config: PretrainedConfig, in_channels: int = 3) -> TimmPretrained:
-        """Build from sleap-nn's `PretrainedConfig` (see its docstring for what is left out)."""
+        """Build from sleap-nn's `PretrainedConfig` (see its docstring for what is left out).
+
+        A Hugging Face DINOv2 id (or a local / cached model whose config says DINOv2)
+        builds `vit_backbone.PretrainedViT` instead: sleap-nn's plain-ViT path."""
+        from posekit.architectures.dinov2 import DINOV2_TYPES, hf_config
+
+        hf = hf_config(config.model_name, config.revision)
+        if hf is not None and hf.get("model_type") in DINOV2_TYPES:
+            from posekit.architectures.vit_backbone import PretrainedViT
+
+            return PretrainedViT.from_config(config, in_channels=in_channels, hf=hf)
         if config.mode == "encoder":
             raise PosekitError(
                 "pretrained mode 'encoder' (a pooled bottleneck, no decoder) is not built by "
@@ -193,15 +236,7 @@ class TimmPretrained(Backbone):
         maps = self.enc.forward_intermediates(
             x, indices=self.indices, output_fmt="NCHW", intermediates_only=True
         )
-        by_stride = dict(zip(self.strides, maps, strict=True))
-        stride = self.strides[-1]
-        out = by_stride.pop(stride)
-        feats = {stride: out}
-        for block in self.decoder:
-            stride //= 2
-            out = block(out, by_stride.get(stride) if block.uses_skip else None)
-            feats[stride] = out
-        return [feats]
+        return [run_decoder(self.decoder, dict(zip(self.strides, maps, strict=True)))]
 
 
 __all__ = ["TimmPretrained"]
