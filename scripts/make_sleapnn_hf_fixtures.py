@@ -39,8 +39,12 @@ CASES = {
 
 def save_tiny_dinov2(cache: Path, name: str, registers: int) -> None:
     import torch
-    from transformers import Dinov2Config, Dinov2Model
-    from transformers import Dinov2WithRegistersConfig, Dinov2WithRegistersModel
+    from transformers import (
+        Dinov2Config,
+        Dinov2Model,
+        Dinov2WithRegistersConfig,
+        Dinov2WithRegistersModel,
+    )
 
     torch.manual_seed(0)
     sizes = dict(

@@ -50,10 +50,7 @@ _SIZES = {
 #: Meta's DINOv2 checkpoints on the Hugging Face hub: the fields of their config.json
 #: that decide the network (the rest are Hugging Face's defaults).
 DINOV2_SIZES: dict[str, dict] = {
-    **{
-        f"facebook/dinov2-{s}": {"model_type": "dinov2", **_BASE, **v}
-        for s, v in _SIZES.items()
-    },
+    **{f"facebook/dinov2-{s}": {"model_type": "dinov2", **_BASE, **v} for s, v in _SIZES.items()},
     **{
         f"facebook/dinov2-with-registers-{s}": {
             "model_type": "dinov2_with_registers",

@@ -19,14 +19,13 @@ of hierarchical encoders do not load here. Its plain-ViT path (DINOv2 + ViT neck
 
 from __future__ import annotations
 
-import math
 from typing import TYPE_CHECKING
 
 import torch
 from torch import nn
 
 from posekit.architectures.common import _SKIP_IMAGENET, Backbone, check_input_size
-from posekit.architectures.encoder_decoder import SimpleUpsamplingBlock
+from posekit.architectures.sleap_nn_decoder import run_decoder, sleap_nn_decoder
 from posekit.errors import PosekitError
 
 if TYPE_CHECKING:  # pragma: no cover
@@ -65,66 +64,6 @@ def _create(name: str, weights: bool, weights_file: str | None) -> nn.Module:
             f"{str(err)[:200]}); timm fetches them from the Hugging Face hub into its cache; "
             f"without network, copy the cache from a connected machine or set weights: false"
         ) from err
-
-
-def sleap_nn_decoder(
-    strides: list[int],
-    channels: list[int],
-    output_stride: int,
-    filters_rate: float = 2.0,
-    convs_per_block: int = 2,
-    kernel_size: int = 3,
-    up_interpolate: bool = True,
-) -> tuple[nn.ModuleList, dict[int, int]]:
-    """sleap-nn's decoder on a pyramid (`strides` ascending, their `channels`): the blocks
-    (`stack0_dec{i}`) and the channels of every feature it reports, by stride."""
-    deepest = strides[-1]
-    if output_stride >= deepest:
-        raise PosekitError(
-            f"output_stride={output_stride} is not below the encoder's deepest stride "
-            f"{deepest}; lower it"
-        )
-    skips = len(strides) - 1
-    skip_channels = channels[:-1][::-1]
-    blocks = []
-    x_channels, stride = channels[-1], deepest
-    features = {deepest: x_channels}
-    for i in range(int(math.log2(deepest // output_stride))):
-        filters = int(channels[0] * filters_rate ** max(0, skips - 1 - i))
-        has_skip = i < skips
-        block = SimpleUpsamplingBlock(
-            x_channels,
-            skip_channels=skip_channels[i] if has_skip else None,
-            prefix=f"stack0_dec{i}",
-            current_stride=stride,
-            transposed_conv=not up_interpolate,
-            transposed_conv_filters=filters,
-            transposed_conv_batch_norm=False,
-            transposed_conv_crop="torch",
-            skip_connection=has_skip,
-            refine_convs=convs_per_block if has_skip else 1,
-            refine_convs_filters=filters,
-            refine_convs_kernel_size=kernel_size,
-            refine_convs_batch_norm=False,
-        )
-        blocks.append(block)
-        x_channels, stride = block.out_channels, stride // 2
-        features[stride] = x_channels
-    return nn.ModuleList(blocks), features
-
-
-def run_decoder(decoder: nn.ModuleList, by_stride: dict[int, torch.Tensor]) -> dict:
-    """`{stride: tensor}`: the deepest map of `by_stride` and every decoder output (each
-    block takes the map at its new stride as its skip)."""
-    by_stride = dict(by_stride)
-    stride = max(by_stride)
-    out = by_stride.pop(stride)
-    feats = {stride: out}
-    for block in decoder:
-        stride //= 2
-        out = block(out, by_stride.get(stride) if block.uses_skip else None)
-        feats[stride] = out
-    return feats
 
 
 class TimmPretrained(Backbone):
@@ -172,7 +111,12 @@ class TimmPretrained(Backbone):
         self.register_buffer("image_std", torch.tensor(std).view(1, -1, 1, 1), persistent=False)
 
         self.decoder, self._features = sleap_nn_decoder(
-            self.strides, channels, output_stride, filters_rate, convs_per_block, kernel_size,
+            self.strides,
+            channels,
+            output_stride,
+            filters_rate,
+            convs_per_block,
+            kernel_size,
             up_interpolate,
         )
         self.freeze = bool(freeze)

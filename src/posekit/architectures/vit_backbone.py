@@ -17,7 +17,7 @@ builds a feature pyramid from its token maps; posekit builds the same network:
    stride-2 conv; then a 1x1 conv, LayerNorm, 3x3 conv, LayerNorm (no biases). "dpt" feeds
    level j from tap j, "sfp" feeds every level from the last tap. Channels
    `neck_channels`, by default hidden/8, /4, /2, hidden (at least 16);
-5. sleap-nn's decoder (`timm_backbone.sleap_nn_decoder`) from the deepest level, with the
+5. sleap-nn's decoder (`sleap_nn_decoder.sleap_nn_decoder`) from the deepest level, with the
    others as skips.
 
 The maximum stride is 2 x token_stride. Module names below `enc` are posekit's (timm's
@@ -37,7 +37,7 @@ from torch import nn
 
 from posekit.architectures.common import _SKIP_IMAGENET, Backbone, check_input_size
 from posekit.architectures.dinov2 import Dinov2, hf_config, hf_model_dir
-from posekit.architectures.timm_backbone import run_decoder, sleap_nn_decoder
+from posekit.architectures.sleap_nn_decoder import run_decoder, sleap_nn_decoder
 from posekit.errors import PosekitError
 
 if TYPE_CHECKING:  # pragma: no cover
@@ -191,7 +191,9 @@ class PretrainedViT(Backbone):
         self.normalize = bool(normalize)
         mean = image_mean if image_mean and image_std else IMAGENET_MEAN
         std = image_std if image_mean and image_std else IMAGENET_STD
-        self.register_buffer("image_mean", torch.tensor(mean, dtype=torch.float32).view(1, -1, 1, 1))
+        self.register_buffer(
+            "image_mean", torch.tensor(mean, dtype=torch.float32).view(1, -1, 1, 1)
+        )
         self.register_buffer("image_std", torch.tensor(std, dtype=torch.float32).view(1, -1, 1, 1))
         if weights and not _SKIP_IMAGENET.get() and not self.image_mean.is_meta:
             self.load_hf_weights(revision)
@@ -307,7 +309,9 @@ class PretrainedViT(Backbone):
             for part in ("upsample", "refine"):
                 for name, _ in getattr(block, part).named_children():
                     their = name.replace(block.prefix, theirs, 1)
-                    decoder[f"dec.decoder_stack.{i}.blocks.{their}."] = f"decoder.{i}.{part}.{name}."
+                    decoder[f"dec.decoder_stack.{i}.blocks.{their}."] = (
+                        f"decoder.{i}.{part}.{name}."
+                    )
         unknown = []
         for key, value in state.items():
             if key.startswith("enc."):
