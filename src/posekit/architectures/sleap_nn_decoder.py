@@ -14,6 +14,7 @@ import math
 import torch
 from torch import nn
 
+from posekit.architectures.common import Backbone, check_input_size
 from posekit.architectures.encoder_decoder import SimpleUpsamplingBlock
 from posekit.errors import PosekitError
 
@@ -78,4 +79,43 @@ def run_decoder(decoder: nn.ModuleList, by_stride: dict[int, torch.Tensor]) -> d
     return feats
 
 
-__all__ = ["run_decoder", "sleap_nn_decoder"]
+class DecodedEncoder(Backbone):
+    """What the two versions share: an encoder `enc` whose pyramid (`strides`) feeds the
+    decoder (features `_features`), normalised RGB input, and a `freeze` that keeps the
+    encoder in eval mode (its norms' statistics do not drift)."""
+
+    strides: list[int]
+    _features: dict[int, int]
+    freeze: bool = False
+    normalize: bool = True
+
+    def train(self, mode: bool = True) -> DecodedEncoder:
+        super().train(mode)
+        if self.freeze:
+            self.enc.eval()
+        return self
+
+    @property
+    def maximum_stride(self) -> int:
+        return self.strides[-1]
+
+    @property
+    def output_stride(self) -> int:
+        return min(self._features)
+
+    @property
+    def feature_channels(self) -> dict[int, int]:
+        return dict(self._features)
+
+    def encoder_input(self, x: torch.Tensor) -> torch.Tensor:
+        """`x` (B, 1 or 3, H, W) in [0, 1] as the encoder takes it: RGB (a grayscale
+        image tiled, as sleap-nn's `Model` does), normalised by `image_mean` / `image_std`."""
+        check_input_size(x, self.maximum_stride)
+        if x.shape[1] == 1:
+            x = x.repeat(1, 3, 1, 1)
+        if self.normalize:
+            x = (x - self.image_mean) / self.image_std
+        return x
+
+
+__all__ = ["DecodedEncoder", "run_decoder", "sleap_nn_decoder"]

@@ -24,8 +24,12 @@ from typing import TYPE_CHECKING
 import torch
 from torch import nn
 
-from posekit.architectures.common import _SKIP_IMAGENET, Backbone, check_input_size
-from posekit.architectures.sleap_nn_decoder import run_decoder, sleap_nn_decoder
+from posekit.architectures.common import _SKIP_IMAGENET
+from posekit.architectures.sleap_nn_decoder import (
+    DecodedEncoder,
+    run_decoder,
+    sleap_nn_decoder,
+)
 from posekit.errors import PosekitError
 
 if TYPE_CHECKING:  # pragma: no cover
@@ -66,7 +70,7 @@ def _create(name: str, weights: bool, weights_file: str | None) -> nn.Module:
         ) from err
 
 
-class TimmPretrained(Backbone):
+class TimmPretrained(DecodedEncoder):
     """A timm encoder's stage maps under sleap-nn's decoder (see the module docstring)."""
 
     def __init__(
@@ -151,32 +155,9 @@ class TimmPretrained(Backbone):
             **{n: getattr(config, n) for n in names},
         )
 
-    def train(self, mode: bool = True) -> TimmPretrained:
-        """A frozen encoder stays in eval mode (its norms' statistics do not drift)."""
-        super().train(mode)
-        if self.freeze:
-            self.enc.eval()
-        return self
-
-    @property
-    def maximum_stride(self) -> int:
-        return self.strides[-1]
-
-    @property
-    def output_stride(self) -> int:
-        return min(self._features)
-
-    @property
-    def feature_channels(self) -> dict[int, int]:
-        return dict(self._features)
-
     def forward_features(self, x: torch.Tensor) -> list[dict[int, torch.Tensor]]:
         """`{stride: tensor}`: the deepest stage map and every decoder output."""
-        check_input_size(x, self.maximum_stride)
-        if x.shape[1] == 1:
-            x = x.repeat(1, 3, 1, 1)
-        if self.normalize:
-            x = (x - self.image_mean) / self.image_std
+        x = self.encoder_input(x)
         maps = self.enc.forward_intermediates(
             x, indices=self.indices, output_fmt="NCHW", intermediates_only=True
         )

@@ -35,9 +35,13 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from posekit.architectures.common import _SKIP_IMAGENET, Backbone, check_input_size
+from posekit.architectures.common import _SKIP_IMAGENET
 from posekit.architectures.dinov2 import Dinov2, hf_config, hf_model_dir
-from posekit.architectures.sleap_nn_decoder import run_decoder, sleap_nn_decoder
+from posekit.architectures.sleap_nn_decoder import (
+    DecodedEncoder,
+    run_decoder,
+    sleap_nn_decoder,
+)
 from posekit.errors import PosekitError
 
 if TYPE_CHECKING:  # pragma: no cover
@@ -122,7 +126,7 @@ def _taps(layers: list[int] | None, depth: int, n_levels: int, mode: str) -> lis
     return sorted(out)
 
 
-class PretrainedViT(Backbone):
+class PretrainedViT(DecodedEncoder):
     """A DINOv2 ViT under sleap-nn's ViT neck and decoder (see the module docstring)."""
 
     def __init__(
@@ -231,34 +235,9 @@ class PretrainedViT(Backbone):
             **{n: getattr(config, n) for n in names},
         )
 
-    # ---- the Backbone contract
-
-    @property
-    def maximum_stride(self) -> int:
-        return self.strides[-1]
-
-    @property
-    def output_stride(self) -> int:
-        return min(self._features)
-
-    @property
-    def feature_channels(self) -> dict[int, int]:
-        return dict(self._features)
-
-    def train(self, mode: bool = True) -> PretrainedViT:
-        """A frozen encoder stays in eval mode."""
-        super().train(mode)
-        if self.freeze:
-            self.enc.eval()
-        return self
-
     def forward_features(self, x: torch.Tensor) -> list[dict[int, torch.Tensor]]:
         """`{stride: tensor}`: the deepest neck level and every decoder output."""
-        check_input_size(x, self.maximum_stride)
-        if x.shape[1] == 1:
-            x = x.repeat(1, 3, 1, 1)
-        if self.normalize:
-            x = (x - self.image_mean) / self.image_std
+        x = self.encoder_input(x)
         h, w = x.shape[-2] // self.token_stride, x.shape[-1] // self.token_stride
         size = (h * self.enc.patch_size, w * self.enc.patch_size)
         if tuple(x.shape[-2:]) != size:
