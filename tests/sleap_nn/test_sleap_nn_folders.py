@@ -286,13 +286,18 @@ def test_train_a_sleap_nn_convnext_config_then_export_it(tmp_path, capsys):
     assert torch.equal(a["SingleInstanceConfmapsHead"], b["SingleInstanceConfmapsHead"])
 
 
-def test_pretrained_backbone_folders_are_refused_with_one_line(tmp_path):
-    """sleap-nn's `pretrained` backbone has Hugging Face weight names: refused, not guessed."""
+def test_pretrained_backbone_folders_are_refused_with_one_line(tmp_path, monkeypatch):
+    """sleap-nn's hierarchical `pretrained` encoders have Hugging Face weight names that
+    posekit does not map: refused, not guessed (DINOv2 folders load: test_sleap_nn_dinov2)."""
     import yaml
 
     import posekit
     from posekit.errors import PosekitError
 
+    snap = tmp_path / "hub" / "models--facebook--convnextv2-nano-22k-224" / "snapshots" / "main"
+    snap.mkdir(parents=True)
+    (snap / "config.json").write_text('{"model_type": "convnextv2"}')
+    monkeypatch.setenv("HF_HUB_CACHE", str(tmp_path / "hub"))
     tree = yaml.safe_load(
         (FIXTURES / "convnext_single_instance" / "training_config.yaml").read_text()
     )

@@ -13,19 +13,23 @@ The encoder is timm's model of that name, run through its `forward_intermediates
 does). ImageNet weights (`weights: true`) come from timm's own download and cache
 (`weights_file` loads a local file through timm instead). sleap-nn builds the same
 networks from Hugging Face `transformers`, whose module names differ: its checkpoints
-of this backbone do not load here.
+of hierarchical encoders do not load here. Its plain-ViT path (DINOv2 + ViT neck) is
+`vit_backbone.PretrainedViT`, which `from_config` picks for DINOv2 ids.
 """
 
 from __future__ import annotations
 
-import math
 from typing import TYPE_CHECKING
 
 import torch
 from torch import nn
 
-from posekit.architectures.common import _SKIP_IMAGENET, Backbone, check_input_size
-from posekit.architectures.encoder_decoder import SimpleUpsamplingBlock
+from posekit.architectures.common import _SKIP_IMAGENET
+from posekit.architectures.sleap_nn_decoder import (
+    DecodedEncoder,
+    run_decoder,
+    sleap_nn_decoder,
+)
 from posekit.errors import PosekitError
 
 if TYPE_CHECKING:  # pragma: no cover
@@ -42,8 +46,9 @@ def _create(name: str, weights: bool, weights_file: str | None) -> nn.Module:
     if not timm.is_model(name):
         raise PosekitError(
             f"model_name={name!r} is not a timm model; use a timm name such as "
-            f"'timm/convnextv2_nano.fcmae_ft_in22k_in1k' (Hugging Face transformers ids "
-            f"are not supported)"
+            f"'timm/convnextv2_nano.fcmae_ft_in22k_in1k'; of Hugging Face ids posekit builds "
+            f"the DINOv2 ViTs (facebook/dinov2-*, or one whose config.json is in a local "
+            f"folder or the Hugging Face cache)"
         )
     kwargs: dict = dict(pretrained=weights, num_classes=0)
     if weights and weights_file is not None:
@@ -65,7 +70,7 @@ def _create(name: str, weights: bool, weights_file: str | None) -> nn.Module:
         ) from err
 
 
-class TimmPretrained(Backbone):
+class TimmPretrained(DecodedEncoder):
     """A timm encoder's stage maps under sleap-nn's decoder (see the module docstring)."""
 
     def __init__(
@@ -109,46 +114,32 @@ class TimmPretrained(Backbone):
         self.register_buffer("image_mean", torch.tensor(mean).view(1, -1, 1, 1), persistent=False)
         self.register_buffer("image_std", torch.tensor(std).view(1, -1, 1, 1), persistent=False)
 
-        deepest = self.strides[-1]
-        if output_stride >= deepest:
-            raise PosekitError(
-                f"output_stride={output_stride} is not below the encoder's deepest stride "
-                f"{deepest}; lower it"
-            )
-        skips = len(self.strides) - 1
-        skip_channels = channels[:-1][::-1]
-        blocks = []
-        x_channels, stride = channels[-1], deepest
-        self._features = {deepest: x_channels}
-        for i in range(int(math.log2(deepest // output_stride))):
-            filters = int(channels[0] * filters_rate ** max(0, skips - 1 - i))
-            has_skip = i < skips
-            block = SimpleUpsamplingBlock(
-                x_channels,
-                skip_channels=skip_channels[i] if has_skip else None,
-                prefix=f"stack0_dec{i}",
-                current_stride=stride,
-                transposed_conv=not up_interpolate,
-                transposed_conv_filters=filters,
-                transposed_conv_batch_norm=False,
-                transposed_conv_crop="torch",
-                skip_connection=has_skip,
-                refine_convs=convs_per_block if has_skip else 1,
-                refine_convs_filters=filters,
-                refine_convs_kernel_size=kernel_size,
-                refine_convs_batch_norm=False,
-            )
-            blocks.append(block)
-            x_channels, stride = block.out_channels, stride // 2
-            self._features[stride] = x_channels
-        self.decoder = nn.ModuleList(blocks)
+        self.decoder, self._features = sleap_nn_decoder(
+            self.strides,
+            channels,
+            output_stride,
+            filters_rate,
+            convs_per_block,
+            kernel_size,
+            up_interpolate,
+        )
         self.freeze = bool(freeze)
         if self.freeze:
             self.enc.requires_grad_(False)
 
     @classmethod
     def from_config(cls, config: PretrainedConfig, in_channels: int = 3) -> TimmPretrained:
-        """Build from sleap-nn's `PretrainedConfig` (see its docstring for what is left out)."""
+        """Build from sleap-nn's `PretrainedConfig` (see its docstring for what is left out).
+
+        A Hugging Face DINOv2 id (or a local / cached model whose config says DINOv2)
+        builds `vit_backbone.PretrainedViT` instead: sleap-nn's plain-ViT path."""
+        from posekit.architectures.dinov2 import DINOV2_TYPES, hf_config
+
+        hf = hf_config(config.model_name, config.revision)
+        if hf is not None and hf.get("model_type") in DINOV2_TYPES:
+            from posekit.architectures.vit_backbone import PretrainedViT
+
+            return PretrainedViT.from_config(config, in_channels=in_channels, hf=hf)
         if config.mode == "encoder":
             raise PosekitError(
                 "pretrained mode 'encoder' (a pooled bottleneck, no decoder) is not built by "
@@ -164,44 +155,13 @@ class TimmPretrained(Backbone):
             **{n: getattr(config, n) for n in names},
         )
 
-    def train(self, mode: bool = True) -> TimmPretrained:
-        """A frozen encoder stays in eval mode (its norms' statistics do not drift)."""
-        super().train(mode)
-        if self.freeze:
-            self.enc.eval()
-        return self
-
-    @property
-    def maximum_stride(self) -> int:
-        return self.strides[-1]
-
-    @property
-    def output_stride(self) -> int:
-        return min(self._features)
-
-    @property
-    def feature_channels(self) -> dict[int, int]:
-        return dict(self._features)
-
     def forward_features(self, x: torch.Tensor) -> list[dict[int, torch.Tensor]]:
         """`{stride: tensor}`: the deepest stage map and every decoder output."""
-        check_input_size(x, self.maximum_stride)
-        if x.shape[1] == 1:
-            x = x.repeat(1, 3, 1, 1)
-        if self.normalize:
-            x = (x - self.image_mean) / self.image_std
+        x = self.encoder_input(x)
         maps = self.enc.forward_intermediates(
             x, indices=self.indices, output_fmt="NCHW", intermediates_only=True
         )
-        by_stride = dict(zip(self.strides, maps, strict=True))
-        stride = self.strides[-1]
-        out = by_stride.pop(stride)
-        feats = {stride: out}
-        for block in self.decoder:
-            stride //= 2
-            out = block(out, by_stride.get(stride) if block.uses_skip else None)
-            feats[stride] = out
-        return [feats]
+        return [run_decoder(self.decoder, dict(zip(self.strides, maps, strict=True)))]
 
 
 __all__ = ["TimmPretrained"]

@@ -152,9 +152,11 @@ class PretrainedConfig(ConfigBase):
 
     sleap-nn loads these through Hugging Face `transformers`; posekit builds the hierarchical
     ones (ConvNeXt(V2), ResNet, SwinV2, ...) from timm by name: `model_name` is a timm
-    model (`timm/convnextv2_nano.fcmae_ft_in22k_in1k` or `convnextv2_nano`). Hugging Face
-    ids (`facebook/...`), plain ViTs (DINOv2 and the ViT neck: `layers`, `vit_neck`,
-    `neck_channels`, `token_stride`, `detail_stem`) and `mode: encoder` are not built;
+    model (`timm/convnextv2_nano.fcmae_ft_in22k_in1k` or `convnextv2_nano`), and DINOv2
+    ViTs with sleap-nn's ViT neck (`layers`, `vit_neck`, `neck_channels`, `token_stride`)
+    from a Hugging Face id (`facebook/dinov2-small`, or one whose config.json is in a
+    folder or the Hugging Face cache). Other Hugging Face ids, `detail_stem` and `mode:
+    encoder` are not built;
     `gradient_checkpointing`, `encoder_lr_scale`, `layer_decay` and `revision` are kept
     for sleap-nn's files and not acted on.
     """

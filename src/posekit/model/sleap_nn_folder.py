@@ -8,8 +8,9 @@ them differ. Its ConvNeXt and Swin backbones are posekit's `HierarchicalUNet`s, 
 weights are renamed by their own table (`hierarchical.sleap_nn_state_dict`); heads are
 matched by layer name for every backbone (sleap-nn attaches each to the decoder output
 at its `output_stride`, as posekit does). sleap-nn's `pretrained` backbone comes from
-Hugging Face `transformers`, whose weight names posekit does not map: such folders are
-refused. Two facts of sleap-nn that posekit follows when it loads such a folder:
+Hugging Face `transformers`: its DINOv2 ViTs (with the ViT neck) are posekit's
+`PretrainedViT`, whose `sleap_nn_state_dict` renames them; its hierarchical encoders
+have no weight map and such folders are refused. Two facts of sleap-nn that posekit follows when it loads such a folder:
 
 - its transposed convolutions are PyTorch's `padding=1, output_padding=1`, a one-pixel
   shift from Keras' "same" (posekit's default, SLEAP's): those layers become
@@ -96,6 +97,8 @@ def _leaf(key: str) -> str:
 
 #: Backbones whose sleap-nn folders load and export (the others have no weight map).
 FOLDER_BACKBONES = ("unet", "convnext", "swint")
+#: ... and those that load only (`pretrained`: its DINOv2 ViTs).
+LOAD_ONLY_BACKBONES = ("pretrained",)
 _BACKBONE = "model.backbone."
 
 
@@ -105,15 +108,27 @@ def _hierarchical(model) -> bool:
     return isinstance(model.backbone, HierarchicalUNet)
 
 
+def _backbone_renamer(model):
+    """The function that renames sleap-nn's backbone keys for `model`, or None when its
+    layers are matched by name (the UNet)."""
+    from posekit.architectures.hierarchical import sleap_nn_state_dict
+    from posekit.architectures.vit_backbone import PretrainedViT
+
+    if _hierarchical(model):
+        return lambda theirs: sleap_nn_state_dict(model.backbone, theirs)
+    if isinstance(model.backbone, PretrainedViT):
+        return model.backbone.sleap_nn_state_dict
+    return None
+
+
 def rename_state_dict(state: dict[str, Any], model) -> dict[str, Any]:
     """sleap-nn's checkpoint `state_dict` with posekit's keys for `model`."""
-    from posekit.architectures.hierarchical import sleap_nn_state_dict as backbone_keys
-
     out: dict[str, Any] = {}
-    by_table = _hierarchical(model)  # the backbone's weights go by its table, heads by name
+    renamer = _backbone_renamer(model)  # the backbone's weights go by its table, heads by name
+    by_table = renamer is not None
     if by_table:
         theirs = {k[len(_BACKBONE) :]: v for k, v in state.items() if k.startswith(_BACKBONE)}
-        out = {f"backbone.{k}": v for k, v in backbone_keys(model.backbone, theirs).items()}
+        out = {f"backbone.{k}": v for k, v in renamer(theirs).items()}
         state = {k: v for k, v in state.items() if not k.startswith(_BACKBONE)}
     ours: dict[str, str] = {}
     for key in model.state_dict():
@@ -156,12 +171,10 @@ def load_sleap_nn_folder(folder: Path):
     config = from_sleap_nn(tree, str(folder / CONFIG))
     config.filename = os.path.abspath(folder / CONFIG)
     backbone = config.model.backbone.which_oneof_attrib_name()
-    if backbone not in FOLDER_BACKBONES:
-        raise PosekitError(
-            f"{folder}: sleap-nn builds its {backbone!r} backbone through Hugging Face "
-            f"transformers, whose weight names posekit cannot map; train it with posekit "
-            f"instead (posekit train {folder / CONFIG})"
-        )
+    if backbone not in FOLDER_BACKBONES + LOAD_ONLY_BACKBONES:
+        raise PosekitError(f"{folder}: posekit cannot load sleap-nn's {backbone!r} backbone")
+    if backbone == "pretrained":
+        _refuse_hierarchical_pretrained(config.model.backbone.pretrained, folder)
     skeletons = config.data.labels.skeletons
     skeleton = skeletons[0].to_sleap_io() if skeletons else None
     with skip_imagenet_weights():  # every weight comes from the checkpoint
@@ -189,6 +202,26 @@ def load_sleap_nn_folder(folder: Path):
     model.source_folder = folder
     model.sleap_nn = True
     return model.eval()
+
+
+def _refuse_hierarchical_pretrained(pretrained, folder: Path) -> None:
+    """Only DINOv2 ViTs of sleap-nn's `pretrained` backbone have a weight map; a model
+    posekit cannot size (not in its table, no config.json here) is named as such."""
+    from posekit.architectures.dinov2 import DINOV2_TYPES, hf_config
+
+    hf = hf_config(pretrained.model_name, pretrained.revision)
+    if hf is None:
+        raise PosekitError(
+            f"{folder}: its pretrained backbone {pretrained.model_name!r} is not one posekit "
+            f"knows and has no config.json in the Hugging Face cache; copy the model's "
+            f"config.json there (or into a folder named by model_name)"
+        )
+    if hf.get("model_type") not in DINOV2_TYPES:
+        raise PosekitError(
+            f"{folder}: sleap-nn builds its {hf.get('model_type')!r} 'pretrained' backbone "
+            f"through Hugging Face transformers, whose weight names posekit cannot map (only "
+            f"DINOv2 ViTs load); train it with posekit instead (posekit train {folder / CONFIG})"
+        )
 
 
 # --------------------------------------------------------------------------- the way back

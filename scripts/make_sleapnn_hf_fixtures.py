@@ -1,0 +1,122 @@
+"""Make the sleap-nn `pretrained` (Hugging Face DINOv2) fixtures with sleap-nn itself.
+
+Run with a Python that has sleap-nn 0.3.5 and `transformers` installed (never posekit's
+environment):
+
+    /tmp/sleapnn-venv/bin/python scripts/make_sleapnn_hf_fixtures.py
+
+Per case it saves a tiny random DINOv2 (hidden size 32, 2 layers, 2 heads, patch 14,
+image size 56) with `save_pretrained` into a Hugging Face cache layout
+(`hf_cache/models--posekit--<name>/snapshots/<rev>/`), has sleap-nn train a
+single-instance model on it (`model_name: posekit/<name>`, read offline from that cache)
+for a few steps on the flies frames of `make_sleapnn_fixtures.py`, and writes to
+`tests/fixtures/sleapnn/<case>/`:
+
+- `training_config.yaml`, `best.ckpt` (optimiser state dropped),
+- `hf_cache/.../config.json` (the Hugging Face config only: the weights are in the
+  checkpoint), so posekit finds the model's sizes the way it would on a user's machine,
+- `outputs.npz` (a fixed 128 x 128 input and `module.model(x)`), `meta.json` (parameter count).
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import sys
+import tempfile
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+import make_sleapnn_fixtures as base  # noqa: E402
+
+REVISION = "0" * 40
+CASES = {
+    "dinov2_single_instance": dict(registers=0, neck={}),
+    "dinov2reg_single_instance": dict(registers=4, neck={"vit_neck": "sfp"}),
+}
+
+
+def save_tiny_dinov2(cache: Path, name: str, registers: int) -> None:
+    import torch
+    from transformers import (
+        Dinov2Config,
+        Dinov2Model,
+        Dinov2WithRegistersConfig,
+        Dinov2WithRegistersModel,
+    )
+
+    torch.manual_seed(0)
+    sizes = dict(
+        hidden_size=32, num_hidden_layers=2, num_attention_heads=2, patch_size=14, image_size=56
+    )
+    if registers:
+        model = Dinov2WithRegistersModel(
+            Dinov2WithRegistersConfig(num_register_tokens=registers, **sizes)
+        )
+    else:
+        model = Dinov2Model(Dinov2Config(**sizes))
+    with torch.no_grad():  # random, not zero, tokens and layer scales: every path counts
+        for p in model.parameters():
+            p.add_(0.1 * torch.randn_like(p))
+    repo = cache / f"models--posekit--{name}"
+    model.save_pretrained(repo / "snapshots" / REVISION)
+    (repo / "refs").mkdir(parents=True, exist_ok=True)
+    (repo / "refs" / "main").write_text(REVISION)
+
+
+def main() -> None:
+    import numpy as np
+
+    with tempfile.TemporaryDirectory() as tmp:
+        work = Path(tmp)
+        cache = work / "hf_cache"
+        os.environ["HF_HUB_CACHE"] = str(cache)
+        os.environ["HF_HUB_OFFLINE"] = "1"
+        _, single, frames = base.make_dataset(work)
+        for case, spec in CASES.items():
+            name = case.split("_")[0]
+            save_tiny_dinov2(cache, name, spec["registers"])
+            backbone = {
+                "pretrained": {
+                    "model_name": f"posekit/{name}",
+                    "weights": True,
+                    "in_channels": 3,
+                    "output_stride": 2,
+                    "max_stride": 32,
+                    **spec["neck"],
+                }
+            }
+            heads = base.CASES["single_instance"]["heads"]
+            run = {"backbone": backbone, "heads": heads, "steps": 5}
+            folder = base.train_case(case, run, single, work / "runs")
+            dst = base.OUT / case
+            shutil.rmtree(dst, ignore_errors=True)
+            dst.mkdir()
+            shutil.copy(folder / "training_config.yaml", dst / "training_config.yaml")
+            base.strip_checkpoint(folder / "best.ckpt", dst / "best.ckpt")
+            snap = Path("hf_cache") / f"models--posekit--{name}"
+            (dst / snap / "snapshots" / REVISION).mkdir(parents=True)
+            (dst / snap / "refs").mkdir()
+            for rel in ("refs/main", f"snapshots/{REVISION}/config.json"):
+                shutil.copy(cache / snap.name / rel, dst / snap / rel)
+            # a 128 x 128 crop keeps outputs.npz small
+            outputs = base.network_outputs({"heads": heads, "crop_size": 128}, dst, frames)
+            np.savez_compressed(dst / "outputs.npz", **outputs)
+            from sleap_nn.inference.loaders import _load_lightning_module
+
+            module, _, _ = _load_lightning_module(
+                base._module_class("single_instance"),
+                str(dst),
+                model_type="single_instance",
+                device="cpu",
+            )
+            count = sum(p.numel() for p in module.model.parameters())
+            buffers = sum(b.numel() for b in module.model.buffers())
+            meta = {"parameters": count, "buffers": buffers, "model_name": f"posekit/{name}"}
+            (dst / "meta.json").write_text(json.dumps(meta, indent=2))
+            print(case, "done", meta, flush=True)
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,121 @@
+"""sleap-nn's decoder under a pretrained encoder's pyramid (its `pretrained` backbone).
+
+sleap-nn 0.3.5 decodes from the deepest map with the others as skips: `[skip, x]`
+concatenation, `convs_per_block` refinements with `channels[0] * filters_rate **
+(skips - 1 - i)` filters (at least `channels[0]`); below the finest map no skip and one
+refinement. No middle block. Used by the timm (hierarchical) and the DINOv2 (ViT neck)
+versions of that backbone.
+"""
+
+from __future__ import annotations
+
+import math
+
+import torch
+from torch import nn
+
+from posekit.architectures.common import Backbone, check_input_size
+from posekit.architectures.encoder_decoder import SimpleUpsamplingBlock
+from posekit.errors import PosekitError
+
+
+def sleap_nn_decoder(
+    strides: list[int],
+    channels: list[int],
+    output_stride: int,
+    filters_rate: float = 2.0,
+    convs_per_block: int = 2,
+    kernel_size: int = 3,
+    up_interpolate: bool = True,
+) -> tuple[nn.ModuleList, dict[int, int]]:
+    """sleap-nn's decoder on a pyramid (`strides` ascending, their `channels`): the blocks
+    (`stack0_dec{i}`) and the channels of every feature it reports, by stride."""
+    deepest = strides[-1]
+    if output_stride >= deepest:
+        raise PosekitError(
+            f"output_stride={output_stride} is not below the encoder's deepest stride "
+            f"{deepest}; lower it"
+        )
+    skips = len(strides) - 1
+    skip_channels = channels[:-1][::-1]
+    blocks = []
+    x_channels, stride = channels[-1], deepest
+    features = {deepest: x_channels}
+    for i in range(int(math.log2(deepest // output_stride))):
+        filters = int(channels[0] * filters_rate ** max(0, skips - 1 - i))
+        has_skip = i < skips
+        block = SimpleUpsamplingBlock(
+            x_channels,
+            skip_channels=skip_channels[i] if has_skip else None,
+            prefix=f"stack0_dec{i}",
+            current_stride=stride,
+            transposed_conv=not up_interpolate,
+            transposed_conv_filters=filters,
+            transposed_conv_batch_norm=False,
+            transposed_conv_crop="torch",
+            skip_connection=has_skip,
+            refine_convs=convs_per_block if has_skip else 1,
+            refine_convs_filters=filters,
+            refine_convs_kernel_size=kernel_size,
+            refine_convs_batch_norm=False,
+        )
+        blocks.append(block)
+        x_channels, stride = block.out_channels, stride // 2
+        features[stride] = x_channels
+    return nn.ModuleList(blocks), features
+
+
+def run_decoder(decoder: nn.ModuleList, by_stride: dict[int, torch.Tensor]) -> dict:
+    """`{stride: tensor}`: the deepest map of `by_stride` and every decoder output (each
+    block takes the map at its new stride as its skip)."""
+    by_stride = dict(by_stride)
+    stride = max(by_stride)
+    out = by_stride.pop(stride)
+    feats = {stride: out}
+    for block in decoder:
+        stride //= 2
+        out = block(out, by_stride.get(stride) if block.uses_skip else None)
+        feats[stride] = out
+    return feats
+
+
+class DecodedEncoder(Backbone):
+    """What the two versions share: an encoder `enc` whose pyramid (`strides`) feeds the
+    decoder (features `_features`), normalised RGB input, and a `freeze` that keeps the
+    encoder in eval mode (its norms' statistics do not drift)."""
+
+    strides: list[int]
+    _features: dict[int, int]
+    freeze: bool = False
+    normalize: bool = True
+
+    def train(self, mode: bool = True) -> DecodedEncoder:
+        super().train(mode)
+        if self.freeze:
+            self.enc.eval()
+        return self
+
+    @property
+    def maximum_stride(self) -> int:
+        return self.strides[-1]
+
+    @property
+    def output_stride(self) -> int:
+        return min(self._features)
+
+    @property
+    def feature_channels(self) -> dict[int, int]:
+        return dict(self._features)
+
+    def encoder_input(self, x: torch.Tensor) -> torch.Tensor:
+        """`x` (B, 1 or 3, H, W) in [0, 1] as the encoder takes it: RGB (a grayscale
+        image tiled, as sleap-nn's `Model` does), normalised by `image_mean` / `image_std`."""
+        check_input_size(x, self.maximum_stride)
+        if x.shape[1] == 1:
+            x = x.repeat(1, 3, 1, 1)
+        if self.normalize:
+            x = (x - self.image_mean) / self.image_std
+        return x
+
+
+__all__ = ["DecodedEncoder", "run_decoder", "sleap_nn_decoder"]

@@ -1,0 +1,314 @@
+"""sleap-nn's `pretrained` backbone on a plain ViT: DINOv2 tokens -> ViT neck -> decoder.
+
+sleap-nn 0.3.5 ("Case C" of its `PretrainedBackbone`) runs a plain ViT on the input and
+builds a feature pyramid from its token maps; posekit builds the same network:
+
+1. a 1-channel input is tiled to RGB; inputs in [0, 1] are normalised by `image_mean` /
+   `image_std` (buffers, stored in sleap-nn's checkpoints; ImageNet's by default);
+2. the image is resized (bilinear) so the token grid is `H / token_stride` x
+   `W / token_stride` whatever the patch size (`token_stride`: the power of two nearest
+   the patch size, 16 for DINOv2's 14);
+3. the patch tokens after the tapped blocks (`layers`, 1-indexed; by default as many
+   evenly spaced ones as the neck has levels, the last block last) go through one fresh
+   LayerNorm each (`tap_norms`, eps 1e-6);
+4. the neck (`neck.levels`) turns them into a pyramid at token_stride x 1/4, 1/2, 1, 2
+   (levels finer than `output_stride` are left out): x4 = two 2x2 transposed convs with
+   a channel LayerNorm and GELU between them; x2 = one; x1 = identity; x1/2 = a 3x3
+   stride-2 conv; then a 1x1 conv, LayerNorm, 3x3 conv, LayerNorm (no biases). "dpt" feeds
+   level j from tap j, "sfp" feeds every level from the last tap. Channels
+   `neck_channels`, by default hidden/8, /4, /2, hidden (at least 16);
+5. sleap-nn's decoder (`sleap_nn_decoder.sleap_nn_decoder`) from the deepest level, with the
+   others as skips.
+
+The maximum stride is 2 x token_stride. Module names below `enc` are posekit's (timm's
+blocks); everything else has sleap-nn's names, so `sleap_nn_state_dict` only renames
+the encoder (`dinov2.hf_to_posekit`) and the decoder blocks.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Mapping
+from typing import TYPE_CHECKING
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from posekit.architectures.common import _SKIP_IMAGENET
+from posekit.architectures.dinov2 import Dinov2, hf_config, hf_model_dir
+from posekit.architectures.sleap_nn_decoder import (
+    DecodedEncoder,
+    run_decoder,
+    sleap_nn_decoder,
+)
+from posekit.errors import PosekitError
+
+if TYPE_CHECKING:  # pragma: no cover
+    from posekit.config.model import PretrainedConfig
+
+#: Scales of the neck's levels relative to the token grid, finest first.
+PYRAMID_SCALES = (4.0, 2.0, 1.0, 0.5)
+IMAGENET_MEAN = (0.485, 0.456, 0.406)
+IMAGENET_STD = (0.229, 0.224, 0.225)
+
+
+def _resample(channels: int, scale: float) -> nn.Module:
+    from torchvision.models.convnext import LayerNorm2d
+
+    if scale == 4.0:
+        mid = max(channels // 2, 1)
+        return nn.Sequential(
+            nn.ConvTranspose2d(channels, mid, kernel_size=2, stride=2),
+            LayerNorm2d(mid, eps=1e-6),
+            nn.GELU(),
+            nn.ConvTranspose2d(mid, mid, kernel_size=2, stride=2),
+        )
+    if scale == 2.0:
+        return nn.ConvTranspose2d(channels, channels, kernel_size=2, stride=2)
+    if scale == 1.0:
+        return nn.Identity()
+    return nn.Conv2d(channels, channels, kernel_size=3, stride=2, padding=1)
+
+
+class ViTNeck(nn.Module):
+    """sleap-nn's `ViTPyramidNeck`: single-stride token maps -> a pyramid (point 4 of the
+    module docstring). Parameter names are sleap-nn's (`levels.{j}.{k}`)."""
+
+    def __init__(
+        self, in_channels: int, out_channels: list[int], scales: list[float], mode: str = "dpt"
+    ) -> None:
+        from torchvision.models.convnext import LayerNorm2d
+
+        super().__init__()
+        if mode not in ("dpt", "sfp"):
+            raise PosekitError(f"vit_neck={mode!r} is not a ViT neck; use 'dpt' or 'sfp'")
+        self.mode = mode
+        self.levels = nn.ModuleList()
+        for scale, c_out in zip(scales, out_channels, strict=True):
+            c_mid = max(in_channels // 2, 1) if scale == 4.0 else in_channels
+            self.levels.append(
+                nn.Sequential(
+                    _resample(in_channels, scale),
+                    nn.Conv2d(c_mid, c_out, kernel_size=1, bias=False),
+                    LayerNorm2d(c_out, eps=1e-6),
+                    nn.Conv2d(c_out, c_out, kernel_size=3, padding=1, bias=False),
+                    LayerNorm2d(c_out, eps=1e-6),
+                )
+            )
+
+    def forward(self, feats: list[torch.Tensor]) -> list[torch.Tensor]:  # noqa: D102
+        inputs = [feats[-1]] * len(self.levels) if self.mode == "sfp" else feats
+        return [level(f) for level, f in zip(self.levels, inputs, strict=True)]
+
+
+def _taps(layers: list[int] | None, depth: int, n_levels: int, mode: str) -> list[int]:
+    """The 1-indexed blocks to tap, sorted (sleap-nn's defaults and checks)."""
+    if layers is None:
+        n = n_levels if mode == "dpt" else 1
+        layers = [max(1, round(depth * (i + 1) / n)) for i in range(n)]
+    elif mode == "sfp" and len(layers) != 1:
+        raise PosekitError(f"layers={list(layers)}: vit_neck 'sfp' taps exactly one layer")
+    elif mode == "dpt" and len(layers) != n_levels:
+        raise PosekitError(
+            f"layers={list(layers)}: the 'dpt' ViT neck taps one layer per pyramid level "
+            f"({n_levels} here)"
+        )
+    out = []
+    for layer in layers:
+        idx = int(layer) if layer > 0 else depth + 1 + int(layer)
+        if not 1 <= idx <= depth:
+            raise PosekitError(
+                f"layers: {layer} is out of range; the ViT has {depth} blocks (1..{depth} "
+                f"or -1..-{depth})"
+            )
+        out.append(idx)
+    return sorted(out)
+
+
+class PretrainedViT(DecodedEncoder):
+    """A DINOv2 ViT under sleap-nn's ViT neck and decoder (see the module docstring)."""
+
+    def __init__(
+        self,
+        hf: Mapping,
+        model_name: str = "",
+        in_channels: int = 3,
+        output_stride: int = 2,
+        layers: list[int] | None = None,
+        vit_neck: str = "dpt",
+        neck_channels: list[int] | None = None,
+        token_stride: int | None = None,
+        normalize: bool = True,
+        image_mean: list[float] | None = None,
+        image_std: list[float] | None = None,
+        filters_rate: float = 2.0,
+        convs_per_block: int = 2,
+        kernel_size: int = 3,
+        up_interpolate: bool = True,
+        weights: bool = False,
+        revision: str | None = None,
+        freeze: bool = False,
+    ) -> None:
+        super().__init__()
+        self.in_channels = int(in_channels)
+        if self.in_channels not in (1, 3):
+            raise PosekitError(f"in_channels={in_channels}: a DINOv2 ViT takes 1 or 3")
+        self.model_name = model_name
+        self.enc = Dinov2(hf)
+        patch, hidden = self.enc.patch_size, self.enc.hidden_size
+        self.token_stride = int(token_stride or 2 ** round(math.log2(patch)))
+        if self.token_stride < 4 or self.token_stride & (self.token_stride - 1):
+            raise PosekitError(
+                f"token_stride={self.token_stride} must be a power of two >= 4 (the neck "
+                f"reaches token_stride / 4)"
+            )
+        scales = [s for s in PYRAMID_SCALES if self.token_stride / s >= output_stride]
+        if len(scales) < 2:
+            raise PosekitError(
+                f"output_stride={output_stride} is too coarse for a token stride of "
+                f"{self.token_stride}; use output_stride <= {self.token_stride}"
+            )
+        self.layers = _taps(layers, len(self.enc.blocks), len(scales), vit_neck)
+        self.tap_norms = nn.ModuleList(nn.LayerNorm(hidden, eps=1e-6) for _ in self.layers)
+        if neck_channels is None:
+            neck_channels = [max(hidden // 8, 16), max(hidden // 4, 16), max(hidden // 2, 16)]
+            neck_channels.append(hidden)
+        neck_channels = [int(c) for c in neck_channels]
+        if len(neck_channels) == len(PYRAMID_SCALES):
+            neck_channels = neck_channels[len(PYRAMID_SCALES) - len(scales) :]
+        if len(neck_channels) != len(scales):
+            raise PosekitError(
+                f"neck_channels={neck_channels}: give {len(PYRAMID_SCALES)} channel counts"
+            )
+        self.neck = ViTNeck(hidden, neck_channels, scales, vit_neck)
+        self.strides = [int(self.token_stride / s) for s in scales]
+        self.decoder, self._features = sleap_nn_decoder(
+            self.strides,
+            neck_channels,
+            output_stride,
+            filters_rate,
+            convs_per_block,
+            kernel_size,
+            up_interpolate,
+        )
+        self.normalize = bool(normalize)
+        mean = image_mean if image_mean and image_std else IMAGENET_MEAN
+        std = image_std if image_mean and image_std else IMAGENET_STD
+        self.register_buffer(
+            "image_mean", torch.tensor(mean, dtype=torch.float32).view(1, -1, 1, 1)
+        )
+        self.register_buffer("image_std", torch.tensor(std, dtype=torch.float32).view(1, -1, 1, 1))
+        if weights and not _SKIP_IMAGENET.get() and not self.image_mean.is_meta:
+            self.load_hf_weights(revision)
+        self.freeze = bool(freeze)
+        if self.freeze:
+            self.enc.requires_grad_(False)
+
+    @classmethod
+    def from_config(
+        cls, config: PretrainedConfig, in_channels: int = 3, hf: Mapping | None = None
+    ) -> PretrainedViT:
+        """Build from sleap-nn's `PretrainedConfig`; `hf`: the model's Hugging Face config
+        (read by `dinov2.hf_config` when not given)."""
+        hf = hf or hf_config(config.model_name, config.revision)
+        if hf is None:
+            raise PosekitError(
+                f"model_name={config.model_name!r}: no config.json in that folder or in the "
+                f"Hugging Face cache; put the model's config.json there"
+            )
+        if config.mode == "encoder":
+            raise PosekitError(
+                "pretrained mode 'encoder' (a pooled bottleneck, no decoder) is not built by "
+                "posekit; use mode: auto or decoder"
+            )
+        if config.detail_stem:
+            raise PosekitError("pretrained detail_stem: true is not built by posekit; set false")
+        names = ("layers", "vit_neck", "neck_channels", "token_stride", "normalize")
+        names += ("image_mean", "image_std", "filters_rate", "convs_per_block", "kernel_size")
+        names += ("up_interpolate", "weights", "revision", "freeze")
+        return cls(
+            hf,
+            model_name=config.model_name,
+            in_channels=in_channels,
+            output_stride=config.output_stride,
+            **{n: getattr(config, n) for n in names},
+        )
+
+    def forward_features(self, x: torch.Tensor) -> list[dict[int, torch.Tensor]]:
+        """`{stride: tensor}`: the deepest neck level and every decoder output."""
+        x = self.encoder_input(x)
+        h, w = x.shape[-2] // self.token_stride, x.shape[-1] // self.token_stride
+        size = (h * self.enc.patch_size, w * self.enc.patch_size)
+        if tuple(x.shape[-2:]) != size:
+            x = F.interpolate(x, size=size, mode="bilinear", align_corners=False)
+        maps = self.enc(x, self.layers)
+        maps = [
+            norm(m.permute(0, 2, 3, 1)).permute(0, 3, 1, 2)
+            for norm, m in zip(self.tap_norms, maps, strict=True)
+        ]
+        pyramid = dict(zip(self.strides, self.neck(maps), strict=True))
+        return [run_decoder(self.decoder, pyramid)]
+
+    # ---- weights
+
+    def load_hf_weights(self, revision: str | None = None) -> None:
+        """The encoder's weights from the model's Hugging Face files: a local folder, the
+        cache, else a download through `huggingface_hub` (timm's dependency)."""
+        folder = hf_model_dir(self.model_name, revision)
+        files = [folder / n for n in ("model.safetensors", "pytorch_model.bin")] if folder else []
+        path = next((f for f in files if f.is_file()), None)
+        if path is None:
+            try:
+                from huggingface_hub import hf_hub_download
+
+                path = hf_hub_download(self.model_name, "model.safetensors", revision=revision)
+            except Exception as err:  # network, cache and missing-package failures
+                raise PosekitError(
+                    f"could not fetch the weights of {self.model_name} ({type(err).__name__}: "
+                    f"{str(err)[:200]}); without network, put model.safetensors beside its "
+                    f"config.json in a folder and use that folder as model_name, or set "
+                    f"weights: false"
+                ) from err
+        if str(path).endswith(".safetensors"):
+            from safetensors.torch import load_file
+
+            state = load_file(str(path))
+        else:
+            state = torch.load(path, map_location="cpu", weights_only=True)
+        prefix = "dinov2." if any(k.startswith("dinov2.") for k in state) else ""
+        self.enc.load_state_dict(self.enc.load_hf_state_dict(state, prefix))
+
+    def sleap_nn_state_dict(self, state: Mapping[str, torch.Tensor]) -> dict[str, torch.Tensor]:
+        """sleap-nn's backbone weights (keys without `model.backbone.`) in posekit's names."""
+        out = {f"enc.{k}": v for k, v in self.enc.load_hf_state_dict(state, "enc.").items()}
+        decoder = {}
+        for i, block in enumerate(self.decoder):
+            theirs = block.prefix.replace("stack0_dec", "pretrained_dec", 1)
+            for part in ("upsample", "refine"):
+                for name, _ in getattr(block, part).named_children():
+                    their = name.replace(block.prefix, theirs, 1)
+                    decoder[f"dec.decoder_stack.{i}.blocks.{their}."] = (
+                        f"decoder.{i}.{part}.{name}."
+                    )
+        unknown = []
+        for key, value in state.items():
+            if key.startswith("enc."):
+                continue
+            if key.startswith(("tap_norms.", "neck.")) or key in ("image_mean", "image_std"):
+                out[key] = value
+                continue
+            source = next((s for s in decoder if key.startswith(s)), None)
+            if source is None:
+                unknown.append(key)
+            else:
+                out[decoder[source] + key[len(source) :]] = value
+        if unknown:
+            raise PosekitError(
+                f"{len(unknown)} sleap-nn weights have no place in this ViT backbone (e.g. "
+                f"{unknown[0]}); is the config the one the weights were trained with?"
+            )
+        return out
+
+
+__all__ = ["PretrainedViT", "ViTNeck"]
