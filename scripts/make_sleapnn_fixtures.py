@@ -386,7 +386,7 @@ DEFAULTS = ROOT / "src" / "posekit" / "config" / "sleap_nn_defaults.yaml"
 
 
 def write_defaults() -> None:
-    """sleap-nn's default config tree, plus the defaults of each pose head family
+    """sleap-nn's default config tree, plus the defaults of each head family posekit maps
     (under `head_defaults`) and of each backbone (`backbone_defaults`), as data for posekit.config.sleap_nn (the way back fills
     every field sleap-nn's loaders read; the way in compares settings to them)."""
     import yaml
@@ -408,6 +408,15 @@ def write_defaults() -> None:
         "multi_class_topdown": {
             "confmaps": mc.CenteredInstanceConfMapsConfig,
             "class_vectors": mc.ClassVectorsConfig,
+        },
+        "semantic_segmentation": {"segmentation": mc.SegmentationHeadConfig},
+        "bottomup_segmentation": {
+            "segmentation": mc.SegmentationHeadConfig,
+            "center": mc.InstanceCenterConfig,
+            "offsets": mc.CenterOffsetConfig,
+        },
+        "centered_instance_segmentation": {
+            "segmentation": mc.CenteredInstanceSegmentationHeadConfig
         },
     }
     tree["head_defaults"] = {
