@@ -26,7 +26,6 @@ when their network outputs differ from the fixtures' by more than 1e-5.
 from __future__ import annotations
 
 import json
-import shutil
 import sys
 import tempfile
 from pathlib import Path
@@ -34,7 +33,8 @@ from pathlib import Path
 import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from make_sleapnn_fixtures import OUT, strip_checkpoint, unet  # noqa: E402
+from make_sleapnn_fixtures import CASES as POSE_CASES  # noqa: E402
+from make_sleapnn_fixtures import OUT, fixture_folder, train_case, unet  # noqa: E402
 
 SIZE = 128
 N_FRAMES = 12
@@ -46,25 +46,14 @@ EDGES = [("head", "thorax"), ("thorax", "tail")]
 PEAK_THRESHOLD = 0.2
 
 
-def small_unet(output_stride: int, up_interpolate: bool = True) -> dict:
-    spec = unet(output_stride, up_interpolate)
-    spec["unet"]["filters"] = 8
-    return spec
-
-
 CASES = {
-    "seg_centroid": dict(
-        backbone=small_unet(4, up_interpolate=False),
-        heads={
-            "centroid": {"confmaps": {"anchor_part": "thorax", "sigma": 2.5, "output_stride": 4}}
-        },
-    ),
+    "seg_centroid": POSE_CASES["centroid"],  # the pose fixtures' centroid model
     "semantic_segmentation": dict(
-        backbone=small_unet(2),
+        backbone=unet(2),
         heads={"semantic_segmentation": {"segmentation": {"output_stride": 2}}},
     ),
     "bottomup_segmentation": dict(
-        backbone=small_unet(2),
+        backbone=unet(2),
         heads={
             "bottomup_segmentation": {
                 "segmentation": {"output_stride": 2},
@@ -75,7 +64,7 @@ CASES = {
         steps=30,
     ),
     "centered_instance_segmentation": dict(
-        backbone=small_unet(2),
+        backbone=unet(2),
         heads={
             "centered_instance_segmentation": {
                 "segmentation": {"output_stride": 2, "anchor_part": "thorax"}
@@ -142,31 +131,6 @@ def make_dataset(work: Path) -> tuple[Path, np.ndarray]:
     labels(N_FRAMES).save(str(path))
     labels(4).save(str(work / "seg.val.slp"))
     return path, np.stack(frames)[..., None]
-
-
-def train_case(name: str, spec: dict, labels: Path, runs: Path) -> Path:
-    from sleap_nn.train import train
-
-    train(
-        train_labels_path=[str(labels)],
-        val_labels_path=[str(labels.with_suffix(".val.slp"))],
-        backbone_config=spec["backbone"],
-        head_configs=spec["heads"],
-        crop_size=spec.get("crop_size"),
-        use_augmentations_train=False,
-        batch_size=4,
-        max_epochs=2,
-        train_steps_per_epoch=spec.get("steps", 20),
-        min_train_steps_per_epoch=1,
-        learning_rate=3e-3,
-        save_ckpt=True,
-        ckpt_dir=str(runs),
-        run_name=name,
-        trainer_accelerator="cpu",
-        enable_progress_bar=False,
-        seed=0,
-    )
-    return runs / name
 
 
 def _module(folder: Path, kind: str):
@@ -264,12 +228,8 @@ def main(names: list[str], work_dir: str | None = None) -> None:
             spec = CASES[name]
             folder = runs / name
             if not (folder / "best.ckpt").exists():
-                train_case(name, spec, labels, runs)
-            dst = OUT / name
-            shutil.rmtree(dst, ignore_errors=True)
-            dst.mkdir()
-            shutil.copy(folder / "training_config.yaml", dst / "training_config.yaml")
-            strip_checkpoint(folder / "best.ckpt", dst / "best.ckpt")
+                train_case(name, spec, labels, runs, steps=20, learning_rate=3e-3)
+            dst = fixture_folder(folder, OUT / name)
             np.savez_compressed(dst / "outputs.npz", **network_outputs(spec, dst, frames))
             kind = head_type(spec)
             centroid = spec.get("centroid")
