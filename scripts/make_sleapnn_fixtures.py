@@ -263,7 +263,11 @@ def make_dataset(work: Path) -> tuple[Path, Path, np.ndarray]:
     return multi, single, np.stack(frames)[..., None]
 
 
-def train_case(name: str, spec: dict, labels: Path, runs: Path) -> Path:
+def train_case(
+    name: str, spec: dict, labels: Path, runs: Path, steps: int = 25, learning_rate: float = 2e-3
+) -> Path:
+    """Train case `name` with sleap-nn: two epochs of `spec["steps"]` (else `steps`) steps,
+    no augmentation; the run folder is `runs/name`."""
     from sleap_nn.train import train
 
     train(
@@ -275,9 +279,9 @@ def train_case(name: str, spec: dict, labels: Path, runs: Path) -> Path:
         use_augmentations_train=False,
         batch_size=4,
         max_epochs=2,
-        train_steps_per_epoch=spec.get("steps", 25),
+        train_steps_per_epoch=spec.get("steps", steps),
         min_train_steps_per_epoch=1,
-        learning_rate=2e-3,
+        learning_rate=learning_rate,
         save_ckpt=True,
         ckpt_dir=str(runs),
         run_name=name,
@@ -297,6 +301,15 @@ def strip_checkpoint(src: Path, dst: Path) -> None:
     ckpt["lr_schedulers"] = []
     ckpt.pop("callbacks", None)
     torch.save(ckpt, dst)
+
+
+def fixture_folder(run: Path, dst: Path) -> Path:
+    """`dst` made afresh with the run's config and its checkpoint without optimiser state."""
+    shutil.rmtree(dst, ignore_errors=True)
+    dst.mkdir()
+    shutil.copy(run / "training_config.yaml", dst / "training_config.yaml")
+    strip_checkpoint(run / "best.ckpt", dst / "best.ckpt")
+    return dst
 
 
 def network_outputs(spec: dict, folder: Path, frames: np.ndarray) -> dict:
@@ -386,7 +399,7 @@ DEFAULTS = ROOT / "src" / "posekit" / "config" / "sleap_nn_defaults.yaml"
 
 
 def write_defaults() -> None:
-    """sleap-nn's default config tree, plus the defaults of each pose head family
+    """sleap-nn's default config tree, plus the defaults of each head family posekit maps
     (under `head_defaults`) and of each backbone (`backbone_defaults`), as data for posekit.config.sleap_nn (the way back fills
     every field sleap-nn's loaders read; the way in compares settings to them)."""
     import yaml
@@ -408,6 +421,15 @@ def write_defaults() -> None:
         "multi_class_topdown": {
             "confmaps": mc.CenteredInstanceConfMapsConfig,
             "class_vectors": mc.ClassVectorsConfig,
+        },
+        "semantic_segmentation": {"segmentation": mc.SegmentationHeadConfig},
+        "bottomup_segmentation": {
+            "segmentation": mc.SegmentationHeadConfig,
+            "center": mc.InstanceCenterConfig,
+            "offsets": mc.CenterOffsetConfig,
+        },
+        "centered_instance_segmentation": {
+            "segmentation": mc.CenteredInstanceSegmentationHeadConfig
         },
     }
     tree["head_defaults"] = {
@@ -446,11 +468,7 @@ def main(names: list[str], work_dir: str | None = None, out: Path = OUT) -> None
             folder = runs / name
             if not (folder / "best.ckpt").exists():
                 train_case(name, spec, single if spec.get("single") else multi, runs)
-            dst = out / name
-            shutil.rmtree(dst, ignore_errors=True)
-            dst.mkdir()
-            shutil.copy(folder / "training_config.yaml", dst / "training_config.yaml")
-            strip_checkpoint(folder / "best.ckpt", dst / "best.ckpt")
+            dst = fixture_folder(folder, out / name)
             np.savez_compressed(dst / "outputs.npz", **network_outputs(spec, dst, frames))
             kind = head_type(spec)
             centroid = spec.get("centroid", "centroid")

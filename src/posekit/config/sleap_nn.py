@@ -40,6 +40,16 @@ _HEADS: dict[str, tuple[str, dict[str, str] | None]] = {
         "multi_class_topdown",
         {"confmaps": "confmaps", "class_vectors": "class_vectors"},
     ),
+    # posekit's segmentation configs carry sleap-nn's names and fields
+    "semantic_segmentation": ("semantic_segmentation", {"segmentation": "segmentation"}),
+    "bottomup_segmentation": (
+        "bottomup_segmentation",
+        {"segmentation": "segmentation", "center": "center", "offsets": "offsets"},
+    ),
+    "centered_instance_segmentation": (
+        "centered_instance_segmentation",
+        {"segmentation": "segmentation"},
+    ),
 }
 
 #: Head fields posekit reads (all other fields of a head are reported when set).
@@ -54,7 +64,16 @@ _HEAD_FIELDS = {
     "num_fc_layers",
     "num_fc_units",
     "global_pool",
+    "bce_weight",
+    "dice_weight",
+    "bce_pos_weight",
+    "target_maxpool",
+    "centroid_method",
+    "centroid_fallback",
 }
+#: Crop centres of sleap-nn's top-down segmentation training that posekit does not make
+#: (it crops on the anchor part or the bounding-box centre).
+_OTHER_CENTROIDS = ("center_of_mass", "geometric_median")
 
 _UNET_FIELDS = (
     "filters",
@@ -294,18 +313,34 @@ def _head(r: _Reader, base: str) -> dict[str, Any]:
     return out
 
 
-def _heads(r: _Reader) -> dict[str, Any]:
+def _heads(r: _Reader) -> tuple[dict[str, Any], list[str]]:
+    """posekit's heads section, and the head settings it cannot carry over."""
     family = _the_one_set(r, "model_config.head_configs", "model type")
     if family not in _HEADS:
         raise PosekitError(
-            f"{r.source}: the sleap-nn model type {family!r} is not a pose model posekit "
-            f"trains; use one of " + ", ".join(_HEADS)
+            f"{r.source}: the sleap-nn model type {family!r} is not a model type posekit "
+            f"builds; use one of " + ", ".join(_HEADS)
         )
     field, subs = _HEADS[family]
     base = f"model_config.head_configs.{family}"
     if subs is None:
-        return {field: _head(r, f"{base}.confmaps")}
-    return {field: {ours: _head(r, f"{base}.{theirs}") for theirs, ours in subs.items()}}
+        return {field: _head(r, f"{base}.confmaps")}, []
+    heads = {ours: _head(r, f"{base}.{theirs}") for theirs, ours in subs.items()}
+    lost = []
+    if family == "centered_instance_segmentation":
+        head = heads["segmentation"]
+        # sleap-nn's default crop centre without an anchor part is the mean of the
+        # visible points; posekit's is the middle of their bounding box (training only:
+        # at inference the centroid model places the crops)
+        method = head.get("centroid_method") or (
+            "anchor" if head.get("anchor_part") else "center_of_mass"
+        )
+        if method in _OTHER_CENTROIDS:
+            head.pop("centroid_method", None)
+            lost.append(f"{base}.segmentation.centroid_method={method}")
+        if head.get("centroid_fallback") in _OTHER_CENTROIDS:
+            lost.append(f"{base}.segmentation.centroid_fallback={head.pop('centroid_fallback')}")
+    return {field: heads}, lost
 
 
 def _augmentation(r: _Reader) -> dict[str, Any]:
@@ -379,6 +414,7 @@ def posekit_tree(
     d, t = "data_config", "trainer_config"
     hkm = f"{t}.online_hard_keypoint_mining"
     es = f"{t}.early_stopping"
+    heads, lost = _heads(r)
     data = {
         "data": {
             "labels": {
@@ -402,7 +438,7 @@ def posekit_tree(
                 "crop_size_detection_padding": r.get(f"{d}.preprocessing.crop_padding", 16),
             },
         },
-        "model": {"backbone": _backbone(r), "heads": _heads(r)},
+        "model": {"backbone": _backbone(r), "heads": heads},
         "optimization": {
             "augmentation_config": _augmentation(r),
             "batch_size": r.get(f"{t}.train_data_loader.batch_size", 4),
@@ -437,7 +473,7 @@ def posekit_tree(
         # sleap-nn's class-vectors head reads the bottleneck whatever its output_stride
         stride = bottleneck_stride(data["model"]["backbone"])
         heads["multi_class_topdown"]["class_vectors"]["output_stride"] = stride
-    return data, r.unused()
+    return data, lost + r.unused()
 
 
 def in_channels(tree: dict[str, Any]) -> int:

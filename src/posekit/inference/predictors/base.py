@@ -147,7 +147,8 @@ class Predictor:
         sleap_compatible: reproduce SLEAP 1.4.1's predicted points wherever posekit
             deliberately differs (the top-down crop offsets, see `topdown`; peaks of
             full-frame maps looked for on the frame only, not on the stride padding,
-            see `posekit.ops.peaks`). ``sleap_crop_offsets`` is an accepted alias.
+            see `posekit.ops.peaks`); segmentation models: sleap-nn 0.3.5's masks (see
+            `segmentation`). ``sleap_crop_offsets`` is an accepted alias.
     """
 
     def __init__(

@@ -56,7 +56,8 @@ def load_predictor(
     ``sleap_compatible=True`` reproduces SLEAP 1.4.1's predicted points wherever posekit
     deliberately differs (the top-down crop offsets; peaks also looked for on the stride
     padding; README "Parity with SLEAP"); ``sleap_crop_offsets`` is its former name, still
-    accepted. Every predictor takes it.
+    accepted. Every predictor takes it; for segmentation models (which SLEAP 1.4.1 lacks)
+    it decodes masks as sleap-nn 0.3.5 does (`posekit.inference.predictors.segmentation`).
     """
     if isinstance(model_paths, str | os.PathLike) or hasattr(model_paths, "model_type"):
         model_paths = [model_paths]

@@ -15,6 +15,15 @@ as the training targets in `posekit.data.masks` put it), cropped to the scaled f
 resized to the frame, then thresholded; the cell-level instance labels follow with
 nearest-neighbour sampling. Results are `RawMask`es that the base class turns into
 `sleap_io.PredictedSegmentationMask`s.
+
+``sleap_compatible=True`` decodes masks as sleap-nn 0.3.5 does (for its model folders;
+at input scaling 1): the probability is thresholded on the output grid and each cell
+becomes the ``s x s`` block of frame pixels it covers (sleap-nn stores the grid mask with
+a sleap-io ``scale``); bottom-up centres are its plateau-aware local maxima over the
+whole map, cut to the `max_instances` highest before the cells are grouped (posekit
+drops extra masks after grouping); top-down crops are cut at whole pixels and a mask's
+score is its mean probability (posekit: its centroid's peak value). Network outputs are
+the same either way; what differs is at most a stride cell along mask edges.
 """
 
 from __future__ import annotations
@@ -23,7 +32,12 @@ import torch
 import torch.nn.functional as F
 
 from posekit.inference.predictors.base import OneModelPredictor, RawMask, need_head
-from posekit.inference.predictors.topdown import _TopDownBase, crop_centered, resize_frames
+from posekit.inference.predictors.topdown import (
+    _TopDownBase,
+    crop_at_pixels,
+    crop_centered,
+    resize_frames,
+)
 from posekit.model.preprocessing import scaled_size
 from posekit.ops.peaks import find_local_peaks_rough
 
@@ -58,6 +72,8 @@ class _SegmentationBase(OneModelPredictor):
     def _foreground(self, out: dict, frame_hw) -> torch.Tensor:
         prob = torch.sigmoid(out[self.segmentation_head.name].float())
         stride = int(self.segmentation_head.output_stride)
+        if self.sleap_compatible:  # sleap-nn: cells of the grid, each a block of pixels
+            return _to_frame(prob, stride, self.model.input_scale, frame_hw, "nearest")[:, 0]
         return _to_frame(prob, stride, self.model.input_scale, frame_hw, "bilinear")[:, 0]
 
 
@@ -68,12 +84,15 @@ class SemanticSegmentationPredictor(_SegmentationBase):
         out = self._forward(self.model, self._preprocess(self.model, images))
         prob = self._foreground(out, tuple(images.shape[1:3]))
         results = []
-        for p in prob:
+        grid = torch.sigmoid(out[self.segmentation_head.name].float())[:, 0]
+        for p, g in zip(prob, grid):
             fg = p > self.mask_threshold
             if not bool(fg.any()):
                 results.append([])
                 continue
-            results.append([RawMask(fg.cpu().numpy(), float(p[fg].mean()))])
+            # sleap-nn's score: the mean over the grid cells (a cell is one value there)
+            inside = g[g > self.mask_threshold] if self.sleap_compatible else p[fg]
+            results.append([RawMask(fg.cpu().numpy(), float(inside.mean()))])
         return results
 
 
@@ -125,9 +144,12 @@ class BottomUpSegmentationPredictor(_SegmentationBase):
         s_c, s_o = int(self.center_head.output_stride), int(self.offset_head.output_stride)
         if seg.shape[-2:] != offsets.shape[-2:]:
             seg = F.interpolate(seg, size=offsets.shape[-2:], mode="bilinear", align_corners=False)
-        pts, vals, samples, _ = find_local_peaks_rough(
-            centers, self.peak_threshold, frame_map_hw=frame_map_hw
-        )
+        if self.sleap_compatible:
+            pts, vals, samples = _plateau_peaks(centers, self.peak_threshold, self.max_instances)
+        else:
+            pts, vals, samples, _ = find_local_peaks_rough(
+                centers, self.peak_threshold, frame_map_hw=frame_map_hw
+            )
         pts = pts * s_c + (s_c - 1) / 2.0  # model-input pixels
         n, _, h, w = offsets.shape
         ys = torch.arange(h, device=offsets.device) * s_o + (s_o - 1) / 2.0
@@ -172,11 +194,14 @@ class TopDownSegmentationPredictor(_TopDownBase):
         if scale != 1.0:
             frames = resize_frames(frames, scale)
         c = centroids.to(torch.float32) * scale
-        crops = crop_centered(frames, c, samples, size)
+        sleap_nn = self.sleap_compatible and scale == 1.0
+        crops = (crop_at_pixels if sleap_nn else crop_centered)(frames, c, samples, size)
         crops = crops / 255.0 if crops.is_floating_point() else crops
         out = self._forward(model, self._preprocess(model, crops, resize=scale == 1.0))
         prob = torch.sigmoid(out[head.name].float())
         stride = int(head.output_stride)
+        if sleap_nn:
+            return self._sleap_nn_masks(prob, c, samples, stride, (h, w), results)
         if stride > 1:
             prob = F.interpolate(prob, size=(size, size), mode="bilinear", align_corners=False)
         for k in range(c.shape[0]):
@@ -184,6 +209,79 @@ class TopDownSegmentationPredictor(_TopDownBase):
             if bool(mask.any()):
                 results[int(samples[k])].append(RawMask(mask.cpu().numpy(), float(cvals[k])))
         return results
+
+    def _sleap_nn_masks(self, prob, centres, samples, stride, frame_hw, results):
+        """sleap-nn's top-down masks: each crop's grid cells above the threshold as
+        blocks of pixels from the crop's whole-pixel corner (`crop_at_pixels`), scored
+        by their mean probability; crops with no foreground give no mask."""
+        size, half = self.crop_size, self.crop_size // 2
+        corners = (centres - size / 2 + 0.5 + half).to(torch.long) - half
+        fg = prob[:, 0] > self.mask_threshold
+        blocks = fg.repeat_interleave(stride, -2).repeat_interleave(stride, -1)
+        h, w = frame_hw
+        for k in range(prob.shape[0]):
+            if not bool(fg[k].any()):
+                continue
+            x0, y0 = (int(v) for v in corners[k])
+            mask = torch.zeros((h, w), dtype=torch.bool, device=prob.device)
+            ys, xs = slice(max(y0, 0), min(y0 + size, h)), slice(max(x0, 0), min(x0 + size, w))
+            mask[ys, xs] = blocks[k, ys.start - y0 : ys.stop - y0, xs.start - x0 : xs.stop - x0]
+            score = float(prob[k, 0][fg[k]].mean())
+            results[int(samples[k])].append(RawMask(mask.cpu().numpy(), score))
+        return results
+
+
+def _plateau_peaks(maps: torch.Tensor, threshold: float, max_instances: int | None):
+    """sleap-nn's instance centres: per map, the cells equal to their 3x3 maximum and
+    above `threshold`, each 4-connected plateau of them counted once (at its highest,
+    first cell in row-major order), cut to the `max_instances` highest. Returns
+    (points (P, 2) x, y grid indices, values (P,), sample of each point)."""
+    pooled = F.max_pool2d(maps, kernel_size=3, stride=1, padding=1)
+    cand = ((maps >= pooled) & (maps > threshold))[:, 0].cpu().numpy()
+    values = maps[:, 0].detach().cpu().numpy()
+    pts, vals, samples = [], [], []
+    for i in range(cand.shape[0]):
+        found = [_best_cell(values[i], comp) for comp in _components(cand[i])]
+        if max_instances is not None and len(found) > max_instances:
+            found = sorted(found, key=lambda t: -t[2])[:max_instances]
+        for x, y, v in found:
+            pts.append((x, y))
+            vals.append(v)
+            samples.append(i)
+    dev = maps.device
+    return (
+        torch.tensor(pts, dtype=torch.float32, device=dev).reshape(-1, 2),
+        torch.tensor(vals, dtype=torch.float32, device=dev),
+        torch.tensor(samples, dtype=torch.long, device=dev),
+    )
+
+
+def _components(cand) -> list[list[tuple[int, int]]]:
+    """4-connected groups of True cells, in row-major order of their first cell (the
+    order scipy.ndimage.label numbers them); each group's cells in row-major order."""
+    seen = set()
+    groups = []
+    h, w = cand.shape
+    for y, x in zip(*cand.nonzero()):
+        if (y, x) in seen:
+            continue
+        stack, group = [(int(y), int(x))], []
+        seen.add((y, x))
+        while stack:
+            cy, cx = stack.pop()
+            group.append((cy, cx))
+            for ny, nx in ((cy - 1, cx), (cy + 1, cx), (cy, cx - 1), (cy, cx + 1)):
+                if 0 <= ny < h and 0 <= nx < w and cand[ny, nx] and (ny, nx) not in seen:
+                    seen.add((ny, nx))
+                    stack.append((ny, nx))
+        groups.append(sorted(group))
+    return groups
+
+
+def _best_cell(values, group) -> tuple[float, float, float]:
+    """(x, y, value) of a group's highest cell (the first of equal ones)."""
+    y, x = max(group, key=lambda c: (values[c], -c[0], -c[1]))
+    return float(x), float(y), float(values[y, x])
 
 
 def _paste(crop: torch.Tensor, centre: torch.Tensor, scale: float, frame_hw) -> torch.Tensor:
