@@ -11,8 +11,9 @@ Lightning's `Timer` callback (what `Trainer(max_time=...)` adds: checked after e
 step) is appended to sleap-nn's callbacks, with a small callback that records the
 validation curve and prints one line per epoch.
 
-predict: sleap-nn's top-down `Predictor` from both trained model folders (their
-``best.ckpt``), its defaults except `max_instances`, on the test file; the predictions
+predict: sleap-nn's `Predictor` from the trained model folder(s) (their ``best.ckpt``:
+the top-down pair, or one single-instance model; sleap-nn picks the predictor from their
+configs), its defaults except `max_instances`, on the test file; the predictions
 are saved to ``spec["predictions"]`` for the parent to evaluate.
 """
 

@@ -1,9 +1,24 @@
-"""Time to accuracy: how good a top-down model gets in a fixed wall-clock budget on this machine.
+"""Time to accuracy: how good a model gets in a fixed wall-clock budget on this machine.
 
 The number users feel is not steps per second but how accurate the model is after the
-time they are willing to wait. This benchmark trains the top-down pair (centroid, then
-centered instance) on the flies clip with a wall-clock limit per model, predicts held-out
-frames with the pair and evaluates them:
+time they are willing to wait. This benchmark trains each dataset's model(s) with a
+wall-clock limit per model, for each budget of ``--budgets`` (minutes, e.g. 2,4,8,16,32:
+every budget is its own run from scratch, as a user with that much time would train),
+predicts held-out frames and evaluates them. ``--dataset flies`` (default) trains the
+top-down pair (centroid, then centered instance) on the flies clip; ``--dataset
+reaching`` trains one single-instance model (SLEAP's `baseline_medium_rf.single`
+profile, the one SLEAP uses for one animal) on DeepLabCut's reaching example, split as
+the README's reaching numbers are (``reaching.train.pkg.slp``: 44 frames, 10% of them
+validate; ``reaching.test.pkg.slp``: 11 held out).
+
+Each (dataset, config, budget) point is written to ``OUT/results.json`` as soon as it is
+evaluated, so an interrupted run keeps what it finished and ``--reuse`` skips it. The
+picture ``OUT/time_to_accuracy.png`` draws, per dataset, its accuracy (flies: OKS mAP;
+reaching: median error in px) against the minutes per model (log2 axis), one line per
+config; ``--plot-only --merge DIR ...`` draws it from several ``--out`` folders' results
+(budgets run on different days) without training.
+
+Flies:
 
 - data: `shared/data/flies/clip.slp` (1024 x 1024 video, 2 flies, 13 nodes, every frame
   labelled), cut into blocks of `BLOCK` = 50 consecutive frames. Every third block
@@ -21,11 +36,12 @@ frames with the pair and evaluates them:
 - prediction: `posekit.load_predictor([centroid, centered])` with the best model of each
   run (the last one when no epoch finished validation) and at most as many instances per
   frame as the training labels have (2), as a SLEAP user would set it.
-- output (`--out`): a rich table (also in ``results.txt``), ``results.json`` (metrics,
-  recommendations, machine load) and ``val_loss_curves.png`` (validation loss of every
-  run against training minutes, one panel per model; the configs' targets differ, so
-  their loss levels do not compare, only how fast each falls). ``trained.json`` records each run
-  as soon as it is trained; ``--reuse`` evaluates those runs again without retraining.
+- output (`--out`): a rich table (also in ``results.txt``), ``results.json`` (per point:
+  metrics, recommendations, machine load), ``time_to_accuracy.png`` and
+  ``val_loss_curves.png`` (validation loss of every run against training minutes, one
+  panel per model; the configs' targets differ, so their loss levels do not compare,
+  only how fast each falls). ``trained.json`` records each run as soon as it is trained;
+  ``--reuse`` evaluates those runs without retraining and skips finished points.
 
 Threads: `torch.set_num_threads` = the machine's cores unless `--threads`. OpenMP's wait
 policy is set to PASSIVE (unless already set): on a machine shared with other jobs,
@@ -60,18 +76,20 @@ best checkpoint by validation loss), with these settings chosen here:
 - `ModelTrainer.train()` rather than `sleap_nn.train.run_training`, which after training
   also predicts and evaluates the training and validation frames (not training).
 
-Prediction: sleap-nn's top-down `Predictor.from_model_paths([centroid, centered])` (their
-``best.ckpt``) with its defaults (peak threshold 0.2, integral refinement, batch 4) and
-at most 2 instances per frame; the predictions (``OUT/sleap-nn/predictions.test.slp``) are
+Prediction: sleap-nn's `Predictor.from_model_paths([centroid, centered])` (or the
+single-instance model; their ``best.ckpt``) with its defaults (peak threshold 0.2,
+integral refinement, batch 4) and at most 2 instances per frame; the predictions
+(``OUT/sleap-nn/DATASET/predictions.BUDGET.test.slp``) are
 scored here by `posekit.evaluation.evaluate`, like every row. "predict s" times the
 predict call (reading the frames included, loading the models not), as for posekit. Its
 validation curve is recorded by a callback in the child (minutes since the training loop
 started, at each validation); sleap-nn's own ``training_log.csv`` and log are in
 ``OUT/runs``.
 
-Run: ``python benchmarks/time_to_accuracy.py [--minutes 10] [--configs
-sleap,posekit,sleap-nn] [--out /tmp/tta] [--threads N] [--device cpu]
-[--sleap-nn-python PATH]``.
+Run: ``python benchmarks/time_to_accuracy.py [--dataset flies|reaching] [--budgets 10]
+[--configs sleap,posekit,sleap-nn] [--out /tmp/tta] [--reuse] [--threads N] [--device
+cpu] [--sleap-nn-python PATH]``; ``--minutes`` is ``--budgets``' other name. Picture
+only: ``... --plot-only --out DIR [--merge DIR2 ...] [--png PATH]``.
 """
 
 from __future__ import annotations
@@ -95,6 +113,16 @@ SHARED = Path(__file__).resolve().parents[1] / ".." / "shared"
 DEFAULT_SLP = SHARED / "data" / "flies" / "clip.slp"
 PROFILES = SHARED / "sleap_profiles"
 MODELS = (("centroid", "baseline.centroid.json"), ("centered", "baseline_medium_rf.topdown.json"))
+REACHING = SHARED / "data" / "reaching"
+#: per dataset: the models trained (name, SLEAP profile) and the metric the curve draws
+DATASETS = {
+    "flies": {"models": MODELS, "metric": "oks_voc.mAP", "label": "flies (top-down): OKS mAP"},
+    "reaching": {
+        "models": (("single", "baseline_medium_rf.single.json"),),
+        "metric": "dist.p50",
+        "label": "reaching (single instance): median error, px",
+    },
+}
 CONFIGS = ("sleap", "posekit", "sleap-nn")
 SLEAP_NN_PYTHON = "/tmp/sleapnn-venv/bin/python"  # --sleap-nn-python's default
 SLEAP_NN_CHILD = Path(__file__).resolve().with_name("_sleapnn_child.py")
@@ -114,6 +142,19 @@ def is_test_frame(frame_idx: int) -> bool:
 def is_train_frame(frame_idx: int) -> bool:
     """Every 4th frame of the blocks that are not test blocks."""
     return (frame_idx // BLOCK) % 3 != 2 and frame_idx % 4 == 0
+
+
+def load_dataset(name: str, slp: Path) -> tuple[Any, Any]:
+    """(train, test) `sleap_io.Labels` of a dataset. flies: the block split of `slp` (see
+    `is_test_frame`); reaching: DeepLabCut's example split as the README's reaching
+    numbers use it, 44 training and 11 held-out frames in `reaching.{train,test}.pkg.slp`."""
+    import sleap_io as sio
+
+    if name == "reaching":
+        return tuple(
+            sio.load_slp(str(REACHING / f"reaching.{s}.pkg.slp")) for s in ("train", "test")
+        )
+    return split_labels_by_frame(sio.load_slp(str(slp)))
 
 
 def set_threads(threads: int | None) -> tuple[int, int]:
@@ -206,15 +247,17 @@ def train_model(
     profile: Path,
     train_pl: Any,
     val_pl: Any,
+    minutes: float,
+    runs: Path,
     args: argparse.Namespace,
 ) -> dict[str, Any]:
-    """Train one model of one config under the budget; returns what the table needs."""
+    """Train one model of one config for `minutes` into `runs`; returns what the table needs."""
     from posekit.config.job import load_config
     from posekit.training.hardware import detect_hardware
     from posekit.training.recommend import recommend
     from posekit.training.run import train
 
-    budget = float(args.minutes) * 60.0
+    budget = float(minutes) * 60.0
     config = load_config(profile)
     overrides: dict[str, Any] = {}
     num_workers = None
@@ -248,7 +291,7 @@ def train_model(
         labels=train_pl,
         val_labels=val_pl,
         run_name=f"{name}.{model}",
-        runs_folder=Path(args.out) / "runs",
+        runs_folder=runs,
         device=args.device,
         overrides=overrides,
         max_time=budget,
@@ -293,12 +336,12 @@ def train_model(
 def predict_and_evaluate(
     models: dict[str, dict], test: Any, max_instances: int, device: str
 ) -> dict[str, Any]:
-    """Predict the test frames with the trained pair and evaluate them."""
+    """Predict the test frames with the trained model(s) and evaluate them."""
     import posekit
     from posekit.evaluation import evaluate
 
     predictor = posekit.load_predictor(
-        [models["centroid"]["model_dir"], models["centered"]["model_dir"]],
+        [m["model_dir"] for m in models.values()],
         device=device,
         max_instances=max_instances,
         progress=False,
@@ -359,7 +402,9 @@ def write_sleapnn_splits(train_sio: Any, train_pl: Any, val_pl: Any, test: Any, 
         ("test", test),
     ):
         paths[name] = str(folder / f"{name}.slp")
-        sio.save_slp(labels, paths[name], embed=False)
+        # frames embedded in a .pkg.slp (reaching) stay referenced there, not restored
+        # to their original image files (absent here)
+        sio.save_slp(labels, paths[name], embed=False, restore_original_videos=False)
     return paths
 
 
@@ -393,17 +438,16 @@ def run_sleapnn(python: str, command: str, spec: dict, folder: Path, name: str) 
 
 
 def train_sleapnn_model(
-    model: str, profile: Path, files: dict, threads: int, args: argparse.Namespace
+    model: str, profile: Path, files: dict, threads: int, minutes: float, folder: Path, args
 ) -> dict[str, Any]:
-    """Train one model with sleap-nn from SLEAP's profile under the budget (see the child)."""
-    folder = Path(args.out) / "runs"
+    """Train one model with sleap-nn from SLEAP's profile for `minutes` (see the child)."""
     spec = {
         "profile": str(profile),
         "train": files["train"],
         "val": files["val"],
         "runs": str(folder),
         "run_name": f"sleap-nn.{model}",
-        "seconds": float(args.minutes) * 60.0,
+        "seconds": float(minutes) * 60.0,
         "seed": args.seed,
         "device": args.device,
         "threads": threads,
@@ -421,23 +465,23 @@ def train_sleapnn_model(
 
 
 def predict_and_evaluate_sleapnn(
-    models: dict[str, dict], test: Any, files: dict, max_instances: int, threads: int, args
+    models: dict[str, dict], test: Any, files: dict, max_instances: int, threads: int, tag, args
 ) -> dict[str, Any]:
-    """sleap-nn's top-down inference on the test frames, scored by posekit's `evaluate`."""
+    """sleap-nn's inference on the test frames, scored by posekit's `evaluate`."""
     import sleap_io as sio
 
     from posekit.evaluation import evaluate
 
-    folder = Path(args.out) / "sleap-nn"
+    folder = Path(files["test"]).parent
     spec = {
-        "models": [models["centroid"]["model_dir"], models["centered"]["model_dir"]],
+        "models": [m["model_dir"] for m in models.values()],
         "test": files["test"],
-        "predictions": str(folder / "predictions.test.slp"),
+        "predictions": str(folder / f"predictions.{tag}.test.slp"),
         "max_instances": max_instances,
         "device": args.device,
         "threads": threads,
     }
-    r = run_sleapnn(args.sleap_nn_python, "predict", spec, folder, "predict")
+    r = run_sleapnn(args.sleap_nn_python, "predict", spec, folder, f"{tag}.predict")
     predictions = sio.load_slp(r["predictions"], open_videos=False)
     return evaluation_summary(evaluate(test, predictions), r["predict_s"])
 
@@ -509,13 +553,45 @@ def _fmt(value: Any, spec: str = ".3f") -> str:
     return format(value, spec)
 
 
-def results_table(results: dict[str, dict], minutes: float):
-    """The rich table of all configs (pairs of values are centroid / centered)."""
+def point_key(dataset: str, tool: str, minutes: float) -> str:
+    """The key of one (dataset, tool, budget) result in ``results.json``'s ``points``."""
+    return f"{dataset} {tool} {minutes:g}"
+
+
+def parse_budgets(text: str) -> list[float]:
+    """``"2,4,8"`` -> [2.0, 4.0, 8.0] (minutes per model; each > 0)."""
+    try:
+        budgets = [float(b) for b in text.split(",") if b.strip()]
+    except ValueError:
+        budgets = []
+    if not budgets or min(budgets) <= 0:
+        raise argparse.ArgumentTypeError(f"{text!r}: give minutes > 0, comma-separated, e.g. 2,4,8")
+    return budgets
+
+
+def load_points(folders: list[Path]) -> dict[str, dict]:
+    """The ``points`` of ``results.json`` in each folder, merged (a later folder's point
+    replaces an earlier one's): budgets run on different days draw one picture."""
+    points: dict[str, dict] = {}
+    for folder in folders:
+        path = Path(folder) / "results.json"
+        if path.exists():
+            points.update(json.loads(path.read_text()).get("points", {}))
+        else:
+            print(f"no results.json in {folder}: left out of the picture", flush=True)
+    return points
+
+
+def results_table(points: dict[str, dict]):
+    """The rich table of every point (per-model values joined by " / ", e.g. centroid /
+    centered)."""
     from rich.table import Table
 
-    table = Table(title=f"Time to accuracy, flies top-down, {minutes:g} min per model")
+    table = Table(title="Time to accuracy (min = budget per model)")
     for col in (
+        "dataset",
         "config",
+        "min",
         "input scaling",
         "crop",
         "batch",
@@ -528,57 +604,64 @@ def results_table(results: dict[str, dict], minutes: float):
         "train min",
         "predict s",
     ):
-        table.add_column(col, justify="left" if col == "config" else "right")
-    for name, r in results.items():
-        c, ci, ev = r["centroid"], r["centered"], r["eval"]
+        table.add_column(col, justify="left" if col in ("dataset", "config") else "right")
+    for r in points.values():
+        ms, ev = list(r["models"].values()), r["eval"]
 
-        def pair(key, spec, c=c, ci=ci):
-            return f"{_fmt(c[key], spec)} / {_fmt(ci[key], spec)}"
+        def joined(key, spec, ms=ms):
+            return " / ".join(_fmt(m[key], spec) for m in ms)
 
         def epochs(m):
             cut = "+" if m["epochs_started"] > m["epochs_validated"] else ""
             return f"{m['epochs_validated']}{cut}"
 
         table.add_row(
-            name,
-            pair("input_scaling", "g"),
-            str(ci["crop_size"]),
-            pair("batch_size", "d"),
-            f"{epochs(c)} / {epochs(ci)}",
-            pair("best_val_loss", ".3g"),
+            r["dataset"],
+            r["tool"],
+            f"{r['minutes']:g}",
+            joined("input_scaling", "g"),
+            str(ms[-1]["crop_size"]),
+            joined("batch_size", "d"),
+            " / ".join(epochs(m) for m in ms),
+            joined("best_val_loss", ".3g"),
             _fmt(ev["oks_voc.mAP"]),
             _fmt(ev["oks_voc.mAR"]),
             _fmt(ev["dist.p50"], ".2f"),
             _fmt(ev["dist.p90"], ".2f"),
-            f"{(c['train_s'] + ci['train_s']) / 60:.1f}",
+            f"{sum(m['train_s'] for m in ms) / 60:.1f}",
             _fmt(ev["predict_s"], ".1f"),
         )
     return table
 
 
-def plot_curves(results: dict[str, dict], png: Path) -> Path:
-    """Validation loss against training minutes, one panel per model, one line per config."""
+def _pyplot():
     import matplotlib
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    fig, axes = plt.subplots(1, 2, figsize=(11, 4))
-    for ax, (model, title) in zip(
-        axes, (("centroid", "centroid"), ("centered", "centered instance")), strict=True
-    ):
-        for name, r in results.items():
-            curve = r[model]["curve"]
+    return plt
+
+
+def plot_curves(points: dict[str, dict], png: Path) -> Path:
+    """Validation loss against training minutes, one panel per (dataset, model), one line
+    per (config, budget)."""
+    plt = _pyplot()
+    panels = sorted({(r["dataset"], m) for r in points.values() for m in r["models"]})
+    fig, axes = plt.subplots(1, len(panels), figsize=(5.5 * len(panels), 4), squeeze=False)
+    for ax, (dataset, model) in zip(axes[0], panels, strict=True):
+        for r in points.values():
+            curve = r["models"].get(model, {}).get("curve") if r["dataset"] == dataset else None
             if curve:
                 xs = [p["elapsed_min"] for p in curve]
                 ys = [p["val_loss"] for p in curve]
-                ax.plot(xs, ys, "-o", ms=3, label=name)
+                ax.plot(xs, ys, "-o", ms=3, label=f"{r['tool']} {r['minutes']:g} min")
         ax.set_yscale("log")
         ax.set_xlabel("training minutes")
         ax.set_ylabel("validation loss")
-        ax.set_title(title)
+        ax.set_title(f"{dataset}: {model}")
         ax.grid(alpha=0.3)
-        ax.legend()
+        ax.legend(fontsize=7)
     fig.suptitle(
         "configs draw different targets (scale, stride, sigma): compare how fast each "
         "falls, not loss levels across configs",
@@ -591,13 +674,145 @@ def plot_curves(results: dict[str, dict], png: Path) -> Path:
     return png
 
 
+def curve_series(points: dict[str, dict]) -> dict[str, dict[str, list[tuple[float, float]]]]:
+    """{dataset: {tool: [(minutes, metric), ...] by minutes}}: what the picture draws
+    (`DATASETS`' metric; NaN where it is undefined, e.g. no animal found)."""
+    series: dict[str, dict[str, list[tuple[float, float]]]] = {}
+    for r in points.values():
+        value = r["eval"].get(DATASETS[r["dataset"]]["metric"])
+        y = float(value) if value is not None else math.nan
+        series.setdefault(r["dataset"], {}).setdefault(r["tool"], []).append((r["minutes"], y))
+    for tools in series.values():
+        for line in tools.values():
+            line.sort()
+    return series
+
+
+def plot_time_to_accuracy(points: dict[str, dict], png: Path) -> Path:
+    """The curve: per dataset a panel of its metric against minutes per model (log2 axis),
+    one line per tool; what more time buys."""
+    plt = _pyplot()
+    series = curve_series(points)
+    datasets = [d for d in DATASETS if d in series]
+    fig, axes = plt.subplots(1, len(datasets), figsize=(5 * len(datasets), 4), squeeze=False)
+    for ax, dataset in zip(axes[0], datasets, strict=True):
+        budgets = sorted({x for line in series[dataset].values() for x, _ in line})
+        for tool, line in sorted(series[dataset].items()):
+            ys = [y for _, y in line]
+            found = any(math.isfinite(y) for y in ys)  # else named, as no line is drawn
+            label = tool if found else f"{tool}: no animal found"
+            ax.plot([x for x, _ in line], ys, "-o", label=label)
+        ax.set_xscale("log", base=2)
+        ax.set_xticks(budgets, [f"{b:g}" for b in budgets])
+        ax.set_xlabel("training minutes per model")
+        ax.set_title(DATASETS[dataset]["label"])
+        ax.grid(alpha=0.3)
+        ax.legend()
+    fig.tight_layout()
+    png.parent.mkdir(parents=True, exist_ok=True)
+    fig.savefig(png, dpi=120)
+    plt.close(fig)
+    return png
+
+
 # --------------------------------------------------------------------------- main
+
+
+def run_dataset(dataset: str, configs: list[str], args, payload: dict, cores_threads) -> None:
+    """Every (config, budget) point of one dataset not yet in `payload` (with --reuse),
+    each written to ``results.json`` as soon as it is evaluated."""
+    from posekit.io.atomic import write_text_atomic
+
+    cores, threads = cores_threads
+    out = Path(args.out)
+    train_sio, test = load_dataset(dataset, Path(args.slp))
+    train_pl, val_pl = training_splits(train_sio, args.seed)
+    max_instances = max(len(lf.user_instances) for lf in train_sio.labeled_frames)
+    print(
+        f"{dataset}: train {len(train_pl)} frames ({train_pl.n_instances} instances), "
+        f"validation {len(val_pl)}, test {len(test)} frames; {threads} threads on {cores} "
+        f"cores, OMP_WAIT_POLICY={os.environ.get('OMP_WAIT_POLICY')}, load {os.getloadavg()}",
+        flush=True,
+    )
+    payload.setdefault("template_oracle", {})[dataset] = template_oracle(train_sio, test)
+    results_path, partial_path = out / "results.json", out / "trained.json"
+    trained = json.loads(partial_path.read_text()) if args.reuse and partial_path.exists() else {}
+    files = None  # the split as .slp files, for sleap-nn
+    if "sleap-nn" in configs:
+        files = write_sleapnn_splits(train_sio, train_pl, val_pl, test, out / "sleap-nn" / dataset)
+    for minutes in args.budgets:
+        runs = out / "runs" / f"{dataset}-{minutes:g}min"
+        for name in configs:
+            key = point_key(dataset, name, minutes)
+            if args.reuse and key in payload["points"]:
+                print(f"== {key}: done, in {results_path}", flush=True)
+                continue
+            models: dict[str, Any] = {}
+            try:
+                for model, profile in DATASETS[dataset]["models"]:
+                    tkey = f"{key} {model}"
+                    if tkey in trained and Path(trained[tkey]["model_dir"]).exists():
+                        print(f"== {key}: reusing {model} from {trained[tkey]['run_dir']}")
+                        models[model] = trained[tkey]
+                        continue
+                    print(f"== {key}: training {model} for {minutes:g} min", flush=True)
+                    if name == "sleap-nn":
+                        models[model] = train_sleapnn_model(
+                            model, PROFILES / profile, files, threads, minutes, runs, args
+                        )
+                    else:
+                        models[model] = train_model(
+                            name, model, PROFILES / profile, train_pl, val_pl, minutes, runs, args
+                        )
+                    trained[tkey] = models[model]
+                    write_text_atomic(partial_path, json.dumps(trained, indent=2))
+                print(f"== {key}: predicting {len(test)} test frames", flush=True)
+                if name == "sleap-nn":
+                    tag = f"{minutes:g}min"
+                    ev = predict_and_evaluate_sleapnn(
+                        models, test, files, max_instances, threads, tag, args
+                    )
+                else:
+                    ev = predict_and_evaluate(models, test, max_instances, args.device)
+            except RuntimeError as err:
+                if name != "sleap-nn":
+                    raise
+                print(f"== {key}: sleap-nn failed, left out of the results:\n{err}", flush=True)
+                continue
+            payload["points"][key] = {
+                "dataset": dataset,
+                "tool": name,
+                "minutes": minutes,
+                "max_instances": max_instances,
+                "train_frames": len(train_pl),
+                "val_frames": len(val_pl),
+                "test_frames": len(test),
+                "models": models,
+                "eval": ev,
+            }
+            write_text_atomic(results_path, json.dumps(payload, indent=2))
+            for model, m in models.items():
+                loop = f" ({m['fit_s'] / 60:.1f} min training loop)" if m.get("fit_s") else ""
+                print(
+                    f"{key} {model}: {m['cpu_s'] / 60:.1f} CPU-min in {m['train_s'] / 60:.1f} "
+                    f"min{loop} (= {m['cores_used']:.2f} of {cores} cores), load average "
+                    f"{m['load_avg_1min_start']:.1f} -> {m['load_avg_1min_end']:.1f}; "
+                    f"{'best' if m['used_best_model'] else 'LAST (no validated epoch)'} model",
+                    flush=True,
+                )
 
 
 def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    p.add_argument("--slp", default=str(DEFAULT_SLP))
-    p.add_argument("--minutes", type=float, default=10.0, help="training budget per model")
+    p.add_argument("--dataset", default="flies", help=f"comma list of: {', '.join(DATASETS)}")
+    p.add_argument("--slp", default=str(DEFAULT_SLP), help="the flies labels")
+    p.add_argument(
+        "--budgets",
+        "--minutes",
+        type=parse_budgets,
+        default=[10.0],
+        help="training budget(s) per model in minutes, comma-separated (e.g. 2,4,8,16,32)",
+    )
     p.add_argument(
         "--configs",
         default=",".join(CONFIGS),
@@ -618,17 +833,45 @@ def main(argv: list[str] | None = None) -> int:
         action="append",
         default=[],
         metavar="MODEL:KEY=VALUE",
-        help="a user override for the posekit config's centroid or centered model, planned "
-        "around like `posekit train --auto KEY=VALUE` (repeatable), e.g. "
+        help="a user override for the posekit config's model (centroid, centered or single), "
+        "planned around like `posekit train --auto KEY=VALUE` (repeatable), e.g. "
         "centered:model.backbone.unet.filters=24",
     )
     p.add_argument(
         "--reuse",
         action="store_true",
-        help="reuse runs already trained into --out (trained.json) instead of training again",
+        help="skip the points already in --out's results.json and reuse the runs already "
+        "trained there (trained.json) instead of training again",
     )
+    p.add_argument(
+        "--plot-only",
+        action="store_true",
+        help="train nothing: draw the time-to-accuracy picture from --out's results.json "
+        "and every --merge folder's",
+    )
+    p.add_argument(
+        "--merge",
+        action="append",
+        default=[],
+        metavar="DIR",
+        help="another --out folder whose results.json points join the picture (repeatable)",
+    )
+    p.add_argument("--png", default=None, help="the picture (default: OUT/time_to_accuracy.png)")
     args = p.parse_args(argv)
 
+    out = Path(args.out)
+    png = Path(args.png) if args.png else out / "time_to_accuracy.png"
+    if args.plot_only:
+        points = load_points([*map(Path, args.merge), out])
+        if not points:
+            p.error(f"no points in {out}/results.json nor in any --merge folder's")
+        print(f"time to accuracy: {plot_time_to_accuracy(points, png)} ({len(points)} points)")
+        return 0
+    datasets = [d.strip() for d in args.dataset.split(",") if d.strip()]
+    if not datasets or set(datasets) - set(DATASETS):
+        p.error(
+            f"--dataset: unknown {sorted(set(datasets) - set(DATASETS))}; choose from flies, reaching"
+        )
     configs = [c.strip() for c in args.configs.split(",") if c.strip()]
     bad = [c for c in configs if c not in CONFIGS]
     if bad or not configs:
@@ -645,108 +888,53 @@ def main(argv: list[str] | None = None) -> int:
             return 1
     if args.sleap_nn_python:  # abspath, not resolve: a venv's python is a symlink
         args.sleap_nn_python = os.path.abspath(args.sleap_nn_python)
-    slp = Path(args.slp)
-    if not slp.exists():
-        p.error(f"labels not found: {slp} (the flies clip lives in shared/data/flies/)")
+    if "flies" in datasets and not Path(args.slp).exists():
+        p.error(f"labels not found: {args.slp} (the flies clip lives in shared/data/flies/)")
+    if "reaching" in datasets and not (REACHING / "reaching.train.pkg.slp").exists():
+        p.error(f"reaching labels not found in {REACHING} (shared/data/reaching/)")
 
-    import sleap_io as sio
     import torch
     from rich.console import Console
 
     cores, threads = set_threads(args.threads)
-    out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
-
-    labels = sio.load_slp(str(slp))
-    train_sio, test = split_labels_by_frame(labels)
-    train_pl, val_pl = training_splits(train_sio, args.seed)
-    max_instances = max(len(lf.user_instances) for lf in train_sio.labeled_frames)
-    print(
-        f"train {len(train_pl)} frames ({train_pl.n_instances} instances), validation "
-        f"{len(val_pl)}, test {len(test)} frames; {threads} threads on {cores} cores, "
-        f"OMP_WAIT_POLICY={os.environ.get('OMP_WAIT_POLICY')}, load {os.getloadavg()}",
-        flush=True,
-    )
-
-    partial_path = out / "trained.json"
-    trained = json.loads(partial_path.read_text()) if args.reuse and partial_path.exists() else {}
-    files = None  # the split as .slp files, for sleap-nn
-    if "sleap-nn" in configs:
-        files = write_sleapnn_splits(train_sio, train_pl, val_pl, test, out / "sleap-nn")
-    results: dict[str, dict] = {}
-    for name in configs:
-        r: dict[str, Any] = {}
-        try:
-            for model, profile in MODELS:
-                key = f"{name}.{model}"
-                if key in trained and Path(trained[key]["model_dir"]).exists():
-                    print(f"== {name}: reusing {model} from {trained[key]['run_dir']}", flush=True)
-                    r[model] = trained[key]
-                    continue
-                print(f"== {name}: training {model} for {args.minutes:g} min", flush=True)
-                if name == "sleap-nn":
-                    r[model] = train_sleapnn_model(model, PROFILES / profile, files, threads, args)
-                else:
-                    r[model] = train_model(name, model, PROFILES / profile, train_pl, val_pl, args)
-                trained[key] = r[model]
-                partial_path.write_text(json.dumps(trained, indent=2))
-            print(f"== {name}: predicting {len(test)} test frames", flush=True)
-            if name == "sleap-nn":
-                r["eval"] = predict_and_evaluate_sleapnn(
-                    r, test, files, max_instances, threads, args
-                )
-            else:
-                r["eval"] = predict_and_evaluate(r, test, max_instances, args.device)
-        except RuntimeError as err:
-            if name != "sleap-nn":
-                raise
-            print(f"== sleap-nn config failed, left out of the results:\n{err}", flush=True)
-            continue
-        results[name] = r
-    if not results:
-        return 1
-
-    table = results_table(results, args.minutes)
-    oracle = template_oracle(train_sio, test)
-    oracle_line = (
-        "reference, no network: the mean training pose placed at each test animal's true "
-        f"position and heading scores OKS mAP {oracle['oks_voc.mAP']:.3f}, mAR "
-        f"{oracle['oks_voc.mAR']:.3f}, mean OKS {oracle['oks.mOKS']:.3f}, median error "
-        f"{oracle['dist.p50']:.2f} px"
-    )
-    console = Console(width=160)
-    console.print(table)
-    console.print(oracle_line)
-    with open(out / "results.txt", "w") as f:
-        Console(file=f, width=160).print(table)
-        print(oracle_line, file=f)
-    for name, r in results.items():
-        for model in ("centroid", "centered"):
-            m = r[model]
-            loop = f" ({m['fit_s'] / 60:.1f} min training loop)" if m.get("fit_s") else ""
-            print(
-                f"{name} {model}: {m['cpu_s'] / 60:.1f} CPU-min in {m['train_s'] / 60:.1f} min"
-                f"{loop} (= {m['cores_used']:.2f} of {cores} cores), load average "
-                f"{m['load_avg_1min_start']:.1f} -> {m['load_avg_1min_end']:.1f}; "
-                f"{'best' if m['used_best_model'] else 'LAST (no validated epoch)'} model"
-            )
-    png = plot_curves(results, out / "val_loss_curves.png")
-    meta = {
-        "minutes_per_model": args.minutes,
+    results_path = out / "results.json"
+    payload = {"points": {}}
+    if args.reuse and results_path.exists():
+        payload = json.loads(results_path.read_text())
+        payload.setdefault("points", {})
+    payload["meta"] = {
         "threads": threads,
         "cores": cores,
         "omp_wait_policy": os.environ.get("OMP_WAIT_POLICY"),
         "torch": torch.__version__,
         "device": args.device,
-        "train_frames": len(train_pl),
-        "val_frames": len(val_pl),
-        "test_frames": len(test),
-        "max_instances": max_instances,
-        "sleap_nn_python": args.sleap_nn_python if "sleap-nn" in results else None,
+        "sleap_nn_python": args.sleap_nn_python if "sleap-nn" in configs else None,
     }
-    payload = {"meta": meta, "results": results, "template_oracle": oracle}
-    (out / "results.json").write_text(json.dumps(payload, indent=2))
-    print(f"curves: {png}\nresults: {out / 'results.json'}")
+    for dataset in datasets:
+        run_dataset(dataset, configs, args, payload, (cores, threads))
+    points = payload["points"]
+    if not points:
+        return 1
+
+    table = results_table(points)
+    oracle_lines = [
+        f"reference, no network ({dataset}): the mean training pose placed at each test "
+        f"animal's true position and heading scores OKS mAP {o['oks_voc.mAP']:.3f}, mAR "
+        f"{o['oks_voc.mAR']:.3f}, mean OKS {o['oks.mOKS']:.3f}, median error "
+        f"{o['dist.p50']:.2f} px"
+        for dataset, o in payload.get("template_oracle", {}).items()
+    ]
+    console = Console(width=180)
+    console.print(table)
+    for line in oracle_lines:
+        console.print(line)
+    with open(out / "results.txt", "w") as f:
+        Console(file=f, width=180).print(table)
+        print("\n".join(oracle_lines), file=f)
+    curves = plot_curves(points, out / "val_loss_curves.png")
+    picture = plot_time_to_accuracy(load_points([*map(Path, args.merge), out]), png)
+    print(f"curves: {curves}\ntime to accuracy: {picture}\nresults: {results_path}")
     return 0
 
 
