@@ -150,6 +150,8 @@ class BottomUpSegmentationPredictor(_SegmentationBase):
             pts, vals, samples, _ = find_local_peaks_rough(
                 centers, self.peak_threshold, frame_map_hw=frame_map_hw
             )
+            if self.max_instances is not None:
+                pts, vals, samples = _strongest(pts, vals, samples, self.max_instances)
         pts = pts * s_c + (s_c - 1) / 2.0  # model-input pixels
         n, _, h, w = offsets.shape
         ys = torch.arange(h, device=offsets.device) * s_o + (s_o - 1) / 2.0
@@ -170,6 +172,17 @@ class BottomUpSegmentationPredictor(_SegmentationBase):
             fg = torch.sigmoid(seg[i, 0]) > self.mask_threshold
             labels[i, 0] = torch.where(fg, nearest, labels[i, 0])
         return labels, scores
+
+
+def _strongest(pts, vals, samples, k: int):
+    """The `k` highest peaks of each sample. Centres are cut before grouping (as sleap-nn
+    does): a weak extra centre would otherwise claim the cells its offsets point nearest
+    to, and those cells would be lost to the animal when its mask is dropped later."""
+    keep = torch.zeros_like(vals, dtype=torch.bool)
+    for i in samples.unique().tolist():
+        idx = (samples == i).nonzero().flatten()
+        keep[idx[vals[idx].argsort(descending=True)[:k]]] = True
+    return pts[keep], vals[keep], samples[keep]
 
 
 class TopDownSegmentationPredictor(_TopDownBase):
