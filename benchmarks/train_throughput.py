@@ -10,8 +10,10 @@ at a few image sizes, batch 4, and splits each step into
 - compute: forward, loss, backward and the optimizer step.
 
 The loop is the one Lightning runs, spelled out so each part can be timed (CUDA is
-synchronised around each part). Run: ``python benchmarks/train_throughput.py
-[--sizes 128,256,512] [--steps 30] [--device auto] [--precisions 32-true,bf16-mixed]``.
+synchronised around each part); `train_step_breakdown.py` splits real Lightning steps of
+`posekit train --auto` finer (forward, loss, backward, optimizer, validation). Run:
+``python benchmarks/train_throughput.py [--sizes 128,256,512] [--steps 30] [--device auto]
+[--precisions 32-true,bf16-mixed]``.
 """
 
 from __future__ import annotations

@@ -3,7 +3,8 @@
 Loss: every head's loss (see `posekit.training.losses`) times its `loss_weight`, summed
 over heads and over the stacks of a stacked backbone (intermediate supervision: each
 stack's outputs are compared with the same targets, so early stacks learn the task
-too). Optimizer: Adam (with AMSGrad, as SLEAP) or AdamW at `initial_learning_rate`.
+too). Optimizer: Adam (with AMSGrad, as SLEAP) or AdamW at `initial_learning_rate`,
+fused (one kernel for all weights) on CPUs and CUDA GPUs.
 
 Batches are dicts ``{"image": (N, C, H, W) float, <head name>: target, ...}``. A
 `batch_transform` (the data package's batched augmentation and, where the targets depend
@@ -191,14 +192,30 @@ class PoseLightningModule(L.LightningModule):
 
     # ------------------------------------------------------------------ optimizer
 
+    #: Update all weights in one fused kernel on CPUs and CUDA GPUs (False: torch's default).
+    fused_optimizer: bool = True
+
     def configure_optimizers(self):
         opt = self.config.optimization
         params = [p for p in self.model.parameters() if p.requires_grad]
         lr = float(opt.initial_learning_rate)
+        fused = {"fused": True} if self.fused_optimizer and _fusable(params) else {}
         if opt.optimizer == "adamw":
-            return torch.optim.AdamW(params, lr=lr)
+            return torch.optim.AdamW(params, lr=lr, **fused)
         # SLEAP builds tf.keras Adam with amsgrad=True; Keras' epsilon is 1e-7.
-        return torch.optim.Adam(params, lr=lr, amsgrad=True, eps=1e-7)
+        return torch.optim.Adam(params, lr=lr, amsgrad=True, eps=1e-7, **fused)
+
+
+def _fusable(params: list[torch.Tensor]) -> bool:
+    """Whether torch's fused Adam/AdamW can update `params` (float weights on CPU or CUDA).
+
+    Same update formula as the default, in one kernel over all tensors: on CPU torch
+    otherwise loops tensor by tensor (a 1.5M-weight UNet's AMSGrad step took 20 ms that way,
+    2 ms fused, one core); weights agree to float32 rounding (~1e-7). MPS keeps the default.
+    """
+    return bool(params) and all(
+        p.device.type in ("cpu", "cuda") and torch.is_floating_point(p) for p in params
+    )
 
 
 __all__ = ["NonFiniteLossError", "PoseLightningModule", "TRAIN_LOSS", "VAL_LOSS"]
