@@ -43,7 +43,7 @@ from typing import Any
 import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from time_to_accuracy import BLOCK, is_test_frame  # noqa: E402
+from time_to_accuracy import BLOCK, is_test_frame, set_threads  # noqa: E402
 
 SHARED = Path(__file__).resolve().parents[1] / ".." / "shared"
 FLIES = SHARED / "data" / "flies" / "clip.slp"
@@ -99,9 +99,15 @@ def train_and_score(labelled, test, args, tag: str) -> dict[str, Any]:
     predictions = predictor.predict(test)
     if any(len(lf.instances) for lf in predictions.labeled_frames):
         m = evaluate(test, predictions)
-        scores = {"mAP": m.get("oks_voc.mAP"), "median_px": m.get("dist.p50")}
+        scores = {
+            "mAP": m.get("oks_voc.mAP"),
+            "median_px": m.get("dist.p50"),
+            # every labelled point counts (a point not found is a miss): still moves when
+            # a briefly trained model finds too few points above threshold for any AP
+            "mPCK": m.get("pck.mPCK"),
+        }
     else:  # a model that finds nothing yet
-        scores = {"mAP": 0.0, "median_px": None}
+        scores = {"mAP": 0.0, "median_px": None, "mPCK": 0.0}
     return {**scores, "model": [str(d) for d in model_dirs], "predictor": predictor}
 
 
@@ -134,13 +140,13 @@ def summarize(results: list[dict], out: Path) -> None:
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    fig, axes = plt.subplots(1, 2, figsize=(10, 4))
-    print("| strategy | labelled | mAP (mean, min-max) | median px | seeds |")
-    print("|---|---|---|---|---|")
+    fig, axes = plt.subplots(1, 3, figsize=(14, 4))
+    print("| strategy | labelled | mAP (mean, min-max) | mPCK (mean) | median px | seeds |")
+    print("|---|---|---|---|---|---|")
     for strategy, colour in zip(STRATEGIES, ("tab:red", "tab:blue")):
         rows = [r for r in results if r["strategy"] in (strategy, "start")]
         counts = sorted({r["labelled"] for r in rows})
-        for k, key in enumerate(("mAP", "median_px")):
+        for k, key in enumerate(("mAP", "mPCK", "median_px")):
             mean, lo, hi = [], [], []
             for n in counts:
                 v = [r[key] for r in rows if r["labelled"] == n and r[key] is not None]
@@ -154,12 +160,16 @@ def summarize(results: list[dict], out: Path) -> None:
                     med = [r["median_px"] for r in rows if r["labelled"] == n]
                     med = [x for x in med if x is not None]
                     seeds = sum(r["labelled"] == n for r in rows)
+                    pck = [r.get("mPCK") for r in rows if r["labelled"] == n]
+                    pck = [x for x in pck if x is not None]
                     print(
                         f"| {strategy} | {n} | {m_:.3f} ({a:.3f}-{b:.3f}) | "
+                        f"{np.mean(pck) if pck else float('nan'):.3f} | "
                         f"{np.mean(med) if med else float('nan'):.1f} | {seeds} |"
                     )
     axes[0].set(xlabel="labelled frames", ylabel="OKS mAP (test frames)")
-    axes[1].set(xlabel="labelled frames", ylabel="median error (px)")
+    axes[1].set(xlabel="labelled frames", ylabel="mPCK (test frames, misses count)")
+    axes[2].set(xlabel="labelled frames", ylabel="median error of found points (px)")
     axes[0].legend()
     fig.suptitle("flies: frames picked by posekit suggest vs at random")
     fig.tight_layout()
@@ -182,7 +192,9 @@ def main(argv=None) -> None:
     p.add_argument("--min-separation", type=int, default=10)
     p.add_argument("--device", default="auto")
     p.add_argument("--seed-offset", type=int, default=0)
+    p.add_argument("--threads", type=int, default=None, help="torch threads (default: cores)")
     args = p.parse_args(argv)
+    set_threads(args.threads)
     import sleap_io as sio
 
     out = Path(args.out)
