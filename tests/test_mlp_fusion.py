@@ -217,3 +217,19 @@ def test_window_attention_in_bfloat16():
     scale = float(want.abs().max())
     assert float((want - got).abs().max()) <= 0.05 * scale
     assert float((exact - got).abs().max()) <= 0.05 * scale
+
+
+def test_optimized_swin_backbone_keeps_outputs_at_sizes_that_pad_and_shift():
+    from posekit.architectures.swin import SwinT
+    from posekit.optimize import optimize_for_inference
+
+    # window 7: stage maps 32x48, 16x24, 8x12, 4x6 (64x96) or 48x80 ... 6x10 (96x160),
+    # padded to whole windows; shifted blocks in every stage with two blocks
+    net = _randomize(SwinT(8, [2, 2, 2, 1], [1, 2, 2, 2], window_size=7, output_stride=2))
+    x = torch.rand(2, 1, 64, 96)
+    opt = optimize_for_inference(net, example_input=x[:1])
+    assert len(opt.inference_optimizations["window_attention"]) == 7
+    for size in ((64, 96), (96, 160)):
+        x = torch.rand(2, 1, *size)
+        with torch.inference_mode():
+            _close(net(x), opt(x))
