@@ -37,7 +37,12 @@ from __future__ import annotations
 import functools
 from typing import TYPE_CHECKING
 
-from posekit.optimize._modules import linear_pointwise_op, residual_mlp_class, set_submodule
+from posekit.optimize._modules import (
+    linear_pointwise_op,
+    onednn_linear_applies,
+    residual_mlp_class,
+    set_submodule,
+)
 
 if TYPE_CHECKING:  # pragma: no cover
     from torch import nn
@@ -208,14 +213,7 @@ def window_attention_class():
 
         def _project(self, out: torch.Tensor, x: torch.Tensor) -> torch.Tensor:
             w, b = self.proj.weight, self.proj.bias
-            if (
-                self._op is None
-                or x.device.type != "cpu"
-                or out.dtype != w.dtype
-                or x.dtype != w.dtype
-                or torch.is_grad_enabled()
-                or torch.is_autocast_enabled("cpu")
-            ):
+            if not onednn_linear_applies(self._op, w, out, x):
                 return x + F.linear(out, w, b).view(x.shape)
             res = x.contiguous().reshape(-1, self.width)
             y = self._op.binary(out.reshape(-1, self.width), res, w, b, "add")
