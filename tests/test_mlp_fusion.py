@@ -159,20 +159,21 @@ def test_winograd_is_left_off_convnext_and_swin_backbones():
     assert any(worthwhile(m) for m in net.modules() if isinstance(m, nn.Conv2d))
 
 
-# (window, shift, map size): padded on one side, both or none; odd and non-square
-# shifts; maps smaller than a window (the shift is dropped there, as torchvision does)
+# (window, shift, map size, window groups): padded on one side, both or none; odd and
+# non-square shifts; a side within one window (its shift dropped, as torchvision does).
+# Groups: windows with the same shift mask (interior, last column, last row, corner).
 ATTENTION_CASES = [
-    ((7, 7), (3, 3), (14, 14)),
-    ((7, 7), (3, 3), (15, 23)),
-    ((7, 7), (0, 0), (13, 9)),
-    ((7, 7), (3, 3), (5, 9)),
-    ((4, 6), (2, 3), (9, 13)),
-    ((5, 5), (1, 2), (11, 10)),
+    ((7, 7), (3, 3), (14, 14), 4),
+    ((7, 7), (3, 3), (15, 23), 4),
+    ((7, 7), (0, 0), (13, 9), 1),
+    ((7, 7), (3, 3), (5, 9), 2),
+    ((4, 6), (2, 3), (9, 13), 4),
+    ((5, 5), (1, 2), (11, 10), 4),
 ]
 
 
-@pytest.mark.parametrize("window,shift,size", ATTENTION_CASES, ids=str)
-def test_window_attention_keeps_outputs(window, shift, size):
+@pytest.mark.parametrize("window,shift,size,groups", ATTENTION_CASES, ids=str)
+def test_window_attention_keeps_outputs(window, shift, size, groups):
     block = _swin_block(window=window, shift=shift)
     holder = nn.Sequential(copy.deepcopy(block))
     assert fuse_swin_blocks(holder, mlp=False) == ["0"]
@@ -183,6 +184,11 @@ def test_window_attention_keeps_outputs(window, shift, size):
         with torch.inference_mode():
             _close(block(x), holder(x))
     assert len(attn._plans) == 1  # one plan per input size, reused
+    plan = next(iter(attn._plans.values()))
+    # one (heads, n, n) mask per group of windows, not one per window and image
+    assert sum(plan["sizes"]) == plan["src"].shape[0] and len(plan["masks"]) == groups
+    n = window[0] * window[1]
+    assert all(m.shape == (1, 2, n, n) for m in plan["masks"])
 
 
 def test_window_attention_serves_several_sizes_and_matches_the_mlp_fused_block():

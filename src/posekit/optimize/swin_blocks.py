@@ -18,15 +18,21 @@ and crops: four full copies of the map and two table builds on every call. Here
   the pad / roll / window permutation of tokens; a padded token's q, k, v are the
   original qkv bias (torchvision pads norm1's output with zeros), put back exactly;
 - pad, roll and window partition are ONE gather of qkv rows with an index computed once
-  per input size, and the way back (reverse windows, roll, crop) is one gather too;
+  per input size (and batch size), and the way back (reverse windows, roll, crop) is one
+  gather too;
 - the relative-position bias is gathered once, at rewrite time (inference weights are
-  frozen), and added to the shift mask (built once per input size) as one additive mask;
-- attention is `scaled_dot_product_attention` on strided views of the gathered qkv with
-  that mask (on CPUs torch's flash-attention kernel: q @ k^T, mask, softmax and @ v in
-  one pass over 49-token windows, no score tensor in memory). Per block, against
-  torchvision's attention half (4 x 80 x 80 x 96 ... 4 x 10 x 10 x 768, one thread,
-  best of 12 interleaved calls on a loaded machine): 1.04-1.65x unshifted, 2.4-3.5x
-  shifted; the same steps with explicit matmuls + softmax gained only 0.93-1.6x;
+  frozen), and added to the shift mask as one additive mask built once per input size.
+  Only windows along the last row / column of windows hold several shift regions, so
+  windows are grouped by mask (at most four groups: interior, last column, last row,
+  corner) and each group gets one (heads, n, n) mask: memory independent of the map and
+  batch size (a mask per window and image was 16 MB per block at 160 px, ~0.6 GB at
+  1024 px);
+- attention is `scaled_dot_product_attention`, one call per group, on strided views of
+  the gathered qkv (on CPUs torch's flash-attention kernel: q @ k^T, mask, softmax and
+  @ v in one pass over 49-token windows, no score tensor in memory). Per block, against
+  torchvision's attention half (4 x 80 x 80 x 96 ... 4 x 10 x 10 x 768, one thread, best
+  of 12 interleaved calls on a loaded machine): 1.0-1.7x unshifted, 1.8-3.4x shifted;
+  the same steps with explicit matmuls + softmax gained only 0.93-1.6x;
 - the output Linear runs on the cropped map with the residual add as its oneDNN post-op.
 
 Outputs equal torchvision's to float32 rounding.
@@ -66,11 +72,20 @@ def _is_plain_swin_block(m: nn.Module) -> bool:
     )
 
 
-def _window_plan(height: int, width: int, window: list[int], shift: list[int], device):
-    """Index tensors for one input size: where each window slot reads its token from
-    (`src`, padding at `pad`) and where each token's result lands (its window and slot), with the
-    shift torchvision applies there (none along a side that fits in one window) and
-    its region labels per window slot (for the shift mask), or None without a shift."""
+def _window_plan(height: int, width: int, window: list[int], shift: list[int]) -> dict:
+    """Where each window slot reads its token from, for one map size, with the windows
+    grouped by their shift mask.
+
+    The shift torchvision applies (none along a side that fits in one window) makes
+    tokens of different regions in a window ignore each other (-100 added to their
+    scores). Only the windows along the last row / column of windows hold several
+    regions, so there are at most four distinct masks. Windows are ordered by mask
+    (stable, so one group without a shift), and each group's attention runs as one call
+    with one (heads, n, n) mask, instead of a mask per window repeated per image.
+
+    Returns ``src``: (windows, n) token index per slot in that order, -1 for padding;
+    ``groups``: (window count, bool "tokens apart" (n, n) or None) per group.
+    """
     import torch
 
     wh, ww = window
@@ -84,27 +99,44 @@ def _window_plan(height: int, width: int, window: list[int], shift: list[int], d
     def windows(grid):  # (ph, pw) -> (windows, wh * ww), torchvision's window order
         return grid.view(ph // wh, wh, pw // ww, ww).permute(0, 2, 1, 3).reshape(-1, wh * ww)
 
-    src = windows(ids).reshape(-1)
-    back = torch.empty(height * width, dtype=torch.long)
-    real = src >= 0
-    back[src[real]] = torch.arange(src.numel())[real]
-    labels = None
-    if sh or sw:  # torchvision's nine regions, labelled in the rolled frame
-        grid = torch.zeros(ph, pw)
-        count = 0
-        for h0, h1 in ((0, -wh), (-wh, -sh), (-sh, None)):
-            for w0, w1 in ((0, -ww), (-ww, -sw), (-sw, None)):
-                grid[h0:h1, w0:w1] = count
-                count += 1
-        labels = windows(grid)
+    src = windows(ids)
+    if not (sh or sw):
+        return {"src": src, "groups": [(src.shape[0], None)]}
+    grid = torch.zeros(ph, pw, dtype=torch.long)  # torchvision's nine regions (rolled frame)
+    count = 0
+    for h0, h1 in ((0, -wh), (-wh, -sh), (-sh, None)):
+        for w0, w1 in ((0, -ww), (-ww, -sw), (-sw, None)):
+            grid[h0:h1, w0:w1] = count
+            count += 1
+    labels = windows(grid)
+    apart = labels[:, None, :] != labels[:, :, None]  # (windows, n, n)
+    masks, kind = torch.unique(apart.flatten(1), dim=0, return_inverse=True)
+    order = torch.argsort(kind, stable=True)
+    sizes = torch.bincount(kind, minlength=masks.shape[0]).tolist()
+    n = wh * ww
+    return {"src": src[order], "groups": [(k, m.view(n, n)) for k, m in zip(sizes, masks)]}
+
+
+def _batch_indices(plan: dict, batch: int, tokens: int) -> dict:
+    """`_window_plan`'s gather for `batch` images stacked as rows of one (batch * tokens,
+    ...) tensor: windows ordered group, image, window (so each group's windows are
+    contiguous rows), pad slots reading row 0 and listed in ``pad``; ``back`` gives each
+    token's row in that order (reverse windows, roll back and crop in one gather)."""
+    import torch
+
+    rows = []
+    start = 0
+    for size in plan["sizes"]:
+        part = plan["src"][start : start + size]
+        base = torch.arange(batch, device=part.device).view(-1, 1, 1) * tokens
+        rows.append(torch.where(part >= 0, part + base, -1).reshape(-1))
+        start += size
+    flat = torch.cat(rows)
+    real = flat >= 0
+    back = torch.empty(batch * tokens, dtype=torch.long, device=flat.device)
+    back[flat[real]] = torch.arange(flat.numel(), device=flat.device)[real]
     pad = (~real).nonzero().reshape(-1)
-    return {
-        "src": src.clamp(min=0).to(device),
-        "pad": pad.to(device) if pad.numel() else None,
-        "back": back.to(device),
-        "windows": (ph // wh) * (pw // ww),
-        "labels": labels,
-    }
+    return {"src": flat.clamp(min=0), "pad": pad if pad.numel() else None, "back": back}
 
 
 @functools.cache
@@ -119,8 +151,9 @@ def window_attention_class():
 
         Inference only: dropout is dropped. The weights are copied (and folded) when the
         module is built; later changes to the original block do not reach it. Cached per
-        input size: the gather indices and the combined bias + shift mask (rebuilt when
-        the module moves to another dtype or device, as `.to(torch.bfloat16)` does).
+        input size: the gather indices (per batch size too) and the bias + shift masks
+        (rebuilt when the module moves to another dtype or device, as
+        `.to(torch.bfloat16)` does).
         """
 
         def __init__(self, norm: nn.LayerNorm, attn: nn.Module):
@@ -160,63 +193,62 @@ def window_attention_class():
             self._plans: dict = {}
             self._op = linear_pointwise_op()
 
-        def _plan(self, height: int, width: int, like: torch.Tensor) -> dict:
+        def _plan(self, height: int, width: int, batch: int, like: torch.Tensor) -> dict:
+            """Gather indices and one additive mask (position bias + shift mask) per
+            window group for this input size (cached; indices per batch size)."""
             bias = self.position_bias
             key = (height, width, like.device, bias.dtype)
             plan = self._plans.get(key)
             if plan is None:
-                plan = _window_plan(height, width, self.window, self.shift, like.device)
-                labels = plan.pop("labels")
-                if labels is None:
-                    plan["mask"] = bias
-                else:  # -100 between tokens of different regions, as torchvision
-                    labels = labels.to(like.device)
-                    apart = labels[:, None, :] != labels[:, :, None]
-                    shift_mask = torch.zeros(apart.shape, device=like.device).masked_fill(
-                        apart, -100.0
-                    )
-                    plan["mask"] = (bias.float()[None] + shift_mask[:, None]).to(bias.dtype)
+                windows = _window_plan(height, width, self.window, self.shift)
+                masks = []
+                for _, apart in windows["groups"]:
+                    mask = bias
+                    if apart is not None:  # -100 between regions, as torchvision adds
+                        shift = torch.zeros(apart.shape).masked_fill(apart, -100.0)
+                        mask = (bias.float() + shift.to(bias.device)).to(bias.dtype)
+                    masks.append(mask[None].to(like.device))
+                plan = {
+                    "src": windows["src"].to(like.device),
+                    "sizes": [size for size, _ in windows["groups"]],
+                    "masks": masks,
+                    "per_batch": {},
+                }
                 self._plans[key] = plan
+            if batch not in plan["per_batch"]:
+                plan["per_batch"][batch] = _batch_indices(plan, batch, height * width)
             return plan
 
         def forward(self, x: torch.Tensor) -> torch.Tensor:
             """`x`: (B, H, W, C) NHWC; returns ``x + attn(norm1(x))``, contiguous."""
             batch, height, width, c = x.shape
-            plan = self._plan(height, width, x)
-            n = self.window[0] * self.window[1]
-            nw, heads = plan["windows"], self.heads
+            plan = self._plan(height, width, batch, x)
+            rows = plan["per_batch"][batch]
+            n, heads = self.window[0] * self.window[1], self.heads
             h = F.layer_norm(x, (c,), eps=self.eps)
-            qkv = F.linear(h, self.qkv.weight, self.qkv.bias).reshape(batch, height * width, 3 * c)
-            # pad + roll + window partition in one gather
-            qkv = qkv.index_select(1, plan["src"])
-            if plan["pad"] is not None:
-                qkv[:, plan["pad"]] = self.pad_qkv.to(qkv.dtype)
-            qkv = qkv.view(batch * nw, n, 3, heads, c // heads).permute(2, 0, 3, 1, 4)
-            out = F.scaled_dot_product_attention(
-                qkv[0], qkv[1], qkv[2], attn_mask=self._batch_mask(plan, batch, qkv), scale=1.0
-            )
+            qkv = F.linear(h, self.qkv.weight, self.qkv.bias).reshape(-1, 3 * c)
+            # pad + roll + window partition in one gather of token rows
+            qkv = qkv.index_select(0, rows["src"])
+            if rows["pad"] is not None:
+                qkv[rows["pad"]] = self.pad_qkv.to(qkv.dtype)
+            outs, start = [], 0
+            for size, mask in zip(plan["sizes"], plan["masks"], strict=True):
+                count = size * batch * n
+                part = qkv[start : start + count].view(-1, n, 3, heads, c // heads)
+                q, k, v = part.permute(2, 0, 3, 1, 4)
+                out = F.scaled_dot_product_attention(q, k, v, attn_mask=mask.to(q.dtype), scale=1.0)
+                outs.append(out.transpose(1, 2).reshape(-1, c))
+                start += count
+            out = outs[0] if len(outs) == 1 else torch.cat(outs)
             # reverse windows + roll back + crop in one gather of token rows
-            out = out.transpose(1, 2).reshape(batch, nw * n, c).index_select(1, plan["back"])
-            return self._project(out, x)
-
-        def _batch_mask(self, plan: dict, batch: int, like: torch.Tensor) -> torch.Tensor:
-            """The additive mask for `batch` images: the bias alone without a shift (the
-            same for every window); with one, bias + shift mask per window, repeated per
-            image (attention's batch dimension is image x window) and cached per batch."""
-            mask = plan["mask"]
-            if mask.dim() == 3:
-                return mask[None].to(like.dtype)
-            masks = plan.setdefault("per_batch", {})
-            if (batch, like.dtype) not in masks:
-                masks[batch, like.dtype] = mask.to(like.dtype).repeat(batch, 1, 1, 1)
-            return masks[batch, like.dtype]
+            return self._project(out.index_select(0, rows["back"]), x)
 
         def _project(self, out: torch.Tensor, x: torch.Tensor) -> torch.Tensor:
             w, b = self.proj.weight, self.proj.bias
             if not onednn_linear_applies(self._op, w, out, x):
                 return x + F.linear(out, w, b).view(x.shape)
             res = x.contiguous().reshape(-1, self.width)
-            y = self._op.binary(out.reshape(-1, self.width), res, w, b, "add")
+            y = self._op.binary(out, res, w, b, "add")
             return y.view(x.shape)
 
     return WindowAttention
