@@ -197,6 +197,9 @@ def test_window_attention_serves_several_sizes_and_matches_the_mlp_fused_block()
     assert fuse_swin_blocks(both) == ["0"]
     assert fuse_swin_blocks(attention_only, mlp=False) == ["0"]
     assert fuse_swin_blocks(nn.Sequential(copy.deepcopy(block)), mlp=False, attention=False) == []
+    onednn = _modules.linear_pointwise_op() is not None
+    if onednn:
+        both[0].attn._op = _Counting(both[0].attn._op)
     for size in ((14, 14), (8, 19), (14, 14), (21, 16)):
         x = torch.randn(2, *size, 32)
         with torch.inference_mode():
@@ -204,6 +207,8 @@ def test_window_attention_serves_several_sizes_and_matches_the_mlp_fused_block()
             _close(want, both(x))
             _close(want, attention_only(x))
     assert len(both[0].attn._plans) == 3
+    if onednn:  # qkv and the output Linear (+ residual) as oneDNN calls, every time
+        assert both[0].attn._op.calls == 2 * 4
 
 
 def test_window_attention_in_bfloat16():

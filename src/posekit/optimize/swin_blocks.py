@@ -33,7 +33,8 @@ and crops: four full copies of the map and two table builds on every call. Here
   torchvision's attention half (4 x 80 x 80 x 96 ... 4 x 10 x 10 x 768, one thread, best
   of 12 interleaved calls on a loaded machine): 1.0-1.7x unshifted, 1.8-3.4x shifted;
   the same steps with explicit matmuls + softmax gained only 0.93-1.6x;
-- the output Linear runs on the cropped map with the residual add as its oneDNN post-op.
+- both Linears run as oneDNN calls (bias inside the GEMM: 1.0-1.8x `F.linear` here), the
+  output one on the cropped map with the residual add as its post-op.
 
 Outputs equal torchvision's to float32 rounding.
 """
@@ -225,8 +226,12 @@ def window_attention_class():
             plan = self._plan(height, width, batch, x)
             rows = plan["per_batch"][batch]
             n, heads = self.window[0] * self.window[1], self.heads
-            h = F.layer_norm(x, (c,), eps=self.eps)
-            qkv = F.linear(h, self.qkv.weight, self.qkv.bias).reshape(-1, 3 * c)
+            h = F.layer_norm(x, (c,), eps=self.eps).reshape(-1, c)
+            w, b = self.qkv.weight, self.qkv.bias
+            if onednn_linear_applies(self._op, w, h):  # bias inside the GEMM, not copied first
+                qkv = self._op(h, w, b, "none", [], "")
+            else:
+                qkv = F.linear(h, w, b)
             # pad + roll + window partition in one gather of token rows
             qkv = qkv.index_select(0, rows["src"])
             if rows["pad"] is not None:
