@@ -28,8 +28,8 @@ and crops: four full copies of the map and two table builds on every call. Here
   batch size (a mask per window and image was 16 MB per block at 160 px, ~0.6 GB at
   1024 px);
 - attention is `scaled_dot_product_attention`, one call per group, on strided views of
-  the gathered qkv (on CPUs torch's flash-attention kernel: q @ k^T, mask, softmax and
-  @ v in one pass over 49-token windows, no score tensor in memory). Per block, against
+  the gathered qkv (on CPUs torch's flash-attention kernel, fp32 and bf16: q @ k^T,
+  mask, softmax and @ v in one pass over 49-token windows, no score tensor in memory). Per block, against
   torchvision's attention half (4 x 80 x 80 x 96 ... 4 x 10 x 10 x 768, one thread, best
   of 12 interleaved calls on a loaded machine): 1.0-1.7x unshifted, 1.8-3.4x shifted;
   the same steps with explicit matmuls + softmax gained only 0.93-1.6x;
