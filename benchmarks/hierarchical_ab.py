@@ -7,13 +7,20 @@ both need only torch, torchvision and posekit's light dependencies), builds the 
 network on both sides (`compare_peers.HIERARCHICAL`: sleap-nn from its own
 `ConvNextConfig` / `SwinTConfig`, posekit from its configs; random weights) and times, in
 every round and in turn: sleap-nn's model as it runs it (eager NCHW), posekit eager,
-posekit `optimize_for_inference` without the fused MLPs, and with them (`posekit
-predict`'s default). Medians and ranges of
-the rounds are printed, with the load average at the start and end.
+posekit `optimize_for_inference` without the fused MLPs, with them but with torchvision's
+Swin attention (``window_attention=False``, the default before the attention rewrite),
+and `posekit predict`'s default. Medians and ranges of the rounds are printed, with the
+load average at the start and end, and for Swin the new / old attention ratio.
+
+``--tiny-swin`` adds a small Swin (embed 32, depths 2-2-2-2, heads 1-2-4-8, window 7,
+sleap-nn's decoder; posekit only: sleap-nn builds only its presets) at the same input
+size. ``--no-sleap-nn`` leaves sleap-nn out, so the script also runs in posekit's own
+environment (the posekit columns need nothing else).
 
 Usage (from the repository root):
     PYTHONPATH=src /path/to/sleap-nn-venv/bin/python benchmarks/hierarchical_ab.py \
-        [--rounds 5] [--seconds 2] [--batch-size 4] [--only NAME] [--json out.json]
+        [--rounds 5] [--seconds 2] [--batch-size 4] [--only NAME] [--json out.json] \
+        [--tiny-swin] [--no-sleap-nn]
 """
 
 from __future__ import annotations
@@ -45,6 +52,19 @@ def sleap_nn_model(kind: str, settings: dict, in_channels: int, parts: list[str]
     ).eval()  # fmt: skip
 
 
+TINY_SWIN = "Swin tiny custom (embed 32, depths 2,2,2,2), posekit only"
+
+
+def tiny_swin(side: int, in_channels: int = 1):
+    """The small Swin of ``--tiny-swin``: posekit's `SwinT` backbone with sleap-nn's
+    decoder at output stride 2, random weights, eval mode (no head: the heads are the
+    same 1x1 convolution either way)."""
+    from posekit.architectures.swin import SwinT
+
+    net = SwinT(32, [2, 2, 2, 2], [1, 2, 4, 8], in_channels=in_channels, output_stride=2)
+    return net.eval(), (side, side, in_channels)
+
+
 def main(argv=None) -> int:
     import os
 
@@ -58,33 +78,52 @@ def main(argv=None) -> int:
     p.add_argument("--batch-size", type=int, default=4)
     p.add_argument("--only", default=None)
     p.add_argument("--json", default=None)
+    p.add_argument("--tiny-swin", action="store_true", help="add a small posekit-only Swin")
+    p.add_argument("--no-sleap-nn", action="store_true", help="time the posekit side only")
     args = p.parse_args(argv)
     results = {"load_start": os.getloadavg(), "threads": torch.get_num_threads(), "rows": {}}
-    for name, config, hw in cp.hierarchical_networks(args.only):
-        model, shape = bench.build_network(config, hw, "cpu")
+    networks = [(name, config, hw) for name, config, hw in cp.hierarchical_networks(args.only)]
+    if args.tiny_swin and (not args.only or args.only in TINY_SWIN):
+        networks.append((TINY_SWIN, None, (cp.HIERARCHICAL["Swin-T"][2],) * 2))
+    for name, config, hw in networks:
+        if config is None:
+            model, shape = tiny_swin(hw[0])
+        else:
+            model, shape = bench.build_network(config, hw, "cpu")
         gen = torch.Generator().manual_seed(0)
         x = torch.rand(args.batch_size, shape[2], shape[0], shape[1], generator=gen)
-        kind, settings, _ = cp.HIERARCHICAL[name]
         one = x[:1]
-        variants = {
-            "sleap-nn": sleap_nn_model(kind, settings, shape[2], bench.PARTS),
-            "posekit eager": model,
-            "posekit, MLPs unfused": optimize_for_inference(
-                model, example_input=one, fuse_mlps=False
-            ),
-            "posekit": optimize_for_inference(model, example_input=one),
-        }
+        variants = {}
+        if config is not None and not args.no_sleap_nn:
+            kind, settings, _ = cp.HIERARCHICAL[name]
+            variants["sleap-nn"] = sleap_nn_model(kind, settings, shape[2], bench.PARTS)
+        variants["posekit eager"] = model
+        variants["posekit, MLPs unfused"] = optimize_for_inference(
+            model, example_input=one, fuse_mlps=False, window_attention=False
+        )
+        if "Swin" in name:
+            variants["posekit, old attention"] = optimize_for_inference(
+                model, example_input=one, window_attention=False
+            )
+        variants["posekit"] = optimize_for_inference(model, example_input=one)
         fps: dict[str, list[float]] = {k: [] for k in variants}
         for _ in range(args.rounds):
             for key, fn in variants.items():
                 fps[key].append(bench.time_forward(fn, x, args.seconds, "cpu"))
         results["rows"][name] = fps
-        base = statistics.median(fps["sleap-nn"])
-        print(f"{name} ({shape[0]} px, batch {args.batch_size}, fps: median [min-max], / sleap-nn)")
+        ref = "sleap-nn" if "sleap-nn" in fps else "posekit eager"
+        base = statistics.median(fps[ref])
+        print(f"{name} ({shape[0]} px, batch {args.batch_size}, fps: median [min-max], / {ref})")
         for key, values in fps.items():
             med = statistics.median(values)
             print(
                 f"  {key:22s} {med:7.2f} [{min(values):.2f}-{max(values):.2f}]  {med / base:.2f}x"
+            )
+        if "posekit, old attention" in fps:
+            pairs = [n / o for n, o in zip(fps["posekit"], fps["posekit, old attention"])]
+            print(
+                f"  new / old attention, per round: median {statistics.median(pairs):.2f}x "
+                f"[{min(pairs):.2f}-{max(pairs):.2f}]"
             )
     results["load_end"] = os.getloadavg()
     print(f"load average start {results['load_start']}, end {results['load_end']}")

@@ -1,6 +1,6 @@
 """ConvNeXt and Swin blocks with fused MLPs (`posekit.optimize.convnext_blocks`,
-`posekit.optimize.swin_blocks`) keep their outputs, replace only the standard blocks, and
-are idempotent."""
+`posekit.optimize.swin_blocks`) and Swin's rewritten window attention keep their outputs,
+replace only the standard blocks, and are idempotent."""
 
 from __future__ import annotations
 
@@ -38,8 +38,9 @@ def _cnblock(width: int = 16) -> CNBlock:
     return _randomize(CNBlock(width, 1e-6, 0.0, partial(nn.LayerNorm, eps=1e-6)))
 
 
-def _swin_block(width: int = 16, shift: int = 3) -> SwinTransformerBlock:
-    block = SwinTransformerBlock(width, 2, window_size=[7, 7], shift_size=[shift, shift])
+def _swin_block(width: int = 16, shift=3, window=(7, 7), heads: int = 2) -> SwinTransformerBlock:
+    shift = list(shift) if isinstance(shift, tuple) else [shift, shift]
+    block = SwinTransformerBlock(width, heads, window_size=list(window), shift_size=shift)
     return _randomize(block)
 
 
@@ -83,7 +84,7 @@ def test_fused_blocks_fall_back_to_plain_calls_with_gradients_or_without_onednn(
     x, t = torch.randn(1, 16, 9, 9), torch.randn(1, 14, 14, 16)
     with torch.no_grad():
         want = block(x), swin(t)
-    holder[0].mlp._op = holder[1].mlp._op = None  # a build without oneDNN
+    holder[0].mlp._op = holder[1].mlp._op = holder[1].attn._op = None  # no oneDNN
     with torch.no_grad():
         _close(want[0], holder[0](x))
         _close(want[1], holder[1](t))
@@ -135,10 +136,13 @@ def test_optimize_for_inference_fuses_every_block_of_a_backbone(backbone):
     opt = optimize_for_inference(net, example_input=x[:1], winograd=False)
     blocks = 5 if backbone == "convnext" else 6
     assert len(opt.inference_optimizations["fused_mlps"]) == blocks
+    attention = opt.inference_optimizations["window_attention"]
+    assert len(attention) == (6 if backbone == "swint" else 0)
     with torch.inference_mode():
         _close(net(x), opt(x))
     again = optimize_for_inference(opt, example_input=x[:1], winograd=False)
     assert again.inference_optimizations["fused_mlps"] == []
+    assert again.inference_optimizations["window_attention"] == []
 
 
 def test_winograd_is_left_off_convnext_and_swin_backbones():
@@ -153,3 +157,90 @@ def test_winograd_is_left_off_convnext_and_swin_backbones():
     from posekit.optimize.winograd import worthwhile
 
     assert any(worthwhile(m) for m in net.modules() if isinstance(m, nn.Conv2d))
+
+
+# (window, shift, map size, window groups): padded on one side, both or none; odd and
+# non-square shifts; a side within one window (its shift dropped, as torchvision does).
+# Groups: windows with the same shift mask (interior, last column, last row, corner).
+ATTENTION_CASES = [
+    ((7, 7), (3, 3), (14, 14), 4),
+    ((7, 7), (3, 3), (15, 23), 4),
+    ((7, 7), (0, 0), (13, 9), 1),
+    ((7, 7), (3, 3), (5, 9), 2),
+    ((4, 6), (2, 3), (9, 13), 4),
+    ((5, 5), (1, 2), (11, 10), 4),
+]
+
+
+@pytest.mark.parametrize("window,shift,size,groups", ATTENTION_CASES, ids=str)
+def test_window_attention_keeps_outputs(window, shift, size, groups):
+    block = _swin_block(window=window, shift=shift)
+    holder = nn.Sequential(copy.deepcopy(block))
+    assert fuse_swin_blocks(holder, mlp=False) == ["0"]
+    attn = holder[0].attn
+    assert type(attn).__name__ == "WindowAttention" and not holder[0].fused_mlp
+    for batch in (2, 1, 2):  # a second batch size, then the cached mask again
+        x = torch.randn(batch, *size, 16)
+        with torch.inference_mode():
+            _close(block(x), holder(x))
+    assert len(attn._plans) == 1  # one plan per input size, reused
+    plan = next(iter(attn._plans.values()))
+    # one (heads, n, n) mask per group of windows, not one per window and image
+    assert sum(plan["sizes"]) == plan["src"].shape[0] and len(plan["masks"]) == groups
+    n = window[0] * window[1]
+    assert all(m.shape == (1, 2, n, n) for m in plan["masks"])
+
+
+def test_window_attention_serves_several_sizes_and_matches_the_mlp_fused_block():
+    block = _swin_block(width=32, heads=4)
+    both, attention_only = nn.Sequential(copy.deepcopy(block)), nn.Sequential(copy.deepcopy(block))
+    assert fuse_swin_blocks(both) == ["0"]
+    assert fuse_swin_blocks(attention_only, mlp=False) == ["0"]
+    assert fuse_swin_blocks(nn.Sequential(copy.deepcopy(block)), mlp=False, attention=False) == []
+    onednn = _modules.linear_pointwise_op() is not None
+    if onednn:
+        both[0].attn._op = _Counting(both[0].attn._op)
+    for size in ((14, 14), (8, 19), (14, 14), (21, 16)):
+        x = torch.randn(2, *size, 32)
+        with torch.inference_mode():
+            want = block(x)
+            _close(want, both(x))
+            _close(want, attention_only(x))
+    assert len(both[0].attn._plans) == 3
+    if onednn:  # qkv and the output Linear (+ residual) as oneDNN calls, every time
+        assert both[0].attn._op.calls == 2 * 4
+
+
+def test_window_attention_in_bfloat16():
+    from posekit.optimize import bf16_support
+
+    support = bf16_support()
+    if not support.runs:
+        pytest.skip(support.reason)
+    block = _swin_block(width=32, heads=2)
+    holder = nn.Sequential(copy.deepcopy(block))
+    fuse_swin_blocks(holder)
+    x = torch.randn(2, 15, 12, 32)
+    with torch.inference_mode():
+        want = block.to(torch.bfloat16)(x.bfloat16()).float()
+        got = holder.to(torch.bfloat16)(x.bfloat16()).float()
+        exact = holder.float()(x)  # the float32 rewrite stays within bf16's rounding
+    scale = float(want.abs().max())
+    assert float((want - got).abs().max()) <= 0.05 * scale
+    assert float((exact - got).abs().max()) <= 0.05 * scale
+
+
+def test_optimized_swin_backbone_keeps_outputs_at_sizes_that_pad_and_shift():
+    from posekit.architectures.swin import SwinT
+    from posekit.optimize import optimize_for_inference
+
+    # window 7: stage maps 32x48, 16x24, 8x12, 4x6 (64x96) or 48x80 ... 6x10 (96x160),
+    # padded to whole windows; shifted blocks in every stage with two blocks
+    net = _randomize(SwinT(8, [2, 2, 2, 1], [1, 2, 2, 2], window_size=7, output_stride=2))
+    x = torch.rand(2, 1, 64, 96)
+    opt = optimize_for_inference(net, example_input=x[:1])
+    assert len(opt.inference_optimizations["window_attention"]) == 7
+    for size in ((64, 96), (96, 160)):
+        x = torch.rand(2, 1, *size)
+        with torch.inference_mode():
+            _close(net(x), opt(x))

@@ -133,6 +133,7 @@ class TorchRunner:
                 example_input=x[:1],
                 fuse_relu=not self.compile,
                 fuse_mlps=not self.compile,
+                window_attention=not self.compile,
                 winograd=self.precision == "fp32",
             )
             if self.precision == "bf16" and kind == "cpu":

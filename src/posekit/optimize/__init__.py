@@ -5,7 +5,8 @@
 - `winograd`: wide 3x3 convolutions as Winograd F(4x4, 3x3) (CPU, float32);
 - `subpixel`: Keras-"same" transposed convolutions as convolution + pixel shuffle;
 - `convnext_blocks`, `swin_blocks`: ConvNeXt / Swin blocks with the MLP as two fused
-  oneDNN calls (LayerNorm affine and layer scale folded in);
+  oneDNN calls (LayerNorm affine and layer scale folded in); Swin's shifted-window
+  attention with cached bias + shift mask, gathers for the windows, and SDPA;
 - `autocast`: which reduced precision a device runs well, and autocast around it;
 - `_modules`: the module-surgery helpers the rewrites share.
 """

@@ -83,6 +83,20 @@ def linear_pointwise_op():
     return onednn_op("_linear_pointwise")
 
 
+def onednn_linear_applies(op, weight, *tensors) -> bool:
+    """Whether oneDNN's fused linear `op` may run on `tensors` with `weight`: the op
+    exists, everything is on the CPU in the weight's dtype, and neither autograd nor
+    autocast is on (they need the ordinary calls)."""
+    import torch
+
+    return (
+        op is not None
+        and all(t.device.type == "cpu" and t.dtype == weight.dtype for t in tensors)
+        and not torch.is_grad_enabled()
+        and not torch.is_autocast_enabled("cpu")
+    )
+
+
 @functools.cache
 def residual_mlp_class():
     """The `ResidualMLP` module class (built once, on first use: torch loads lazily)."""
@@ -127,14 +141,7 @@ def residual_mlp_class():
             """`h`, `residual`: (..., width); the result has their shape, contiguous."""
             h = F.layer_norm(h, (self.width,), eps=self.eps)
             w1, w2 = self.fc1.weight, self.fc2.weight
-            if (
-                self._op is None
-                or h.device.type != "cpu"
-                or h.dtype != w1.dtype
-                or residual.dtype != w1.dtype
-                or torch.is_grad_enabled()
-                or torch.is_autocast_enabled("cpu")
-            ):
+            if not onednn_linear_applies(self._op, w1, h, residual):
                 return residual + F.linear(
                     F.gelu(F.linear(h, w1, self.fc1.bias)), w2, self.fc2.bias
                 )

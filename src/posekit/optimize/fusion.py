@@ -20,6 +20,9 @@
 - **ConvNeXt and Swin MLPs fused** (`posekit.optimize.convnext_blocks`, `.swin_blocks`):
   LayerNorm affine and layer scale folded into the Linears, GELU and the residual add as
   oneDNN post-ops.
+- **Swin's shifted-window attention with less work** (`posekit.optimize.swin_blocks`):
+  bias and shift mask computed once, pad / roll / window partition as one gather,
+  `scaled_dot_product_attention`.
 
 Folding is decided from what the network *does*, not from how its modules are nested:
 one forward pass records which tensor each convolution produced, which tensor each
@@ -335,6 +338,7 @@ def optimize_for_inference(
     winograd: bool = True,
     subpixel_convs: bool = True,
     fuse_mlps: bool = True,
+    window_attention: bool = True,
 ) -> nn.Module:
     """An eval-mode copy of `model` with the same outputs, faster to run.
 
@@ -362,6 +366,11 @@ def optimize_for_inference(
         fuse_mlps: run the MLP half of ConvNeXt and Swin blocks as two oneDNN calls
             (`posekit.optimize.convnext_blocks`, `posekit.optimize.swin_blocks`); leave
             it off before `torch.compile`, which fuses them itself.
+        window_attention: run the shifted-window attention half of Swin blocks as
+            `posekit.optimize.swin_blocks.WindowAttention` (norm1 and q's scale folded
+            into qkv, one gather for pad / roll / windows, bias and shift mask cached,
+            `scaled_dot_product_attention`, residual add fused into the output Linear);
+            left off before `torch.compile` (not measured there).
 
     Returns:
         The optimised model (eval mode, parameters without gradients). Its attribute
@@ -396,9 +405,13 @@ def optimize_for_inference(
     mlp_blocks: list[str] = []
     if fuse_mlps:
         from posekit.optimize.convnext_blocks import fuse_convnext_blocks
-        from posekit.optimize.swin_blocks import fuse_swin_blocks
 
-        mlp_blocks = fuse_convnext_blocks(out) + fuse_swin_blocks(out)
+        mlp_blocks = fuse_convnext_blocks(out)
+    from posekit.optimize.swin_blocks import fuse_swin_blocks
+
+    swin_blocks = fuse_swin_blocks(out, mlp=fuse_mlps, attention=window_attention)
+    if fuse_mlps:
+        mlp_blocks += swin_blocks
     if channels_last:
         out.to(memory_format=torch.channels_last)
         if not getattr(out, "_posekit_channels_last_hook", False):
@@ -411,5 +424,6 @@ def optimize_for_inference(
         "winograd": winograd_paths,
         "subpixel_convs": subpixel,
         "fused_mlps": mlp_blocks,
+        "window_attention": swin_blocks if window_attention else [],
     }
     return out
