@@ -209,7 +209,7 @@ def _choose_mask_type(labels: Any, asked: bool) -> tuple[str, str]:
 
 
 def _choose_pose_type(labels: Any, identity: bool = False) -> tuple[str, str]:
-    """"single_instance", "topdown" or "bottomup" and why, from the labels' statistics."""
+    """ "single_instance", "topdown" or "bottomup" and why, from the labels' statistics."""
     st = label_statistics(labels)
     if st["max_instances"] <= 1:
         why = "no labelled frame has more than one animal"
