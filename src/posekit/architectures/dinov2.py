@@ -89,16 +89,45 @@ def hf_model_dir(model_name: str, revision: str | None = None) -> Path | None:
 
 def hf_config(model_name: str, revision: str | None = None) -> dict | None:
     """`model_name`'s Hugging Face config: the table for Meta's DINOv2 ids, else its
-    `config.json` in a local directory or the cache; None when neither has it."""
+    `config.json` in a local directory or the cache, else the table of published
+    hierarchical ids (`hf_convnets.hf_hierarchical_sizes`); None when none has it."""
     if model_name in DINOV2_SIZES:
         return dict(DINOV2_SIZES[model_name])
     folder = hf_model_dir(model_name, revision)
     if folder is None or not (folder / "config.json").is_file():
-        return None
+        from posekit.architectures.hf_convnets import hf_hierarchical_sizes
+
+        return hf_hierarchical_sizes(model_name)
     try:
         return json.loads((folder / "config.json").read_text(encoding="utf-8"))
     except (OSError, ValueError) as err:
         raise PosekitError(f"cannot read {folder / 'config.json'}: {err}") from err
+
+
+def read_hf_weights(model_name: str, revision: str | None = None) -> dict:
+    """The weights of a Hugging Face model: `model.safetensors` (or `pytorch_model.bin`)
+    in its local folder or the cache, else a download through `huggingface_hub` (timm's
+    dependency). Keys as in the file."""
+    folder = hf_model_dir(model_name, revision)
+    files = [folder / n for n in ("model.safetensors", "pytorch_model.bin")] if folder else []
+    path = next((f for f in files if f.is_file()), None)
+    if path is None:
+        try:
+            from huggingface_hub import hf_hub_download
+
+            path = hf_hub_download(model_name, "model.safetensors", revision=revision)
+        except Exception as err:  # network, cache and missing-package failures
+            raise PosekitError(
+                f"could not fetch the weights of {model_name} ({type(err).__name__}: "
+                f"{str(err)[:200]}); without network, put model.safetensors beside its "
+                f"config.json in a folder and use that folder as model_name, or set "
+                f"weights: false"
+            ) from err
+    if str(path).endswith(".safetensors"):
+        from safetensors.torch import load_file
+
+        return load_file(str(path))
+    return torch.load(path, map_location="cpu", weights_only=True)
 
 
 class Dinov2Embeddings(nn.Module):
@@ -302,4 +331,11 @@ def hf_to_posekit(state: Mapping[str, torch.Tensor], depth: int, prefix: str = "
     return out
 
 
-__all__ = ["DINOV2_SIZES", "Dinov2", "hf_config", "hf_model_dir", "hf_to_posekit"]
+__all__ = [
+    "DINOV2_SIZES",
+    "Dinov2",
+    "hf_config",
+    "hf_model_dir",
+    "hf_to_posekit",
+    "read_hf_weights",
+]

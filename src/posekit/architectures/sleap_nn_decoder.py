@@ -79,6 +79,19 @@ def run_decoder(decoder: nn.ModuleList, by_stride: dict[int, torch.Tensor]) -> d
     return feats
 
 
+def sleap_nn_decoder_keys(decoder: nn.ModuleList) -> dict[str, str]:
+    """sleap-nn's key prefix of each decoder layer (`dec.decoder_stack.{i}.blocks.
+    pretrained_dec...`) -> posekit's (`decoder.{i}.upsample|refine.stack0_dec...`)."""
+    out = {}
+    for i, block in enumerate(decoder):
+        theirs = block.prefix.replace("stack0_dec", "pretrained_dec", 1)
+        for part in ("upsample", "refine"):
+            for name, _ in getattr(block, part).named_children():
+                their = name.replace(block.prefix, theirs, 1)
+                out[f"dec.decoder_stack.{i}.blocks.{their}."] = f"decoder.{i}.{part}.{name}."
+    return out
+
+
 class DecodedEncoder(Backbone):
     """What the two versions share: an encoder `enc` whose pyramid (`strides`) feeds the
     decoder (features `_features`), normalised RGB input, and a `freeze` that keeps the
@@ -118,4 +131,4 @@ class DecodedEncoder(Backbone):
         return x
 
 
-__all__ = ["DecodedEncoder", "run_decoder", "sleap_nn_decoder"]
+__all__ = ["DecodedEncoder", "run_decoder", "sleap_nn_decoder", "sleap_nn_decoder_keys"]

@@ -36,11 +36,12 @@ import torch.nn.functional as F
 from torch import nn
 
 from posekit.architectures.common import _SKIP_IMAGENET
-from posekit.architectures.dinov2 import Dinov2, hf_config, hf_model_dir
+from posekit.architectures.dinov2 import Dinov2, hf_config, read_hf_weights
 from posekit.architectures.sleap_nn_decoder import (
     DecodedEncoder,
     run_decoder,
     sleap_nn_decoder,
+    sleap_nn_decoder_keys,
 )
 from posekit.errors import PosekitError
 
@@ -253,44 +254,15 @@ class PretrainedViT(DecodedEncoder):
     # ---- weights
 
     def load_hf_weights(self, revision: str | None = None) -> None:
-        """The encoder's weights from the model's Hugging Face files: a local folder, the
-        cache, else a download through `huggingface_hub` (timm's dependency)."""
-        folder = hf_model_dir(self.model_name, revision)
-        files = [folder / n for n in ("model.safetensors", "pytorch_model.bin")] if folder else []
-        path = next((f for f in files if f.is_file()), None)
-        if path is None:
-            try:
-                from huggingface_hub import hf_hub_download
-
-                path = hf_hub_download(self.model_name, "model.safetensors", revision=revision)
-            except Exception as err:  # network, cache and missing-package failures
-                raise PosekitError(
-                    f"could not fetch the weights of {self.model_name} ({type(err).__name__}: "
-                    f"{str(err)[:200]}); without network, put model.safetensors beside its "
-                    f"config.json in a folder and use that folder as model_name, or set "
-                    f"weights: false"
-                ) from err
-        if str(path).endswith(".safetensors"):
-            from safetensors.torch import load_file
-
-            state = load_file(str(path))
-        else:
-            state = torch.load(path, map_location="cpu", weights_only=True)
+        """The encoder's weights from the model's Hugging Face files (`read_hf_weights`)."""
+        state = read_hf_weights(self.model_name, revision)
         prefix = "dinov2." if any(k.startswith("dinov2.") for k in state) else ""
         self.enc.load_state_dict(self.enc.load_hf_state_dict(state, prefix))
 
     def sleap_nn_state_dict(self, state: Mapping[str, torch.Tensor]) -> dict[str, torch.Tensor]:
         """sleap-nn's backbone weights (keys without `model.backbone.`) in posekit's names."""
         out = {f"enc.{k}": v for k, v in self.enc.load_hf_state_dict(state, "enc.").items()}
-        decoder = {}
-        for i, block in enumerate(self.decoder):
-            theirs = block.prefix.replace("stack0_dec", "pretrained_dec", 1)
-            for part in ("upsample", "refine"):
-                for name, _ in getattr(block, part).named_children():
-                    their = name.replace(block.prefix, theirs, 1)
-                    decoder[f"dec.decoder_stack.{i}.blocks.{their}."] = (
-                        f"decoder.{i}.{part}.{name}."
-                    )
+        decoder = sleap_nn_decoder_keys(self.decoder)
         unknown = []
         for key, value in state.items():
             if key.startswith("enc."):

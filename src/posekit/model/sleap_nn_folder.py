@@ -112,11 +112,12 @@ def _backbone_renamer(model):
     """The function that renames sleap-nn's backbone keys for `model`, or None when its
     layers are matched by name (the UNet)."""
     from posekit.architectures.hierarchical import sleap_nn_state_dict
+    from posekit.architectures.hf_backbone import HFPretrained
     from posekit.architectures.vit_backbone import PretrainedViT
 
     if _hierarchical(model):
         return lambda theirs: sleap_nn_state_dict(model.backbone, theirs)
-    if isinstance(model.backbone, PretrainedViT):
+    if isinstance(model.backbone, PretrainedViT | HFPretrained):
         return model.backbone.sleap_nn_state_dict
     return None
 
@@ -205,9 +206,11 @@ def load_sleap_nn_folder(folder: Path):
 
 
 def _refuse_hierarchical_pretrained(pretrained, folder: Path) -> None:
-    """Only DINOv2 ViTs of sleap-nn's `pretrained` backbone have a weight map; a model
-    posekit cannot size (not in its table, no config.json here) is named as such."""
+    """Only DINOv2, ConvNeXt(V2) and ResNet models of sleap-nn's `pretrained` backbone
+    have a weight map; a model posekit cannot size (not in its tables, no config.json
+    here) is named as such."""
     from posekit.architectures.dinov2 import DINOV2_TYPES, hf_config
+    from posekit.architectures.hf_convnets import HF_HIERARCHICAL_TYPES
 
     hf = hf_config(pretrained.model_name, pretrained.revision)
     if hf is None:
@@ -216,11 +219,12 @@ def _refuse_hierarchical_pretrained(pretrained, folder: Path) -> None:
             f"knows and has no config.json in the Hugging Face cache; copy the model's "
             f"config.json there (or into a folder named by model_name)"
         )
-    if hf.get("model_type") not in DINOV2_TYPES:
+    if hf.get("model_type") not in DINOV2_TYPES + HF_HIERARCHICAL_TYPES:
         raise PosekitError(
             f"{folder}: sleap-nn builds its {hf.get('model_type')!r} 'pretrained' backbone "
-            f"through Hugging Face transformers, whose weight names posekit cannot map (only "
-            f"DINOv2 ViTs load); train it with posekit instead (posekit train {folder / CONFIG})"
+            f"through Hugging Face transformers, whose weight names posekit cannot map (DINOv2, "
+            f"ConvNeXt(V2) and ResNet load); train it with posekit instead (posekit train "
+            f"{folder / CONFIG})"
         )
 
 
