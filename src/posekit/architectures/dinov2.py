@@ -130,6 +130,17 @@ def read_hf_weights(model_name: str, revision: str | None = None) -> dict:
     return torch.load(path, map_location="cpu", weights_only=True)
 
 
+def require_hf_config(model_name: str, revision: str | None = None) -> dict:
+    """`hf_config`, or one error line saying where the config.json must go."""
+    hf = hf_config(model_name, revision)
+    if hf is None:
+        raise PosekitError(
+            f"model_name={model_name!r}: no config.json in that folder or in the Hugging "
+            f"Face cache; put the model's config.json there"
+        )
+    return hf
+
+
 class Dinov2Embeddings(nn.Module):
     """Patch embedding, CLS / register tokens and resized position embeddings (see the
     module docstring). Parameter names are Hugging Face's."""
@@ -338,4 +349,5 @@ __all__ = [
     "hf_model_dir",
     "hf_to_posekit",
     "read_hf_weights",
+    "require_hf_config",
 ]

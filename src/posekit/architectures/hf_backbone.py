@@ -19,7 +19,7 @@ from typing import TYPE_CHECKING
 import torch
 
 from posekit.architectures.common import _SKIP_IMAGENET
-from posekit.architectures.dinov2 import hf_model_dir, read_hf_weights
+from posekit.architectures.dinov2 import hf_model_dir, read_hf_weights, require_hf_config
 from posekit.architectures.hf_convnets import build_hf_hierarchical, hf_to_posekit
 from posekit.architectures.sleap_nn_decoder import (
     DecodedEncoder,
@@ -115,7 +115,9 @@ class HFPretrained(DecodedEncoder):
     def from_config(
         cls, config: PretrainedConfig, in_channels: int = 3, hf: Mapping | None = None
     ) -> HFPretrained:
-        """Build from sleap-nn's `PretrainedConfig` and the model's Hugging Face config."""
+        """Build from sleap-nn's `PretrainedConfig`; `hf`: the model's Hugging Face config
+        (read by `dinov2.require_hf_config` when not given)."""
+        hf = hf or require_hf_config(config.model_name, config.revision)
         if config.mode == "encoder":
             raise PosekitError(
                 "pretrained mode 'encoder' (a pooled bottleneck, no decoder) is not built by "

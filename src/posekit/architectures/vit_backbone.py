@@ -36,7 +36,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from posekit.architectures.common import _SKIP_IMAGENET
-from posekit.architectures.dinov2 import Dinov2, hf_config, read_hf_weights
+from posekit.architectures.dinov2 import Dinov2, read_hf_weights, require_hf_config
 from posekit.architectures.sleap_nn_decoder import (
     DecodedEncoder,
     run_decoder,
@@ -211,13 +211,8 @@ class PretrainedViT(DecodedEncoder):
         cls, config: PretrainedConfig, in_channels: int = 3, hf: Mapping | None = None
     ) -> PretrainedViT:
         """Build from sleap-nn's `PretrainedConfig`; `hf`: the model's Hugging Face config
-        (read by `dinov2.hf_config` when not given)."""
-        hf = hf or hf_config(config.model_name, config.revision)
-        if hf is None:
-            raise PosekitError(
-                f"model_name={config.model_name!r}: no config.json in that folder or in the "
-                f"Hugging Face cache; put the model's config.json there"
-            )
+        (read by `dinov2.require_hf_config` when not given)."""
+        hf = hf or require_hf_config(config.model_name, config.revision)
         if config.mode == "encoder":
             raise PosekitError(
                 "pretrained mode 'encoder' (a pooled bottleneck, no decoder) is not built by "
