@@ -9,8 +9,9 @@ weights are renamed by their own table (`hierarchical.sleap_nn_state_dict`); hea
 matched by layer name for every backbone (sleap-nn attaches each to the decoder output
 at its `output_stride`, as posekit does). sleap-nn's `pretrained` backbone comes from
 Hugging Face `transformers`: its DINOv2 ViTs (with the ViT neck) are posekit's
-`PretrainedViT`, whose `sleap_nn_state_dict` renames them; its hierarchical encoders
-have no weight map and such folders are refused. Two facts of sleap-nn that posekit follows when it loads such a folder:
+`PretrainedViT`, its ConvNeXt(V2) and ResNet encoders `HFPretrained`, whose
+`sleap_nn_state_dict` rename them; other families (Swinv2, ...) have no weight map and
+such folders are refused. Two facts of sleap-nn that posekit follows when it loads such a folder:
 
 - its transposed convolutions are PyTorch's `padding=1, output_padding=1`, a one-pixel
   shift from Keras' "same" (posekit's default, SLEAP's): those layers become
@@ -97,7 +98,7 @@ def _leaf(key: str) -> str:
 
 #: Backbones whose sleap-nn folders load and export (the others have no weight map).
 FOLDER_BACKBONES = ("unet", "convnext", "swint")
-#: ... and those that load only (`pretrained`: its DINOv2 ViTs).
+#: ... and those that load only (`pretrained`: its DINOv2, ConvNeXt(V2), ResNet).
 LOAD_ONLY_BACKBONES = ("pretrained",)
 _BACKBONE = "model.backbone."
 
