@@ -7,7 +7,8 @@ environment):
 
 Per case it saves a tiny random Hugging Face model with `save_pretrained` (a DINOv2:
 hidden size 32, 2 layers, 2 heads, patch 14, image size 56; hierarchical ConvNeXt,
-ConvNeXtV2, ResNet (bottleneck), Swinv2: 4 stages of one block each, 8..32 channels)
+ConvNeXtV2, ResNet (bottleneck): 4 stages of one block each, 8..32 channels; Swinv2:
+2 blocks a stage, 8..64 channels, window 3)
 into a Hugging Face cache layout
 (`hf_cache/models--posekit--<name>/snapshots/<rev>/`), has sleap-nn train a
 single-instance model on it (`model_name: posekit/<name>`, read offline from that cache)
@@ -53,11 +54,11 @@ def tiny_hierarchical(name: str):
     if name == "hfconvnextv2":
         return tf.ConvNextV2Model(tf.ConvNextV2Config(**stages))
     if name == "hfresnet":
-        return tf.ResNetModel(
-            tf.ResNetConfig(embedding_size=8, layer_type="bottleneck", **stages)
-        )
+        return tf.ResNetModel(tf.ResNetConfig(embedding_size=8, layer_type="bottleneck", **stages))
+    # two blocks a stage (the second shifted) and a window of 3: the 128 x 128 input pads
+    # every stage but the last, whose 2 x 2 config grid shrinks the window to 2
     config = tf.Swinv2Config(
-        image_size=64, embed_dim=8, depths=[1, 1, 1, 1], num_heads=[1, 1, 2, 2], window_size=4
+        image_size=64, embed_dim=8, depths=[2, 2, 2, 2], num_heads=[1, 1, 2, 2], window_size=3
     )
     return tf.Swinv2Model(config)
 

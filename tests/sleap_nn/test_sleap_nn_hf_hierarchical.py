@@ -1,9 +1,12 @@
-"""sleap-nn 0.3.5 folders with a `pretrained` Hugging Face ConvNeXt / ConvNeXtV2 / ResNet.
+"""sleap-nn 0.3.5 folders with a `pretrained` Hugging Face ConvNeXt / ConvNeXtV2 / ResNet /
+Swinv2.
 
 The fixtures (`scripts/make_sleapnn_hf_fixtures.py`) are tiny random Hugging Face models
-(4 stages of one block, 8..32 channels; ResNet with bottleneck blocks) that sleap-nn
-trained for a few steps through `AutoBackbone`; their config.json sits in a Hugging Face
-cache layout beside them (`hf_cache/`). Neither sleap-nn nor transformers is needed here.
+(4 stages of one block, 8..32 channels; ResNet with bottleneck blocks; Swinv2 with two
+blocks a stage, the second shifted, and a window of 3 so that the 128 x 128 input pads
+every stage but the last) that sleap-nn trained for a few steps through `AutoBackbone`;
+their config.json sits in a Hugging Face cache layout beside them (`hf_cache/`).
+Neither sleap-nn nor transformers is needed here.
 """
 
 from __future__ import annotations
@@ -19,7 +22,12 @@ torch = pytest.importorskip("torch")
 pytest.importorskip("timm")
 
 FIXTURES = Path(__file__).resolve().parent.parent / "fixtures" / "sleapnn"
-CASES = ["hfconvnext_single_instance", "hfconvnextv2_single_instance", "hfresnet_single_instance"]
+CASES = [
+    "hfconvnext_single_instance",
+    "hfconvnextv2_single_instance",
+    "hfresnet_single_instance",
+    "hfswinv2_single_instance",
+]
 
 
 def _load(case: str, monkeypatch):
@@ -56,6 +64,7 @@ def test_hf_hierarchical_folder_outputs_and_parameters_equal_sleap_nn(case, monk
         ("facebook/convnextv2-nano-22k-224", 19_881_280, 14_984_080),  # sleap-nn's default
         ("microsoft/resnet-50", 73_646_912, 23_508_032),
         ("microsoft/resnet-18", 14_310_912, 11_176_512),
+        ("microsoft/swinv2-tiny-patch4-window8-256", 34_628_298, 27_576_618),
     ],
 )
 def test_published_ids_give_sleap_nn_parameter_counts(model_id, backbone, encoder):
@@ -108,20 +117,47 @@ def test_weights_true_reads_a_classifier_checkpoint_from_a_folder(tmp_path):
     assert net.image_std.flatten().tolist() == [0.25, 0.25, 0.25]
 
 
-def test_swinv2_and_unsized_ids_are_refused_in_one_line(monkeypatch, tmp_path):
-    """sleap-nn's Swinv2 folder (real, made by sleap-nn) has no weight map; an id with
+def test_other_families_and_unsized_ids_are_refused_in_one_line(monkeypatch, tmp_path):
+    """A sleap-nn folder whose Hugging Face model is of a family posekit does not build
+    (here the Swinv2 fixture relabelled EfficientNet) has no weight map; an id with
     neither a table entry nor a config.json cannot be sized."""
     import posekit
     from posekit.architectures.timm_backbone import TimmPretrained
     from posekit.config.model import PretrainedConfig
     from posekit.errors import PosekitError
 
-    case = "hfswinv2_single_instance"
-    monkeypatch.setenv("HF_HUB_CACHE", str(FIXTURES / case / "hf_cache"))
-    with pytest.raises(PosekitError, match="'swinv2' 'pretrained' backbone") as err:
-        posekit.load_model(FIXTURES / case)
+    folder = tmp_path / "model"
+    shutil.copytree(FIXTURES / "hfswinv2_single_instance", folder)
+    config = next((folder / "hf_cache").glob("models--*/snapshots/*/config.json"))
+    config.write_text(json.dumps({**json.loads(config.read_text()), "model_type": "efficientnet"}))
+    monkeypatch.setenv("HF_HUB_CACHE", str(folder / "hf_cache"))
+    with pytest.raises(PosekitError, match="'efficientnet' 'pretrained' backbone") as err:
+        posekit.load_model(folder)
     assert "\n" not in str(err.value)
     monkeypatch.setenv("HF_HUB_CACHE", str(tmp_path))
     with pytest.raises(PosekitError, match="is not a timm model") as err:
         TimmPretrained.from_config(PretrainedConfig(model_name="facebook/convnext-mega-224"))
     assert "\n" not in str(err.value)
+
+
+@pytest.mark.parametrize("freeze", [False, True])
+def test_a_hugging_face_swinv2_trains_in_posekit(freeze):
+    """Built from a config.json folder (no sleap-nn folder): one optimiser step moves the
+    decoder, and the encoder only when not frozen (a frozen one stays in eval mode)."""
+    from posekit.architectures.hf_backbone import HFPretrained
+    from posekit.config.model import PretrainedConfig
+
+    snap = next((FIXTURES / "hfswinv2_single_instance" / "hf_cache").glob("models--*/snapshots/*"))
+    config = PretrainedConfig(model_name=str(snap), weights=False, freeze=freeze)
+    net = HFPretrained.from_config(config, in_channels=1).train()
+    assert net.enc.training is not freeze
+    before = {k: v.clone() for k, v in net.state_dict().items()}
+    opt = torch.optim.SGD([p for p in net.parameters() if p.requires_grad], lr=0.1)
+    feats = net.forward_features(torch.rand(2, 1, 96, 64))[0]
+    assert feats[2].shape == (2, net.feature_channels[2], 48, 32)
+    feats[2].square().mean().backward()
+    opt.step()
+    after = net.state_dict()
+    moved = {k for k in before if not torch.equal(before[k], after[k])}
+    assert any(k.startswith("decoder.") for k in moved)
+    assert any(k.startswith("enc.") for k in moved) is not freeze

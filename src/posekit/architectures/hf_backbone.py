@@ -2,10 +2,9 @@
 
 sleap-nn 0.3.5 ("Case A" of its `PretrainedBackbone`) asks `AutoBackbone` for every
 entry of the model's `stage_names` (or `out_indices`), keeps the last map of each stride
-(for ConvNeXt and ResNet the stem map, stride 4 like stage 1, is dropped; its
-ConvNeXt output norm stays in the weights) and decodes from the deepest one with
-`sleap_nn_decoder`. posekit builds the encoder without transformers
-(`hf_convnets`); the normalisation is the one of `DecodedEncoder` (mean and std are
+(the stem map, stride 4 like stage 1, is dropped; ConvNeXt's output norm for it stays
+in the weights) and decodes from the deepest one with `sleap_nn_decoder`. posekit
+builds the encoder without transformers (`hf_convnets`, `hf_swinv2`); the normalisation is the one of `DecodedEncoder` (mean and std are
 buffers in sleap-nn's checkpoints; for a fresh model `image_mean` / `image_std`, else
 the model's `preprocessor_config.json`, else ImageNet's, as sleap-nn reads them).
 """
@@ -52,7 +51,8 @@ def _processor_stats(model_name: str, revision: str | None) -> tuple[list, list]
 
 
 class HFPretrained(DecodedEncoder):
-    """A Hugging Face ConvNeXt(V2) / ResNet under sleap-nn's decoder (module docstring)."""
+    """A Hugging Face ConvNeXt(V2) / ResNet / Swinv2 under sleap-nn's decoder (module
+    docstring)."""
 
     def __init__(
         self,
@@ -144,10 +144,9 @@ class HFPretrained(DecodedEncoder):
         """The encoder's ImageNet weights from the model's Hugging Face files. Output
         norms a classifier checkpoint lacks keep their fresh values, as in transformers."""
         state = read_hf_weights(self.model_name, revision)
-        base = "resnet." if self.enc.__class__.__name__ == "HFResNet" else "convnext."
-        prefix = base if any(k.startswith(base) for k in state) else ""
-        if not prefix and any(k.startswith("convnextv2.") for k in state):
-            prefix = "convnextv2."
+        # a classifier checkpoint nests the backbone under its family's name
+        bases = ("convnext.", "convnextv2.", "resnet.", "swinv2.")
+        prefix = next((b for b in bases if any(k.startswith(b) for k in state)), "")
         ours = hf_to_posekit(state, self.enc, prefix)
         missing, unexpected = self.enc.load_state_dict(ours, strict=False)
         missing = [k for k in missing if not k.startswith("hidden_states_norms.")]

@@ -1,4 +1,5 @@
-"""Hugging Face's hierarchical backbones (ConvNeXt, ConvNeXtV2, ResNet) without transformers.
+"""Hugging Face's hierarchical backbones (ConvNeXt, ConvNeXtV2, ResNet; Swinv2 in
+`hf_swinv2`) without transformers.
 
 sleap-nn's `pretrained` backbone builds these with `transformers.AutoBackbone` and taps
 every entry of the config's `stage_names` (`stem`, `stage1` ... `stage4`; or its
@@ -33,7 +34,7 @@ from torch import nn
 from posekit.errors import PosekitError
 
 #: Hugging Face `model_type`s posekit builds as hierarchical `pretrained` encoders.
-HF_HIERARCHICAL_TYPES = ("convnext", "convnextv2", "resnet")
+HF_HIERARCHICAL_TYPES = ("convnext", "convnextv2", "resnet", "swinv2")
 
 _CONVNEXT = {  # size name -> (depths, hidden_sizes), as the published configs say
     "atto": ([2, 2, 6, 2], [40, 80, 160, 320]),
@@ -58,11 +59,20 @@ _RESNET = {  # depth -> (layer_type, depths, hidden_sizes)
 
 def hf_hierarchical_sizes(model_name: str) -> dict | None:
     """The config of a published id (`facebook/convnext-tiny-224`,
-    `facebook/convnextv2-nano-22k-224`, `microsoft/resnet-50`), else None."""
+    `facebook/convnextv2-nano-22k-224`, `microsoft/resnet-50`,
+    `microsoft/swinv2-tiny-patch4-window8-256`), else None."""
+    from posekit.architectures.hf_swinv2 import swinv2_sizes
+
+    if model_name.startswith("microsoft/swinv2-"):
+        return swinv2_sizes(model_name)
     m = re.fullmatch(r"facebook/convnext(v2)?-([a-z]+)-[\w-]+", model_name)
     if m and m.group(2) in _CONVNEXT:
         depths, sizes = _CONVNEXT[m.group(2)]
-        return {"model_type": "convnext" + (m.group(1) or ""), "depths": depths, "hidden_sizes": sizes}
+        return {
+            "model_type": "convnext" + (m.group(1) or ""),
+            "depths": depths,
+            "hidden_sizes": sizes,
+        }
     m = re.fullmatch(r"microsoft/resnet-(\d+)", model_name)
     if m and int(m.group(1)) in _RESNET:
         kind, depths, sizes = _RESNET[int(m.group(1))]
@@ -88,7 +98,9 @@ class HFConvNeXt(nn.Module):
         sizes = [int(c) for c in cfg.get("hidden_sizes", [96, 192, 384, 768])]
         patch = int(cfg.get("patch_size", 4))
         if cfg.get("hidden_act", "gelu") != "gelu":
-            raise PosekitError(f"hidden_act={cfg['hidden_act']!r}: posekit builds ConvNeXt with gelu")
+            raise PosekitError(
+                f"hidden_act={cfg['hidden_act']!r}: posekit builds ConvNeXt with gelu"
+            )
         scale = None if v2 else float(cfg.get("layer_scale_init_value", 1e-6))
         norm2d, norm = partial(LayerNorm2d, eps=1e-6), partial(LayerNorm, eps=1e-6)
         self.stem = nn.Sequential(
@@ -188,6 +200,10 @@ def build_hf_hierarchical(cfg: Mapping, out_indices: list[int] | None) -> nn.Mod
     indices = sorted({int(i) % n for i in out_indices}) if out_indices else list(range(n))
     if cfg.get("model_type") == "resnet":
         return HFResNet(cfg, indices)
+    if cfg.get("model_type") == "swinv2":
+        from posekit.architectures.hf_swinv2 import HFSwinv2
+
+        return HFSwinv2(cfg, indices)
     return HFConvNeXt(cfg, indices)
 
 
@@ -201,16 +217,31 @@ _CONVNEXT_KEYS = [
     (r"encoder\.stages\.(\d+)\.layers\.(\d+)\.pwconv1\.", r"stages.\1.blocks.\2.mlp.fc1."),
     (r"encoder\.stages\.(\d+)\.layers\.(\d+)\.pwconv2\.", r"stages.\1.blocks.\2.mlp.fc2."),
     (r"encoder\.stages\.(\d+)\.layers\.(\d+)\.grn\.", r"stages.\1.blocks.\2.mlp.grn."),
-    (r"encoder\.stages\.(\d+)\.layers\.(\d+)\.layer_scale_parameter$", r"stages.\1.blocks.\2.gamma"),
+    (
+        r"encoder\.stages\.(\d+)\.layers\.(\d+)\.layer_scale_parameter$",
+        r"stages.\1.blocks.\2.gamma",
+    ),
     (r"hidden_states_norms\.", "hidden_states_norms."),
 ]
 _RESNET_KEYS = [
     (r"embedder\.embedder\.convolution\.", "stem.0."),
     (r"embedder\.embedder\.normalization\.", "stem.1."),
-    (r"encoder\.stages\.(\d+)\.layers\.(\d+)\.shortcut\.convolution\.", r"stages.\1.\2.downsample.0."),
-    (r"encoder\.stages\.(\d+)\.layers\.(\d+)\.shortcut\.normalization\.", r"stages.\1.\2.downsample.1."),
-    (r"encoder\.stages\.(\d+)\.layers\.(\d+)\.layer\.(\d)\.convolution\.", r"stages.\1.\2.conv@\3."),
-    (r"encoder\.stages\.(\d+)\.layers\.(\d+)\.layer\.(\d)\.normalization\.", r"stages.\1.\2.bn@\3."),
+    (
+        r"encoder\.stages\.(\d+)\.layers\.(\d+)\.shortcut\.convolution\.",
+        r"stages.\1.\2.downsample.0.",
+    ),
+    (
+        r"encoder\.stages\.(\d+)\.layers\.(\d+)\.shortcut\.normalization\.",
+        r"stages.\1.\2.downsample.1.",
+    ),
+    (
+        r"encoder\.stages\.(\d+)\.layers\.(\d+)\.layer\.(\d)\.convolution\.",
+        r"stages.\1.\2.conv@\3.",
+    ),
+    (
+        r"encoder\.stages\.(\d+)\.layers\.(\d+)\.layer\.(\d)\.normalization\.",
+        r"stages.\1.\2.bn@\3.",
+    ),
 ]
 #: Hugging Face weights an AutoBackbone drops: the classifier and its pooled norm.
 _NOT_BACKBONE = ("classifier.", "layernorm.", "pooler.")
@@ -219,6 +250,10 @@ _NOT_BACKBONE = ("classifier.", "layernorm.", "pooler.")
 def hf_to_posekit(state: Mapping[str, torch.Tensor], encoder: nn.Module, prefix: str = "") -> dict:
     """posekit's keys (relative to `encoder`) for Hugging Face's keys under `prefix`.
     A classifier's head and pooled norm are dropped; any other unknown key is an error."""
+    if encoder.__class__.__name__ == "HFSwinv2":
+        from posekit.architectures.hf_swinv2 import hf_to_posekit as swinv2_keys
+
+        return swinv2_keys(state, prefix)
     resnet = isinstance(encoder, HFResNet)
     table = _RESNET_KEYS if resnet else _CONVNEXT_KEYS
     out: dict[str, torch.Tensor] = {}

@@ -13,7 +13,7 @@ The encoder is timm's model of that name, run through its `forward_intermediates
 does). ImageNet weights (`weights: true`) come from timm's own download and cache
 (`weights_file` loads a local file through timm instead). sleap-nn builds its networks
 from Hugging Face `transformers`, whose module names differ from timm's: `from_config`
-picks `hf_backbone.HFPretrained` for Hugging Face ConvNeXt(V2) / ResNet ids and
+picks `hf_backbone.HFPretrained` for Hugging Face ConvNeXt(V2) / ResNet / Swinv2 ids and
 `vit_backbone.PretrainedViT` (DINOv2 + ViT neck) for DINOv2 ids, whose sleap-nn
 checkpoints load.
 """
@@ -48,8 +48,8 @@ def _create(name: str, weights: bool, weights_file: str | None) -> nn.Module:
         raise PosekitError(
             f"model_name={name!r} is not a timm model; use a timm name such as "
             f"'timm/convnextv2_nano.fcmae_ft_in22k_in1k'; of Hugging Face ids posekit builds "
-            f"DINOv2, ConvNeXt(V2) and ResNet (facebook/dinov2-*, facebook/convnext*-*, "
-            f"microsoft/resnet-*, or one whose config.json is in a local folder or the "
+            f"DINOv2, ConvNeXt(V2), ResNet and Swinv2 (facebook/dinov2-*, facebook/convnext*-*, "
+            f"microsoft/resnet-*, microsoft/swinv2-*, or one whose config.json is in a local folder or the "
             f"Hugging Face cache)"
         )
     kwargs: dict = dict(pretrained=weights, num_classes=0)
@@ -135,7 +135,7 @@ class TimmPretrained(DecodedEncoder):
 
         A Hugging Face DINOv2 id (or a local / cached model whose config says DINOv2)
         builds `vit_backbone.PretrainedViT` instead: sleap-nn's plain-ViT path; a
-        Hugging Face ConvNeXt(V2) / ResNet builds `hf_backbone.HFPretrained`."""
+        Hugging Face ConvNeXt(V2) / ResNet / Swinv2 builds `hf_backbone.HFPretrained`."""
         from posekit.architectures.dinov2 import DINOV2_TYPES, hf_config
         from posekit.architectures.hf_convnets import HF_HIERARCHICAL_TYPES
 
