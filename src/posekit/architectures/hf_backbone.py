@@ -17,14 +17,14 @@ from typing import TYPE_CHECKING
 
 import torch
 
-from posekit.architectures.common import _SKIP_IMAGENET
-from posekit.architectures.dinov2 import hf_model_dir, read_hf_weights, require_hf_config
+from posekit.architectures.dinov2 import require_hf_config
 from posekit.architectures.hf_convnets import build_hf_hierarchical, hf_to_posekit
+from posekit.architectures.hf_hub import hf_model_dir, read_hf_weights
 from posekit.architectures.sleap_nn_decoder import (
     DecodedEncoder,
+    refuse_encoder_mode,
     run_decoder,
     sleap_nn_decoder,
-    sleap_nn_decoder_keys,
 )
 from posekit.errors import PosekitError
 
@@ -101,15 +101,7 @@ class HFPretrained(DecodedEncoder):
             mean, std = (0.0, 0.0, 0.0), (1.0, 1.0, 1.0)
         else:
             mean, std = _processor_stats(model_name, revision) or (IMAGENET_MEAN, IMAGENET_STD)
-        self.register_buffer(
-            "image_mean", torch.tensor(mean, dtype=torch.float32).view(1, -1, 1, 1)
-        )
-        self.register_buffer("image_std", torch.tensor(std, dtype=torch.float32).view(1, -1, 1, 1))
-        if weights and not _SKIP_IMAGENET.get() and not self.image_mean.is_meta:
-            self.load_hf_weights(revision)
-        self.freeze = bool(freeze)
-        if self.freeze:
-            self.enc.requires_grad_(False)
+        self.finish(mean, std, weights, revision, freeze)
 
     @classmethod
     def from_config(
@@ -118,11 +110,7 @@ class HFPretrained(DecodedEncoder):
         """Build from sleap-nn's `PretrainedConfig`; `hf`: the model's Hugging Face config
         (read by `dinov2.require_hf_config` when not given)."""
         hf = hf or require_hf_config(config.model_name, config.revision)
-        if config.mode == "encoder":
-            raise PosekitError(
-                "pretrained mode 'encoder' (a pooled bottleneck, no decoder) is not built by "
-                "posekit; use mode: auto or decoder"
-            )
+        refuse_encoder_mode(config)
         names = ("out_indices", "normalize", "image_mean", "image_std", "filters_rate")
         names += ("convs_per_block", "kernel_size", "up_interpolate", "weights", "revision")
         return cls(
@@ -156,28 +144,9 @@ class HFPretrained(DecodedEncoder):
                 f"{missing[:3]}, unexpected {unexpected[:3]}); check model_name and revision"
             )
 
-    def sleap_nn_state_dict(self, state: Mapping[str, torch.Tensor]) -> dict[str, torch.Tensor]:
-        """sleap-nn's backbone weights (keys without `model.backbone.`) in posekit's names."""
-        out = {f"enc.{k}": v for k, v in hf_to_posekit(state, self.enc, "enc.").items()}
-        decoder = sleap_nn_decoder_keys(self.decoder)
-        unknown = []
-        for key, value in state.items():
-            if key.startswith("enc."):
-                continue
-            if key in ("image_mean", "image_std"):
-                out[key] = value
-                continue
-            source = next((s for s in decoder if key.startswith(s)), None)
-            if source is None:
-                unknown.append(key)
-            else:
-                out[decoder[source] + key[len(source) :]] = value
-        if unknown:
-            raise PosekitError(
-                f"{len(unknown)} sleap-nn weights have no place in this backbone (e.g. "
-                f"{unknown[0]}); is the config the one the weights were trained with?"
-            )
-        return out
+    def hf_encoder_keys(self, state: Mapping[str, torch.Tensor]) -> dict[str, torch.Tensor]:
+        """The encoder's weights (Hugging Face names under `enc.`) in posekit's names."""
+        return hf_to_posekit(state, self.enc, "enc.")
 
 
 __all__ = ["HFPretrained"]

@@ -19,7 +19,7 @@ loads by renaming keys (`hf_to_posekit`). What has to match Hugging Face, and do
   torchvision's), stage 0 at stride 1 unless `downsample_in_first_stage`. No extra norms.
 
 Sizes come from `config.json` (a local folder or the Hugging Face cache, see
-`dinov2.hf_config`) or, for the published ids, from `HF_HIERARCHICAL_SIZES`.
+`dinov2.hf_config`) or, for the published ids, from `hf_hierarchical_sizes`.
 """
 
 from __future__ import annotations
@@ -84,7 +84,26 @@ def _stage_names(cfg: Mapping) -> list[str]:
     return ["stem"] + [f"stage{i}" for i in range(1, len(cfg["depths"]) + 1)]
 
 
-class HFConvNeXt(nn.Module):
+class _Stages(nn.Module):
+    """A stem, then `stages`; `forward(x)` returns `tap(i, map)` for the tapped entries
+    of `stage_names` (0: the stem's output), running no stage after the last one."""
+
+    indices: list[int]
+    stage_names: list[str]
+
+    def tap(self, i: int, x: torch.Tensor) -> torch.Tensor:
+        return x
+
+    def forward(self, x: torch.Tensor) -> list[torch.Tensor]:  # noqa: D102
+        x = self.stem(x)
+        hidden = [x]
+        for stage in self.stages[: max(self.indices)]:
+            x = stage(x)
+            hidden.append(x)
+        return [self.tap(i, hidden[i]) for i in self.indices]
+
+
+class HFConvNeXt(_Stages):
     """Hugging Face's `ConvNextBackbone` / `ConvNextV2Backbone` (see the module docstring);
     `forward(x)` returns the maps of the tapped stages (indices into `stage_names`)."""
 
@@ -128,16 +147,12 @@ class HFConvNeXt(nn.Module):
             {self.stage_names[i]: norm2d(self.channels[i]) for i in indices}
         )
 
-    def forward(self, x: torch.Tensor) -> list[torch.Tensor]:  # noqa: D102
-        x = self.stem(x)
-        hidden = [x]
-        for stage in self.stages[: max(self.indices)]:
-            x = stage(x)
-            hidden.append(x)
-        return [self.hidden_states_norms[self.stage_names[i]](hidden[i]) for i in self.indices]
+    def tap(self, i: int, x: torch.Tensor) -> torch.Tensor:
+        """Hugging Face's output LayerNorm of that stage."""
+        return self.hidden_states_norms[self.stage_names[i]](x)
 
 
-class HFResNet(nn.Module):
+class HFResNet(_Stages):
     """Hugging Face's `ResNetBackbone` on torchvision's blocks (see the module docstring)."""
 
     def __init__(self, cfg: Mapping, indices: list[int]) -> None:
@@ -183,14 +198,6 @@ class HFResNet(nn.Module):
         self.stage_names = _stage_names(cfg)
         self.channels = [stem, *sizes]
         self.indices = indices
-
-    def forward(self, x: torch.Tensor) -> list[torch.Tensor]:  # noqa: D102
-        x = self.stem(x)
-        hidden = [x]
-        for stage in self.stages[: max(self.indices)]:
-            x = stage(x)
-            hidden.append(x)
-        return [hidden[i] for i in self.indices]
 
 
 def build_hf_hierarchical(cfg: Mapping, out_indices: list[int] | None) -> nn.Module:

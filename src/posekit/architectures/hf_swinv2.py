@@ -29,6 +29,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from posekit.architectures.hf_hub import stack_qkv
 from posekit.errors import PosekitError
 
 _SWINV2 = {  # size -> (embed_dim, depths, num_heads)
@@ -207,11 +208,7 @@ def hf_to_posekit(state: Mapping[str, torch.Tensor], prefix: str = "") -> dict:
                 break
         else:
             unknown.append(key)
-    for key, parts in qkv.items():
-        if any(p is None for p in parts):
-            unknown.append(key)
-        else:
-            out[key] = torch.cat(parts, dim=0)
+    stack_qkv(qkv, out, unknown)
     if unknown:
         raise PosekitError(
             f"{len(unknown)} weights have no place in posekit's Hugging Face Swinv2 (e.g. "

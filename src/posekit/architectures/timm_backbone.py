@@ -28,6 +28,7 @@ from torch import nn
 from posekit.architectures.common import _SKIP_IMAGENET
 from posekit.architectures.sleap_nn_decoder import (
     DecodedEncoder,
+    refuse_encoder_mode,
     run_decoder,
     sleap_nn_decoder,
 )
@@ -148,11 +149,7 @@ class TimmPretrained(DecodedEncoder):
             from posekit.architectures.hf_backbone import HFPretrained
 
             return HFPretrained.from_config(config, in_channels=in_channels, hf=hf)
-        if config.mode == "encoder":
-            raise PosekitError(
-                "pretrained mode 'encoder' (a pooled bottleneck, no decoder) is not built by "
-                "posekit; use mode: auto or decoder"
-            )
+        refuse_encoder_mode(config)
         names = ("weights", "out_indices", "normalize", "image_mean", "image_std")
         names += ("filters_rate", "convs_per_block", "kernel_size", "up_interpolate")
         return cls(

@@ -35,13 +35,13 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from posekit.architectures.common import _SKIP_IMAGENET
-from posekit.architectures.dinov2 import Dinov2, read_hf_weights, require_hf_config
+from posekit.architectures.dinov2 import Dinov2, require_hf_config
+from posekit.architectures.hf_hub import read_hf_weights
 from posekit.architectures.sleap_nn_decoder import (
     DecodedEncoder,
+    refuse_encoder_mode,
     run_decoder,
     sleap_nn_decoder,
-    sleap_nn_decoder_keys,
 )
 from posekit.errors import PosekitError
 
@@ -130,6 +130,8 @@ def _taps(layers: list[int] | None, depth: int, n_levels: int, mode: str) -> lis
 class PretrainedViT(DecodedEncoder):
     """A DINOv2 ViT under sleap-nn's ViT neck and decoder (see the module docstring)."""
 
+    sleap_nn_kept = ("tap_norms.", "neck.")  # sleap-nn's names, kept as they are
+
     def __init__(
         self,
         hf: Mapping,
@@ -196,15 +198,7 @@ class PretrainedViT(DecodedEncoder):
         self.normalize = bool(normalize)
         mean = image_mean if image_mean and image_std else IMAGENET_MEAN
         std = image_std if image_mean and image_std else IMAGENET_STD
-        self.register_buffer(
-            "image_mean", torch.tensor(mean, dtype=torch.float32).view(1, -1, 1, 1)
-        )
-        self.register_buffer("image_std", torch.tensor(std, dtype=torch.float32).view(1, -1, 1, 1))
-        if weights and not _SKIP_IMAGENET.get() and not self.image_mean.is_meta:
-            self.load_hf_weights(revision)
-        self.freeze = bool(freeze)
-        if self.freeze:
-            self.enc.requires_grad_(False)
+        self.finish(mean, std, weights, revision, freeze)
 
     @classmethod
     def from_config(
@@ -213,11 +207,7 @@ class PretrainedViT(DecodedEncoder):
         """Build from sleap-nn's `PretrainedConfig`; `hf`: the model's Hugging Face config
         (read by `dinov2.require_hf_config` when not given)."""
         hf = hf or require_hf_config(config.model_name, config.revision)
-        if config.mode == "encoder":
-            raise PosekitError(
-                "pretrained mode 'encoder' (a pooled bottleneck, no decoder) is not built by "
-                "posekit; use mode: auto or decoder"
-            )
+        refuse_encoder_mode(config)
         if config.detail_stem:
             raise PosekitError("pretrained detail_stem: true is not built by posekit; set false")
         names = ("layers", "vit_neck", "neck_channels", "token_stride", "normalize")
@@ -254,28 +244,9 @@ class PretrainedViT(DecodedEncoder):
         prefix = "dinov2." if any(k.startswith("dinov2.") for k in state) else ""
         self.enc.load_state_dict(self.enc.load_hf_state_dict(state, prefix))
 
-    def sleap_nn_state_dict(self, state: Mapping[str, torch.Tensor]) -> dict[str, torch.Tensor]:
-        """sleap-nn's backbone weights (keys without `model.backbone.`) in posekit's names."""
-        out = {f"enc.{k}": v for k, v in self.enc.load_hf_state_dict(state, "enc.").items()}
-        decoder = sleap_nn_decoder_keys(self.decoder)
-        unknown = []
-        for key, value in state.items():
-            if key.startswith("enc."):
-                continue
-            if key.startswith(("tap_norms.", "neck.")) or key in ("image_mean", "image_std"):
-                out[key] = value
-                continue
-            source = next((s for s in decoder if key.startswith(s)), None)
-            if source is None:
-                unknown.append(key)
-            else:
-                out[decoder[source] + key[len(source) :]] = value
-        if unknown:
-            raise PosekitError(
-                f"{len(unknown)} sleap-nn weights have no place in this ViT backbone (e.g. "
-                f"{unknown[0]}); is the config the one the weights were trained with?"
-            )
-        return out
+    def hf_encoder_keys(self, state: Mapping[str, torch.Tensor]) -> dict[str, torch.Tensor]:
+        """The encoder's weights (Hugging Face names under `enc.`) in posekit's names."""
+        return self.enc.load_hf_state_dict(state, "enc.")
 
 
 __all__ = ["PretrainedViT", "ViTNeck"]
