@@ -1,12 +1,15 @@
-"""Make the sleap-nn `pretrained` (Hugging Face DINOv2) fixtures with sleap-nn itself.
+"""Make the sleap-nn `pretrained` (Hugging Face models) fixtures with sleap-nn itself.
 
 Run with a Python that has sleap-nn 0.3.5 and `transformers` installed (never posekit's
 environment):
 
     /tmp/sleapnn-venv/bin/python scripts/make_sleapnn_hf_fixtures.py
 
-Per case it saves a tiny random DINOv2 (hidden size 32, 2 layers, 2 heads, patch 14,
-image size 56) with `save_pretrained` into a Hugging Face cache layout
+Per case it saves a tiny random Hugging Face model with `save_pretrained` (a DINOv2:
+hidden size 32, 2 layers, 2 heads, patch 14, image size 56; hierarchical ConvNeXt,
+ConvNeXtV2, ResNet (bottleneck): 4 stages of one block each, 8..32 channels; Swinv2:
+2 blocks a stage, 8..64 channels, window 3)
+into a Hugging Face cache layout
 (`hf_cache/models--posekit--<name>/snapshots/<rev>/`), has sleap-nn train a
 single-instance model on it (`model_name: posekit/<name>`, read offline from that cache)
 for a few steps on the flies frames of `make_sleapnn_fixtures.py`, and writes to
@@ -34,10 +37,33 @@ REVISION = "0" * 40
 CASES = {
     "dinov2_single_instance": dict(registers=0, neck={}),
     "dinov2reg_single_instance": dict(registers=4, neck={"vit_neck": "sfp"}),
+    "hfconvnext_single_instance": dict(neck={}),
+    "hfconvnextv2_single_instance": dict(neck={}),
+    "hfresnet_single_instance": dict(neck={}),
+    "hfswinv2_single_instance": dict(neck={}),
 }
 
 
-def save_tiny_dinov2(cache: Path, name: str, registers: int) -> None:
+def tiny_hierarchical(name: str):
+    """A tiny random hierarchical model (4 stages, one block each) of `name`'s family."""
+    import transformers as tf
+
+    stages = dict(depths=[1, 1, 1, 1], hidden_sizes=[8, 16, 24, 32])
+    if name == "hfconvnext":
+        return tf.ConvNextModel(tf.ConvNextConfig(**stages, layer_scale_init_value=0.5))
+    if name == "hfconvnextv2":
+        return tf.ConvNextV2Model(tf.ConvNextV2Config(**stages))
+    if name == "hfresnet":
+        return tf.ResNetModel(tf.ResNetConfig(embedding_size=8, layer_type="bottleneck", **stages))
+    # two blocks a stage (the second shifted) and a window of 3: the 128 x 128 input pads
+    # every stage but the last, whose 2 x 2 config grid shrinks the window to 2
+    config = tf.Swinv2Config(
+        image_size=64, embed_dim=8, depths=[2, 2, 2, 2], num_heads=[1, 1, 2, 2], window_size=3
+    )
+    return tf.Swinv2Model(config)
+
+
+def save_tiny(cache: Path, name: str, registers: int = 0) -> None:
     import torch
     from transformers import (
         Dinov2Config,
@@ -50,7 +76,9 @@ def save_tiny_dinov2(cache: Path, name: str, registers: int) -> None:
     sizes = dict(
         hidden_size=32, num_hidden_layers=2, num_attention_heads=2, patch_size=14, image_size=56
     )
-    if registers:
+    if name.startswith("hf"):
+        model = tiny_hierarchical(name)
+    elif registers:
         model = Dinov2WithRegistersModel(
             Dinov2WithRegistersConfig(num_register_tokens=registers, **sizes)
         )
@@ -68,6 +96,7 @@ def save_tiny_dinov2(cache: Path, name: str, registers: int) -> None:
 def main() -> None:
     import numpy as np
 
+    only = sys.argv[1:]  # case names; all by default
     with tempfile.TemporaryDirectory() as tmp:
         work = Path(tmp)
         cache = work / "hf_cache"
@@ -75,8 +104,10 @@ def main() -> None:
         os.environ["HF_HUB_OFFLINE"] = "1"
         _, single, frames = base.make_dataset(work)
         for case, spec in CASES.items():
+            if only and case not in only:
+                continue
             name = case.split("_")[0]
-            save_tiny_dinov2(cache, name, spec["registers"])
+            save_tiny(cache, name, spec.get("registers", 0))
             backbone = {
                 "pretrained": {
                     "model_name": f"posekit/{name}",

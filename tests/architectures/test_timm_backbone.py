@@ -63,7 +63,7 @@ def test_imagenet_weights_load_through_timm_from_a_local_file(tmp_path):
 
 def test_what_is_not_built_says_so():
     with pytest.raises(PosekitError, match="not a timm model"):
-        build_backbone(PretrainedConfig(model_name="facebook/convnextv2-nano-22k-224"))
+        build_backbone(PretrainedConfig(model_name="google/efficientnet-b0"))
     with pytest.raises(PosekitError, match="plain ViT"):
         build_backbone(PretrainedConfig(model_name="timm/vit_tiny_patch16_224", weights=False))
     with pytest.raises(PosekitError, match="mode 'encoder'"):

@@ -135,15 +135,15 @@ def test_weights_true_loads_hugging_face_files_from_a_folder(names, tmp_path):
 
 
 def test_hierarchical_and_unknown_pretrained_folders_are_refused(tmp_path, monkeypatch):
-    """A hierarchical Hugging Face model has no weight map; an id with no config.json
-    anywhere cannot be sized: one line each, naming what to do."""
+    """A Hugging Face model of another family has no weight map; an id with no
+    config.json anywhere cannot be sized: one line each, naming what to do."""
     import posekit
     from posekit.errors import PosekitError
 
     cache = tmp_path / "cache"
-    snap = cache / "models--facebook--convnextv2-nano-22k-224" / "snapshots" / "abc"
+    snap = cache / "models--google--efficientnet-b0" / "snapshots" / "abc"
     snap.mkdir(parents=True)
-    (snap / "config.json").write_text(json.dumps({"model_type": "convnextv2"}))
+    (snap / "config.json").write_text(json.dumps({"model_type": "efficientnet"}))
     (snap.parent.parent / "refs").mkdir()
     (snap.parent.parent / "refs" / "main").write_text("abc")
     monkeypatch.setenv("HF_HUB_CACHE", str(cache))
@@ -152,7 +152,7 @@ def test_hierarchical_and_unknown_pretrained_folders_are_refused(tmp_path, monke
     tree = yaml.safe_load((folder / "training_config.yaml").read_text())
     pretrained = tree["model_config"]["backbone_config"]["pretrained"]
     for name, match in (
-        ("facebook/convnextv2-nano-22k-224", "'convnextv2' 'pretrained' backbone"),
+        ("google/efficientnet-b0", "'efficientnet' 'pretrained' backbone"),
         ("someone/unknown-vit", "no config.json in the Hugging Face cache"),
     ):
         pretrained["model_name"] = name

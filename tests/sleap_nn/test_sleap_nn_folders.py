@@ -287,23 +287,24 @@ def test_train_a_sleap_nn_convnext_config_then_export_it(tmp_path, capsys):
 
 
 def test_pretrained_backbone_folders_are_refused_with_one_line(tmp_path, monkeypatch):
-    """sleap-nn's hierarchical `pretrained` encoders have Hugging Face weight names that
-    posekit does not map: refused, not guessed (DINOv2 folders load: test_sleap_nn_dinov2)."""
+    """sleap-nn's `pretrained` EfficientNet has Hugging Face weight names that posekit does
+    not map: refused, not guessed (DINOv2, ConvNeXt(V2), ResNet and Swinv2 folders load:
+    test_sleap_nn_dinov2, test_sleap_nn_hf_hierarchical)."""
     import yaml
 
     import posekit
     from posekit.errors import PosekitError
 
-    snap = tmp_path / "hub" / "models--facebook--convnextv2-nano-22k-224" / "snapshots" / "main"
+    snap = tmp_path / "hub" / "models--google--efficientnet-b0" / "snapshots" / "main"
     snap.mkdir(parents=True)
-    (snap / "config.json").write_text('{"model_type": "convnextv2"}')
+    (snap / "config.json").write_text('{"model_type": "efficientnet"}')
     monkeypatch.setenv("HF_HUB_CACHE", str(tmp_path / "hub"))
     tree = yaml.safe_load(
         (FIXTURES / "convnext_single_instance" / "training_config.yaml").read_text()
     )
     tree["model_config"]["backbone_config"] = {
         "convnext": None,
-        "pretrained": {"model_name": "facebook/convnextv2-nano-22k-224", "output_stride": 2},
+        "pretrained": {"model_name": "google/efficientnet-b0", "output_stride": 2},
     }
     (tmp_path / "training_config.yaml").write_text(yaml.safe_dump(tree))
     torch.save({"state_dict": {}}, tmp_path / "best.ckpt")

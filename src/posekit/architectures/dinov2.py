@@ -27,15 +27,14 @@ Sizes come from `DINOV2_SIZES` for Meta's published ids, else from the model's
 from __future__ import annotations
 
 import json
-import os
 from collections.abc import Mapping
 from functools import partial
-from pathlib import Path
 
 import torch
 import torch.nn.functional as F
 from torch import nn
 
+from posekit.architectures.hf_hub import hf_model_dir, stack_qkv
 from posekit.errors import PosekitError
 
 _BASE = dict(patch_size=14, image_size=518, mlp_ratio=4, layerscale_value=1.0)
@@ -64,41 +63,32 @@ DINOV2_SIZES: dict[str, dict] = {
 DINOV2_TYPES = ("dinov2", "dinov2_with_registers")
 
 
-def _hub_cache() -> Path:
-    """The Hugging Face hub cache, found the way `huggingface_hub` finds it."""
-    if os.environ.get("HF_HUB_CACHE"):
-        return Path(os.environ["HF_HUB_CACHE"])
-    home = os.environ.get("HF_HOME") or os.path.join(
-        os.environ.get("XDG_CACHE_HOME") or os.path.expanduser("~/.cache"), "huggingface"
-    )
-    return Path(home) / "hub"
-
-
-def hf_model_dir(model_name: str, revision: str | None = None) -> Path | None:
-    """The local folder holding `model_name`'s files: the name itself when it is a
-    directory, else its snapshot in the Hugging Face cache (`revision`, else `main`)."""
-    if Path(model_name).is_dir():
-        return Path(model_name)
-    repo = _hub_cache() / ("models--" + model_name.replace("/", "--"))
-    ref = revision or "main"
-    if (repo / "refs" / ref).is_file():
-        ref = (repo / "refs" / ref).read_text().strip()
-    snapshot = repo / "snapshots" / ref
-    return snapshot if snapshot.is_dir() else None
-
-
 def hf_config(model_name: str, revision: str | None = None) -> dict | None:
     """`model_name`'s Hugging Face config: the table for Meta's DINOv2 ids, else its
-    `config.json` in a local directory or the cache; None when neither has it."""
+    `config.json` in a local directory or the cache, else the table of published
+    hierarchical ids (`hf_convnets.hf_hierarchical_sizes`); None when none has it."""
     if model_name in DINOV2_SIZES:
         return dict(DINOV2_SIZES[model_name])
     folder = hf_model_dir(model_name, revision)
     if folder is None or not (folder / "config.json").is_file():
-        return None
+        from posekit.architectures.hf_convnets import hf_hierarchical_sizes
+
+        return hf_hierarchical_sizes(model_name)
     try:
         return json.loads((folder / "config.json").read_text(encoding="utf-8"))
     except (OSError, ValueError) as err:
         raise PosekitError(f"cannot read {folder / 'config.json'}: {err}") from err
+
+
+def require_hf_config(model_name: str, revision: str | None = None) -> dict:
+    """`hf_config`, or one error line saying where the config.json must go."""
+    hf = hf_config(model_name, revision)
+    if hf is None:
+        raise PosekitError(
+            f"model_name={model_name!r}: no config.json in that folder or in the Hugging "
+            f"Face cache; put the model's config.json there"
+        )
+    return hf
 
 
 class Dinov2Embeddings(nn.Module):
@@ -289,11 +279,7 @@ def hf_to_posekit(state: Mapping[str, torch.Tensor], depth: int, prefix: str = "
             out[f"blocks.{block}.{_BLOCK_RENAMES[module]}" + (f".{leaf}" if leaf else "")] = value
         else:
             unknown.append(key)
-    for key, parts in qkv.items():
-        if any(p is None for p in parts):
-            unknown.append(key)
-        else:
-            out[key] = torch.cat(parts, dim=0)
+    stack_qkv(qkv, out, unknown)
     if unknown:
         raise PosekitError(
             f"{len(unknown)} DINOv2 weights have no place in posekit's network (e.g. "
@@ -302,4 +288,4 @@ def hf_to_posekit(state: Mapping[str, torch.Tensor], depth: int, prefix: str = "
     return out
 
 
-__all__ = ["DINOV2_SIZES", "Dinov2", "hf_config", "hf_model_dir", "hf_to_posekit"]
+__all__ = ["DINOV2_SIZES", "Dinov2", "hf_config", "hf_to_posekit", "require_hf_config"]

@@ -10,6 +10,7 @@ versions of that backbone.
 from __future__ import annotations
 
 import math
+from collections.abc import Mapping
 
 import torch
 from torch import nn
@@ -79,6 +80,29 @@ def run_decoder(decoder: nn.ModuleList, by_stride: dict[int, torch.Tensor]) -> d
     return feats
 
 
+def refuse_encoder_mode(config) -> None:
+    """sleap-nn's `mode: encoder` (a pooled bottleneck for class-vector heads, no
+    decoder) is not built: one line saying so."""
+    if config.mode == "encoder":
+        raise PosekitError(
+            "pretrained mode 'encoder' (a pooled bottleneck, no decoder) is not built by "
+            "posekit; use mode: auto or decoder"
+        )
+
+
+def sleap_nn_decoder_keys(decoder: nn.ModuleList) -> dict[str, str]:
+    """sleap-nn's key prefix of each decoder layer (`dec.decoder_stack.{i}.blocks.
+    pretrained_dec...`) -> posekit's (`decoder.{i}.upsample|refine.stack0_dec...`)."""
+    out = {}
+    for i, block in enumerate(decoder):
+        theirs = block.prefix.replace("stack0_dec", "pretrained_dec", 1)
+        for part in ("upsample", "refine"):
+            for name, _ in getattr(block, part).named_children():
+                their = name.replace(block.prefix, theirs, 1)
+                out[f"dec.decoder_stack.{i}.blocks.{their}."] = f"decoder.{i}.{part}.{name}."
+    return out
+
+
 class DecodedEncoder(Backbone):
     """What the two versions share: an encoder `enc` whose pyramid (`strides`) feeds the
     decoder (features `_features`), normalised RGB input, and a `freeze` that keeps the
@@ -107,6 +131,51 @@ class DecodedEncoder(Backbone):
     def feature_channels(self) -> dict[int, int]:
         return dict(self._features)
 
+    def finish(self, mean, std, weights: bool, revision: str | None, freeze: bool) -> None:
+        """What the Hugging Face versions share after building: the mean / std buffers
+        (persistent: sleap-nn's checkpoints hold them), the encoder's Hugging Face weights
+        (`load_hf_weights`; not on the meta device or under `skip_imagenet_weights`),
+        and `freeze`."""
+        from posekit.architectures.common import _SKIP_IMAGENET
+
+        for name, value in (("image_mean", mean), ("image_std", std)):
+            self.register_buffer(name, torch.tensor(value, dtype=torch.float32).view(1, -1, 1, 1))
+        if weights and not _SKIP_IMAGENET.get() and not self.image_mean.is_meta:
+            self.load_hf_weights(revision)
+        self.freeze = bool(freeze)
+        if self.freeze:
+            self.enc.requires_grad_(False)
+
+    #: module prefixes whose sleap-nn names are posekit's (the ViT neck's)
+    sleap_nn_kept: tuple[str, ...] = ()
+
+    def hf_encoder_keys(self, state: Mapping[str, torch.Tensor]) -> dict[str, torch.Tensor]:
+        raise NotImplementedError
+
+    def sleap_nn_state_dict(self, state: Mapping[str, torch.Tensor]) -> dict[str, torch.Tensor]:
+        """sleap-nn's backbone weights (keys without `model.backbone.`) in posekit's names:
+        the encoder by `hf_encoder_keys`, the decoder by `sleap_nn_decoder_keys`."""
+        out = {f"enc.{k}": v for k, v in self.hf_encoder_keys(state).items()}
+        decoder = sleap_nn_decoder_keys(self.decoder)
+        unknown = []
+        for key, value in state.items():
+            if key.startswith("enc."):
+                continue
+            if key.startswith(self.sleap_nn_kept) or key in ("image_mean", "image_std"):
+                out[key] = value
+                continue
+            source = next((s for s in decoder if key.startswith(s)), None)
+            if source is None:
+                unknown.append(key)
+            else:
+                out[decoder[source] + key[len(source) :]] = value
+        if unknown:
+            raise PosekitError(
+                f"{len(unknown)} sleap-nn weights have no place in this backbone (e.g. "
+                f"{unknown[0]}); is the config the one the weights were trained with?"
+            )
+        return out
+
     def encoder_input(self, x: torch.Tensor) -> torch.Tensor:
         """`x` (B, 1 or 3, H, W) in [0, 1] as the encoder takes it: RGB (a grayscale
         image tiled, as sleap-nn's `Model` does), normalised by `image_mean` / `image_std`."""
@@ -118,4 +187,10 @@ class DecodedEncoder(Backbone):
         return x
 
 
-__all__ = ["DecodedEncoder", "run_decoder", "sleap_nn_decoder"]
+__all__ = [
+    "DecodedEncoder",
+    "refuse_encoder_mode",
+    "run_decoder",
+    "sleap_nn_decoder",
+    "sleap_nn_decoder_keys",
+]

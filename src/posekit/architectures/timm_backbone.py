@@ -11,10 +11,11 @@ a 1-channel input is tiled to RGB first, as sleap-nn's `Model` does.
 The encoder is timm's model of that name, run through its `forward_intermediates`
 (ViTs and Swin V2 built with `dynamic_img_size` so any input size works, as sleap-nn
 does). ImageNet weights (`weights: true`) come from timm's own download and cache
-(`weights_file` loads a local file through timm instead). sleap-nn builds the same
-networks from Hugging Face `transformers`, whose module names differ: its checkpoints
-of hierarchical encoders do not load here. Its plain-ViT path (DINOv2 + ViT neck) is
-`vit_backbone.PretrainedViT`, which `from_config` picks for DINOv2 ids.
+(`weights_file` loads a local file through timm instead). sleap-nn builds its networks
+from Hugging Face `transformers`, whose module names differ from timm's: `from_config`
+picks `hf_backbone.HFPretrained` for Hugging Face ConvNeXt(V2) / ResNet / Swinv2 ids and
+`vit_backbone.PretrainedViT` (DINOv2 + ViT neck) for DINOv2 ids, whose sleap-nn
+checkpoints load.
 """
 
 from __future__ import annotations
@@ -27,6 +28,7 @@ from torch import nn
 from posekit.architectures.common import _SKIP_IMAGENET
 from posekit.architectures.sleap_nn_decoder import (
     DecodedEncoder,
+    refuse_encoder_mode,
     run_decoder,
     sleap_nn_decoder,
 )
@@ -47,8 +49,9 @@ def _create(name: str, weights: bool, weights_file: str | None) -> nn.Module:
         raise PosekitError(
             f"model_name={name!r} is not a timm model; use a timm name such as "
             f"'timm/convnextv2_nano.fcmae_ft_in22k_in1k'; of Hugging Face ids posekit builds "
-            f"the DINOv2 ViTs (facebook/dinov2-*, or one whose config.json is in a local "
-            f"folder or the Hugging Face cache)"
+            f"DINOv2, ConvNeXt(V2), ResNet and Swinv2 (facebook/dinov2-*, facebook/convnext*-*, "
+            f"microsoft/resnet-*, microsoft/swinv2-*, or one whose config.json is in a local folder or the "
+            f"Hugging Face cache)"
         )
     kwargs: dict = dict(pretrained=weights, num_classes=0)
     if weights and weights_file is not None:
@@ -132,19 +135,21 @@ class TimmPretrained(DecodedEncoder):
         """Build from sleap-nn's `PretrainedConfig` (see its docstring for what is left out).
 
         A Hugging Face DINOv2 id (or a local / cached model whose config says DINOv2)
-        builds `vit_backbone.PretrainedViT` instead: sleap-nn's plain-ViT path."""
+        builds `vit_backbone.PretrainedViT` instead: sleap-nn's plain-ViT path; a
+        Hugging Face ConvNeXt(V2) / ResNet / Swinv2 builds `hf_backbone.HFPretrained`."""
         from posekit.architectures.dinov2 import DINOV2_TYPES, hf_config
+        from posekit.architectures.hf_convnets import HF_HIERARCHICAL_TYPES
 
         hf = hf_config(config.model_name, config.revision)
         if hf is not None and hf.get("model_type") in DINOV2_TYPES:
             from posekit.architectures.vit_backbone import PretrainedViT
 
             return PretrainedViT.from_config(config, in_channels=in_channels, hf=hf)
-        if config.mode == "encoder":
-            raise PosekitError(
-                "pretrained mode 'encoder' (a pooled bottleneck, no decoder) is not built by "
-                "posekit; use mode: auto or decoder"
-            )
+        if hf is not None and hf.get("model_type") in HF_HIERARCHICAL_TYPES:
+            from posekit.architectures.hf_backbone import HFPretrained
+
+            return HFPretrained.from_config(config, in_channels=in_channels, hf=hf)
+        refuse_encoder_mode(config)
         names = ("weights", "out_indices", "normalize", "image_mean", "image_std")
         names += ("filters_rate", "convs_per_block", "kernel_size", "up_interpolate")
         return cls(

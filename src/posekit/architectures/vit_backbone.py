@@ -35,10 +35,11 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from posekit.architectures.common import _SKIP_IMAGENET
-from posekit.architectures.dinov2 import Dinov2, hf_config, hf_model_dir
+from posekit.architectures.dinov2 import Dinov2, require_hf_config
+from posekit.architectures.hf_hub import read_hf_weights
 from posekit.architectures.sleap_nn_decoder import (
     DecodedEncoder,
+    refuse_encoder_mode,
     run_decoder,
     sleap_nn_decoder,
 )
@@ -129,6 +130,8 @@ def _taps(layers: list[int] | None, depth: int, n_levels: int, mode: str) -> lis
 class PretrainedViT(DecodedEncoder):
     """A DINOv2 ViT under sleap-nn's ViT neck and decoder (see the module docstring)."""
 
+    sleap_nn_kept = ("tap_norms.", "neck.")  # sleap-nn's names, kept as they are
+
     def __init__(
         self,
         hf: Mapping,
@@ -195,33 +198,16 @@ class PretrainedViT(DecodedEncoder):
         self.normalize = bool(normalize)
         mean = image_mean if image_mean and image_std else IMAGENET_MEAN
         std = image_std if image_mean and image_std else IMAGENET_STD
-        self.register_buffer(
-            "image_mean", torch.tensor(mean, dtype=torch.float32).view(1, -1, 1, 1)
-        )
-        self.register_buffer("image_std", torch.tensor(std, dtype=torch.float32).view(1, -1, 1, 1))
-        if weights and not _SKIP_IMAGENET.get() and not self.image_mean.is_meta:
-            self.load_hf_weights(revision)
-        self.freeze = bool(freeze)
-        if self.freeze:
-            self.enc.requires_grad_(False)
+        self.finish(mean, std, weights, revision, freeze)
 
     @classmethod
     def from_config(
         cls, config: PretrainedConfig, in_channels: int = 3, hf: Mapping | None = None
     ) -> PretrainedViT:
         """Build from sleap-nn's `PretrainedConfig`; `hf`: the model's Hugging Face config
-        (read by `dinov2.hf_config` when not given)."""
-        hf = hf or hf_config(config.model_name, config.revision)
-        if hf is None:
-            raise PosekitError(
-                f"model_name={config.model_name!r}: no config.json in that folder or in the "
-                f"Hugging Face cache; put the model's config.json there"
-            )
-        if config.mode == "encoder":
-            raise PosekitError(
-                "pretrained mode 'encoder' (a pooled bottleneck, no decoder) is not built by "
-                "posekit; use mode: auto or decoder"
-            )
+        (read by `dinov2.require_hf_config` when not given)."""
+        hf = hf or require_hf_config(config.model_name, config.revision)
+        refuse_encoder_mode(config)
         if config.detail_stem:
             raise PosekitError("pretrained detail_stem: true is not built by posekit; set false")
         names = ("layers", "vit_neck", "neck_channels", "token_stride", "normalize")
@@ -253,62 +239,14 @@ class PretrainedViT(DecodedEncoder):
     # ---- weights
 
     def load_hf_weights(self, revision: str | None = None) -> None:
-        """The encoder's weights from the model's Hugging Face files: a local folder, the
-        cache, else a download through `huggingface_hub` (timm's dependency)."""
-        folder = hf_model_dir(self.model_name, revision)
-        files = [folder / n for n in ("model.safetensors", "pytorch_model.bin")] if folder else []
-        path = next((f for f in files if f.is_file()), None)
-        if path is None:
-            try:
-                from huggingface_hub import hf_hub_download
-
-                path = hf_hub_download(self.model_name, "model.safetensors", revision=revision)
-            except Exception as err:  # network, cache and missing-package failures
-                raise PosekitError(
-                    f"could not fetch the weights of {self.model_name} ({type(err).__name__}: "
-                    f"{str(err)[:200]}); without network, put model.safetensors beside its "
-                    f"config.json in a folder and use that folder as model_name, or set "
-                    f"weights: false"
-                ) from err
-        if str(path).endswith(".safetensors"):
-            from safetensors.torch import load_file
-
-            state = load_file(str(path))
-        else:
-            state = torch.load(path, map_location="cpu", weights_only=True)
+        """The encoder's weights from the model's Hugging Face files (`read_hf_weights`)."""
+        state = read_hf_weights(self.model_name, revision)
         prefix = "dinov2." if any(k.startswith("dinov2.") for k in state) else ""
         self.enc.load_state_dict(self.enc.load_hf_state_dict(state, prefix))
 
-    def sleap_nn_state_dict(self, state: Mapping[str, torch.Tensor]) -> dict[str, torch.Tensor]:
-        """sleap-nn's backbone weights (keys without `model.backbone.`) in posekit's names."""
-        out = {f"enc.{k}": v for k, v in self.enc.load_hf_state_dict(state, "enc.").items()}
-        decoder = {}
-        for i, block in enumerate(self.decoder):
-            theirs = block.prefix.replace("stack0_dec", "pretrained_dec", 1)
-            for part in ("upsample", "refine"):
-                for name, _ in getattr(block, part).named_children():
-                    their = name.replace(block.prefix, theirs, 1)
-                    decoder[f"dec.decoder_stack.{i}.blocks.{their}."] = (
-                        f"decoder.{i}.{part}.{name}."
-                    )
-        unknown = []
-        for key, value in state.items():
-            if key.startswith("enc."):
-                continue
-            if key.startswith(("tap_norms.", "neck.")) or key in ("image_mean", "image_std"):
-                out[key] = value
-                continue
-            source = next((s for s in decoder if key.startswith(s)), None)
-            if source is None:
-                unknown.append(key)
-            else:
-                out[decoder[source] + key[len(source) :]] = value
-        if unknown:
-            raise PosekitError(
-                f"{len(unknown)} sleap-nn weights have no place in this ViT backbone (e.g. "
-                f"{unknown[0]}); is the config the one the weights were trained with?"
-            )
-        return out
+    def hf_encoder_keys(self, state: Mapping[str, torch.Tensor]) -> dict[str, torch.Tensor]:
+        """The encoder's weights (Hugging Face names under `enc.`) in posekit's names."""
+        return self.enc.load_hf_state_dict(state, "enc.")
 
 
 __all__ = ["PretrainedViT", "ViTNeck"]

@@ -155,8 +155,10 @@ class PretrainedConfig(ConfigBase):
     model (`timm/convnextv2_nano.fcmae_ft_in22k_in1k` or `convnextv2_nano`), and DINOv2
     ViTs with sleap-nn's ViT neck (`layers`, `vit_neck`, `neck_channels`, `token_stride`)
     from a Hugging Face id (`facebook/dinov2-small`, or one whose config.json is in a
-    folder or the Hugging Face cache). Other Hugging Face ids, `detail_stem` and `mode:
-    encoder` are not built;
+    folder or the Hugging Face cache), as are Hugging Face ConvNeXt, ConvNeXtV2, ResNet
+    and Swinv2 ids (`facebook/convnextv2-nano-22k-224`, `microsoft/resnet-50`: sleap-nn's
+    AutoBackbone networks, whose checkpoints load). Other Hugging Face ids,
+    `detail_stem` and `mode: encoder` are not built;
     `gradient_checkpointing`, `encoder_lr_scale`, `layer_decay` and `revision` are kept
     for sleap-nn's files and not acted on.
     """

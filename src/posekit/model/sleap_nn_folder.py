@@ -9,8 +9,9 @@ weights are renamed by their own table (`hierarchical.sleap_nn_state_dict`); hea
 matched by layer name for every backbone (sleap-nn attaches each to the decoder output
 at its `output_stride`, as posekit does). sleap-nn's `pretrained` backbone comes from
 Hugging Face `transformers`: its DINOv2 ViTs (with the ViT neck) are posekit's
-`PretrainedViT`, whose `sleap_nn_state_dict` renames them; its hierarchical encoders
-have no weight map and such folders are refused. Two facts of sleap-nn that posekit follows when it loads such a folder:
+`PretrainedViT`, its ConvNeXt(V2), ResNet and Swinv2 encoders `HFPretrained`, whose
+`sleap_nn_state_dict` rename them; other families (EfficientNet, ...) have no weight map
+and such folders are refused. Two facts of sleap-nn that posekit follows when it loads such a folder:
 
 - its transposed convolutions are PyTorch's `padding=1, output_padding=1`, a one-pixel
   shift from Keras' "same" (posekit's default, SLEAP's): those layers become
@@ -97,7 +98,7 @@ def _leaf(key: str) -> str:
 
 #: Backbones whose sleap-nn folders load and export (the others have no weight map).
 FOLDER_BACKBONES = ("unet", "convnext", "swint")
-#: ... and those that load only (`pretrained`: its DINOv2 ViTs).
+#: ... and those that load only (`pretrained`: DINOv2, ConvNeXt(V2), ResNet, Swinv2).
 LOAD_ONLY_BACKBONES = ("pretrained",)
 _BACKBONE = "model.backbone."
 
@@ -111,12 +112,13 @@ def _hierarchical(model) -> bool:
 def _backbone_renamer(model):
     """The function that renames sleap-nn's backbone keys for `model`, or None when its
     layers are matched by name (the UNet)."""
+    from posekit.architectures.hf_backbone import HFPretrained
     from posekit.architectures.hierarchical import sleap_nn_state_dict
     from posekit.architectures.vit_backbone import PretrainedViT
 
     if _hierarchical(model):
         return lambda theirs: sleap_nn_state_dict(model.backbone, theirs)
-    if isinstance(model.backbone, PretrainedViT):
+    if isinstance(model.backbone, PretrainedViT | HFPretrained):
         return model.backbone.sleap_nn_state_dict
     return None
 
@@ -205,9 +207,11 @@ def load_sleap_nn_folder(folder: Path):
 
 
 def _refuse_hierarchical_pretrained(pretrained, folder: Path) -> None:
-    """Only DINOv2 ViTs of sleap-nn's `pretrained` backbone have a weight map; a model
-    posekit cannot size (not in its table, no config.json here) is named as such."""
+    """Only DINOv2, ConvNeXt(V2), ResNet and Swinv2 models of sleap-nn's `pretrained` backbone
+    have a weight map; a model posekit cannot size (not in its tables, no config.json
+    here) is named as such."""
     from posekit.architectures.dinov2 import DINOV2_TYPES, hf_config
+    from posekit.architectures.hf_convnets import HF_HIERARCHICAL_TYPES
 
     hf = hf_config(pretrained.model_name, pretrained.revision)
     if hf is None:
@@ -216,11 +220,12 @@ def _refuse_hierarchical_pretrained(pretrained, folder: Path) -> None:
             f"knows and has no config.json in the Hugging Face cache; copy the model's "
             f"config.json there (or into a folder named by model_name)"
         )
-    if hf.get("model_type") not in DINOV2_TYPES:
+    if hf.get("model_type") not in DINOV2_TYPES + HF_HIERARCHICAL_TYPES:
         raise PosekitError(
             f"{folder}: sleap-nn builds its {hf.get('model_type')!r} 'pretrained' backbone "
-            f"through Hugging Face transformers, whose weight names posekit cannot map (only "
-            f"DINOv2 ViTs load); train it with posekit instead (posekit train {folder / CONFIG})"
+            f"through Hugging Face transformers, whose weight names posekit cannot map (DINOv2, "
+            f"ConvNeXt(V2), ResNet and Swinv2 load); train it with posekit instead (posekit train "
+            f"{folder / CONFIG})"
         )
 
 
