@@ -503,6 +503,12 @@ def _heads_back(heads) -> dict[str, Any]:
     if family is None:
         raise PosekitError(f"model type {which!r} has no sleap-nn counterpart")
     cfg = getattr(heads, which)
+    if getattr(cfg, "segmentation", None) is not None:
+        raise PosekitError(
+            f"model.heads.{which}.segmentation: pose + mask heads on one backbone are "
+            "posekit-only, sleap-nn and SLEAP have no such model; export it to onnx or "
+            "torchscript instead"
+        )
     _, subs = _HEADS[family]
 
     def one(head) -> dict[str, Any]:
