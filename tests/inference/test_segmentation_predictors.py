@@ -80,20 +80,20 @@ def test_offsets_decide_the_animal_not_the_distance():
 
 
 def test_a_crop_map_goes_back_where_the_crop_came_from():
-    from posekit.inference.predictors.segmentation import _paste
+    from posekit.inference.predictors.topdown import paste_crop
 
     crop = torch.ones((4, 4))
     # crop pixel 0 sat at scaled-frame (4, 2) = centre - (4 - 1) / 2
-    out = _paste(crop, torch.tensor([5.5, 3.5]), 1.0, (10, 12))
+    out = paste_crop(crop, torch.tensor([5.5, 3.5]), 1.0, (10, 12))
     expected = torch.zeros((10, 12))
     expected[2:6, 4:8] = 1.0
     assert torch.equal(out, expected)
     # at input scaling 0.5 frame pixel X is scaled-frame (X + 0.5) / 2 - 0.5: X 9..14, Y 5..10
-    out = _paste(crop, torch.tensor([5.5, 3.5]), 0.5, (20, 24))
+    out = paste_crop(crop, torch.tensor([5.5, 3.5]), 0.5, (20, 24))
     assert out.nonzero().min(0).values.tolist() == [5, 9]
     assert out.nonzero().max(0).values.tolist() == [10, 14]
     # a crop that hangs over the frame's edge is cut there
-    assert _paste(crop, torch.tensor([0.0, 0.0]), 1.0, (10, 12)).sum() == 4
+    assert paste_crop(crop, torch.tensor([0.0, 0.0]), 1.0, (10, 12)).sum() == 4
 
 
 def test_mask_predictions_keep_a_projects_poses_and_link_to_them():

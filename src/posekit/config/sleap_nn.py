@@ -498,11 +498,19 @@ def _skeleton_tree(skeleton) -> dict[str, Any]:
 
 
 def _heads_back(heads) -> dict[str, Any]:
+    from posekit.config.model import PoseMaskHeadConfig
+
     which = heads.which_oneof_attrib_name()
     family = {ours: theirs for theirs, (ours, _) in _HEADS.items()}.get(which)
     if family is None:
         raise PosekitError(f"model type {which!r} has no sleap-nn counterpart")
     cfg = getattr(heads, which)
+    if isinstance(getattr(cfg, "segmentation", None), PoseMaskHeadConfig):
+        raise PosekitError(
+            f"model.heads.{which}.segmentation: pose + mask heads on one backbone are "
+            "posekit-only, sleap-nn and SLEAP have no such model; export it to onnx or "
+            "torchscript instead"
+        )
     _, subs = _HEADS[family]
 
     def one(head) -> dict[str, Any]:

@@ -44,13 +44,21 @@ import torch
 from posekit.data.augmentation import BatchAugmenter
 from posekit.data.channels import convert_frame, frame_channels
 from posekit.data.instance_cropping import (
+    context_crop,
+    crop_around_animal,
     crop_origins,
     extract_crops,
     find_instance_crop_size,
     instance_centroids,
 )
 from posekit.data.labels import PoseLabels, check_part_names
-from posekit.data.masks import MASK_HEADS, fit_masks, frame_masks, mask_head_target
+from posekit.data.masks import (
+    MASK_HEADS,
+    fit_masks,
+    mask_head_target,
+    sample_masks,
+    skip_unmasked,
+)
 from posekit.data.targets import (
     OFFSET_THRESHOLD,
     centroid_confidence_maps,
@@ -367,11 +375,16 @@ class DataPipeline:
             if "masks" in batch:
                 masks = fit_masks(batch["masks"], matrices, hw, tuple(images.shape[-2:]))
             if augment and self.train_crop_size and self.model_type == "single_instance":
-                images, points = self._crop_around_animal(images, points, generator)
+                c = images.shape[1]  # masks ride along as extra channels
+                both = images if masks is None else torch.cat([images, masks.float()], 1)
+                both, points = self._crop_around_animal(both, points, generator)
+                images, masks = both[:, :c], None if masks is None else both[:, c:] > 0.5
         out["image"] = images
         sigma_scale = self.train_sigma_scale if augment else 1.0
         hw_out = tuple(images.shape[-2:])
         out.update(self.make_targets(points, class_ids, hw_out, sigma_scale, masks))
+        if "has_mask" in batch:  # pose + mask models: instances without a mask
+            skip_unmasked(out, batch["has_mask"])
         out["points"] = points
         out["class_ids"] = class_ids
         for key in _METADATA_KEYS:
@@ -382,39 +395,9 @@ class DataPipeline:
     def _crop_around_animal(
         self, images: torch.Tensor, points: torch.Tensor, generator: torch.Generator | None
     ) -> tuple[torch.Tensor, torch.Tensor]:
-        """Training crops of side `train_crop_size` that hold the animal at a random place.
-
-        The crop is shifted at random as far as the animal's bounding box still fits (and
-        stays inside the image), so the network sees the animal everywhere in its view
-        and the background around it; integer origins keep the pixels exact.
-        """
-        n, _, h, w = images.shape
-        c = int(self.train_crop_size)
-        ch, cw = min(c, h), min(c, w)
-        if ch >= h and cw >= w:
-            return images, points
-        pts = points[:, 0]  # (N, K, 2): single instance
-        lo = torch.nan_to_num(
-            torch.where(torch.isnan(pts), torch.inf, pts).amin(dim=1), posinf=float("nan")
-        )
-        hi = torch.nan_to_num(
-            torch.where(torch.isnan(pts), -torch.inf, pts).amax(dim=1), neginf=float("nan")
-        )
-        size = torch.tensor([cw, ch], dtype=pts.dtype, device=pts.device)
-        limit = torch.tensor([w - cw, h - ch], dtype=pts.dtype, device=pts.device)
-        # integer origins for which the whole box is inside: [ceil(hi - size + 1), floor(lo)]
-        low = torch.clamp(torch.ceil(hi - size + 1), min=0.0)
-        high = torch.minimum(torch.clamp(torch.floor(lo), min=0.0), limit)
-        low = torch.minimum(low, high)
-        dev = generator.device if generator is not None else "cpu"
-        u = torch.rand((n, 2), generator=generator, device=dev).to(pts.device, pts.dtype)
-        origins = torch.minimum(torch.floor(low + u * (high - low + 1)), high)
-        centre = torch.floor(limit / 2).expand(n, 2)
-        origins = torch.where(torch.isnan(origins), centre, origins)
-        origins = torch.minimum(torch.clamp(origins, min=0.0), limit)
-        oi = origins.long().tolist()
-        crops = torch.stack([images[i, :, y : y + ch, x : x + cw] for i, (x, y) in enumerate(oi)])
-        return crops, points - origins[:, None, None, :]
+        """Training crops of side `train_crop_size` that hold the animal at a random place
+        (`posekit.data.instance_cropping.crop_around_animal`)."""
+        return crop_around_animal(images, points, int(self.train_crop_size), generator)
 
     def _inside_frame(
         self, frame_origins: torch.Tensor, frame_size: torch.Tensor, scale: float
@@ -503,16 +486,6 @@ class DataPipeline:
         return targets
 
 
-def _context_crop(img: np.ndarray, x0: int, y0: int, size: int) -> np.ndarray:
-    """(size, size, C) window of an (H, W, C) array at (x0, y0), zeros outside it."""
-    crop = np.zeros((size, size, img.shape[2]), dtype=img.dtype)
-    h, w = img.shape[:2]
-    sx0, sy0, sx1, sy1 = max(x0, 0), max(y0, 0), min(x0 + size, w), min(y0 + size, h)
-    if sx1 > sx0 and sy1 > sy0:
-        crop[sy0 - y0 : sy1 - y0, sx0 - x0 : sx1 - x0] = img[sy0:sy1, sx0:sx1]
-    return crop
-
-
 class PoseDataset(torch.utils.data.Dataset):
     """Raw samples (or, with `with_targets`, processed samples) of `labels` for a pipeline.
 
@@ -573,7 +546,13 @@ class PoseDataset(torch.utils.data.Dataset):
             else:
                 self.items.append((i, keep))
         self.max_masks = max((len(labels.entries[i].masks) for i, _ in self.items), default=0)
-        self.with_masks = kind.masks
+        self.with_masks = kind.masks or registry.has_mask_head(pipeline.heads)
+        if self.with_masks and not kind.masks and not self.max_masks:
+            raise PosekitError(
+                f"this {pipeline.model_type} model has a mask head (segmentation) and no "
+                "training frame has a mask: make them (`posekit masks LABELS`) or remove "
+                f"model.heads.{pipeline.model_type}.segmentation"
+            )
         if not self.items and kind.masks:
             raise PosekitError(
                 f"a {pipeline.model_type} model trains on segmentation masks and these labels "
@@ -615,12 +594,12 @@ class PoseDataset(torch.utils.data.Dataset):
             x0 = int(math.floor((float(centroid[0]) - size / 2.0) / step)) * step
             y0 = int(math.floor((float(centroid[1]) - size / 2.0) / step)) * step
             h, w = img.shape[:2]
-            crop = _context_crop(img, x0, y0, size)
+            crop = context_crop(img, x0, y0, size)
             sample["image"] = torch.from_numpy(crop).permute(2, 0, 1).contiguous()
             if self.with_masks:  # the mask linked to this instance
-                m = entry.masks[entry.mask_instance.index(int(inst[0]))]
+                fm, sample["has_mask"] = sample_masks(entry, (h, w), int(inst[0]), 1)
                 sample["masks"] = torch.from_numpy(
-                    _context_crop(frame_masks([m], (h, w)).transpose(1, 2, 0), x0, y0, size)
+                    context_crop(fm.transpose(1, 2, 0), x0, y0, size)
                 ).permute(2, 0, 1)
             sample["points"] = torch.from_numpy(pts - np.array([x0, y0], dtype=np.float32))
             sample["class_ids"] = torch.from_numpy(cls.astype(np.int64))
@@ -643,9 +622,7 @@ class PoseDataset(torch.utils.data.Dataset):
             sample["class_ids"] = torch.from_numpy(all_cls)
             sample["instance_index"] = -1
             if self.with_masks:
-                fm = frame_masks(entry.masks, tuple(img.shape[:2]))
-                masks = np.zeros((self.max_masks, *fm.shape[1:]), dtype=np.uint8)
-                masks[: len(fm)] = fm
+                masks, sample["has_mask"] = sample_masks(entry, (h, w), None, self.max_masks)
                 sample["masks"] = torch.from_numpy(masks)
         sample["frame_index"] = int(entry_index)
         sample["video_index"] = int(entry.video_index)

@@ -174,9 +174,63 @@ def crop_instances(
 __all__ = [
     "bbox_midpoints",
     "bilinear_sample",
+    "context_crop",
+    "crop_around_animal",
     "crop_instances",
     "crop_origins",
     "extract_crops",
     "find_instance_crop_size",
     "instance_centroids",
 ]
+
+
+def context_crop(img: np.ndarray, x0: int, y0: int, size: int) -> np.ndarray:
+    """(size, size, C) window of an (H, W, C) array at (x0, y0), zeros outside it."""
+    crop = np.zeros((size, size, img.shape[2]), dtype=img.dtype)
+    h, w = img.shape[:2]
+    sx0, sy0, sx1, sy1 = max(x0, 0), max(y0, 0), min(x0 + size, w), min(y0 + size, h)
+    if sx1 > sx0 and sy1 > sy0:
+        crop[sy0 - y0 : sy1 - y0, sx0 - x0 : sx1 - x0] = img[sy0:sy1, sx0:sx1]
+    return crop
+
+
+def crop_around_animal(
+    images: torch.Tensor,
+    points: torch.Tensor,
+    crop_size: int,
+    generator: torch.Generator | None = None,
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """Training crops of side `crop_size` that hold the (single) animal at a random place.
+
+    The crop is shifted at random as far as the animal's bounding box still fits (and
+    stays inside the image), so the network sees the animal everywhere in its view
+    and the background around it; integer origins keep the pixels exact. Extra channels
+    of `images` (a pose + mask model's masks) are cut with the image.
+    """
+    n, _, h, w = images.shape
+    c = int(crop_size)
+    ch, cw = min(c, h), min(c, w)
+    if ch >= h and cw >= w:
+        return images, points
+    pts = points[:, 0]  # (N, K, 2): single instance
+    lo = torch.nan_to_num(
+        torch.where(torch.isnan(pts), torch.inf, pts).amin(dim=1), posinf=float("nan")
+    )
+    hi = torch.nan_to_num(
+        torch.where(torch.isnan(pts), -torch.inf, pts).amax(dim=1), neginf=float("nan")
+    )
+    size = torch.tensor([cw, ch], dtype=pts.dtype, device=pts.device)
+    limit = torch.tensor([w - cw, h - ch], dtype=pts.dtype, device=pts.device)
+    # integer origins for which the whole box is inside: [ceil(hi - size + 1), floor(lo)]
+    low = torch.clamp(torch.ceil(hi - size + 1), min=0.0)
+    high = torch.minimum(torch.clamp(torch.floor(lo), min=0.0), limit)
+    low = torch.minimum(low, high)
+    dev = generator.device if generator is not None else "cpu"
+    u = torch.rand((n, 2), generator=generator, device=dev).to(pts.device, pts.dtype)
+    origins = torch.minimum(torch.floor(low + u * (high - low + 1)), high)
+    centre = torch.floor(limit / 2).expand(n, 2)
+    origins = torch.where(torch.isnan(origins), centre, origins)
+    origins = torch.minimum(torch.clamp(origins, min=0.0), limit)
+    oi = origins.long().tolist()
+    crops = torch.stack([images[i, :, y : y + ch, x : x + cw] for i, (x, y) in enumerate(oi)])
+    return crops, points - origins[:, None, None, :]

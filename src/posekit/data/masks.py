@@ -291,6 +291,8 @@ __all__ = [
     "MASK_HEADS",
     "fit_masks",
     "mask_head_target",
+    "sample_masks",
+    "skip_unmasked",
     "center_target",
     "downsample_masks",
     "foreground_target",
@@ -338,6 +340,35 @@ def fit_masks(
     if ph or pw:
         m = F.pad(m, (0, pw, 0, ph))
     return m > 0.5
+
+
+def sample_masks(entry: Any, image_hw: tuple[int, int], instance: int | None, n: int):
+    """((M, H, W) uint8 masks, has a mask) of one training sample of a `LabeledEntry`:
+    the mask linked to `instance` (top-down crops), or the frame's masks padded to `n`.
+
+    A pose + mask model trains on every instance; one without a mask gets an empty mask
+    and False, so its mask loss is skipped (`skip_unmasked`).
+    """
+    if instance is not None:
+        linked = instance in entry.mask_instance
+        ms = [entry.masks[entry.mask_instance.index(instance)]] if linked else []
+    else:
+        ms = list(entry.masks)
+    fm = frame_masks(ms, image_hw)
+    out = np.zeros((max(n, len(fm), 1 if instance is not None else 0), *image_hw), np.uint8)
+    out[: len(fm)] = fm
+    return out, bool(ms)
+
+
+def skip_unmasked(targets: dict[str, torch.Tensor], has_mask: torch.Tensor) -> None:
+    """NaN the `SegmentationHead` target of the samples without a mask (in place): the
+    mask loss (`posekit.training.losses.bce_dice`) skips them."""
+    import torch
+
+    t = targets.get("SegmentationHead")
+    if t is not None and not bool(has_mask.all()):
+        keep = has_mask.to(t.device).reshape(-1, *([1] * (t.dim() - 1)))
+        targets["SegmentationHead"] = torch.where(keep, t, torch.full_like(t, float("nan")))
 
 
 def mask_head_target(head: Any, masks: torch.Tensor) -> torch.Tensor:

@@ -39,6 +39,7 @@ from posekit.heads import (
 __all__ = [
     "MODEL_TYPES",
     "allowed_combinations",
+    "has_mask_head",
     "ModelType",
     "make_heads",
     "model_type",
@@ -70,7 +71,8 @@ class ModelType:
         needs_part_names: the heads predict every body part (not only an anchor).
         pairs_with: the model type that finds the animals for this one at inference.
         peaks: "global" (one peak per part and image/crop) or "local" (any number).
-        masks: trains on segmentation masks (instead of poses) and predicts masks.
+        masks: trains on segmentation masks (instead of poses) and predicts masks. (A
+            pose type with a `SegmentationHead` -- `has_mask_head` -- trains on both.)
         predictor: import path (``"module:Class"``) of the predictor that runs it.
     """
 
@@ -99,13 +101,17 @@ def _parts(cfg, given: HeadInputs, field: str) -> list[str]:
     return _need(cfg.part_names or given.part_names, "part names", f"{field}.part_names")
 
 
+def _with_mask(heads: list[Head], cfg) -> list[Head]:
+    """A pose model's heads plus the optional mask head on the same backbone
+    (`segmentation` of its confidence-map config, posekit-only)."""
+    seg = getattr(cfg, "segmentation", None)
+    return heads if seg is None else [*heads, _segmentation_head(seg)]
+
+
 def _single_instance(cfg, given: HeadInputs, field: str):
     names = _parts(cfg, given, field)
-    return (
-        [SingleInstanceConfmapsHead(cfg.output_stride, cfg.loss_weight, cfg.sigma, names)],
-        cfg,
-        names,
-    )
+    head = SingleInstanceConfmapsHead(cfg.output_stride, cfg.loss_weight, cfg.sigma, names)
+    return _with_mask([head], cfg), cfg, names
 
 
 def _centroid(cfg, given: HeadInputs, field: str):
@@ -118,7 +124,7 @@ def _centered_instance(cfg, given: HeadInputs, field: str):
     head = CenteredInstanceConfmapsHead(
         cfg.output_stride, cfg.loss_weight, cfg.sigma, names, cfg.anchor_part
     )
-    return [head], cfg, names
+    return _with_mask([head], cfg), cfg, names
 
 
 def _multi_instance(cfg, given: HeadInputs, field: str):
@@ -307,6 +313,12 @@ MODEL_TYPES: dict[str, ModelType] = {
         ),
     )
 }
+
+
+def has_mask_head(heads: list[Head]) -> bool:
+    """Whether a pose model also predicts masks: a `SegmentationHead` beside its
+    confidence maps (a pose head config's `segmentation`)."""
+    return any(isinstance(h, SegmentationHead) for h in heads)
 
 
 def model_type(name: str | ModelType) -> ModelType:

@@ -300,6 +300,7 @@ def save_sleap_nn_folder(model, out_dir: str | os.PathLike) -> Path:
             f"{backbone} models cannot be written as sleap-nn folders; only "
             f"{', '.join(FOLDER_BACKBONES)} backbones can"
         )
+    text = to_sleap_nn_yaml(model.config, in_channels=model.in_channels)  # refuses first
     if any(
         isinstance(m, SameConvTranspose2d) and not isinstance(m, TorchPaddedConvTranspose2d)
         for m in model.modules()
@@ -317,7 +318,6 @@ def save_sleap_nn_folder(model, out_dir: str | os.PathLike) -> Path:
         "optimizer_states": [],
         "lr_schedulers": [],
     }
-    text = to_sleap_nn_yaml(model.config, in_channels=model.in_channels)
     out_dir = Path(out_dir)
     with atomic_path(out_dir, directory=True) as tmp:
         torch.save(ckpt, tmp / CHECKPOINT)

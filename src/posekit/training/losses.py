@@ -166,16 +166,22 @@ def bce_dice(
     ``(2 sum(p t) + smooth) / (sum(p) + sum(t) + smooth)`` per image and channel,
     averaged. BCE alone lets a small animal vanish into the background (almost every
     pixel is background); Dice measures the overlap whatever the animal's size.
+
+    Images whose target is NaN (a pose + mask model's instances without a mask) are
+    skipped; a batch without any mask gives zero (with a gradient).
     """
     import torch.nn.functional as F
 
     logits, target = logits.float(), target.float()
+    valid = torch.isfinite(target).flatten(1).all(dim=1)  # (N,)
+    target = torch.nan_to_num(target, nan=0.0)
     pw = None if pos_weight is None else torch.tensor(float(pos_weight), device=logits.device)
-    bce = F.binary_cross_entropy_with_logits(logits, target, pos_weight=pw)
+    bce = F.binary_cross_entropy_with_logits(logits, target, pos_weight=pw, reduction="none")
     p = torch.sigmoid(logits)
     inter = (p * target).sum(dim=(2, 3))
     dice = (2.0 * inter + smooth) / (p.sum(dim=(2, 3)) + target.sum(dim=(2, 3)) + smooth)
-    return bce_weight * bce + dice_weight * (1.0 - dice.mean())
+    per_image = bce_weight * bce.flatten(1).mean(dim=1) + dice_weight * (1.0 - dice.mean(dim=1))
+    return (per_image * valid).sum() / valid.sum().clamp(min=1)
 
 
 def masked_smooth_l1(pred: torch.Tensor, target: torch.Tensor) -> torch.Tensor:

@@ -57,6 +57,10 @@ class RawInstance:
     tracking_score: float | None = None
 
 
+#: Foreground probability above which a pixel belongs to an animal (mask heads).
+MASK_THRESHOLD = 0.5
+
+
 @dataclass
 class RawMask:
     """One predicted segmentation mask before it becomes a `PredictedSegmentationMask`:

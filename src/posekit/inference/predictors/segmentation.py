@@ -31,21 +31,19 @@ from __future__ import annotations
 import torch
 import torch.nn.functional as F
 
-from posekit.inference.predictors.base import OneModelPredictor, RawMask, need_head
+from posekit.inference.predictors.base import MASK_THRESHOLD, OneModelPredictor, RawMask, need_head
 from posekit.inference.predictors.topdown import (
     _TopDownBase,
     crop_at_pixels,
     crop_centered,
+    paste_crop,
     resize_frames,
 )
 from posekit.model.preprocessing import scaled_size
 from posekit.ops.peaks import find_local_peaks_rough
 
-#: Foreground probability above which a pixel belongs to an animal.
-MASK_THRESHOLD = 0.5
 
-
-def _to_frame(maps: torch.Tensor, stride: int, scale: float, frame_hw, mode: str):
+def maps_to_frame(maps: torch.Tensor, stride: int, scale: float, frame_hw, mode: str):
     """(N, C, h, w) output-grid maps -> (N, C, H, W) frame pixels."""
     if stride > 1:
         size = (maps.shape[-2] * stride, maps.shape[-1] * stride)
@@ -73,8 +71,8 @@ class _SegmentationBase(OneModelPredictor):
         prob = torch.sigmoid(out[self.segmentation_head.name].float())
         stride = int(self.segmentation_head.output_stride)
         if self.sleap_compatible:  # sleap-nn: cells of the grid, each a block of pixels
-            return _to_frame(prob, stride, self.model.input_scale, frame_hw, "nearest")[:, 0]
-        return _to_frame(prob, stride, self.model.input_scale, frame_hw, "bilinear")[:, 0]
+            return maps_to_frame(prob, stride, self.model.input_scale, frame_hw, "nearest")[:, 0]
+        return maps_to_frame(prob, stride, self.model.input_scale, frame_hw, "bilinear")[:, 0]
 
 
 class SemanticSegmentationPredictor(_SegmentationBase):
@@ -116,7 +114,7 @@ class BottomUpSegmentationPredictor(_SegmentationBase):
             out, self._frame_map_hw(images, self.model, self.center_head)
         )
         stride = int(self.offset_head.output_stride)
-        labels = _to_frame(labels.float(), stride, self.model.input_scale, frame_hw, "nearest")
+        labels = maps_to_frame(labels.float(), stride, self.model.input_scale, frame_hw, "nearest")
         labels = labels[:, 0].long()
         results = []
         for i, (p, lab) in enumerate(zip(prob, labels)):
@@ -218,7 +216,7 @@ class TopDownSegmentationPredictor(_TopDownBase):
         if stride > 1:
             prob = F.interpolate(prob, size=(size, size), mode="bilinear", align_corners=False)
         for k in range(c.shape[0]):
-            mask = _paste(prob[k, 0], c[k], scale, (h, w)) > self.mask_threshold
+            mask = paste_crop(prob[k, 0], c[k], scale, (h, w)) > self.mask_threshold
             if bool(mask.any()):
                 results[int(samples[k])].append(RawMask(mask.cpu().numpy(), float(cvals[k])))
         return results
@@ -297,32 +295,10 @@ def _best_cell(values, group) -> tuple[float, float, float]:
     return float(x), float(y), float(values[y, x])
 
 
-def _paste(crop: torch.Tensor, centre: torch.Tensor, scale: float, frame_hw) -> torch.Tensor:
-    """(H, W) frame-pixel values of a (S, S) crop map whose pixel (i, j) sat at scaled-frame
-    ``centre - (S - 1) / 2 + (j, i)`` (`crop_centered`); 0 outside the crop. Frame pixel X
-    is scaled-frame ``(X + 0.5) * scale - 0.5`` (`resize_images`' half-pixel centres)."""
-    size = crop.shape[-1]
-    h, w = frame_hw
-    out = torch.zeros((h, w), device=crop.device)
-    lo = centre - (size - 1) / 2.0  # scaled-frame (x, y) of crop pixel 0
-    first = torch.ceil((lo + 0.5) / scale - 0.5).clamp(min=0).long().tolist()
-    last = torch.floor((lo + size - 1 + 0.5) / scale - 0.5).long().tolist()
-    x1, y1 = min(last[0], w - 1), min(last[1], h - 1)
-    if x1 < first[0] or y1 < first[1]:
-        return out
-    xs = torch.arange(first[0], x1 + 1, device=crop.device, dtype=torch.float32)
-    ys = torch.arange(first[1], y1 + 1, device=crop.device, dtype=torch.float32)
-    gx = ((xs + 0.5) * scale - 0.5 - lo[0]) * 2.0 / max(size - 1, 1) - 1.0
-    gy = ((ys + 0.5) * scale - 0.5 - lo[1]) * 2.0 / max(size - 1, 1) - 1.0
-    grid = torch.stack(torch.meshgrid(gx, gy, indexing="xy"), dim=-1)[None]
-    sampled = F.grid_sample(crop[None, None], grid, mode="bilinear", align_corners=True)
-    out[first[1] : y1 + 1, first[0] : x1 + 1] = sampled[0, 0]
-    return out
-
-
 __all__ = [
     "BottomUpSegmentationPredictor",
     "MASK_THRESHOLD",
+    "maps_to_frame",
     "SemanticSegmentationPredictor",
     "TopDownSegmentationPredictor",
 ]

@@ -47,8 +47,10 @@ from posekit.data.instance_cropping import instance_centroids
 from posekit.errors import PosekitError
 from posekit.inference.identity import classify_peaks_from_vectors, ensure_probabilities
 from posekit.inference.predictors.base import (
+    MASK_THRESHOLD,
     Predictor,
     RawInstance,
+    RawMask,
     need_head,
     skeleton_of,
     types_run_by,
@@ -170,6 +172,32 @@ def resize_frames(images, scale: float, to_uint8: bool = False):
     if to_uint8:
         return x.clamp(0, 255).floor().to(torch.uint8)
     return x.contiguous()
+
+
+def paste_crop(crop, centre, scale: float, frame_hw):
+    """(H, W) frame-pixel values of a (S, S) crop map whose pixel (i, j) sat at scaled-frame
+    ``centre - (S - 1) / 2 + (j, i)`` (`crop_centered`); 0 outside the crop. Frame pixel X
+    is scaled-frame ``(X + 0.5) * scale - 0.5`` (`resize_images`' half-pixel centres)."""
+    import torch
+    import torch.nn.functional as F
+
+    size = crop.shape[-1]
+    h, w = frame_hw
+    out = torch.zeros((h, w), device=crop.device)
+    lo = centre - (size - 1) / 2.0  # scaled-frame (x, y) of crop pixel 0
+    first = torch.ceil((lo + 0.5) / scale - 0.5).clamp(min=0).long().tolist()
+    last = torch.floor((lo + size - 1 + 0.5) / scale - 0.5).long().tolist()
+    x1, y1 = min(last[0], w - 1), min(last[1], h - 1)
+    if x1 < first[0] or y1 < first[1]:
+        return out
+    xs = torch.arange(first[0], x1 + 1, device=crop.device, dtype=torch.float32)
+    ys = torch.arange(first[1], y1 + 1, device=crop.device, dtype=torch.float32)
+    gx = ((xs + 0.5) * scale - 0.5 - lo[0]) * 2.0 / max(size - 1, 1) - 1.0
+    gy = ((ys + 0.5) * scale - 0.5 - lo[1]) * 2.0 / max(size - 1, 1) - 1.0
+    grid = torch.stack(torch.meshgrid(gx, gy, indexing="xy"), dim=-1)[None]
+    sampled = F.grid_sample(crop[None, None], grid, mode="bilinear", align_corners=True)
+    out[first[1] : y1 + 1, first[0] : x1 + 1] = sampled[0, 0]
+    return out
 
 
 class _TopDownBase(Predictor):
@@ -408,17 +436,43 @@ class TopDownPredictor(_TopDownBase):
     def _predict_batch(self, images, gt):
         n = images.shape[0]
         centroids, cvals, samples = self._find_centroids(images, gt)
-        results: list[list[RawInstance]] = [[] for _ in range(n)]
+        results: list[list[RawInstance | RawMask]] = [[] for _ in range(n)]
         if self.confmap_model is None:
             return self._centroid_only(centroids, cvals, samples, gt, results)
-        pts, vals, _ = self._run_crops(images, centroids, samples)
+        pts, vals, outs = self._run_crops(images, centroids, samples)
+        masks = self._instance_masks(outs, centroids, tuple(images.shape[1:3]))
         pts, vals = pts.cpu().numpy(), vals.cpu().numpy()
         cvals_np, samples_np = cvals.cpu().numpy(), samples.cpu().numpy()
-        for p, v, cv, s in zip(pts, vals, cvals_np, samples_np):
+        n_inst = [0] * n
+        for k, (p, v, cv, s) in enumerate(zip(pts, vals, cvals_np, samples_np)):
             if np.isnan(p).all():
                 continue
             results[int(s)].append(RawInstance(p, v, float(cv)))
+            if masks is not None and masks[k] is not None:  # linked to that instance
+                results[int(s)].append(RawMask(masks[k], float(cv), n_inst[int(s)]))
+            n_inst[int(s)] += 1
         return results
+
+    def _instance_masks(self, outs, centroids, frame_hw):
+        """Each crop's mask pasted back onto the frame, for a centered-instance model with a
+        mask head (`segmentation`; None without one, and None for an empty mask)."""
+        import torch
+        import torch.nn.functional as F
+
+        model = self.confmap_model
+        head = next((h for h in model.heads if h.name == "SegmentationHead"), None)
+        if head is None or not outs:
+            return None
+        prob = torch.sigmoid(torch.cat([o[head.name] for o in outs]).float())
+        size, scale = self.crop_size, float(model.input_scale)
+        if prob.shape[-1] != size:
+            prob = F.interpolate(prob, size=(size, size), mode="bilinear", align_corners=False)
+        c = centroids.to(prob.device, torch.float32) * scale
+        masks = []
+        for k in range(prob.shape[0]):
+            m = paste_crop(prob[k, 0], c[k], scale, frame_hw) > MASK_THRESHOLD
+            masks.append(m.cpu().numpy() if bool(m.any()) else None)
+        return masks
 
     def _centroid_only(self, centroids, cvals, samples, gt, results):
         """SLEAP's ground-truth instance mode; anchor-only instances without labels."""
