@@ -45,7 +45,7 @@ def _config(model_type, tmp_path, **opt):
 
 #: (steps, learning rate, what the predictions must reach on the training frames)
 BUDGET = {
-    "semantic_segmentation": (60, 1e-2, "foreground_iou.mean", 0.25),
+    "semantic_segmentation": (100, 3e-3, "foreground_iou.mean", 0.25),
     # three heads on one small backbone: the foreground map first passes 0.5 after ~80 steps
     "bottomup_segmentation": (100, 3e-3, "mask_iou.median", 0.3),
     # predicted on the labels' instances as crop centres (no centroid model)
