@@ -111,6 +111,16 @@ def train_and_score(labelled, test, args, tag: str) -> dict[str, Any]:
     return {**scores, "model": [str(d) for d in model_dirs], "predictor": predictor}
 
 
+def predictor_of(row: dict, args) -> Any:
+    """The predictor of a round: in memory, or loaded from its model folders (--resume)."""
+    if row.get("predictor") is not None:
+        return row["predictor"]
+    import posekit
+
+    models = row["model"] if len(row["model"]) > 1 else row["model"][0]
+    return posekit.load_predictor(models, device=args.device, max_instances=2)
+
+
 def pick(strategy, predictor, labelled_frames, pool, labels, args, rng, where: Path):
     """The next `--add` frames to label."""
     unlabelled = [f for f in pool if f not in labelled_frames]
@@ -149,7 +159,7 @@ def summarize(results: list[dict], out: Path) -> None:
         for k, key in enumerate(("mAP", "mPCK", "median_px")):
             mean, lo, hi = [], [], []
             for n in counts:
-                v = [r[key] for r in rows if r["labelled"] == n and r[key] is not None]
+                v = [r[key] for r in rows if r["labelled"] == n and r.get(key) is not None]
                 mean.append(np.mean(v) if v else np.nan)
                 lo.append(np.min(v) if v else np.nan)
                 hi.append(np.max(v) if v else np.nan)
@@ -193,6 +203,9 @@ def main(argv=None) -> None:
     p.add_argument("--device", default="auto")
     p.add_argument("--seed-offset", type=int, default=0)
     p.add_argument("--threads", type=int, default=None, help="torch threads (default: cores)")
+    p.add_argument(
+        "--resume", action="store_true", help="keep the rounds already in OUT/results.json"
+    )
     args = p.parse_args(argv)
     set_threads(args.threads)
     import sleap_io as sio
@@ -219,19 +232,45 @@ def main(argv=None) -> None:
         (out / "results.json").write_text(json.dumps({"args": vars(args), "rounds": results}))
         print(json.dumps(row), flush=True)
 
+    # --resume: rounds already in OUT/results.json are taken as they are (their models
+    # give the next round's suggestions; the random picks are drawn again, to the same frames)
+    results_path = out / "results.json"
+    done = {}
+    if args.resume and results_path.exists():
+        for row in json.loads(results_path.read_text())["rounds"]:
+            done[(row["seed"], row["strategy"], row["round"])] = row
+
+    def reuse(key):
+        row = dict(done[key])
+        results.append(row)
+        print(f"reusing seed {key[0]} {key[1]} round {key[2]}", flush=True)
+        return row
+
     t0 = time.perf_counter()
     for seed in range(args.seeds):
         rng = np.random.default_rng(seed)
         start = sorted(rng.choice(pool, size=args.start, replace=False).tolist())
-        first = train_and_score(subset(labels, start), test, args, f"s{seed}.start")
-        record(seed=seed, strategy="start", round=0, labelled=len(start), frames=start, **first)
+        if (seed, "start", 0) in done:
+            first = reuse((seed, "start", 0))
+        else:
+            first = train_and_score(subset(labels, start), test, args, f"s{seed}.start")
+            record(seed=seed, strategy="start", round=0, labelled=len(start), frames=start, **first)
         for strategy in STRATEGIES:
             rng = np.random.default_rng(1000 + seed)
             labelled, last = list(start), first
             for r in range(1, args.rounds + 1):
+                if (seed, strategy, r) in done:
+                    last = reuse((seed, strategy, r))
+                    if strategy == "random":  # the same draw as the recorded round
+                        again = pick(strategy, None, labelled, pool, labels, args, rng, out)
+                        assert again == sorted(last["picked"]), "random picks differ"
+                    labelled = sorted(set(labelled) | set(last["picked"]))
+                    continue
                 where = out / f"s{seed}.{strategy}.r{r}"
                 where.mkdir(exist_ok=True)
-                new = pick(strategy, last["predictor"], labelled, pool, labels, args, rng, where)
+                new = pick(
+                    strategy, predictor_of(last, args), labelled, pool, labels, args, rng, where
+                )
                 labelled = sorted(set(labelled) | set(new))
                 last = train_and_score(
                     subset(labels, labelled), test, args, f"s{seed}.{strategy}.r{r}"
