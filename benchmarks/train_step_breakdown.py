@@ -177,7 +177,7 @@ def train_once(labels: Path, runs: Path, args, fused: bool) -> tuple[StepTimer, 
         )
     finally:
         run._evaluate = evaluate
-        PoseLightningModule.fused_optimizer = True
+        PoseLightningModule.fused_optimizer = False
     return timer, kind
 
 

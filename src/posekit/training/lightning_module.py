@@ -3,8 +3,10 @@
 Loss: every head's loss (see `posekit.training.losses`) times its `loss_weight`, summed
 over heads and over the stacks of a stacked backbone (intermediate supervision: each
 stack's outputs are compared with the same targets, so early stacks learn the task
-too). Optimizer: Adam (with AMSGrad, as SLEAP) or AdamW at `initial_learning_rate`,
-fused (one kernel for all weights) on CPUs and CUDA GPUs.
+too). Optimizer: Adam (with AMSGrad, as SLEAP) or AdamW at `initial_learning_rate`;
+torch's fused kernel is a switch (`fused_optimizer`), off: it saved ~2% of a CPU step, and
+its float32 rounding alone sends short trainings down other paths (two of the suite's
+few-step trainings learnt less with it).
 
 Batches are dicts ``{"image": (N, C, H, W) float, <head name>: target, ...}``. A
 `batch_transform` (the data package's batched augmentation and, where the targets depend
@@ -192,8 +194,9 @@ class PoseLightningModule(L.LightningModule):
 
     # ------------------------------------------------------------------ optimizer
 
-    #: Update all weights in one fused kernel on CPUs and CUDA GPUs (False: torch's default).
-    fused_optimizer: bool = True
+    #: Update all weights in one fused kernel on CPUs and CUDA GPUs (default False: torch's
+    #: loop over tensors). Same formula, different float32 rounding; no measured gain.
+    fused_optimizer: bool = False
 
     def configure_optimizers(self):
         opt = self.config.optimization
