@@ -232,3 +232,21 @@ def test_bad_anchor_and_part_names_are_clear_errors(synthetic_labels):
         _pipeline(_config({"centroid": {"anchor_part": "nose"}}), synthetic_labels)
     with pytest.raises(PosekitError, match="skeleton mismatch.*'paw'"):
         _pipeline(_config({"single_instance": {"part_names": ["head", "paw"]}}), synthetic_labels)
+
+
+def test_flips_swap_the_pairs_the_part_names_spell_when_none_are_declared(synthetic_labels):
+    """Skeleton without symmetries, flips on: the pipeline swaps left/right (named so)
+    and says so; with flips off it says nothing."""
+    import copy
+    import warnings
+
+    labels = copy.deepcopy(synthetic_labels)
+    labels.skeleton.symmetries = []
+    heads = {"single_instance": {"sigma": 1.0, "output_stride": 2}}
+    with pytest.warns(UserWarning, match="left/right"):
+        pipe = _pipeline(_config(heads, aug={"random_flip": True}), labels)
+    names = labels.node_names
+    assert [(names[a], names[b]) for a, b in pipe.symmetry_inds] == [("left", "right")]
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        assert _pipeline(_config(heads), labels).symmetry_inds == []

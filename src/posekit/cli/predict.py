@@ -107,6 +107,15 @@ def add_parser(subparsers) -> argparse.ArgumentParser:
         "differs (top-down crop offsets; peaks also looked for on the stride padding: README, "
         "Parity with SLEAP) (default: posekit's conventions)",
     )
+    p.add_argument(
+        "--tta",
+        default="off",
+        metavar="SPEC",
+        help="test-time augmentation: confidence maps averaged over copies of each frame "
+        "turned by +-degrees and/or mirrored (left/right parts swapped): off, on (rot:10), "
+        "rot:DEG[,DEG], flip, rot:10+flip; each copy costs one more forward pass; measured "
+        "gains are small and mixed (README, Prediction) (default: %(default)s)",
+    )
     add_project_arguments(p)
     add_filter_arguments(p)
     add_resume_arguments(p)
@@ -307,6 +316,9 @@ def run(args: argparse.Namespace) -> int:
     for output, _ in groups:
         check_output_path(output, tuple(OUTPUT_FORMATS), inputs=inputs, what="predictions")
 
+    from posekit.inference.test_time_augmentation import TestTimeAugmentation
+
+    tta = TestTimeAugmentation.parse(args.tta)  # a bad spelling fails before any model loads
     predictor = load_predictor(
         model_dirs,
         peak_threshold=args.peak_threshold,
@@ -317,6 +329,7 @@ def run(args: argparse.Namespace) -> int:
         precision=args.precision,
         runtime=args.runtime,
         sleap_compatible=args.sleap_compatible,
+        tta=tta,
     )
     if predictor.needs_labels:
         jobs = labeled_frames_only(jobs)

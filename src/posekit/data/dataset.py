@@ -35,6 +35,7 @@ loops, tests and validation.
 from __future__ import annotations
 
 import math
+import warnings
 from collections.abc import Sequence
 from typing import Any
 
@@ -245,6 +246,19 @@ class DataPipeline:
         names_sym = [
             (index[a], index[b]) for a, b in labels.skeleton.symmetries if a in index and b in index
         ]
+        if not names_sym and _get(config, "optimization.augmentation_config.random_flip", False):
+            # a flip without the left/right pairs would teach that a left wing looks
+            # like a right one; take the pairs the part names spell (wingL/wingR)
+            from posekit.data.symmetry import symmetry_pairs
+
+            names_sym = symmetry_pairs(part_names)
+            if names_sym:
+                warnings.warn(
+                    "random_flip: the skeleton declares no left/right symmetries; swapping "
+                    "the pairs found from the part names: "
+                    + ", ".join(f"{part_names[a]}/{part_names[b]}" for a, b in names_sym),
+                    stacklevel=2,
+                )
         classes = next((list(h.classes) for h in heads if getattr(h, "classes", None)), [])
 
         anchor = next((h.anchor_part for h in heads if getattr(h, "anchor_part", None)), None)

@@ -153,6 +153,10 @@ class Predictor:
             full-frame maps looked for on the frame only, not on the stride padding,
             see `posekit.ops.peaks`); segmentation models: sleap-nn 0.3.5's masks (see
             `segmentation`). ``sleap_crop_offsets`` is an accepted alias.
+        tta: test-time augmentation: confidence maps averaged over turned (and
+            mirrored) copies of each batch (`posekit.inference.test_time_augmentation`);
+            a `TestTimeAugmentation`, a ``--tta`` spelling (``"on"``, ``"rot:10+flip"``)
+            or None (off, the default).
     """
 
     def __init__(
@@ -170,6 +174,7 @@ class Predictor:
         progress: bool = True,
         sleap_compatible: bool = False,
         sleap_crop_offsets: bool | None = None,
+        tta=None,
     ):
         if sleap_crop_offsets is not None:
             if sleap_compatible and not sleap_crop_offsets:
@@ -206,6 +211,16 @@ class Predictor:
         self._runners: dict[int, Any] = {}
         self.progress = progress
         self.sleap_compatible = bool(sleap_compatible)
+        from posekit.inference.test_time_augmentation import TestTimeAugmentation
+
+        if tta is not None and not isinstance(tta, TestTimeAugmentation):
+            tta = TestTimeAugmentation.parse(tta)
+        if tta is not None and sleap_compatible:
+            raise PosekitError(
+                "tta and sleap_compatible cannot be combined: SLEAP predicts each frame once"
+            )
+        self.tta = tta
+        self._flip_perms: dict[int, dict] = {}
         self.stats: dict[str, float] = {}
 
     # -- to be provided by subclasses
@@ -276,7 +291,29 @@ class Predictor:
                 model, device=self.device, precision=self.precision, runtime=self.runtime
             )
             self._runners[id(model)] = runner
-        return runner(x)
+        if self.tta is None:
+            return runner(x)
+        return self._augmented(model, runner, x)
+
+    def _augmented(self, model, runner, x):
+        """`runner(x)` with its confidence maps averaged over `self.tta`'s copies."""
+        from posekit.inference.test_time_augmentation import (
+            augmented_forward,
+            head_flip_permutations,
+            model_symmetries,
+        )
+
+        perms = self._flip_perms.get(id(model))
+        if perms is None and self.tta.flip:
+            perms = head_flip_permutations(model)
+            if len(model.part_names) > 1 and not model_symmetries(model):
+                warnings.warn(
+                    "test-time flips: no left/right parts in the skeleton's symmetries or "
+                    "the part names; every part is taken as its own mirror image",
+                    stacklevel=2,
+                )
+            self._flip_perms[id(model)] = perms
+        return augmented_forward(runner, x, self.tta, model.heads, perms)
 
     def _preprocess(self, model, images, resize: bool = True):
         """``model.preprocess`` on the uint8 batch moved to the model's device as uint8 (4x
