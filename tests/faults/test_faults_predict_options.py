@@ -142,6 +142,8 @@ def test_unwritable_output_folder_is_refused_before_work(
         ("--batch-size", "0", ("batch size", "got 0")),
         ("--max-instances", "0", ("max instances", "got 0")),
         ("--device", "gpu0", ("'gpu0'", "cuda:N")),
+        ("--tta", "spin", ("'spin'", "rot:10+flip")),
+        ("--tta", "rot:0", ("0 is the plain pass",)),
     ],
 )
 def test_values_out_of_range_are_refused(
