@@ -17,7 +17,7 @@ ConvNeXt (`convnext_<type>`) for two short epochs on 16 frames of the flies clip
 - `<case>/meta.json`: the predictor settings used,
 
 so posekit's tests can compare network outputs and decoded points without sleap-nn.
-`--swin OUT` writes a Swin-T single-instance case (sleap-nn builds only Swin's presets:
+`--swin OUT` writes a Swin-T single-instance case (and a ConvNeXt-T one) (sleap-nn builds only Swin's presets:
 about 110 MB) to `OUT/swint_single_instance`, outside the repository.
 The frames are stored as arrays (and read by sleap-nn from lossless PNGs) so both
 sides see the same pixels.
@@ -203,6 +203,22 @@ SWIN_SPEC = dict(
     heads=CASES["single_instance"]["heads"],
     single=True,
     steps=3,
+)
+
+#: The ConvNeXt-T preset beside it (`--swin DIR` writes both; ~110 MB too), for
+#: `benchmarks/peer_predict.py`'s end-to-end timing on the presets.
+CONVNEXT_T_CASE = "convnext_tiny_single_instance"
+CONVNEXT_T_SPEC = dict(
+    SWIN_SPEC,
+    backbone={
+        "convnext": {
+            "model_type": "tiny",
+            "in_channels": 1,
+            "output_stride": 2,
+            "up_interpolate": True,
+            "max_stride": 32,
+        }
+    },
 )
 
 # Top-down model types are predicted with a centroid model in front of them.
@@ -454,7 +470,7 @@ def main(names: list[str], work_dir: str | None = None, out: Path = OUT) -> None
     it (a folder with best.ckpt) instead of training them again. `out`: where the
     fixture folders go (the Swin case: outside the repository)."""
     out.mkdir(parents=True, exist_ok=True)
-    cases = {**CASES, SWIN_CASE: SWIN_SPEC}
+    cases = {**CASES, SWIN_CASE: SWIN_SPEC, CONVNEXT_T_CASE: CONVNEXT_T_SPEC}
     with tempfile.TemporaryDirectory() as tmp:
         work = Path(tmp)
         runs = Path(work_dir) if work_dir else work
@@ -500,6 +516,6 @@ if __name__ == "__main__":
         if args[:1] == ["--work"]:
             work_dir, args = args[1], args[2:]
         if args[:1] == ["--swin"]:
-            main([SWIN_CASE], work_dir, out=Path(args[1]))
+            main([SWIN_CASE, CONVNEXT_T_CASE], work_dir, out=Path(args[1]))
         else:
             main(args or list(CASES), work_dir)
