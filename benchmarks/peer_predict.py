@@ -29,6 +29,7 @@ import os
 import statistics
 import tempfile
 import time
+from functools import partial
 from pathlib import Path
 
 
@@ -85,6 +86,10 @@ def _input_size(model_dir: Path) -> tuple[int, int]:
     return side, int(backbone[kind].get("in_channels", 1))
 
 
+def cell(v: list[float]) -> str:
+    return f"{statistics.median(v):.2f} [{min(v):.2f}-{max(v):.2f}]"
+
+
 def main(argv=None) -> int:
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     p.add_argument("--models", nargs="+", required=True, help="sleap-nn model folders")
@@ -121,8 +126,8 @@ def main(argv=None) -> int:
                 model, device="cpu", batch_size=args.batch_size, progress=False
             )
             runs = {
-                "sleap-nn": lambda: snn.predict(video, frames=frames),
-                "posekit": lambda: pk.predict(video, frames=frames),
+                "sleap-nn": partial(snn.predict, video, frames=frames),
+                "posekit": partial(pk.predict, video, frames=frames),
             }
             for run in runs.values():  # warm-up: first-call allocations, thread pools
                 run()
@@ -149,12 +154,11 @@ def main(argv=None) -> int:
     print()
     print(f"threads {torch.get_num_threads()}, batch {args.batch_size}, {args.rounds} rounds, "
           f"load average {os.getloadavg()[0]:.1f}")  # fmt: skip
-    print("| sleap-nn folder | input | sleap-nn fps | posekit fps | posekit / sleap-nn | max point distance px |")
+    print(
+        "| sleap-nn folder | input | sleap-nn fps | posekit fps | posekit / sleap-nn | max point distance px |"
+    )
     print("|---|---|---:|---:|---:|---:|")
     for r in rows:
-        def cell(v):
-            return f"{statistics.median(v):.2f} [{min(v):.2f}-{max(v):.2f}]"
-
         print(f"| {r['model']} | {r['input']} | {cell(r['sleap_nn_fps'])} | "
               f"{cell(r['posekit_fps'])} | {r['ratio']:.2f}x | {r['max_point_distance_px']:.3g} |")  # fmt: skip
     if args.json:

@@ -17,8 +17,9 @@ ConvNeXt (`convnext_<type>`) for two short epochs on 16 frames of the flies clip
 - `<case>/meta.json`: the predictor settings used,
 
 so posekit's tests can compare network outputs and decoded points without sleap-nn.
-`--swin OUT` writes a Swin-T single-instance case (and a ConvNeXt-T one) (sleap-nn builds only Swin's presets:
-about 110 MB) to `OUT/swint_single_instance`, outside the repository.
+`--swin OUT` writes a Swin-T single-instance case (sleap-nn builds only Swin's presets:
+about 110 MB) to `OUT/swint_single_instance`, and a ConvNeXt-T one to
+`OUT/convnext_tiny_single_instance` (for `benchmarks/peer_predict.py`), outside the repository.
 The frames are stored as arrays (and read by sleap-nn from lossless PNGs) so both
 sides see the same pixels.
 """

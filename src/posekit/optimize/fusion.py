@@ -312,13 +312,6 @@ def fuse_conv_relu(model: nn.Module, example_input: torch.Tensor | None = None) 
     return pairs
 
 
-def _is_hierarchical(model: nn.Module) -> bool:
-    """Whether `model` holds a ConvNeXt or Swin backbone (`HierarchicalUNet`)."""
-    from posekit.architectures.hierarchical import HierarchicalUNet
-
-    return any(isinstance(m, HierarchicalUNet) for m in model.modules())
-
-
 def _channels_last_input(module, args):
     """Forward pre-hook: hand the network a channels-last input (shape unchanged)."""
     import torch
@@ -357,8 +350,7 @@ def optimize_for_inference(
             fuses by itself.
         winograd: run the 3x3 convolutions with many channels as Winograd F(4x4, 3x3)
             in float32 on CPUs (`posekit.optimize.winograd`; 4x fewer multiplications, 1.7-2.5x
-            faster per layer here); outputs then agree to ~1e-5 relative, not 1e-7. Not
-            used on ConvNeXt / Swin backbones, whose decoders it slowed down.
+            faster per layer here); outputs then agree to ~1e-5 relative, not 1e-7.
         subpixel_convs: run Keras-"same" transposed convolutions (SLEAP's UNet decoder
             default) as one ordinary convolution + pixel shuffle (`posekit.optimize.subpixel`;
             1.05-2.5x faster per layer here). This and `winograd` apply to a model on
@@ -396,9 +388,10 @@ def optimize_for_inference(
         subpixel = use_subpixel_convs(out)
     fused = fuse_conv_relu(out, example_input) if fuse_relu else []
     winograd_paths: list[str] = []
-    # ConvNeXt / Swin (sleap-nn's layout): their decoders ran slower with Winograd
-    # (ConvNeXt custom 256 px, batch 4, interleaved: 4.25 vs 5.21 frames/s), so not there.
-    if winograd and on_cpu and not _is_hierarchical(out):
+    # ConvNeXt / Swin decoders too: on idle cores 1.14-1.26x faster whole networks
+    # (ConvNeXt-T, Swin-T at 160 and 256 px, 1 and 2 threads); an earlier A/B under load
+    # had measured the opposite.
+    if winograd and on_cpu:
         from posekit.optimize.winograd import use_winograd
 
         winograd_paths = use_winograd(out)
