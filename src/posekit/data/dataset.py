@@ -60,6 +60,7 @@ from posekit.data.masks import (
     sample_masks,
     skip_unmasked,
 )
+from posekit.data.symmetry import symmetry_pairs
 from posekit.data.targets import (
     OFFSET_THRESHOLD,
     centroid_confidence_maps,
@@ -249,8 +250,6 @@ class DataPipeline:
         if not names_sym and _get(config, "optimization.augmentation_config.random_flip", False):
             # a flip without the left/right pairs would teach that a left wing looks
             # like a right one; take the pairs the part names spell (wingL/wingR)
-            from posekit.data.symmetry import symmetry_pairs
-
             names_sym = symmetry_pairs(part_names)
             if names_sym:
                 warnings.warn(

@@ -128,9 +128,9 @@ def _warp(x, matrix: np.ndarray, offset: np.ndarray, mode: str = "bilinear"):
     return F.grid_sample(x, grid, mode=mode, padding_mode="zeros", align_corners=True)
 
 
-def _copies(tta: TestTimeAugmentation, height: int, width: int):
-    """Per augmented copy: (matrix, centre-relative definition) as the map ``source = A @
-    (p - c) + c`` with c the input's centre; mirrors are ``x -> 2 c_x - x``."""
+def _copies(tta: TestTimeAugmentation) -> list[tuple[np.ndarray, bool]]:
+    """Per augmented copy: (A, mirrored), the copy showing source pixel ``A @ (p - c) + c``
+    at pixel p, c the input's centre (a turn, or the mirror ``x -> 2 c_x - x``)."""
     out = []
     for angle in tta.rotations:
         t = math.radians(angle)
@@ -175,7 +175,7 @@ def augmented_forward(
     centre = np.array([(width - 1) / 2.0, (height - 1) / 2.0])
     total = {k: plain[k].float().clone() for k in names}
     count = {k: torch.ones_like(total[k][:, :1]) for k in names}
-    for a, mirrored in _copies(tta, height, width):
+    for a, mirrored in _copies(tta):
         m, off = _about(a, centre)
         outs = run(_warp(x, m, off))
         back = np.linalg.inv(a)
@@ -189,8 +189,10 @@ def augmented_forward(
             s = strides[k]
             # the same turn on the map grid: map pixel u is input pixel u * s
             bm, boff = _about(back, centre / s)
-            seen = (_warp(torch.ones_like(cm[:, :1]), bm, boff) > 0.999).to(cm.dtype)
-            total[k] += _warp(cm, bm, boff) * seen
+            # one resampling for the maps and the pixels the copy saw (a ones channel)
+            warped = _warp(torch.cat([cm, torch.ones_like(cm[:, :1])], 1), bm, boff)
+            seen = (warped[:, -1:] > 0.999).to(cm.dtype)
+            total[k] += warped[:, :-1] * seen
             count[k] += seen
     out = dict(plain)
     for k in names:
@@ -204,20 +206,15 @@ def model_symmetries(model) -> list[tuple[int, int]]:
     """The model's left/right part pairs: its skeleton's symmetries, else from names."""
     names = list(getattr(model, "part_names", []) or [])
     skel = getattr(model, "skeleton", None)
-    declared = []
-    if skel is not None and list(getattr(skel, "node_names", [])) == names:
-        for sym in getattr(skel, "symmetries", []) or []:
-            nodes = list(getattr(sym, "nodes", sym))
-            if len(nodes) == 2:
-                a, b = (getattr(n, "name", n) for n in nodes)
-                if a in names and b in names:
-                    declared.append(tuple(sorted((names.index(a), names.index(b)))))
-    return sorted(set(declared)) if declared else symmetry_pairs(names)
+    if skel is not None and list(skel.node_names) == names and skel.symmetries:
+        return sorted(tuple(sorted(p)) for p in skel.symmetry_inds)
+    return symmetry_pairs(names)
 
 
-def head_flip_permutations(model) -> dict[str, list[int]]:
-    """Per confidence-map head of `model`, the channel order of its mirrored maps."""
-    pairs = model_symmetries(model)
+def head_flip_permutations(model, pairs=None) -> dict[str, list[int]]:
+    """Per confidence-map head of `model`, the channel order of its mirrored maps (`pairs`:
+    the left/right part pairs, default `model_symmetries`)."""
+    pairs = model_symmetries(model) if pairs is None else pairs
     out = {}
     for h in getattr(model, "heads", []):
         if not h.name.endswith("ConfmapsHead"):

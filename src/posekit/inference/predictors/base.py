@@ -305,8 +305,9 @@ class Predictor:
 
         perms = self._flip_perms.get(id(model))
         if perms is None and self.tta.flip:
-            perms = head_flip_permutations(model)
-            if len(model.part_names) > 1 and not model_symmetries(model):
+            pairs = model_symmetries(model)
+            perms = head_flip_permutations(model, pairs)
+            if len(model.part_names) > 1 and not pairs:
                 warnings.warn(
                     "test-time flips: no left/right parts in the skeleton's symmetries or "
                     "the part names; every part is taken as its own mirror image",
