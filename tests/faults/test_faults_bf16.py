@@ -42,6 +42,7 @@ def test_forced_off_capability_says_no_and_why(no_bf16):
 
 def test_a_failing_probe_means_no_bf16(monkeypatch):
     message = "mkldnn_convolution: bf16 path needs the cpu support avx512bw"
+    monkeypatch.delenv(autocast.BF16_ENV, raising=False)  # the probe, not the switch, answers
     monkeypatch.setattr(autocast, "_probe_bf16", lambda: message)
     autocast.bf16_support.cache_clear()
     try:
