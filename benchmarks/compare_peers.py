@@ -23,6 +23,10 @@ runs it, and compared with sleap-nn's float32. ``--compile`` adds `posekit predi
 --runtime compile` (torch.compile, frozen weights; compile time excluded, printed). sleap-nn's builder differs between its releases; a network it cannot build is
 reported with its error instead of a number.
 
+posekit's side runs with malloc keeping freed memory, as `posekit predict` and `posekit
+train` set it on CPUs (`posekit.optimize.allocator`; its "eager" column too, since the
+setting is process-wide); ``POSEKIT_MALLOC=system`` times it with glibc's default.
+
 ``--mode train`` times training steps instead (forward, MSE loss, backward, Adam; the
 same timer source runs on both sides): posekit NCHW float32, channels-last float32 (how
 `posekit train` runs) and, on bf16 hardware, channels-last bf16 autocast; sleap-nn as its
@@ -439,6 +443,12 @@ def main(argv=None) -> int:
     args = p.parse_args(argv)
     if args.threads:
         torch.set_num_threads(args.threads)
+    if args.device == "cpu":
+        from posekit.optimize.allocator import keep_freed_memory
+
+        # this process is posekit's side: malloc as `posekit predict` / `train` set it
+        # (POSEKIT_MALLOC=system keeps glibc's default); the sleap-nn child keeps its own
+        keep_freed_memory()
     start = time.perf_counter()
     peak = bench.matmul_gflops("float32", args.device)
     low_name = bench.low_precision_name(args.device)  # bfloat16 on AMX/AVX512-BF16 CPUs

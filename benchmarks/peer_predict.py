@@ -11,6 +11,13 @@ minute of a shared machine. Printed per folder: frames/s median [min-max] of the
 the ratio of medians, and the largest distance between the two tools' points on those
 frames (a speed figure for different answers would mean nothing).
 
+``--processes separate`` (default) runs each tool in its own worker process, as a lab
+runs `sleap-nn track` and `posekit predict`: each with its own process settings (posekit's
+predictor makes malloc keep freed memory, `posekit.optimize.allocator`; sleap-nn leaves
+glibc's default). ``--processes one`` runs both in this process, where that setting, once
+posekit has made it, serves sleap-nn too: the difference between the two is what the
+allocator setting buys each tool.
+
 It runs in sleap-nn's interpreter, importing posekit from ``src/`` (posekit needs only
 what sleap-nn's environment already has). Without ``--video`` a grayscale or RGB video
 of synthetic animals is rendered at the models' input size.
@@ -18,7 +25,7 @@ of synthetic animals is rendered at the models' input size.
 Usage (from the repository root):
     PYTHONPATH=src /path/to/sleap-nn-venv/bin/python benchmarks/peer_predict.py \
         --models SLEAP_NN_FOLDER [...] [--video V.mp4] [--frames 48] [--rounds 3] \
-        [--batch-size 4] [--threads N] [--json out.json]
+        [--batch-size 4] [--threads N] [--processes separate|one] [--json out.json]
 """
 
 from __future__ import annotations
@@ -90,6 +97,77 @@ def cell(v: list[float]) -> str:
     return f"{statistics.median(v):.2f} [{min(v):.2f}-{max(v):.2f}]"
 
 
+def _make_run(tool: str, model: str, video_path: str, frames: list[int], batch_size: int):
+    """A no-argument call that predicts `frames` with `tool` and returns the labels."""
+    import sleap_io as sio
+
+    video = sio.load_video(video_path)
+    if tool == "sleap-nn":
+        from sleap_nn.inference.predictor import Predictor as SleapNNPredictor
+
+        snn = SleapNNPredictor.from_model_paths([model], device="cpu", batch_size=batch_size)
+        return partial(snn.predict, video, frames=frames)
+    import posekit
+
+    pk = posekit.load_predictor(model, device="cpu", batch_size=batch_size, progress=False)
+    return partial(pk.predict, video, frames=frames)
+
+
+def _timed(run, frames: list[int]) -> tuple[float, dict]:
+    t0 = time.perf_counter()
+    labels = run()
+    return len(frames) / (time.perf_counter() - t0), _points(labels, frames)
+
+
+def _worker(conn, tool, model, video_path, frames, batch_size, threads) -> None:
+    """One tool in its own process: build, warm up, then time a prediction per request."""
+    import torch
+
+    if threads:
+        torch.set_num_threads(threads)
+    run = _make_run(tool, model, video_path, frames, batch_size)
+    run()  # warm-up: first-call allocations, thread pools
+    conn.send("ready")
+    while conn.recv() is not None:
+        conn.send(_timed(run, frames))
+    conn.close()
+
+
+class _Tools:
+    """Both tools, each either in a worker process or in this one, behind one `time` call."""
+
+    def __init__(self, separate: bool, model, video_path, frames, batch_size, threads):
+        self.frames, self.workers, self.local = frames, {}, {}
+        args = (str(model), str(video_path), frames, batch_size, threads)
+        for tool in ("sleap-nn", "posekit"):
+            if separate:
+                import multiprocessing as mp
+
+                parent, child = mp.get_context("spawn").Pipe()
+                proc = mp.get_context("spawn").Process(
+                    target=_worker, args=(child, tool, *args), daemon=True
+                )
+                proc.start()
+                if parent.recv() != "ready":
+                    raise RuntimeError(f"{tool} worker failed to start")
+                self.workers[tool] = (proc, parent)
+            else:
+                self.local[tool] = _make_run(tool, *args[:4])
+                self.local[tool]()  # warm-up
+
+    def time(self, tool: str) -> tuple[float, dict]:
+        if tool in self.workers:
+            conn = self.workers[tool][1]
+            conn.send("run")
+            return conn.recv()
+        return _timed(self.local[tool], self.frames)
+
+    def close(self) -> None:
+        for proc, conn in self.workers.values():
+            conn.send(None)
+            proc.join(timeout=60)
+
+
 def main(argv=None) -> int:
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     p.add_argument("--models", nargs="+", required=True, help="sleap-nn model folders")
@@ -98,14 +176,17 @@ def main(argv=None) -> int:
     p.add_argument("--rounds", type=int, default=3)
     p.add_argument("--batch-size", type=int, default=4)
     p.add_argument("--threads", type=int, default=None)
+    p.add_argument(
+        "--processes",
+        choices=("separate", "one"),
+        default="separate",
+        help="each tool in its own worker process (as users run them), or both in this one",
+    )
     p.add_argument("--json", default=None)
     args = p.parse_args(argv)
 
     import sleap_io as sio
     import torch
-    from sleap_nn.inference.predictor import Predictor as SleapNNPredictor
-
-    import posekit
 
     if args.threads:
         torch.set_num_threads(args.threads)
@@ -117,33 +198,26 @@ def main(argv=None) -> int:
             video_path = Path(args.video) if args.video else _render_video(
                 Path(tmp) / model.name, side, channels, args.frames
             )  # fmt: skip
-            video = sio.load_video(str(video_path))
-            frames = list(range(min(args.frames, len(video))))
-            snn = SleapNNPredictor.from_model_paths(
-                [str(model)], device="cpu", batch_size=args.batch_size
-            )
-            pk = posekit.load_predictor(
-                model, device="cpu", batch_size=args.batch_size, progress=False
-            )
-            runs = {
-                "sleap-nn": partial(snn.predict, video, frames=frames),
-                "posekit": partial(pk.predict, video, frames=frames),
-            }
-            for run in runs.values():  # warm-up: first-call allocations, thread pools
-                run()
-            fps: dict[str, list[float]] = {k: [] for k in runs}
+            frames = list(range(min(args.frames, len(sio.load_video(str(video_path))))))
+            tools = _Tools(
+                args.processes == "separate", model, video_path, frames, args.batch_size,
+                args.threads,
+            )  # fmt: skip
+            fps: dict[str, list[float]] = {"sleap-nn": [], "posekit": []}
             answers = {}
-            for _ in range(args.rounds):
-                for name, run in runs.items():
-                    t0 = time.perf_counter()
-                    labels = run()
-                    fps[name].append(len(frames) / (time.perf_counter() - t0))
-                    answers[name] = _points(labels, frames)
+            try:
+                for _ in range(args.rounds):
+                    for name in fps:
+                        rate, answers[name] = tools.time(name)
+                        fps[name].append(rate)
+            finally:
+                tools.close()
             med = {k: statistics.median(v) for k, v in fps.items()}
             row = {
                 "model": model.name,
                 "input": f"{side} px, {channels} ch",
                 "frames": len(frames),
+                "processes": args.processes,
                 "sleap_nn_fps": fps["sleap-nn"],
                 "posekit_fps": fps["posekit"],
                 "ratio": med["posekit"] / med["sleap-nn"],
@@ -152,7 +226,8 @@ def main(argv=None) -> int:
             rows.append(row)
             print(json.dumps(row), flush=True)
     print()
-    print(f"threads {torch.get_num_threads()}, batch {args.batch_size}, {args.rounds} rounds, "
+    print(f"threads {args.threads or torch.get_num_threads()}, batch {args.batch_size}, "
+          f"{args.rounds} rounds, processes: {args.processes}, "
           f"load average {os.getloadavg()[0]:.1f}")  # fmt: skip
     print(
         "| sleap-nn folder | input | sleap-nn fps | posekit fps | posekit / sleap-nn | max point distance px |"

@@ -111,7 +111,11 @@ def train(
 
     from posekit.model.device import resolve_device
 
-    resolve_device(device)  # a device this machine lacks fails before any file is written
+    # a device this machine lacks fails before any file is written
+    if resolve_device(device) == "cpu":
+        from posekit.optimize.allocator import keep_freed_memory
+
+        keep_freed_memory()  # activations and gradients reused, not re-faulted, per step
     arguments = _Arguments(epochs, batch_size, run_name, runs_folder, resume is not None)
     job = _resolve_job(config, resume, overrides, seed, arguments)
     _require_loggers(job.config, wandb)
