@@ -139,14 +139,13 @@ class _Tools:
     def __init__(self, separate: bool, model, video_path, frames, batch_size, threads):
         self.frames, self.workers, self.local = frames, {}, {}
         args = (str(model), str(video_path), frames, batch_size, threads)
+        import multiprocessing
+
+        spawn = multiprocessing.get_context("spawn")  # a fresh interpreter per tool
         for tool in ("sleap-nn", "posekit"):
             if separate:
-                import multiprocessing as mp
-
-                parent, child = mp.get_context("spawn").Pipe()
-                proc = mp.get_context("spawn").Process(
-                    target=_worker, args=(child, tool, *args), daemon=True
-                )
+                parent, child = spawn.Pipe()
+                proc = spawn.Process(target=_worker, args=(child, tool, *args), daemon=True)
                 proc.start()
                 if parent.recv() != "ready":
                     raise RuntimeError(f"{tool} worker failed to start")

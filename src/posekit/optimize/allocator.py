@@ -70,10 +70,9 @@ def _glibc():
     """The C library when it is glibc (the only malloc whose mallopt means this), else None."""
     try:
         libc = ctypes.CDLL(ctypes.util.find_library("c") or "libc.so.6")
-        version = libc.gnu_get_libc_version  # glibc only
+        libc.gnu_get_libc_version  # noqa: B018 - only glibc has it
     except (OSError, AttributeError):
         return None
-    version.restype = ctypes.c_char_p
     libc.mallopt.argtypes = (ctypes.c_int, ctypes.c_int)
     libc.mallopt.restype = ctypes.c_int
     return libc
