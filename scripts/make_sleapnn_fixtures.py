@@ -17,8 +17,8 @@ ConvNeXt (`convnext_<type>`) for two short epochs on 16 frames of the flies clip
 - `<case>/meta.json`: the predictor settings used,
 
 so posekit's tests can compare network outputs and decoded points without sleap-nn.
-`--swin OUT` writes a Swin-T single-instance case (sleap-nn builds only Swin's presets:
-about 110 MB) to `OUT/swint_single_instance`, and a ConvNeXt-T one to
+`--swin OUT` writes the Swin-T cases, one per type (sleap-nn builds only Swin's presets:
+about 110 MB each), to `OUT/swint_<type>`, and a ConvNeXt-T single-instance one to
 `OUT/convnext_tiny_single_instance` (for `benchmarks/peer_predict.py`), outside the repository.
 The frames are stored as arrays (and read by sleap-nn from lossless PNGs) so both
 sides see the same pixels.
@@ -188,23 +188,33 @@ CASES.update({f"convnext_{name}": _convnext_case(spec) for name, spec in list(CA
 # by a sum near 0 (points thousands of pixels out): train it longer.
 CASES["convnext_multi_class_bottomup"]["steps"] = 60
 
-#: The Swin-T case (`--swin DIR`): sleap-nn builds only the presets (about 28M
-#: parameters, over 100 MB), so it is written outside the repository.
-SWIN_CASE = "swint_single_instance"
-SWIN_SPEC = dict(
-    backbone={
+
+#: The Swin-T cases (`--swin DIR`): every type, as the UNet cases with the Swin-T preset
+#: (sleap-nn builds only the presets: about 28M parameters, over 100 MB each), so they are
+#: written outside the repository.
+def _swin_case(spec: dict) -> dict:
+    unet_cfg = spec["backbone"]["unet"]
+    case = _convnext_case(spec)  # the same heads, class vectors on the stride-32 bottleneck
+    case["backbone"] = {
         "swint": {
             "model_type": "tiny",
             "in_channels": 1,
-            "output_stride": 2,
-            "up_interpolate": True,
+            "output_stride": unet_cfg["output_stride"],
+            "up_interpolate": unet_cfg["up_interpolate"],
             "max_stride": 32,
         }
-    },
-    heads=CASES["single_instance"]["heads"],
-    single=True,
-    steps=3,
-)
+    }
+    case["centroid"] = "swint_centroid"
+    case["steps"] = 3 if spec.get("single") else 10
+    return case
+
+
+SWIN_CASES = {
+    f"swint_{name}": _swin_case(spec)
+    for name, spec in CASES.items()
+    if not name.startswith("convnext_")
+}
+SWIN_SPEC = SWIN_CASES["swint_single_instance"]
 
 #: The ConvNeXt-T preset beside it (`--swin DIR` writes both; ~110 MB too), for
 #: `benchmarks/peer_predict.py`'s end-to-end timing on the presets.
@@ -412,6 +422,20 @@ def predicted_points(kind: str, folders: list[Path], work: Path, threshold: floa
     return {"points": points, "scores": scores, "tracks": tracks.astype(str)}
 
 
+def predictor_meta(kind: str, threshold: float, centroid: str) -> dict:
+    """The predictor settings a fixture's points were made with (its meta.json)."""
+    return {
+        "peak_threshold": threshold,
+        "max_instances": 2,
+        "integral_refinement": "integral",
+        "integral_patch_size": 5,
+        "frames": PRED_FRAMES,
+        "with_centroid": kind in TOPDOWN,
+        "centroid": centroid if kind in TOPDOWN else None,
+        "min_line_scores": MIN_LINE_SCORES.get(kind),
+    }
+
+
 DEFAULTS = ROOT / "src" / "posekit" / "config" / "sleap_nn_defaults.yaml"
 
 
@@ -471,7 +495,7 @@ def main(names: list[str], work_dir: str | None = None, out: Path = OUT) -> None
     it (a folder with best.ckpt) instead of training them again. `out`: where the
     fixture folders go (the Swin case: outside the repository)."""
     out.mkdir(parents=True, exist_ok=True)
-    cases = {**CASES, SWIN_CASE: SWIN_SPEC, CONVNEXT_T_CASE: CONVNEXT_T_SPEC}
+    cases = {**CASES, **SWIN_CASES, CONVNEXT_T_CASE: CONVNEXT_T_SPEC}
     with tempfile.TemporaryDirectory() as tmp:
         work = Path(tmp)
         runs = Path(work_dir) if work_dir else work
@@ -489,21 +513,12 @@ def main(names: list[str], work_dir: str | None = None, out: Path = OUT) -> None
             np.savez_compressed(dst / "outputs.npz", **network_outputs(spec, dst, frames))
             kind = head_type(spec)
             centroid = spec.get("centroid", "centroid")
-            folders = [OUT / centroid, dst] if kind in TOPDOWN else [dst]
+            folders = [out / centroid, dst] if kind in TOPDOWN else [dst]
             threshold = peak_threshold(dst, kind, frames[PRED_FRAMES])
             np.savez_compressed(
                 dst / "points.npz", **predicted_points(kind, folders, work, threshold)
             )
-            meta = {
-                "peak_threshold": threshold,
-                "max_instances": 2,
-                "integral_refinement": "integral",
-                "integral_patch_size": 5,
-                "frames": PRED_FRAMES,
-                "with_centroid": kind in TOPDOWN,
-                "centroid": centroid if kind in TOPDOWN else None,
-                "min_line_scores": MIN_LINE_SCORES.get(kind),
-            }
+            meta = predictor_meta(kind, threshold, centroid)
             (dst / "meta.json").write_text(json.dumps(meta, indent=2))
             print(name, "done", flush=True)
 
@@ -517,6 +532,6 @@ if __name__ == "__main__":
         if args[:1] == ["--work"]:
             work_dir, args = args[1], args[2:]
         if args[:1] == ["--swin"]:
-            main([SWIN_CASE, CONVNEXT_T_CASE], work_dir, out=Path(args[1]))
+            main([*SWIN_CASES, CONVNEXT_T_CASE], work_dir, out=Path(args[1]))
         else:
             main(args or list(CASES), work_dir)

@@ -5,20 +5,25 @@ environment):
 
     /tmp/sleapnn-venv/bin/python scripts/make_sleapnn_hf_fixtures.py
 
-Per case it saves a tiny random Hugging Face model with `save_pretrained` (a DINOv2:
+Cases: every backbone family as a single-instance model, and the other five pose model
+types (centroid, centered instance, bottom-up, multi-class bottom-up and top-down) on the
+DINOv2 and the ConvNeXt. Per case it saves a tiny random Hugging Face model with `save_pretrained` (a DINOv2:
 hidden size 32, 2 layers, 2 heads, patch 14, image size 56; hierarchical ConvNeXt,
 ConvNeXtV2, ResNet (bottleneck): 4 stages of one block each, 8..32 channels; Swinv2:
 2 blocks a stage, 8..64 channels, window 3)
 into a Hugging Face cache layout
 (`hf_cache/models--posekit--<name>/snapshots/<rev>/`), has sleap-nn train a
-single-instance model on it (`model_name: posekit/<name>`, read offline from that cache)
+model of the case's type on it (`model_name: posekit/<name>`, read offline from that cache)
 for a few steps on the flies frames of `make_sleapnn_fixtures.py`, and writes to
 `tests/fixtures/sleapnn/<case>/`:
 
 - `training_config.yaml`, `best.ckpt` (optimiser state dropped),
 - `hf_cache/.../config.json` (the Hugging Face config only: the weights are in the
   checkpoint), so posekit finds the model's sizes the way it would on a user's machine,
-- `outputs.npz` (a fixed 128 x 128 input and `module.model(x)`), `meta.json` (parameter count).
+- `outputs.npz` (a fixed 128 x 128 input, 64 x 64 for top-down types, and `module.model(x)`),
+- `points.npz`: sleap-nn's own predictor on the three frames of `frames.npz` (top-down types
+  behind the family's centroid model), as for the UNet cases,
+- `meta.json`: parameter count and the predictor settings.
 """
 
 from __future__ import annotations
@@ -42,6 +47,29 @@ CASES = {
     "hfresnet_single_instance": dict(neck={}),
     "hfswinv2_single_instance": dict(neck={}),
 }
+#: The other pose model types on one ViT (DINOv2, "dpt" neck) and one hierarchical
+#: (ConvNeXt) model: same heads, strides and crops as the UNet cases of
+#: make_sleapnn_fixtures.py; the top-down ones run behind their family's centroid model.
+OTHER_TYPES = [
+    "centroid",
+    "centered_instance",
+    "bottomup",
+    "multi_class_bottomup",
+    "multi_class_topdown",
+]
+CASES.update(
+    {
+        f"{family}_{kind}": dict(neck={})
+        for family in ("dinov2", "hfconvnext")
+        for kind in OTHER_TYPES
+    }
+)
+# After 2 x 15 steps the ConvNeXt's centered-instance maps are flat on the background (two
+# maxima within float rounding of each other, so a 1e-7 difference moves a point 26 px):
+# train it longer. Its bottom-up model groups no instance in either tool even after
+# 2 x 150 steps (the points test checks that posekit finds none too).
+CASES["hfconvnext_bottomup"]["steps"] = 150
+CASES["hfconvnext_centered_instance"]["steps"] = 150
 
 
 def tiny_hierarchical(name: str):
@@ -93,6 +121,38 @@ def save_tiny(cache: Path, name: str, registers: int = 0) -> None:
     (repo / "refs" / "main").write_text(REVISION)
 
 
+def model_type(case: str) -> str:
+    return case.split("_", 1)[1]
+
+
+def run_spec(case: str, spec: dict) -> dict:
+    """sleap-nn's training settings for `case`: the UNet case of the same model type with
+    the `pretrained` backbone in its place (class vectors read its stride-32 bottleneck)."""
+    import copy
+
+    name, kind = case.split("_")[0], model_type(case)
+    unet_case = base.CASES[kind]
+    heads = copy.deepcopy(unet_case["heads"])
+    for family in heads.values():
+        if "class_vectors" in family:
+            family["class_vectors"]["output_stride"] = 32
+    backbone = {
+        "pretrained": {
+            "model_name": f"posekit/{name}",
+            "weights": True,
+            "in_channels": 3,
+            "output_stride": unet_case["backbone"]["unet"]["output_stride"],
+            "max_stride": 32,
+            **spec["neck"],
+        }
+    }
+    steps = spec.get("steps", 5 if kind == "single_instance" else 15)
+    run = {"backbone": backbone, "heads": heads, "steps": steps, "single": unet_case.get("single")}
+    if unet_case.get("crop_size"):
+        run["crop_size"] = unet_case["crop_size"]
+    return run
+
+
 def main() -> None:
     import numpy as np
 
@@ -102,25 +162,14 @@ def main() -> None:
         cache = work / "hf_cache"
         os.environ["HF_HUB_CACHE"] = str(cache)
         os.environ["HF_HUB_OFFLINE"] = "1"
-        _, single, frames = base.make_dataset(work)
+        multi, single, frames = base.make_dataset(work)
         for case, spec in CASES.items():
             if only and case not in only:
                 continue
-            name = case.split("_")[0]
+            name, kind = case.split("_")[0], model_type(case)
             save_tiny(cache, name, spec.get("registers", 0))
-            backbone = {
-                "pretrained": {
-                    "model_name": f"posekit/{name}",
-                    "weights": True,
-                    "in_channels": 3,
-                    "output_stride": 2,
-                    "max_stride": 32,
-                    **spec["neck"],
-                }
-            }
-            heads = base.CASES["single_instance"]["heads"]
-            run = {"backbone": backbone, "heads": heads, "steps": 5}
-            folder = base.train_case(case, run, single, work / "runs")
+            run = run_spec(case, spec)
+            folder = base.train_case(case, run, single if run["single"] else multi, work / "runs")
             dst = base.OUT / case
             shutil.rmtree(dst, ignore_errors=True)
             dst.mkdir()
@@ -131,20 +180,28 @@ def main() -> None:
             (dst / snap / "refs").mkdir()
             for rel in ("refs/main", f"snapshots/{REVISION}/config.json"):
                 shutil.copy(cache / snap.name / rel, dst / snap / rel)
-            # a 128 x 128 crop keeps outputs.npz small
-            outputs = base.network_outputs({"heads": heads, "crop_size": 128}, dst, frames)
-            np.savez_compressed(dst / "outputs.npz", **outputs)
+            # a 128 x 128 crop (the crop size for top-down types) keeps outputs.npz small
+            crop = {"heads": run["heads"], "crop_size": run.get("crop_size", 128)}
+            np.savez_compressed(dst / "outputs.npz", **base.network_outputs(crop, dst, frames))
+            # sleap-nn's own predictor on the fixture frames, as for the UNet cases
+            folders = [base.OUT / f"{name}_centroid", dst] if kind in base.TOPDOWN else [dst]
+            threshold = base.peak_threshold(dst, kind, frames[base.PRED_FRAMES])
+            np.savez_compressed(
+                dst / "points.npz", **base.predicted_points(kind, folders, work, threshold)
+            )
             from sleap_nn.inference.loaders import _load_lightning_module
 
             module, _, _ = _load_lightning_module(
-                base._module_class("single_instance"),
-                str(dst),
-                model_type="single_instance",
-                device="cpu",
+                base._module_class(kind), str(dst), model_type=kind, device="cpu"
             )
             count = sum(p.numel() for p in module.model.parameters())
             buffers = sum(b.numel() for b in module.model.buffers())
-            meta = {"parameters": count, "buffers": buffers, "model_name": f"posekit/{name}"}
+            meta = {
+                "parameters": count,
+                "buffers": buffers,
+                "model_name": f"posekit/{name}",
+                **base.predictor_meta(kind, threshold, f"{name}_centroid"),
+            }
             (dst / "meta.json").write_text(json.dumps(meta, indent=2))
             print(case, "done", meta, flush=True)
 

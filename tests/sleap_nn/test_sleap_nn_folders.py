@@ -2,9 +2,10 @@
 
 The fixtures were made by sleap-nn itself (`scripts/make_sleapnn_fixtures.py`): tiny UNet
 and ConvNeXt models of every pose model type, the network outputs `module.model(x)` on a
-fixed input, and the points of sleap-nn's predictor on three fixed frames. sleap-nn is not
-needed here. A Swin-T folder (about 110 MB) is made outside the repository
-(`make_sleapnn_fixtures.py --swin DIR`) and tested when present.
+fixed input, and the points of sleap-nn's predictor on three fixed frames; tiny Hugging
+Face models in sleap-nn's `pretrained` backbone likewise (`make_sleapnn_hf_fixtures.py`).
+sleap-nn is not needed here. Swin-T folders of every type (about 110 MB each) are made
+outside the repository (`make_sleapnn_fixtures.py --swin DIR`) and tested when present.
 """
 
 from __future__ import annotations
@@ -28,27 +29,47 @@ TYPES = [
     "multi_class_topdown",
 ]
 CASES = TYPES + [f"convnext_{t}" for t in TYPES]
+#: sleap-nn's `pretrained` backbone (tiny random Hugging Face models, their config.json in
+#: the folder's hf_cache/): every family single-instance, the other types on the DINOv2
+#: and the ConvNeXt (scripts/make_sleapnn_hf_fixtures.py).
+HF_CASES = sorted(p.name for p in FIXTURES.iterdir() if (p / "hf_cache").is_dir())
 #: posekit's names for sleap-nn's model types
 POSEKIT_TYPE = {"bottomup": "multi_instance"}
-#: The Swin-T folder `make_sleapnn_fixtures.py --swin DIR` writes (335 MB, not committed),
-#: found as tests/architectures/test_sleapnn_backbones.py finds its Swin-T fixture.
-SWIN = Path(os.environ.get("POSEKIT_SLEAPNN_FIXTURES") or "/nonexistent") / "swint_single_instance"
-needs_swin = pytest.mark.skipif(
-    not (SWIN / "best.ckpt").is_file(),
-    reason="Swin-T sleap-nn folder is 335 MB, not committed: make it with "
-    "/tmp/sleapnn-venv/bin/python scripts/make_sleapnn_fixtures.py --swin DIR and set "
-    "POSEKIT_SLEAPNN_FIXTURES=DIR",
-)
+#: The Swin-T folders `make_sleapnn_fixtures.py --swin DIR` writes (110 MB each, not
+#: committed), found as tests/architectures/test_sleapnn_backbones.py finds its Swin-T fixture.
+SWIN_DIR = Path(os.environ.get("POSEKIT_SLEAPNN_FIXTURES") or "/nonexistent")
+SWIN_CASES = [
+    pytest.param(
+        f"swint_{t}",
+        marks=pytest.mark.skipif(
+            not (SWIN_DIR / f"swint_{t}" / "best.ckpt").is_file(),
+            reason="Swin-T sleap-nn folders are 110 MB each, not committed: make them with "
+            "/tmp/sleapnn-venv/bin/python scripts/make_sleapnn_fixtures.py --swin DIR and set "
+            "POSEKIT_SLEAPNN_FIXTURES=DIR",
+        ),
+    )
+    for t in TYPES
+]
 
 
 def _folder(case: str) -> Path:
-    return SWIN if case == "swint" else FIXTURES / case
+    return SWIN_DIR / case if case.startswith("swint_") else FIXTURES / case
 
 
 def _model_type(case: str) -> str:
-    kind = case.removeprefix("convnext_")
-    kind = "single_instance" if case == "swint" else kind
+    kind = next(t for t in sorted(TYPES, key=len, reverse=True) if case.endswith(t))
     return POSEKIT_TYPE.get(kind, kind)
+
+
+@pytest.fixture
+def hf_cache(monkeypatch):
+    """Point Hugging Face's cache at a `pretrained` fixture's hf_cache/ (as a user's would)."""
+
+    def use(case: str) -> None:
+        if (_folder(case) / "hf_cache").is_dir():
+            monkeypatch.setenv("HF_HUB_CACHE", str(_folder(case) / "hf_cache"))
+
+    return use
 
 
 @pytest.fixture(scope="module")
@@ -56,10 +77,16 @@ def frames():
     return np.load(FIXTURES / "frames.npz")["frames"]
 
 
-@pytest.mark.parametrize("case", [*CASES, pytest.param("swint", marks=needs_swin)])
-def test_network_outputs_equal_sleap_nn(case):
+#: the single-instance Hugging Face cases' outputs are tested with their parameter counts
+#: in test_sleap_nn_dinov2 / test_sleap_nn_hf_hierarchical
+HF_OTHER_TYPES = [c for c in HF_CASES if not c.endswith("single_instance")]
+
+
+@pytest.mark.parametrize("case", [*CASES, *HF_OTHER_TYPES, *SWIN_CASES])
+def test_network_outputs_equal_sleap_nn(case, hf_cache):
     import posekit
 
+    hf_cache(case)
     model = posekit.load_model(_folder(case))
     assert model.model_type == _model_type(case)
     ref = np.load(_folder(case) / "outputs.npz")
@@ -79,7 +106,7 @@ def _predict(case: str, frames, sleap_compatible: bool):
     meta = json.loads((_folder(case) / "meta.json").read_text())
     paths = [_folder(case)]
     if meta["with_centroid"]:
-        paths.insert(0, FIXTURES / (meta.get("centroid") or "centroid"))
+        paths.insert(0, _folder(meta.get("centroid") or "centroid"))
     predictor = posekit.load_predictor(
         [str(p) for p in paths],
         peak_threshold=meta["peak_threshold"],
@@ -108,8 +135,14 @@ def _predict(case: str, frames, sleap_compatible: bool):
     return points, tracks.astype(str)
 
 
-@pytest.mark.parametrize("case", [*CASES, pytest.param("swint", marks=needs_swin)])
-def test_points_equal_sleap_nn_predictor(case, frames):
+#: Briefly trained bottom-up models whose PAFs join no two peaks: sleap-nn's predictor
+#: finds no instance on the fixture frames, and posekit must find none either.
+NO_INSTANCE = {"hfconvnext_bottomup", "swint_bottomup"}
+
+
+@pytest.mark.parametrize("case", [*CASES, *HF_CASES, *SWIN_CASES])
+def test_points_equal_sleap_nn_predictor(case, frames, hf_cache):
+    hf_cache(case)
     ref = np.load(_folder(case) / "points.npz")
     points, tracks = _predict(case, frames, sleap_compatible=True)
     want = ref["points"]
@@ -121,6 +154,9 @@ def test_points_equal_sleap_nn_predictor(case, frames):
         anchor = model.skeleton.node_names.index(model.anchor_part)
         points, want = points[:, :, anchor], want[:, :, anchor]
     assert np.array_equal(np.isnan(points), np.isnan(want)), f"{case}: different missing points"
+    if case in NO_INSTANCE:
+        assert not np.isfinite(want).any() and not np.isfinite(points).any()
+        return
     assert np.isfinite(want).sum() >= 4, f"{case}: the fixture predicts too few points to test"
     np.testing.assert_allclose(points, want, atol=0.01, rtol=0, equal_nan=True)
     if ref["tracks"].any():
@@ -182,20 +218,55 @@ def test_export_writes_sleap_nn_keys_and_reloads(tmp_path):
         assert torch.equal(a[name], b[name]), name
 
 
-def test_export_keys_equal_sleap_nn_checkpoint(tmp_path):
-    """A sleap-nn model, loaded and written back, has the checkpoint's keys and weights."""
+@pytest.mark.parametrize(
+    "case",
+    ["bottomup", "centroid", "multi_class_topdown"]
+    + ["convnext_bottomup", "convnext_centroid", "convnext_multi_class_topdown"]
+    + HF_CASES,
+)
+def test_export_keys_equal_sleap_nn_checkpoint(case, tmp_path, hf_cache):
+    """A sleap-nn model, loaded and written back, has the checkpoint's keys and weights
+    (Hugging Face encoders: their renaming read backwards, q / k / v split again)."""
     from posekit.model.folder import load_model
     from posekit.model.sleap_nn_folder import save_sleap_nn_folder
 
-    cases = ["bottomup", "centroid", "multi_class_topdown"]
-    for case in cases + [f"convnext_{c}" for c in cases]:
-        out = save_sleap_nn_folder(load_model(FIXTURES / case), tmp_path / case)
-        mine = torch.load(out / "best.ckpt", weights_only=True)["state_dict"]
-        theirs = torch.load(FIXTURES / case / "best.ckpt", weights_only=True)["state_dict"]
-        theirs = {k: v for k, v in theirs.items() if k.startswith("model.")}
-        assert sorted(mine) == sorted(theirs), case
-        for k in theirs:
-            assert torch.equal(mine[k], theirs[k]), k
+    hf_cache(case)
+    out = save_sleap_nn_folder(load_model(FIXTURES / case), tmp_path / case)
+    mine = torch.load(out / "best.ckpt", weights_only=True)["state_dict"]
+    theirs = torch.load(FIXTURES / case / "best.ckpt", weights_only=True)["state_dict"]
+    theirs = {k: v for k, v in theirs.items() if k.startswith("model.")}
+    assert sorted(mine) == sorted(theirs), case
+    for k in theirs:
+        assert mine[k].shape == theirs[k].shape and torch.equal(mine[k], theirs[k]), k
+
+
+def test_export_refuses_timm_pretrained_encoders(tmp_path):
+    """sleap-nn builds `pretrained` backbones from Hugging Face transformers only: a timm
+    encoder (same config section) is refused in one line, nothing written."""
+    pytest.importorskip("timm")
+    from posekit.config.job import TrainingJobConfig
+    from posekit.errors import PosekitError
+    from posekit.model.network import Model
+    from posekit.model.sleap_nn_folder import save_sleap_nn_folder
+
+    cfg = TrainingJobConfig.model_validate(
+        {
+            "model": {
+                "backbone": {
+                    "pretrained": {"model_name": "timm/convnextv2_atto", "weights": False}
+                },
+                "heads": {
+                    "single_instance": {"part_names": ["a", "b"], "sigma": 2.5, "output_stride": 2}
+                },
+            }
+        }
+    )
+    model = Model.from_config(cfg.model, in_channels=1)
+    model.config = cfg
+    with pytest.raises(PosekitError, match="timm model") as err:
+        save_sleap_nn_folder(model, tmp_path / "x")
+    assert "\n" not in str(err.value)
+    assert not (tmp_path / "x").exists()
 
 
 def test_export_refuses_keras_transposed_convs(tmp_path):

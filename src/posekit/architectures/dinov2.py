@@ -27,6 +27,7 @@ Sizes come from `DINOV2_SIZES` for Meta's published ids, else from the model's
 from __future__ import annotations
 
 import json
+import re
 from collections.abc import Mapping
 from functools import partial
 
@@ -34,7 +35,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from posekit.architectures.hf_hub import hf_model_dir, stack_qkv
+from posekit.architectures.hf_hub import hf_model_dir, split_qkv, stack_qkv
 from posekit.errors import PosekitError
 
 _BASE = dict(patch_size=14, image_size=518, mlp_ratio=4, layerscale_value=1.0)
@@ -288,4 +289,51 @@ def hf_to_posekit(state: Mapping[str, torch.Tensor], depth: int, prefix: str = "
     return out
 
 
-__all__ = ["DINOV2_SIZES", "Dinov2", "hf_config", "hf_to_posekit", "require_hf_config"]
+def posekit_to_hf(state: Mapping[str, torch.Tensor]) -> dict:
+    """`hf_to_posekit` backwards, in transformers 5's names (sleap-nn 0.3.5's): timm's
+    fused `qkv` split into `q_proj` / `k_proj` / `v_proj`; a SwiGLU block's `fc1_g` /
+    `fc1_x` / `fc2` as `gate_proj` / `up_proj` / `down_proj`."""
+    embeddings = {ours: theirs for theirs, ours in _EMBEDDINGS.items()}
+    swiglu = any(".mlp.fc1_g." in k for k in state)
+    blocks = {
+        "norm1": "norm1",
+        "norm2": "norm2",
+        "ls1.gamma": "layer_scale1.lambda1",
+        "ls2.gamma": "layer_scale2.lambda1",
+        "attn.proj": "attention.o_proj",
+        "mlp.fc1": "mlp.fc1",
+        "mlp.fc2": "mlp.down_proj" if swiglu else "mlp.fc2",
+        "mlp.fc1_g": "mlp.gate_proj",
+        "mlp.fc1_x": "mlp.up_proj",
+    }
+    out: dict[str, torch.Tensor] = {}
+    for key, value in state.items():
+        if key.startswith("embeddings.") and key[11:] in embeddings:
+            out["embeddings." + embeddings[key[11:]]] = value
+            continue
+        if key.startswith("layernorm."):
+            out[key] = value
+            continue
+        m = re.fullmatch(r"blocks\.(\d+)\.(.+)", key)
+        rest = m[2] if m else ""
+        layer = f"encoder.layer.{m[1] if m else ''}."
+        if rest.startswith("attn.qkv."):
+            leaf = rest.rsplit(".", 1)[1]
+            for part, tensor in zip("qkv", split_qkv(value), strict=True):
+                out[f"{layer}attention.{part}_proj.{leaf}"] = tensor
+            continue
+        module = next((b for b in blocks if rest == b or rest.startswith(b + ".")), None)
+        if module is None:
+            raise PosekitError(f"enc.{key} has no Hugging Face name; it cannot go to sleap-nn")
+        out[layer + blocks[module] + rest[len(module) :]] = value
+    return out
+
+
+__all__ = [
+    "DINOV2_SIZES",
+    "Dinov2",
+    "hf_config",
+    "hf_to_posekit",
+    "posekit_to_hf",
+    "require_hf_config",
+]

@@ -18,7 +18,7 @@ from typing import TYPE_CHECKING
 import torch
 
 from posekit.architectures.dinov2 import require_hf_config
-from posekit.architectures.hf_convnets import build_hf_hierarchical, hf_to_posekit
+from posekit.architectures.hf_convnets import build_hf_hierarchical, hf_to_posekit, posekit_to_hf
 from posekit.architectures.hf_hub import hf_model_dir, read_hf_weights
 from posekit.architectures.sleap_nn_decoder import (
     DecodedEncoder,
@@ -147,6 +147,10 @@ class HFPretrained(DecodedEncoder):
     def hf_encoder_keys(self, state: Mapping[str, torch.Tensor]) -> dict[str, torch.Tensor]:
         """The encoder's weights (Hugging Face names under `enc.`) in posekit's names."""
         return hf_to_posekit(state, self.enc, "enc.")
+
+    def hf_encoder_state(self, state: Mapping[str, torch.Tensor]) -> dict[str, torch.Tensor]:
+        """The encoder's weights (posekit's names, relative to `enc`) in Hugging Face's."""
+        return posekit_to_hf(state, self.enc)
 
 
 __all__ = ["HFPretrained"]

@@ -31,6 +31,7 @@ from functools import partial
 import torch
 from torch import nn
 
+from posekit.architectures.hf_hub import invert_rules, rename_by_rules
 from posekit.errors import PosekitError
 
 #: Hugging Face `model_type`s posekit builds as hierarchical `pretrained` encoders.
@@ -292,6 +293,30 @@ def hf_to_posekit(state: Mapping[str, torch.Tensor], encoder: nn.Module, prefix:
     return out
 
 
+_CONVNEXT_BACK = invert_rules(_CONVNEXT_KEYS)
+_RESNET_BACK = invert_rules(_RESNET_KEYS)
+
+
+def posekit_to_hf(state: Mapping[str, torch.Tensor], encoder: nn.Module) -> dict:
+    """`hf_to_posekit` backwards: Hugging Face's keys for posekit's weights of `encoder`
+    (keys relative to it), as sleap-nn's checkpoints hold them."""
+    if encoder.__class__.__name__ == "HFSwinv2":
+        from posekit.architectures.hf_swinv2 import posekit_to_hf as swinv2_back
+
+        return swinv2_back(state)
+    resnet = isinstance(encoder, HFResNet)
+    out: dict[str, torch.Tensor] = {}
+    for key, value in state.items():
+        name = key
+        if resnet:  # torchvision's conv1..3 / bn1..3 are Hugging Face's layer.0..2
+            name = re.sub(r"\.(conv|bn)(\d)\.", lambda m: f".{m[1]}@{int(m[2]) - 1}.", name)
+        new = rename_by_rules(name, _RESNET_BACK if resnet else _CONVNEXT_BACK)
+        if new is None:
+            raise PosekitError(f"enc.{key} has no Hugging Face name; it cannot go to sleap-nn")
+        out[new] = value.reshape(1, 1, 1, -1) if ".grn." in new else value
+    return out
+
+
 __all__ = [
     "HF_HIERARCHICAL_TYPES",
     "HFConvNeXt",
@@ -299,4 +324,5 @@ __all__ = [
     "build_hf_hierarchical",
     "hf_hierarchical_sizes",
     "hf_to_posekit",
+    "posekit_to_hf",
 ]

@@ -1,11 +1,13 @@
 """Hugging Face model files without `huggingface_hub` or `transformers`: where a model's
-folder is (a local directory or the hub cache), its weights file, and the one renaming
-step the attention families share (separate query / key / value -> timm's fused `qkv`).
+folder is (a local directory or the hub cache), its weights file, and the renaming
+steps the families share: separate query / key / value -> timm's fused `qkv`, and rename
+rules (Hugging Face pattern -> posekit name) read backwards for the way back to sleap-nn.
 """
 
 from __future__ import annotations
 
 import os
+import re
 from collections.abc import Mapping
 from pathlib import Path
 
@@ -73,4 +75,47 @@ def stack_qkv(qkv: Mapping[str, list], out: dict, unknown: list) -> None:
             out[key] = torch.cat(parts, dim=0)
 
 
-__all__ = ["hf_model_dir", "read_hf_weights", "stack_qkv"]
+def invert_rules(rules: list[tuple[str, str]]) -> list[tuple[str, str]]:
+    """Rename rules `(Hugging Face pattern, posekit replacement)` read backwards, as
+    `(posekit pattern, Hugging Face replacement)`. The rules' groups are digit runs
+    (`(\\d+)`, `(\\d)`), so each `\\N` of a replacement becomes a digit group named `gN`
+    and the pattern's N-th group becomes `\\g<gN>`. One table then serves both ways."""
+    out = []
+    for pattern, repl in rules:
+        whole = pattern.endswith("$")
+        tokens = re.split(r"(\\\d)", repl)
+        theirs = "".join(
+            f"(?P<g{t[1]}>\\d+)" if re.fullmatch(r"\\\d", t) else re.escape(t) for t in tokens
+        )
+        groups = re.split(r"\(\\d\+?\)", pattern.removesuffix("$"))
+        name = "".join(
+            part + (f"\\g<g{i + 1}>" if i < len(groups) - 1 else "")
+            for i, part in enumerate(groups)
+        )
+        out.append((theirs + ("$" if whole else ""), name.replace("\\.", ".")))
+    return out
+
+
+def rename_by_rules(name: str, rules: list[tuple[str, str]]) -> str | None:
+    """`name` renamed by the first rule whose pattern matches its start, else None."""
+    for pattern, repl in rules:
+        new, hits = re.subn("^" + pattern, repl, name)
+        if hits:
+            return new
+    return None
+
+
+def split_qkv(value: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """timm's fused `qkv` weight or bias back into Hugging Face's query, key and value."""
+    q, k, v = value.chunk(3, dim=0)
+    return q.clone(), k.clone(), v.clone()
+
+
+__all__ = [
+    "hf_model_dir",
+    "invert_rules",
+    "read_hf_weights",
+    "rename_by_rules",
+    "split_qkv",
+    "stack_qkv",
+]

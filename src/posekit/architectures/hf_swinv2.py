@@ -29,7 +29,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from posekit.architectures.hf_hub import stack_qkv
+from posekit.architectures.hf_hub import invert_rules, rename_by_rules, split_qkv, stack_qkv
 from posekit.errors import PosekitError
 
 _SWINV2 = {  # size -> (embed_dim, depths, num_heads)
@@ -217,4 +217,30 @@ def hf_to_posekit(state: Mapping[str, torch.Tensor], prefix: str = "") -> dict:
     return out
 
 
-__all__ = ["HFSwinv2", "hf_to_posekit", "swinv2_sizes"]
+_BACK = invert_rules(_KEYS)
+_FUSED = re.compile(r"stages\.(\d+)\.blocks\.(\d+)\.attn\.(qkv\.weight|q_bias|v_bias)")
+
+
+def posekit_to_hf(state: Mapping[str, torch.Tensor]) -> dict:
+    """`hf_to_posekit` backwards: Hugging Face's Swinv2 keys for posekit's weights (keys
+    relative to `HFSwinv2`); `qkv` split into query / key / value, the biases of query
+    and value to theirs (the key has none)."""
+    out: dict[str, torch.Tensor] = {}
+    for key, value in state.items():
+        m = _FUSED.fullmatch(key)
+        if m:
+            base = f"encoder.layers.{m[1]}.blocks.{m[2]}.attention.self."
+            if m[3] == "qkv.weight":
+                for part, tensor in zip(("query", "key", "value"), split_qkv(value), strict=True):
+                    out[f"{base}{part}.weight"] = tensor
+            else:
+                out[f"{base}{'query' if m[3] == 'q_bias' else 'value'}.bias"] = value
+            continue
+        new = rename_by_rules(re.sub(r"^stages\.(\d+)\.blocks\.(\d+)\.", r"B\1.\2.", key), _BACK)
+        if new is None:
+            raise PosekitError(f"enc.{key} has no Hugging Face name; it cannot go to sleap-nn")
+        out[new] = value
+    return out
+
+
+__all__ = ["HFSwinv2", "hf_to_posekit", "posekit_to_hf", "swinv2_sizes"]

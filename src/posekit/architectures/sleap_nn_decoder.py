@@ -176,6 +176,27 @@ class DecodedEncoder(Backbone):
             )
         return out
 
+    def hf_encoder_state(self, state: Mapping[str, torch.Tensor]) -> dict[str, torch.Tensor]:
+        raise NotImplementedError
+
+    def to_sleap_nn_state_dict(self, state: Mapping[str, torch.Tensor]) -> dict[str, torch.Tensor]:
+        """`sleap_nn_state_dict` backwards: posekit's backbone weights (keys relative to
+        the backbone) under sleap-nn's keys (without `model.backbone.`)."""
+        encoder = {k[4:]: v for k, v in state.items() if k.startswith("enc.")}
+        out = {f"enc.{k}": v for k, v in self.hf_encoder_state(encoder).items()}
+        decoder = {ours: theirs for theirs, ours in sleap_nn_decoder_keys(self.decoder).items()}
+        for key, value in state.items():
+            if key.startswith("enc."):
+                continue
+            if key.startswith(self.sleap_nn_kept) or key in ("image_mean", "image_std"):
+                out[key] = value
+                continue
+            source = next((s for s in decoder if key.startswith(s)), None)
+            if source is None:
+                raise PosekitError(f"backbone.{key} has no sleap-nn counterpart")
+            out[decoder[source] + key[len(source) :]] = value
+        return out
+
     def encoder_input(self, x: torch.Tensor) -> torch.Tensor:
         """`x` (B, 1 or 3, H, W) in [0, 1] as the encoder takes it: RGB (a grayscale
         image tiled, as sleap-nn's `Model` does), normalised by `image_mean` / `image_std`."""

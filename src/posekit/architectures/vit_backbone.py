@@ -248,5 +248,11 @@ class PretrainedViT(DecodedEncoder):
         """The encoder's weights (Hugging Face names under `enc.`) in posekit's names."""
         return self.enc.load_hf_state_dict(state, "enc.")
 
+    def hf_encoder_state(self, state: Mapping[str, torch.Tensor]) -> dict[str, torch.Tensor]:
+        """The encoder's weights (posekit's names, relative to `enc`) in Hugging Face's."""
+        from posekit.architectures.dinov2 import posekit_to_hf
+
+        return posekit_to_hf(state)
+
 
 __all__ = ["PretrainedViT", "ViTNeck"]

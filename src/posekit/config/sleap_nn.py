@@ -536,7 +536,7 @@ def to_sleap_nn(config, in_channels: int | None = None) -> dict[str, Any]:
     in it (sleap-nn's loaders read the file as is, so every field must be there). The
     backbone is written as sleap-nn's training writes it: built down to the finest head's
     stride (`output_stride`), with `in_channels` the model's (None: the backbone config's,
-    1 for a UNet)."""
+    1 for a UNet; always the config's for a `pretrained` encoder)."""
     bb = config.model.backbone
     name = bb.which_oneof_attrib_name()
     defaults = _defaults()["backbone_defaults"]
@@ -545,7 +545,9 @@ def to_sleap_nn(config, in_channels: int | None = None) -> dict[str, Any]:
             f"the {name} backbone has no sleap-nn counterpart; sleap-nn builds "
             f"{', '.join(BACKBONES)} backbones"
         )
-    if in_channels is None:
+    if in_channels is None or name == "pretrained":
+        # a `pretrained` encoder's own channels: sleap-nn feeds it RGB (grayscale tiled),
+        # whatever the frames are; posekit's model counts the frames' channels
         in_channels = getattr(bb.which_oneof(), "in_channels", 1)
     head_configs = _heads_back(config.model.heads)
     finest = min(

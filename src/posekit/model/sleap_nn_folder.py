@@ -19,7 +19,8 @@ and such folders are refused. Two facts of sleap-nn that posekit follows when it
 - its class-vectors head reads the bottleneck (the middle block's output) whatever its
   `output_stride` says; the config mapping points it at `max_stride`.
 
-`save_sleap_nn_folder` writes a posekit model back as a folder sleap-nn 0.3.5 loads.
+`save_sleap_nn_folder` writes a posekit model back as a folder sleap-nn 0.3.5 loads (the
+Hugging Face encoders through `to_sleap_nn_state_dict`, their renaming read backwards).
 """
 
 from __future__ import annotations
@@ -96,10 +97,9 @@ def _leaf(key: str) -> str:
     return ".".join(parts[-2:])
 
 
-#: Backbones whose sleap-nn folders load and export (the others have no weight map).
-FOLDER_BACKBONES = ("unet", "convnext", "swint")
-#: ... and those that load only (`pretrained`: DINOv2, ConvNeXt(V2), ResNet, Swinv2).
-LOAD_ONLY_BACKBONES = ("pretrained",)
+#: Backbones whose sleap-nn folders load and export (the others have no weight map;
+#: `pretrained`: Hugging Face DINOv2, ConvNeXt(V2), ResNet and Swinv2 models).
+FOLDER_BACKBONES = ("unet", "convnext", "swint", "pretrained")
 _BACKBONE = "model.backbone."
 
 
@@ -109,16 +109,23 @@ def _hierarchical(model) -> bool:
     return isinstance(model.backbone, HierarchicalUNet)
 
 
+def _hugging_face(model) -> bool:
+    """Whether `model`'s backbone is sleap-nn's `pretrained` one on a Hugging Face model
+    (not a timm encoder, which sleap-nn does not build)."""
+    from posekit.architectures.hf_backbone import HFPretrained
+    from posekit.architectures.vit_backbone import PretrainedViT
+
+    return isinstance(model.backbone, PretrainedViT | HFPretrained)
+
+
 def _backbone_renamer(model):
     """The function that renames sleap-nn's backbone keys for `model`, or None when its
     layers are matched by name (the UNet)."""
-    from posekit.architectures.hf_backbone import HFPretrained
     from posekit.architectures.hierarchical import sleap_nn_state_dict
-    from posekit.architectures.vit_backbone import PretrainedViT
 
     if _hierarchical(model):
         return lambda theirs: sleap_nn_state_dict(model.backbone, theirs)
-    if isinstance(model.backbone, PretrainedViT | HFPretrained):
+    if _hugging_face(model):
         return model.backbone.sleap_nn_state_dict
     return None
 
@@ -173,7 +180,7 @@ def load_sleap_nn_folder(folder: Path):
     config = from_sleap_nn(tree, str(folder / CONFIG))
     config.filename = os.path.abspath(folder / CONFIG)
     backbone = config.model.backbone.which_oneof_attrib_name()
-    if backbone not in FOLDER_BACKBONES + LOAD_ONLY_BACKBONES:
+    if backbone not in FOLDER_BACKBONES:
         raise PosekitError(f"{folder}: posekit cannot load sleap-nn's {backbone!r} backbone")
     if backbone == "pretrained":
         _refuse_hierarchical_pretrained(config.model.backbone.pretrained, folder)
@@ -245,9 +252,13 @@ def sleap_nn_state_dict(model) -> dict[str, Any]:
     backbone_key = _hierarchical_keys(model.backbone) if _hierarchical(model) else None
     heads = [h.name for h in model.heads]
     out: dict[str, Any] = {}
-    for key, value in model.state_dict().items():
+    state = {k: v.detach().cpu().clone() for k, v in model.state_dict().items()}
+    if _hugging_face(model):
+        ours = {k[9:]: state.pop(k) for k in list(state) if k.startswith("backbone.")}
+        theirs = model.backbone.to_sleap_nn_state_dict(ours)
+        out.update({_BACKBONE + k: v for k, v in theirs.items()})
+    for key, value in state.items():
         parts = key.split(".")
-        value = value.detach().cpu().clone()
         if parts[0] == "head_layers":
             i = heads.index(parts[1])
             if isinstance(model.heads[i], ClassVectorsHead):
@@ -286,7 +297,8 @@ def _hierarchical_keys(backbone):
 
 
 def save_sleap_nn_folder(model, out_dir: str | os.PathLike) -> Path:
-    """Write `model` (a posekit UNet, ConvNeXt or Swin model) as a sleap-nn 0.3.5 model folder."""
+    """Write `model` (a posekit UNet, ConvNeXt, Swin or Hugging Face `pretrained` model) as a
+    sleap-nn 0.3.5 model folder."""
     import torch
 
     from posekit.architectures.common import SameConvTranspose2d, TorchPaddedConvTranspose2d
@@ -299,6 +311,13 @@ def save_sleap_nn_folder(model, out_dir: str | os.PathLike) -> Path:
         raise PosekitError(
             f"{backbone} models cannot be written as sleap-nn folders; only "
             f"{', '.join(FOLDER_BACKBONES)} backbones can"
+        )
+    if backbone == "pretrained" and not _hugging_face(model):
+        raise PosekitError(
+            f"this model's pretrained encoder ({model.config.model.backbone.pretrained.model_name!r}) "
+            f"is a timm model; sleap-nn builds its 'pretrained' backbone from Hugging Face "
+            f"transformers, so only Hugging Face DINOv2, ConvNeXt(V2), ResNet and Swinv2 models "
+            f"can be written as sleap-nn folders"
         )
     text = to_sleap_nn_yaml(model.config, in_channels=model.in_channels)  # refuses first
     if any(
