@@ -177,6 +177,7 @@ class DecodedEncoder(Backbone):
         return out
 
     def hf_encoder_state(self, state: Mapping[str, torch.Tensor]) -> dict[str, torch.Tensor]:
+        """`hf_encoder_keys` backwards (the versions built from Hugging Face models)."""
         raise NotImplementedError
 
     def to_sleap_nn_state_dict(self, state: Mapping[str, torch.Tensor]) -> dict[str, torch.Tensor]:

@@ -317,7 +317,8 @@ def save_sleap_nn_folder(model, out_dir: str | os.PathLike) -> Path:
             f"this model's pretrained encoder ({model.config.model.backbone.pretrained.model_name!r}) "
             f"is a timm model; sleap-nn builds its 'pretrained' backbone from Hugging Face "
             f"transformers, so only Hugging Face DINOv2, ConvNeXt(V2), ResNet and Swinv2 models "
-            f"can be written as sleap-nn folders"
+            f"can be written as sleap-nn folders; to use it in sleap-nn, train on such an id "
+            f"(e.g. facebook/convnextv2-nano-22k-224)"
         )
     text = to_sleap_nn_yaml(model.config, in_channels=model.in_channels)  # refuses first
     if any(
