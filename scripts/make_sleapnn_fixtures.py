@@ -18,7 +18,7 @@ ConvNeXt (`convnext_<type>`) for two short epochs on 16 frames of the flies clip
 
 so posekit's tests can compare network outputs and decoded points without sleap-nn.
 `--swin OUT` writes the Swin-T cases, one per type (sleap-nn builds only Swin's presets:
-about 110 MB each), to `OUT/swint_<type>`, and a ConvNeXt-T single-instance one to
+about 335 MB each), to `OUT/swint_<type>`, and a ConvNeXt-T single-instance one to
 `OUT/convnext_tiny_single_instance` (for `benchmarks/peer_predict.py`), outside the repository.
 The frames are stored as arrays (and read by sleap-nn from lossless PNGs) so both
 sides see the same pixels.
@@ -216,7 +216,7 @@ SWIN_CASES = {
 }
 SWIN_SPEC = SWIN_CASES["swint_single_instance"]
 
-#: The ConvNeXt-T preset beside it (`--swin DIR` writes both; ~110 MB too), for
+#: The ConvNeXt-T preset beside it (`--swin DIR` writes both; ~335 MB too), for
 #: `benchmarks/peer_predict.py`'s end-to-end timing on the presets.
 CONVNEXT_T_CASE = "convnext_tiny_single_instance"
 CONVNEXT_T_SPEC = dict(

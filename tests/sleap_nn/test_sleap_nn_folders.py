@@ -4,7 +4,7 @@ The fixtures were made by sleap-nn itself (`scripts/make_sleapnn_fixtures.py`): 
 and ConvNeXt models of every pose model type, the network outputs `module.model(x)` on a
 fixed input, and the points of sleap-nn's predictor on three fixed frames; tiny Hugging
 Face models in sleap-nn's `pretrained` backbone likewise (`make_sleapnn_hf_fixtures.py`).
-sleap-nn is not needed here. Swin-T folders of every type (about 110 MB each) are made
+sleap-nn is not needed here. Swin-T folders of every type (about 335 MB each) are made
 outside the repository (`make_sleapnn_fixtures.py --swin DIR`) and tested when present.
 """
 
@@ -35,7 +35,7 @@ CASES = TYPES + [f"convnext_{t}" for t in TYPES]
 HF_CASES = sorted(p.name for p in FIXTURES.iterdir() if (p / "hf_cache").is_dir())
 #: posekit's names for sleap-nn's model types
 POSEKIT_TYPE = {"bottomup": "multi_instance"}
-#: The Swin-T folders `make_sleapnn_fixtures.py --swin DIR` writes (110 MB each, not
+#: The Swin-T folders `make_sleapnn_fixtures.py --swin DIR` writes (335 MB each, not
 #: committed), found as tests/architectures/test_sleapnn_backbones.py finds its Swin-T fixture.
 SWIN_DIR = Path(os.environ.get("POSEKIT_SLEAPNN_FIXTURES") or "/nonexistent")
 SWIN_CASES = [
@@ -43,7 +43,7 @@ SWIN_CASES = [
         f"swint_{t}",
         marks=pytest.mark.skipif(
             not (SWIN_DIR / f"swint_{t}" / "best.ckpt").is_file(),
-            reason="Swin-T sleap-nn folders are 110 MB each, not committed: make them with "
+            reason="Swin-T sleap-nn folders are 335 MB each, not committed: make them with "
             "/tmp/sleapnn-venv/bin/python scripts/make_sleapnn_fixtures.py --swin DIR and set "
             "POSEKIT_SLEAPNN_FIXTURES=DIR",
         ),
