@@ -156,7 +156,20 @@ class DecodedEncoder(Backbone):
         """sleap-nn's backbone weights (keys without `model.backbone.`) in posekit's names:
         the encoder by `hf_encoder_keys`, the decoder by `sleap_nn_decoder_keys`."""
         out = {f"enc.{k}": v for k, v in self.hf_encoder_keys(state).items()}
-        decoder = sleap_nn_decoder_keys(self.decoder)
+        out_of_table = self._rename_outside_encoder(state, sleap_nn_decoder_keys(self.decoder), out)
+        if out_of_table:
+            raise PosekitError(
+                f"{len(out_of_table)} sleap-nn weights have no place in this backbone (e.g. "
+                f"{out_of_table[0]}); is the config the one the weights were trained with?"
+            )
+        return out
+
+    def _rename_outside_encoder(
+        self, state: Mapping[str, torch.Tensor], decoder: dict[str, str], out: dict
+    ) -> list[str]:
+        """Both directions' non-encoder weights into `out`: the decoder's by the prefix
+        table `decoder` (source prefix -> target prefix), the ViT neck's and the mean / std
+        under their own names. Returns the keys that fit nowhere."""
         unknown = []
         for key, value in state.items():
             if key.startswith("enc."):
@@ -169,12 +182,7 @@ class DecodedEncoder(Backbone):
                 unknown.append(key)
             else:
                 out[decoder[source] + key[len(source) :]] = value
-        if unknown:
-            raise PosekitError(
-                f"{len(unknown)} sleap-nn weights have no place in this backbone (e.g. "
-                f"{unknown[0]}); is the config the one the weights were trained with?"
-            )
-        return out
+        return unknown
 
     def hf_encoder_state(self, state: Mapping[str, torch.Tensor]) -> dict[str, torch.Tensor]:
         """`hf_encoder_keys` backwards (the versions built from Hugging Face models)."""
@@ -186,16 +194,9 @@ class DecodedEncoder(Backbone):
         encoder = {k[4:]: v for k, v in state.items() if k.startswith("enc.")}
         out = {f"enc.{k}": v for k, v in self.hf_encoder_state(encoder).items()}
         decoder = {ours: theirs for theirs, ours in sleap_nn_decoder_keys(self.decoder).items()}
-        for key, value in state.items():
-            if key.startswith("enc."):
-                continue
-            if key.startswith(self.sleap_nn_kept) or key in ("image_mean", "image_std"):
-                out[key] = value
-                continue
-            source = next((s for s in decoder if key.startswith(s)), None)
-            if source is None:
-                raise PosekitError(f"backbone.{key} has no sleap-nn counterpart")
-            out[decoder[source] + key[len(source) :]] = value
+        unknown = self._rename_outside_encoder(state, decoder, out)
+        if unknown:
+            raise PosekitError(f"backbone.{unknown[0]} has no sleap-nn counterpart")
         return out
 
     def encoder_input(self, x: torch.Tensor) -> torch.Tensor:

@@ -113,7 +113,11 @@ class PoseLightningModule(L.LightningModule):
     def _nhwc_on(self, device: torch.device) -> bool:
         if device.type == "cuda":
             return True
-        return device.type == "cpu" and nhwc_trains_safely(self.model)
+        if device.type != "cpu":
+            return False
+        # fixed once fitting starts (`setup`), so no step walks the modules again
+        safe = getattr(self, "_nhwc_safe", None)
+        return nhwc_trains_safely(self.model) if safe is None else safe
 
     def setup(self, stage: str) -> None:
         # NHWC before the strategy wraps the model: DDP registers each gradient's layout
@@ -121,6 +125,7 @@ class PoseLightningModule(L.LightningModule):
         # "Grad strides do not match bucket view strides" warning per process).
         trainer = self._trainer
         device = trainer.strategy.root_device if trainer is not None else self.device
+        self._nhwc_safe = nhwc_trains_safely(self.model)
         if self._nhwc_on(device):
             self.model.to(memory_format=torch.channels_last)
 
