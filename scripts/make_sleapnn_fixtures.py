@@ -472,6 +472,12 @@ def write_defaults() -> None:
         "centered_instance_segmentation": {
             "segmentation": mc.CenteredInstanceSegmentationHeadConfig
         },
+        # the objective as sleap-nn's training resolves it (its default is None)
+        "embedding": {
+            "embedding": lambda: mc.EmbeddingHeadConfig(
+                objective=mc.resolve_embedding_objective(None)
+            )
+        },
     }
     tree["head_defaults"] = {
         fam: {sub: OmegaConf.to_container(OmegaConf.structured(cls())) for sub, cls in subs.items()}

@@ -176,6 +176,8 @@ class EmbeddingHead(Head):
     temperature: float = 0.1
     anchor_part: str | None = None
     classes: list[str] = field(default_factory=list)
+    centroid_method: str = "bbox_center"  # crop centre without a visible anchor part
+    standardize: bool = False  # per-crop zero mean, unit std (sleap-nn's models)
     loss_function = "supcon"
 
     @property
@@ -279,9 +281,30 @@ class ClassVectorsLayer(nn.Module):
         return torch.softmax(getattr(self, self._out_name)(x), dim=-1)
 
 
+class GeM(nn.Module):
+    """Generalised-mean pooling ``mean(max(x, eps)^p)^(1/p)`` over H, W with a learnt `p`.
+
+    `p` is used clamped to [1, 6] as sleap-nn does (1: average pooling; towards 6: near
+    max pooling), so sleap-nn's trained exponents give its numbers. Only the positive
+    part of each channel counts (the floor at `eps`), which suits features after a ReLU.
+    """
+
+    P_MIN, P_MAX = 1.0, 6.0
+
+    def __init__(self, p: float = 3.0, eps: float = 1e-6):
+        super().__init__()
+        self.p = nn.Parameter(torch.tensor(float(p)))
+        self.eps = eps
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        p = self.p.clamp(self.P_MIN, self.P_MAX)
+        return x.clamp(min=self.eps).pow(p).mean(dim=(2, 3)).pow(1.0 / p)
+
+
 class EmbeddingLayer(nn.Module):
     """Pool (avg, max, or GeM with a learnt exponent) -> dense + ReLU layers -> dense ->
-    L2 normalisation.
+    L2 normalisation, with sleap-nn's layer names (`pre_embedding_pool`,
+    `pre_embedding{i}_fc`, `EmbeddingHead`) so its checkpoints load by name.
 
     GeM (generalised mean, ``mean(x^p)^(1/p)`` over positive parts) sits between average
     (p=1) and max (p -> inf) pooling and learns where. No batch norm before the
@@ -299,14 +322,25 @@ class EmbeddingLayer(nn.Module):
         self.pool = head.pool
         self.normalize = head.normalize
         if head.pool == "gem":
-            self.gem_p = nn.Parameter(torch.tensor(3.0))
-        layers: list[nn.Module] = []
+            self.pre_embedding_pool = GeM()
+        self.num_fc_layers = head.num_fc_layers
         features = in_channels
-        for _ in range(head.num_fc_layers):
-            layers += [nn.Linear(features, head.num_fc_units), nn.ReLU()]
+        for i in range(head.num_fc_layers):
+            self.add_module(f"pre_embedding{i}_fc", nn.Linear(features, head.num_fc_units))
             features = head.num_fc_units
-        layers.append(nn.Linear(features, head.embedding_dim))
-        self.fc = nn.Sequential(*layers)
+        self.EmbeddingHead = nn.Linear(features, head.embedding_dim)
+
+    def _load_from_state_dict(self, state_dict, prefix, *args, **kwargs):
+        # checkpoints of posekit 0.x before sleap-nn's names: `gem_p`, `fc.{2i}`, last `fc`
+        if prefix + "gem_p" in state_dict:
+            state_dict[prefix + "pre_embedding_pool.p"] = state_dict.pop(prefix + "gem_p")
+        for i in range(self.num_fc_layers + 1):
+            new = f"pre_embedding{i}_fc" if i < self.num_fc_layers else "EmbeddingHead"
+            for param in ("weight", "bias"):
+                old = f"{prefix}fc.{2 * i}.{param}"
+                if old in state_dict:
+                    state_dict[f"{prefix}{new}.{param}"] = state_dict.pop(old)
+        super()._load_from_state_dict(state_dict, prefix, *args, **kwargs)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         if self.pool == "avg":
@@ -314,7 +348,8 @@ class EmbeddingLayer(nn.Module):
         elif self.pool == "max":
             x = torch.amax(x, dim=(2, 3))
         else:
-            p = self.gem_p.clamp(min=1.0)
-            x = x.clamp(min=1e-6).pow(p).mean(dim=(2, 3)).pow(1.0 / p)
-        x = self.fc(x)
+            x = self.pre_embedding_pool(x)
+        for i in range(self.num_fc_layers):
+            x = torch.relu(getattr(self, f"pre_embedding{i}_fc")(x))
+        x = self.EmbeddingHead(x)
         return nn.functional.normalize(x, dim=-1) if self.normalize else x

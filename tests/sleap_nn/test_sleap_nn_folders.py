@@ -32,7 +32,12 @@ CASES = TYPES + [f"convnext_{t}" for t in TYPES]
 #: sleap-nn's `pretrained` backbone (tiny random Hugging Face models, their config.json in
 #: the folder's hf_cache/): every family single-instance, the other types on the DINOv2
 #: and the ConvNeXt (scripts/make_sleapnn_hf_fixtures.py).
-HF_CASES = sorted(p.name for p in FIXTURES.iterdir() if (p / "hf_cache").is_dir())
+# the pose cases (the embedding ones, `*_embedding`, have their own tests)
+HF_CASES = sorted(
+    p.name
+    for p in FIXTURES.iterdir()
+    if (p / "hf_cache").is_dir() and not p.name.endswith("_embedding")
+)
 #: posekit's names for sleap-nn's model types
 POSEKIT_TYPE = {"bottomup": "multi_instance"}
 #: The Swin-T folders `make_sleapnn_fixtures.py --swin DIR` writes (335 MB each, not

@@ -26,7 +26,7 @@ def test_embedding_layer_gives_one_unit_vector_per_crop(pool):
     assert not torch.allclose(unnormed(torch.rand(5, 24, 3, 3)).norm(dim=1), torch.ones(5))
 
 
-def test_registry_builds_the_head_from_the_config_and_needs_identities():
+def test_registry_builds_the_head_from_the_config():
     from posekit.config.model import HeadsConfig
     from posekit.model.registry import make_heads, model_type
 
@@ -36,8 +36,48 @@ def test_registry_builds_the_head_from_the_config_and_needs_identities():
     assert (heads[0].embedding_dim, heads[0].classes, heads[0].output_stride) == (4, ["f", "m"], 16)
     entry = model_type("embedding")
     assert entry.crops and entry.multi_class
-    with pytest.raises(PosekitError, match="identities"):
-        make_heads(cfg, part_names=["a"])
+    # the identities are training targets only: a trained model (sleap-nn's keep none)
+    # builds without them
+    _, heads = make_heads(cfg, part_names=["a"])
+    assert heads[0].classes == [] and heads[0].channels == 4
+
+
+def test_training_an_embedding_model_needs_tracked_labels(single_labels):
+    import sleap_io as sio
+
+    from posekit.config.job import TrainingJobConfig
+    from posekit.data.labels import load_labels
+    from posekit.training.run import _build_model
+
+    labels = sio.load_slp(single_labels)
+    for lf in labels.labeled_frames:
+        for inst in lf.instances:
+            inst.track = None
+    labels.tracks.clear()
+    config = TrainingJobConfig.model_validate(
+        {"model": {"backbone": {"unet": {"filters": 4}}, "heads": {"embedding": {}}}}
+    )
+    with pytest.raises(PosekitError, match="no tracks: track them first"):
+        _build_model(config, load_labels(labels))
+
+
+def test_embedding_layer_loads_checkpoints_with_the_old_layer_names():
+    """posekit's first embedding layers were named `gem_p` / `fc.{2i}`; such checkpoints
+    load into sleap-nn's names with the same numbers."""
+    head = EmbeddingHead(16, embedding_dim=6, num_fc_layers=2, num_fc_units=5, pool="gem")
+    layer = head.make_layer(7)
+    with torch.no_grad():
+        layer.pre_embedding_pool.p.fill_(2.5)
+    new = layer.state_dict()
+    old = {"gem_p": new["pre_embedding_pool.p"]}
+    for i, name in enumerate(["pre_embedding0_fc", "pre_embedding1_fc", "EmbeddingHead"]):
+        old[f"fc.{2 * i}.weight"] = new[f"{name}.weight"]
+        old[f"fc.{2 * i}.bias"] = new[f"{name}.bias"]
+    fresh = head.make_layer(7)
+    fresh.load_state_dict(old)
+    x = torch.rand(3, 7, 4, 4)
+    assert torch.equal(fresh(x), layer(x))
+    assert float(fresh.pre_embedding_pool.p) == 2.5
 
 
 def test_supcon_values():

@@ -202,6 +202,18 @@ class Dinov2(nn.Module):
             out.append(grid.transpose(1, 2).reshape(b, -1, h, w))
         return out
 
+    def last_normed(self, x: torch.Tensor) -> torch.Tensor:
+        """The last block's patch tokens after the final LayerNorm, as a (B, C, h, w) map:
+        what transformers' `Dinov2Backbone` gives with `apply_layernorm` and
+        `reshape_hidden_states` (sleap-nn's encoder-only backbone)."""
+        b = x.shape[0]
+        h, w = x.shape[-2] // self.patch_size, x.shape[-1] // self.patch_size
+        tokens = self.embeddings(x)
+        for block in self.blocks:
+            tokens = block(tokens)
+        grid = self.layernorm(tokens)[:, self.prefix_tokens :]
+        return grid.transpose(1, 2).reshape(b, -1, h, w)
+
     def load_hf_state_dict(self, state: Mapping[str, torch.Tensor], prefix: str = "") -> dict:
         """posekit's keys (relative to this module) for Hugging Face's `Dinov2Model` keys
         under `prefix`: transformers 5 names (`q_proj`, `gate_proj`) and 4 names

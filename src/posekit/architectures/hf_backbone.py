@@ -22,7 +22,7 @@ from posekit.architectures.hf_convnets import build_hf_hierarchical, hf_to_posek
 from posekit.architectures.hf_hub import hf_model_dir, read_hf_weights
 from posekit.architectures.sleap_nn_decoder import (
     DecodedEncoder,
-    refuse_encoder_mode,
+    encoder_only,
     run_decoder,
     sleap_nn_decoder,
 )
@@ -71,12 +71,50 @@ class HFPretrained(DecodedEncoder):
         weights: bool = False,
         revision: str | None = None,
         freeze: bool = False,
+        mode: str = "auto",
+        max_stride: int = 32,
     ) -> None:
         super().__init__()
         self.in_channels = int(in_channels)
         if self.in_channels not in (1, 3):
             raise PosekitError(f"in_channels={in_channels}: ImageNet encoders take 1 or 3")
         self.model_name = model_name
+        self.encoder_only = mode == "encoder"
+        if self.encoder_only:  # the deepest stage map alone, whatever out_indices says
+            self.enc = build_hf_hierarchical(hf, [-1])
+            self.decoder, self._features = encoder_only(
+                self.enc.channels[self.enc.indices[-1]], max_stride
+            )
+            self.strides = [max_stride]
+        else:
+            self._build_decoder(
+                out_indices,
+                output_stride,
+                filters_rate,
+                convs_per_block,
+                kernel_size,
+                up_interpolate,
+                hf,
+            )
+        self.normalize = bool(normalize)
+        if image_mean and image_std:
+            mean, std = image_mean, image_std
+        elif not self.normalize:
+            mean, std = (0.0, 0.0, 0.0), (1.0, 1.0, 1.0)
+        else:
+            mean, std = _processor_stats(model_name, revision) or (IMAGENET_MEAN, IMAGENET_STD)
+        self.finish(mean, std, weights, revision, freeze)
+
+    def _build_decoder(
+        self,
+        out_indices,
+        output_stride,
+        filters_rate,
+        convs_per_block,
+        kernel_size,
+        up_interpolate,
+        hf,
+    ) -> None:
         self.enc = build_hf_hierarchical(hf, out_indices)
         by_stride = {self.enc.strides[i]: self.enc.channels[i] for i in self.enc.indices}
         self.strides = sorted(by_stride)
@@ -94,14 +132,6 @@ class HFPretrained(DecodedEncoder):
             kernel_size,
             up_interpolate,
         )
-        self.normalize = bool(normalize)
-        if image_mean and image_std:
-            mean, std = image_mean, image_std
-        elif not self.normalize:
-            mean, std = (0.0, 0.0, 0.0), (1.0, 1.0, 1.0)
-        else:
-            mean, std = _processor_stats(model_name, revision) or (IMAGENET_MEAN, IMAGENET_STD)
-        self.finish(mean, std, weights, revision, freeze)
 
     @classmethod
     def from_config(
@@ -110,9 +140,9 @@ class HFPretrained(DecodedEncoder):
         """Build from sleap-nn's `PretrainedConfig`; `hf`: the model's Hugging Face config
         (read by `dinov2.require_hf_config` when not given)."""
         hf = hf or require_hf_config(config.model_name, config.revision)
-        refuse_encoder_mode(config)
         names = ("out_indices", "normalize", "image_mean", "image_std", "filters_rate")
         names += ("convs_per_block", "kernel_size", "up_interpolate", "weights", "revision")
+        names += ("mode", "max_stride")
         return cls(
             hf,
             model_name=config.model_name,
@@ -125,6 +155,8 @@ class HFPretrained(DecodedEncoder):
     def forward_features(self, x: torch.Tensor) -> list[dict[int, torch.Tensor]]:
         """`{stride: tensor}`: the deepest stage map and every decoder output."""
         maps = self.enc(self.encoder_input(x))
+        if self.encoder_only:
+            return [{self.strides[-1]: maps[-1]}]
         by_stride = {self.enc.strides[i]: m for i, m in zip(self.enc.indices, maps, strict=True)}
         return [run_decoder(self.decoder, by_stride)]
 

@@ -80,14 +80,11 @@ def run_decoder(decoder: nn.ModuleList, by_stride: dict[int, torch.Tensor]) -> d
     return feats
 
 
-def refuse_encoder_mode(config) -> None:
-    """sleap-nn's `mode: encoder` (a pooled bottleneck for class-vector heads, no
-    decoder) is not built: one line saying so."""
-    if config.mode == "encoder":
-        raise PosekitError(
-            "pretrained mode 'encoder' (a pooled bottleneck, no decoder) is not built by "
-            "posekit; use mode: auto or decoder"
-        )
+def encoder_only(channels: int, max_stride: int) -> tuple[nn.ModuleList, dict[int, int]]:
+    """sleap-nn's `mode: encoder` ("Case B"): no decoder; the pooled heads it serves
+    (embedding, class vectors) read the encoder's last map, offered at `max_stride`
+    whatever its true stride (a patch-14 ViT's is 14), as sleap-nn's heads take it."""
+    return nn.ModuleList(), {int(max_stride): int(channels)}
 
 
 def sleap_nn_decoder_keys(decoder: nn.ModuleList) -> dict[str, str]:
@@ -212,7 +209,7 @@ class DecodedEncoder(Backbone):
 
 __all__ = [
     "DecodedEncoder",
-    "refuse_encoder_mode",
+    "encoder_only",
     "run_decoder",
     "sleap_nn_decoder",
     "sleap_nn_decoder_keys",

@@ -28,7 +28,6 @@ from torch import nn
 from posekit.architectures.common import _SKIP_IMAGENET
 from posekit.architectures.sleap_nn_decoder import (
     DecodedEncoder,
-    refuse_encoder_mode,
     run_decoder,
     sleap_nn_decoder,
 )
@@ -149,7 +148,12 @@ class TimmPretrained(DecodedEncoder):
             from posekit.architectures.hf_backbone import HFPretrained
 
             return HFPretrained.from_config(config, in_channels=in_channels, hf=hf)
-        refuse_encoder_mode(config)
+        if config.mode == "encoder":
+            raise PosekitError(
+                f"pretrained mode 'encoder' is built for Hugging Face DINOv2, ConvNeXt(V2), "
+                f"ResNet and Swinv2 models, not for the timm model {config.model_name!r}; use "
+                f"mode: auto or decoder, or a Hugging Face id"
+            )
         names = ("weights", "out_indices", "normalize", "image_mean", "image_std")
         names += ("filters_rate", "convs_per_block", "kernel_size", "up_interpolate")
         return cls(

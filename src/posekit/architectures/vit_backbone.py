@@ -39,7 +39,7 @@ from posekit.architectures.dinov2 import Dinov2, require_hf_config
 from posekit.architectures.hf_hub import read_hf_weights
 from posekit.architectures.sleap_nn_decoder import (
     DecodedEncoder,
-    refuse_encoder_mode,
+    encoder_only,
     run_decoder,
     sleap_nn_decoder,
 )
@@ -152,6 +152,8 @@ class PretrainedViT(DecodedEncoder):
         weights: bool = False,
         revision: str | None = None,
         freeze: bool = False,
+        mode: str = "auto",
+        max_stride: int = 32,
     ) -> None:
         super().__init__()
         self.in_channels = int(in_channels)
@@ -159,6 +161,42 @@ class PretrainedViT(DecodedEncoder):
             raise PosekitError(f"in_channels={in_channels}: a DINOv2 ViT takes 1 or 3")
         self.model_name = model_name
         self.enc = Dinov2(hf)
+        self.normalize = bool(normalize)
+        mean = image_mean if image_mean and image_std else IMAGENET_MEAN
+        std = image_std if image_mean and image_std else IMAGENET_STD
+        self.encoder_only = mode == "encoder"
+        if self.encoder_only:
+            # sleap-nn's "Case B": the last block's layer-normed patch tokens, at the
+            # input's own size (no resampling to a power-of-two grid, no neck)
+            self.decoder, self._features = encoder_only(self.enc.hidden_size, max_stride)
+            self.strides = [max_stride]
+            self.finish(mean, std, weights, revision, freeze)
+            return
+        self._build_neck_and_decoder(
+            output_stride,
+            layers,
+            vit_neck,
+            neck_channels,
+            token_stride,
+            filters_rate,
+            convs_per_block,
+            kernel_size,
+            up_interpolate,
+        )
+        self.finish(mean, std, weights, revision, freeze)
+
+    def _build_neck_and_decoder(
+        self,
+        output_stride,
+        layers,
+        vit_neck,
+        neck_channels,
+        token_stride,
+        filters_rate,
+        convs_per_block,
+        kernel_size,
+        up_interpolate,
+    ) -> None:
         patch, hidden = self.enc.patch_size, self.enc.hidden_size
         self.token_stride = int(token_stride or 2 ** round(math.log2(patch)))
         if self.token_stride < 4 or self.token_stride & (self.token_stride - 1):
@@ -195,10 +233,6 @@ class PretrainedViT(DecodedEncoder):
             kernel_size,
             up_interpolate,
         )
-        self.normalize = bool(normalize)
-        mean = image_mean if image_mean and image_std else IMAGENET_MEAN
-        std = image_std if image_mean and image_std else IMAGENET_STD
-        self.finish(mean, std, weights, revision, freeze)
 
     @classmethod
     def from_config(
@@ -207,12 +241,11 @@ class PretrainedViT(DecodedEncoder):
         """Build from sleap-nn's `PretrainedConfig`; `hf`: the model's Hugging Face config
         (read by `dinov2.require_hf_config` when not given)."""
         hf = hf or require_hf_config(config.model_name, config.revision)
-        refuse_encoder_mode(config)
         if config.detail_stem:
             raise PosekitError("pretrained detail_stem: true is not built by posekit; set false")
         names = ("layers", "vit_neck", "neck_channels", "token_stride", "normalize")
         names += ("image_mean", "image_std", "filters_rate", "convs_per_block", "kernel_size")
-        names += ("up_interpolate", "weights", "revision", "freeze")
+        names += ("up_interpolate", "weights", "revision", "freeze", "mode", "max_stride")
         return cls(
             hf,
             model_name=config.model_name,
@@ -224,6 +257,8 @@ class PretrainedViT(DecodedEncoder):
     def forward_features(self, x: torch.Tensor) -> list[dict[int, torch.Tensor]]:
         """`{stride: tensor}`: the deepest neck level and every decoder output."""
         x = self.encoder_input(x)
+        if self.encoder_only:
+            return [{self.strides[-1]: self.enc.last_normed(x)}]
         h, w = x.shape[-2] // self.token_stride, x.shape[-1] // self.token_stride
         size = (h * self.enc.patch_size, w * self.enc.patch_size)
         if tuple(x.shape[-2:]) != size:

@@ -157,8 +157,9 @@ class PretrainedConfig(ConfigBase):
     from a Hugging Face id (`facebook/dinov2-small`, or one whose config.json is in a
     folder or the Hugging Face cache), as are Hugging Face ConvNeXt, ConvNeXtV2, ResNet
     and Swinv2 ids (`facebook/convnextv2-nano-22k-224`, `microsoft/resnet-50`: sleap-nn's
-    AutoBackbone networks, whose checkpoints load). Other Hugging Face ids,
-    `detail_stem` and `mode: encoder` are not built;
+    AutoBackbone networks, whose checkpoints load). `mode: encoder` (no decoder: the
+    encoder's last map, for pooled heads) is built for the Hugging Face models; other
+    Hugging Face ids and `detail_stem` are not;
     `gradient_checkpointing`, `encoder_lr_scale`, `layer_decay` and `revision` are kept
     for sleap-nn's files and not acted on.
     """

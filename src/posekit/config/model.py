@@ -506,6 +506,12 @@ class EmbeddingHeadConfig(ConfigBase):
     -> dense `embedding_dim` -> L2 normalisation (`normalize`). Trained with a contrastive
     loss (`loss`: supcon; `temperature`) on crops of tracked instances; `classes` are the
     training tracks (filled in from the labels, used only for the targets).
+
+    Crops are centred on `anchor_part` when it is visible, else on `centroid_method` of
+    the visible points: the middle of their bounding box (`bbox_center`, posekit's rule)
+    or their mean (`center_of_mass`, sleap-nn's). `standardize` scales each crop to zero
+    mean and unit standard deviation per channel before the network (sleap-nn's embedding
+    models always do; it makes the vector blind to a crop's brightness and contrast).
     """
 
     embedding_dim: int = Field(128, ge=1)
@@ -518,6 +524,8 @@ class EmbeddingHeadConfig(ConfigBase):
     loss: Literal["supcon"] = "supcon"
     temperature: float = Field(0.1, gt=0)
     anchor_part: str | None = None
+    centroid_method: Literal["bbox_center", "center_of_mass"] = "bbox_center"
+    standardize: bool = False
     classes: list[str] | None = None
 
     _v_strides = field_validator("output_stride")(lambda v, info: check_stride(info.field_name, v))

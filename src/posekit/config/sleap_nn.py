@@ -18,6 +18,7 @@ import functools
 from pathlib import Path
 from typing import Any
 
+from posekit.config.sleap_nn_embedding import embedding_from_sleap_nn, embedding_to_sleap_nn
 from posekit.errors import PosekitError
 
 #: The top-level keys that mark a sleap-nn config.
@@ -50,6 +51,8 @@ _HEADS: dict[str, tuple[str, dict[str, str] | None]] = {
         "centered_instance_segmentation",
         {"segmentation": "segmentation"},
     ),
+    # re-identification: posekit's embedding config carries sleap-nn's head fields
+    "embedding": ("embedding", {"embedding": "embedding"}),
 }
 
 #: Head fields posekit reads (all other fields of a head are reported when set).
@@ -70,6 +73,9 @@ _HEAD_FIELDS = {
     "target_maxpool",
     "centroid_method",
     "centroid_fallback",
+    "embedding_dim",
+    "pool",
+    "normalize",
 }
 #: Crop centres of sleap-nn's top-down segmentation training that posekit does not make
 #: (it crops on the anchor part or the bounding-box centre).
@@ -183,6 +189,15 @@ class _Reader:
         self.used.add(dotted)
         return default if node is None else node
 
+    def peek(self, dotted: str) -> Any:
+        """The node at `dotted` (None when absent) without counting it as used."""
+        node: Any = self.tree
+        for key in dotted.split("."):
+            if not isinstance(node, dict) or key not in node:
+                return None
+            node = node[key]
+        return node
+
     def unused(self) -> list[str]:
         out: list[str] = []
 
@@ -254,7 +269,7 @@ def _name(node: Any) -> str:
 
 def _the_one_set(r: _Reader, path: str, what: str) -> str:
     """The one key of a sleap-nn one-of section (backbone, heads) that is set."""
-    chosen = [k for k, v in r.get(path, {}).items() if v]
+    chosen = [k for k, v in (r.peek(path) or {}).items() if v]
     if len(chosen) != 1:
         raise PosekitError(f"{r.source}: {path} sets {chosen or 'nothing'}; set exactly one {what}")
     return chosen[0]
@@ -299,7 +314,7 @@ def bottleneck_stride(backbone: dict[str, Any]) -> int:
 
 
 def _head(r: _Reader, base: str) -> dict[str, Any]:
-    node = r.get(base, {})
+    node = r.peek(base) or {}  # only the fields read count as used: the rest is reported
     out = {}
     for key in node:
         if key in _HEAD_FIELDS:
@@ -340,6 +355,8 @@ def _heads(r: _Reader) -> tuple[dict[str, Any], list[str]]:
             lost.append(f"{base}.segmentation.centroid_method={method}")
         if head.get("centroid_fallback") in _OTHER_CENTROIDS:
             lost.append(f"{base}.segmentation.centroid_fallback={head.pop('centroid_fallback')}")
+    if family == "embedding":
+        lost += embedding_from_sleap_nn(r, f"{base}.embedding", heads["embedding"])
     return {field: heads}, lost
 
 
@@ -473,6 +490,22 @@ def posekit_tree(
         # sleap-nn's class-vectors head reads the bottleneck whatever its output_stride
         stride = bottleneck_stride(data["model"]["backbone"])
         heads["multi_class_topdown"]["class_vectors"]["output_stride"] = stride
+    if "embedding" in heads:
+        # as does its embedding head; and its embedding crops are never rescaled
+        stride = bottleneck_stride(data["model"]["backbone"])
+        heads["embedding"]["embedding"]["output_stride"] = stride
+        pretrained = data["model"]["backbone"].get("pretrained")
+        if pretrained is not None:  # a pooled head needs no decoder: encoder-only
+            if pretrained.get("mode") == "decoder":
+                raise PosekitError(
+                    f"{source}: pretrained mode 'decoder' does not fit an embedding model "
+                    f"(its pooled head reads the encoder's last map); use mode: encoder or auto"
+                )
+            pretrained["mode"] = "encoder"
+        scale = data["data"]["preprocessing"]["input_scaling"]
+        if scale != 1.0:
+            lost.append(f"{d}.preprocessing.scale={_show(scale)} (embedding crops are not scaled)")
+            data["data"]["preprocessing"]["input_scaling"] = 1.0
     return data, lost + r.unused()
 
 
@@ -521,6 +554,8 @@ def _heads_back(heads) -> dict[str, Any]:
         return out
 
     defaults = _defaults()["head_defaults"][family]
+    if family == "embedding":
+        return {family: {"embedding": embedding_to_sleap_nn(cfg.embedding, defaults["embedding"])}}
     if subs is None:
         body = {"confmaps": {**defaults["confmaps"], **one(cfg)}}
     else:

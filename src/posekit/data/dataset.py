@@ -187,6 +187,11 @@ class DataPipeline:
         self.max_stride = int(max_stride)
         self.crop_size = None if crop_size is None else int(crop_size)
         self.anchor_index = anchor_index
+        #: crop centre without a visible anchor (an embedding head may ask for the mean)
+        self.centroid_method = next(
+            (h.centroid_method for h in heads if getattr(h, "centroid_method", None)),
+            "bbox_center",
+        )
         self.augmenter = augmenter
         #: posekit-only (budgeted `--auto`, recommend.py rule 14): training batches of a
         #: single-instance model are cut to this side (scaled px) around the animal.
@@ -363,7 +368,7 @@ class DataPipeline:
         points = points * scale
         out: dict[str, Any] = {}
         if self.is_topdown:
-            centroids = instance_centroids(points[:, 0], self.anchor_index)
+            centroids = instance_centroids(points[:, 0], self.anchor_index, self.centroid_method)
             centre = torch.tensor(
                 [(images.shape[-1] - 1) / 2.0, (images.shape[-2] - 1) / 2.0],
                 device=images.device,
@@ -458,7 +463,7 @@ class DataPipeline:
                     primary_points, image_hw, stride, primary_sigma, drop_outside_instances=False
                 )
             elif name == "CentroidConfmapsHead":
-                centroids = instance_centroids(points, self.anchor_index)
+                centroids = instance_centroids(points, self.anchor_index, self.centroid_method)
                 primary_points = centroids[:, :, None, :]
                 primary_sigma = head_sigma(head.sigma, stride) * sigma_scale
                 targets[name] = centroid_confidence_maps(centroids, image_hw, stride, primary_sigma)
@@ -599,7 +604,9 @@ class PoseDataset(torch.utils.data.Dataset):
         sample: dict[str, Any] = {}
         if self.pipeline.is_topdown:
             size = self.context_size
-            centroid = instance_centroids(torch.from_numpy(pts[0]), self.pipeline.anchor_index)
+            centroid = instance_centroids(
+                torch.from_numpy(pts[0]), self.pipeline.anchor_index, self.pipeline.centroid_method
+            )
             # Origins on multiples of 1/input_scaling (when that is an integer) keep the
             # resized context on the same pixel grid as the resized full frame, so crops
             # equal SLEAP's crops of the resized frame exactly.

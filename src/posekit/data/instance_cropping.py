@@ -36,13 +36,24 @@ def bbox_midpoints(points: torch.Tensor) -> torch.Tensor:
     return torch.where(none, torch.full_like(mid, float("nan")), mid)
 
 
-def instance_centroids(points: torch.Tensor, anchor_index: int | None = None) -> torch.Tensor:
+def instance_centroids(
+    points: torch.Tensor, anchor_index: int | None = None, method: str = "bbox_center"
+) -> torch.Tensor:
     """Centroids (..., 2) of instances (..., K, 2).
 
     The anchor part's position when `anchor_index` is given and that point is visible,
-    else the bounding-box midpoint of the visible points; NaN for an empty instance.
+    else the bounding-box midpoint of the visible points (`method="bbox_center"`,
+    SLEAP's rule) or their mean (`"center_of_mass"`, sleap-nn's default for crops
+    without an anchor); NaN for an empty instance.
     """
-    mid = bbox_midpoints(points)
+    if method == "center_of_mass":
+        visible = ~torch.isnan(points).any(dim=-1, keepdim=True)
+        count = visible.sum(dim=-2)
+        mid = torch.where(visible, points, torch.zeros_like(points)).sum(dim=-2) / count
+    elif method == "bbox_center":
+        mid = bbox_midpoints(points)
+    else:
+        raise ValueError(f"centroid method {method!r}: use 'bbox_center' or 'center_of_mass'")
     if anchor_index is None:
         return mid
     anchor = points[..., anchor_index, :]
@@ -171,6 +182,70 @@ def crop_instances(
     return extract_crops(images, origins, crop_size, sample_inds), origins
 
 
+def sleap_nn_crops(
+    images: torch.Tensor, centroids: torch.Tensor, crop_size: int, sample_inds: torch.Tensor
+) -> torch.Tensor:
+    """Crops as sleap-nn cuts them for its embedding models: (M, C, S, S), values in [0, 1].
+
+    sleap-nn has Skia draw the box from ``c - S/2 + 1/2`` to ``c + S/2 - 1/2`` (``S - 1``
+    pixels wide) onto ``S`` 8-bit output pixels with its bilinear filter, anti-aliased,
+    on black: a zoom of ``S / (S - 1)``, edge pixels of the frame repeated under the
+    filter, and output pixels the frame covers in part darkened by that part (in 1/256
+    steps). The models were trained on such crops, so they are cut the same way here,
+    with Skia's float32 arithmetic in its order (the inverse matrix, four taps weighted and
+    summed in turn, halves rounded to even): equal to sleap-nn's crops on the fixtures.
+
+    Args:
+        images: (N, C, H, W) frames in [0, 1] (whole grey levels / 255).
+        centroids: (M, 2) crop centres (x, y) in frame pixels.
+        crop_size: the crop side S.
+        sample_inds: (M,) the frame of each crop.
+    """
+    f32 = torch.float32
+    device = images.device
+    height, width = images.shape[-2:]
+    size = torch.tensor(float(crop_size), dtype=f32, device=device)
+    half = torch.tensor(0.5, dtype=f32, device=device)
+    cents = centroids.to(device, f32)
+    pixels = torch.round(images[sample_inds].to(f32) * 255)
+    pixels = pixels * torch.tensor(1 / 255, dtype=f32, device=device)  # Skia's unorm
+    centres = torch.arange(crop_size, dtype=f32, device=device) + half
+
+    def axis(centre: torch.Tensor, length: int):
+        """Per crop (M, S): the first tap's index, the filter weight of the second, and
+        the coverage of each output pixel by the frame."""
+        lo = (centre - size / 2) + half
+        hi = (centre + size / 2) - half
+        scale = size / (hi - lo)
+        shift = -lo * scale
+        inv = 1 / scale
+        inv_shift = -shift * inv
+        where = centres[None] * inv[:, None] + inv_shift[:, None]  # source, pixel units
+        start = torch.floor(where + half)
+        frac = (where + half) - start
+        # the frame's footprint on the crop, [shift, shift + length * scale)
+        j = centres.double()[None] - 0.5
+        first, last = shift.double()[:, None], (shift + length * scale).double()[:, None]
+        cover = (torch.minimum(j + 1, last) - torch.maximum(j, first)).clamp(0, 1)
+        alpha = torch.clamp(torch.round(cover * 256), max=255) / 255
+        return start.long() - 1, frac, alpha.to(f32)
+
+    x0, fx, ax = axis(cents[:, 0], width)
+    y0, fy, ay = axis(cents[:, 1], height)
+    rows = torch.arange(len(cents), device=device)[:, None, None]
+    total = torch.zeros(pixels.shape[:2] + (crop_size, crop_size), dtype=f32, device=device)
+    for dy in (0, 1):
+        wy = fy if dy else 1 - fy
+        yi = (y0 + dy).clamp(0, height - 1)
+        for dx in (0, 1):
+            wx = fx if dx else 1 - fx
+            xi = (x0 + dx).clamp(0, width - 1)
+            taps = pixels[rows, :, yi[:, :, None], xi[:, None, :]].permute(0, 3, 1, 2)
+            total = (wy[:, :, None] * wx[:, None, :])[:, None] * taps + total
+    coverage = (ay[:, :, None] * ax[:, None, :])[:, None]
+    return torch.round(total * coverage * 255) / 255
+
+
 __all__ = [
     "bbox_midpoints",
     "bilinear_sample",
@@ -181,6 +256,7 @@ __all__ = [
     "extract_crops",
     "find_instance_crop_size",
     "instance_centroids",
+    "sleap_nn_crops",
 ]
 
 

@@ -20,7 +20,7 @@ from typing import Any
 import numpy as np
 import torch
 
-from posekit.data.instance_cropping import crop_instances, instance_centroids
+from posekit.data.instance_cropping import crop_instances, instance_centroids, sleap_nn_crops
 from posekit.errors import PosekitError
 from posekit.heads import EmbeddingHead
 
@@ -97,14 +97,18 @@ class EmbeddingPredictor:
             points = np.asarray(points, dtype=np.float32).reshape(len(points), -1, 2)
             out.append(np.full((len(points), dim), np.nan, dtype=np.float32))
             pts = torch.from_numpy(points)
-            cents = instance_centroids(pts, anchor_index) * self.model.input_scale
+            cents = instance_centroids(pts, anchor_index, head.centroid_method)
+            cents = cents * self.model.input_scale
             ok = torch.isfinite(cents).all(-1)
             if not bool(ok.any()):
                 continue
             img = self.model.preprocess(np.asarray(image)[None])  # pads, which crops ignore
             idx = torch.nonzero(ok).flatten()
             zeros = torch.zeros(len(idx), dtype=torch.long, device=img.device)
-            c, _ = crop_instances(img, cents[idx].to(img.device), crop_size, zeros)
+            if getattr(self.model, "sleap_nn", False):  # trained on sleap-nn's crops
+                c = sleap_nn_crops(img, cents[idx], crop_size, zeros)
+            else:
+                c, _ = crop_instances(img, cents[idx].to(img.device), crop_size, zeros)
             for j, i in enumerate(idx.tolist()):
                 crops.append(c[j : j + 1])
                 where.append((len(out) - 1, i))

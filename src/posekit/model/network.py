@@ -37,6 +37,21 @@ from posekit.heads import (
 )
 from posekit.model.registry import make_heads, model_type
 
+#: sleap-nn's floor on a crop's standard deviation: one grey level (here in [0, 1] units).
+_STD_FLOOR = 1.0 / 255.0
+
+
+def standardize_crops(x: torch.Tensor) -> torch.Tensor:
+    """Each image and channel of `x` (N, C, H, W) to zero mean and unit standard deviation.
+
+    sleap-nn's embedding input, on posekit's [0, 1] scale: the standard deviation (plus
+    1e-5 grey levels) is floored at one grey level, so a flat crop is not blown up to
+    noise. Dividing by 255 leaves the result as sleap-nn's on its 0-255 scale.
+    """
+    mean = x.mean(dim=(2, 3), keepdim=True)
+    std = (x - mean).pow(2).mean(dim=(2, 3), keepdim=True).sqrt() + 1e-5 * _STD_FLOOR
+    return (x - mean) / std.clamp(min=_STD_FLOOR)
+
 
 class Model(nn.Module):
     """A backbone and its output heads; forward returns `{head name: output}`.
@@ -88,6 +103,9 @@ class Model(nn.Module):
                 self.head_layers[layer_name] = layer
         # Heads keep PyTorch's default init (smaller than Keras' Glorot for 1x1 convs):
         # measured to make the first steps of training converge faster.
+        #: Per-crop standardisation of the input (sleap-nn's embedding models), part of
+        #: the network so that training, inference and exported graphs all apply it.
+        self.standardize_input = any(getattr(h, "standardize", False) for h in heads)
 
     @property
     def heads(self) -> list[Head]:
@@ -182,6 +200,8 @@ class Model(nn.Module):
 
     def forward_stacks(self, x: torch.Tensor) -> dict[str, list[torch.Tensor]]:
         """Outputs of every stack: `{head name: [stack0, stack1, ...]}` (for training)."""
+        if self.standardize_input:
+            x = standardize_crops(x)
         features = self.backbone.forward_features(x)
         out: dict[str, list[torch.Tensor]] = {h.name: [] for h in self.head_specs}
         for i, feats in enumerate(features):

@@ -206,7 +206,7 @@ def _bottomup_segmentation(cfg, given: HeadInputs, field: str):
 
 def _embedding(cfg, given: HeadInputs, field: str):
     e = cfg.embedding
-    classes = _need(e.classes or given.classes, "identities (tracks)", f"{field}.embedding.classes")
+    classes = list(e.classes or given.classes or [])  # targets only: training checks them
     head = EmbeddingHead(
         e.output_stride,
         e.loss_weight,
@@ -219,6 +219,8 @@ def _embedding(cfg, given: HeadInputs, field: str):
         e.temperature,
         e.anchor_part,
         classes,
+        e.centroid_method,
+        e.standardize,
     )
     return [head], None, []
 

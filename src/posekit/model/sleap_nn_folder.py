@@ -241,7 +241,7 @@ def _refuse_hierarchical_pretrained(pretrained, folder: Path) -> None:
 
 def sleap_nn_state_dict(model) -> dict[str, Any]:
     """`model`'s weights under the keys sleap-nn's `Model` gives them."""
-    from posekit.heads import ClassVectorsHead
+    from posekit.heads import ClassVectorsHead, EmbeddingHead
 
     names = {
         "encoders": "model.backbone.encoders.0.encoder_stack",
@@ -261,7 +261,9 @@ def sleap_nn_state_dict(model) -> dict[str, Any]:
         parts = key.split(".")
         if parts[0] == "head_layers":
             i = heads.index(parts[1])
-            if isinstance(model.heads[i], ClassVectorsHead):
+            if isinstance(model.heads[i], EmbeddingHead):  # sleap-nn's layer names
+                out[f"model.head_layers.{i}.{'.'.join(parts[2:])}"] = value
+            elif isinstance(model.heads[i], ClassVectorsHead):
                 out[f"model.head_layers.{i}.{'.'.join(parts[-2:])}"] = value
             else:
                 out[f"model.head_layers.{i}.{parts[1]}.0.{parts[-1]}"] = value

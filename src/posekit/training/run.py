@@ -328,12 +328,19 @@ def _build_model(config: Any, train_labels: Any) -> Any:
     skeleton = train_labels.skeleton
     frame_c = frame_channels(train_labels)
     in_channels = Preprocessor.from_config(config.data.preprocessing).output_channels(frame_c)
+    classes = config_names(config, "classes") or list(train_labels.class_names) or None
+    if config.model.heads.embedding is not None and not classes:
+        raise PosekitError(
+            "an embedding model learns from tracked animals, and the training labels have no "
+            "tracks: track them first (posekit track, or SLEAP's proofreading) or set "
+            "model.heads.embedding.embedding.classes"
+        )
     return Model.from_config(
         config.model,
         in_channels=in_channels,
         part_names=config_names(config, "part_names") or list(skeleton.node_names),
         edges=[tuple(e) for e in skeleton.edges],
-        classes=config_names(config, "classes") or list(train_labels.class_names) or None,
+        classes=classes,
     )
 
 
