@@ -139,7 +139,9 @@ def test_embedding_model_trains_and_tells_the_animals_apart(multi_labels, tmp_pa
         epochs=5,
         batches_per_epoch=16,
         batch_size=8,
-        initial_learning_rate=3e-3,
+        # 3e-3 sat on the edge: on an AMD CPU limited to AVX2 the loss stayed at
+        # log(positives + negatives) (vectors collapsed), elsewhere it learnt
+        initial_learning_rate=1e-3,
     )
     run = train(
         cfg,

@@ -59,8 +59,10 @@ def test_fused_optimizer_trains_the_same_weights(name):
     assert fused_losses == pytest.approx(plain_losses, rel=1e-5)
     moved = max((w - w0).abs().max().item() for w, w0 in zip(fused_weights, _initial(name)))
     assert moved > 1e-3  # the steps changed the weights, so the comparison means something
+    # Adam's steps here are ~1e-2 each (lr 1e-2); the two kernels round differently, and
+    # on an AMD CPU limited to AVX2 one weight near zero of 9,216 ended 1.2e-6 apart
     for a, b in zip(fused_weights, plain_weights):
-        torch.testing.assert_close(a, b, rtol=1e-5, atol=1e-6)
+        torch.testing.assert_close(a, b, rtol=1e-5, atol=1e-5)
 
 
 def _initial(name: str):
