@@ -10,7 +10,8 @@ types (centroid, centered instance, bottom-up, multi-class bottom-up and top-dow
 DINOv2 and the ConvNeXt. Per case it saves a tiny random Hugging Face model with `save_pretrained` (a DINOv2:
 hidden size 32, 2 layers, 2 heads, patch 14, image size 56; hierarchical ConvNeXt,
 ConvNeXtV2, ResNet (bottleneck): 4 stages of one block each, 8..32 channels; Swinv2:
-2 blocks a stage, 8..64 channels, window 3)
+2 blocks a stage, 8..64 channels, window 3; timm's ConvNeXt V2 with the ConvNeXts' stages
+as transformers' `TimmWrapperModel`, which is how sleap-nn builds `timm/...` ids)
 into a Hugging Face cache layout
 (`hf_cache/models--posekit--<name>/snapshots/<rev>/`), has sleap-nn train a
 model of the case's type on it (`model_name: posekit/<name>`, read offline from that cache)
@@ -46,6 +47,8 @@ CASES = {
     "hfconvnextv2_single_instance": dict(neck={}),
     "hfresnet_single_instance": dict(neck={}),
     "hfswinv2_single_instance": dict(neck={}),
+    # a timm model as sleap-nn builds `timm/...` ids: transformers' TimmWrapperModel
+    "timmconvnextv2_single_instance": dict(neck={}),
 }
 #: The other pose model types on one ViT (DINOv2, "dpt" neck) and one hierarchical
 #: (ConvNeXt) model: same heads, strides and crops as the UNet cases of
@@ -77,6 +80,11 @@ def tiny_hierarchical(name: str):
     import transformers as tf
 
     stages = dict(depths=[1, 1, 1, 1], hidden_sizes=[8, 16, 24, 32])
+    if name == "timmconvnextv2":  # timm's ConvNeXt V2 with the same tiny stages
+        args = {"depths": [1, 1, 1, 1], "dims": [8, 16, 24, 32]}
+        return tf.TimmWrapperModel(
+            tf.TimmWrapperConfig(architecture="convnextv2_atto", model_args=args)
+        )
     if name == "hfconvnext":
         return tf.ConvNextModel(tf.ConvNextConfig(**stages, layer_scale_init_value=0.5))
     if name == "hfconvnextv2":
@@ -104,7 +112,7 @@ def save_tiny(cache: Path, name: str, registers: int = 0) -> None:
     sizes = dict(
         hidden_size=32, num_hidden_layers=2, num_attention_heads=2, patch_size=14, image_size=56
     )
-    if name.startswith("hf"):
+    if name.startswith(("hf", "timm")):
         model = tiny_hierarchical(name)
     elif registers:
         model = Dinov2WithRegistersModel(

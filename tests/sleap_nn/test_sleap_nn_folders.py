@@ -245,33 +245,51 @@ def test_export_keys_equal_sleap_nn_checkpoint(case, tmp_path, hf_cache):
         assert mine[k].shape == theirs[k].shape and torch.equal(mine[k], theirs[k]), k
 
 
-def test_export_refuses_timm_pretrained_encoders(tmp_path):
-    """sleap-nn builds `pretrained` backbones from Hugging Face transformers only: a timm
-    encoder (same config section) is refused in one line, nothing written."""
+def test_export_writes_timm_encoders_under_their_timm_id(tmp_path):
+    """sleap-nn builds a `timm/...` id as transformers' TimmWrapperModel: a posekit model
+    on a timm encoder exports under timm's own Hugging Face id, its weights under
+    `enc.timm_model.`, mean and std included, and loads back with the same outputs; a
+    timm model with no such id is refused in one line, nothing written."""
     pytest.importorskip("timm")
+    import yaml
+
     from posekit.config.job import TrainingJobConfig
     from posekit.errors import PosekitError
+    from posekit.model.folder import load_model
     from posekit.model.network import Model
     from posekit.model.sleap_nn_folder import save_sleap_nn_folder
 
     cfg = TrainingJobConfig.model_validate(
         {
             "model": {
-                "backbone": {
-                    "pretrained": {"model_name": "timm/convnextv2_atto", "weights": False}
-                },
+                "backbone": {"pretrained": {"model_name": "convnextv2_atto", "weights": False}},
                 "heads": {
                     "single_instance": {"part_names": ["a", "b"], "sigma": 2.5, "output_stride": 2}
                 },
             }
         }
     )
-    model = Model.from_config(cfg.model, in_channels=1)
+    torch.manual_seed(0)
+    model = Model.from_config(cfg.model, in_channels=1).eval()
     model.config = cfg
-    with pytest.raises(PosekitError, match="timm model") as err:
-        save_sleap_nn_folder(model, tmp_path / "x")
+    out = save_sleap_nn_folder(model, tmp_path / "x")
+    written = yaml.safe_load((out / "training_config.yaml").read_text())
+    name = written["model_config"]["backbone_config"]["pretrained"]["model_name"]
+    assert name.startswith("timm/convnextv2_atto.")
+    state = torch.load(out / "best.ckpt", weights_only=True)["state_dict"]
+    assert "model.backbone.enc.timm_model.stem.0.weight" in state
+    assert "model.backbone.image_mean" in state and "model.backbone.image_std" in state
+    again = load_model(out)
+    x = torch.rand(1, 1, 64, 64)
+    with torch.no_grad():
+        a, b = model(x), again(x)
+    assert torch.equal(a["SingleInstanceConfmapsHead"], b["SingleInstanceConfmapsHead"])
+
+    model.backbone.enc.pretrained_cfg = {}  # a timm model with no timm/ repository
+    with pytest.raises(PosekitError, match="timm/ repository") as err:
+        save_sleap_nn_folder(model, tmp_path / "y")
     assert "\n" not in str(err.value)
-    assert not (tmp_path / "x").exists()
+    assert not (tmp_path / "y").exists()
 
 
 def test_export_refuses_keras_transposed_convs(tmp_path):

@@ -161,3 +161,24 @@ def test_a_hugging_face_swinv2_trains_in_posekit(freeze):
     moved = {k for k in before if not torch.equal(before[k], after[k])}
     assert any(k.startswith("decoder.") for k in moved)
     assert any(k.startswith("enc.") for k in moved) is not freeze
+
+
+def test_timm_wrapper_folder_outputs_and_parameters_equal_sleap_nn(monkeypatch):
+    """sleap-nn builds `timm/...` ids as transformers' TimmWrapperModel (timm's model under
+    `timm_model`); posekit builds the same timm model by the cached config's
+    `architecture` and `model_args` (here a ConvNeXt V2 with tiny stages) and gives
+    sleap-nn's maps and parameter count."""
+    pytest.importorskip("timm")
+    from posekit.architectures.timm_backbone import TimmPretrained
+
+    case = "timmconvnextv2_single_instance"
+    model = _load(case, monkeypatch)
+    assert isinstance(model.backbone, TimmPretrained)
+    assert [int(f["num_chs"]) for f in model.backbone.enc.feature_info] == [8, 16, 24, 32]
+    ref = np.load(FIXTURES / case / "outputs.npz")
+    with torch.no_grad():
+        out = model(torch.from_numpy(ref["x"]))
+    for name in (k for k in ref.files if k != "x"):
+        np.testing.assert_allclose(out[name].numpy(), ref[name], atol=1e-5, rtol=0)
+    meta = json.loads((FIXTURES / case / "meta.json").read_text())
+    assert sum(p.numel() for p in model.parameters()) == meta["parameters"]

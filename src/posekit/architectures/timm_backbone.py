@@ -20,6 +20,7 @@ checkpoints load.
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from typing import TYPE_CHECKING
 
 import torch
@@ -37,7 +38,9 @@ if TYPE_CHECKING:  # pragma: no cover
     from posekit.config.model import PretrainedConfig
 
 
-def _create(name: str, weights: bool, weights_file: str | None) -> nn.Module:
+def _create(
+    name: str, weights: bool, weights_file: str | None, model_args: dict | None = None
+) -> nn.Module:
     try:
         import timm
     except ImportError as err:  # pragma: no cover - depends on the environment
@@ -52,7 +55,7 @@ def _create(name: str, weights: bool, weights_file: str | None) -> nn.Module:
             f"microsoft/resnet-*, microsoft/swinv2-*, or one whose config.json is in a local folder or the "
             f"Hugging Face cache)"
         )
-    kwargs: dict = dict(pretrained=weights, num_classes=0)
+    kwargs: dict = dict(pretrained=weights, num_classes=0, **(model_args or {}))
     if weights and weights_file is not None:
         kwargs["pretrained_cfg_overlay"] = dict(file=str(weights_file))
     try:
@@ -91,13 +94,18 @@ class TimmPretrained(DecodedEncoder):
         output_stride: int = 2,
         freeze: bool = False,
         weights_file: str | None = None,
+        model_args: dict | None = None,
+        architecture: str | None = None,
     ) -> None:
         super().__init__()
         self.in_channels = int(in_channels)
         if self.in_channels not in (1, 3):
             raise PosekitError(f"in_channels={in_channels}: ImageNet encoders take 1 or 3")
         weights = bool(weights) and not _SKIP_IMAGENET.get() and not torch.empty(0).is_meta
-        self.enc = _create(model_name.removeprefix("timm/"), weights, weights_file)
+        self.model_name = model_name
+        self.wrapped = architecture is not None  # built from a TimmWrapperModel's config
+        name = architecture or model_name.removeprefix("timm/")
+        self.enc = _create(name, weights, weights_file, model_args)
         info = self.enc.feature_info
         if len({int(f["reduction"]) for f in info}) <= 1:
             raise PosekitError(
@@ -140,7 +148,10 @@ class TimmPretrained(DecodedEncoder):
         from posekit.architectures.hf_convnets import HF_HIERARCHICAL_TYPES
 
         hf = hf_config(config.model_name, config.revision)
-        if hf is not None and hf.get("model_type") in DINOV2_TYPES:
+        wrapped: dict = {}  # a `timm/...` id as transformers' TimmWrapperModel saves it
+        if hf is not None and hf.get("model_type") == "timm_wrapper":
+            wrapped = dict(architecture=hf.get("architecture"), model_args=hf.get("model_args"))
+        elif hf is not None and hf.get("model_type") in DINOV2_TYPES:
             from posekit.architectures.vit_backbone import PretrainedViT
 
             return PretrainedViT.from_config(config, in_channels=in_channels, hf=hf)
@@ -161,8 +172,50 @@ class TimmPretrained(DecodedEncoder):
             in_channels=in_channels,
             output_stride=config.output_stride,
             freeze=config.freeze,
+            **wrapped,
             **{n: getattr(config, n) for n in names},
         )
+
+    # ---- sleap-nn's names: transformers' TimmWrapperModel holds timm's model as
+    # `timm_model`, and sleap-nn's checkpoints keep the normalisation's mean and std
+
+    def hf_encoder_keys(self, state: Mapping[str, torch.Tensor]) -> dict[str, torch.Tensor]:
+        """The encoder's weights (sleap-nn's `enc.timm_model.*`) in posekit's names."""
+        prefix = "enc.timm_model."
+        return {k[len(prefix) :]: v for k, v in state.items() if k.startswith(prefix)}
+
+    def hf_encoder_state(self, state: Mapping[str, torch.Tensor]) -> dict[str, torch.Tensor]:
+        """The encoder's weights (posekit's names, relative to `enc`) in sleap-nn's."""
+        return {f"timm_model.{k}": v for k, v in state.items()}
+
+    def sleap_nn_state_dict(self, state: Mapping[str, torch.Tensor]) -> dict[str, torch.Tensor]:
+        """As `DecodedEncoder`'s; the checkpoint's mean and std go into the buffers
+        (posekit keeps them out of its own checkpoints: they come from the model name)."""
+        state = dict(state)
+        for name in ("image_mean", "image_std"):
+            if name in state:
+                getattr(self, name).copy_(state.pop(name).view_as(getattr(self, name)))
+        return super().sleap_nn_state_dict(state)
+
+    def to_sleap_nn_state_dict(self, state: Mapping[str, torch.Tensor]) -> dict[str, torch.Tensor]:
+        """As `DecodedEncoder`'s, with the mean and std sleap-nn's checkpoints hold."""
+        out = super().to_sleap_nn_state_dict(state)
+        out.update(image_mean=self.image_mean.clone(), image_std=self.image_std.clone())
+        return out
+
+    def sleap_nn_model_name(self) -> str:
+        """The id sleap-nn builds this encoder from: a `timm/...` Hugging Face repository
+        (timm's own `hf_hub_id` for a plain timm name); a model sleap-nn built keeps its id."""
+        if self.wrapped or self.model_name.startswith("timm/"):
+            return self.model_name
+        hub = self.enc.pretrained_cfg.get("hf_hub_id")
+        if not hub or not str(hub).startswith("timm/"):
+            raise PosekitError(
+                f"the timm model {self.model_name!r} has no timm/ repository on the Hugging "
+                f"Face hub, which sleap-nn builds its 'pretrained' backbone from; name it "
+                f"by such an id (e.g. timm/convnextv2_nano.fcmae_ft_in22k_in1k)"
+            )
+        return str(hub)
 
     def forward_features(self, x: torch.Tensor) -> list[dict[int, torch.Tensor]]:
         """`{stride: tensor}`: the deepest stage map and every decoder output."""

@@ -110,12 +110,13 @@ def _hierarchical(model) -> bool:
 
 
 def _hugging_face(model) -> bool:
-    """Whether `model`'s backbone is sleap-nn's `pretrained` one on a Hugging Face model
-    (not a timm encoder, which sleap-nn does not build)."""
+    """Whether `model`'s backbone is sleap-nn's `pretrained` one (a Hugging Face model, or
+    a timm one, which sleap-nn builds as transformers' `TimmWrapperModel`)."""
     from posekit.architectures.hf_backbone import HFPretrained
+    from posekit.architectures.timm_backbone import TimmPretrained
     from posekit.architectures.vit_backbone import PretrainedViT
 
-    return isinstance(model.backbone, PretrainedViT | HFPretrained)
+    return isinstance(model.backbone, PretrainedViT | HFPretrained | TimmPretrained)
 
 
 def _backbone_renamer(model):
@@ -221,6 +222,8 @@ def _refuse_hierarchical_pretrained(pretrained, folder: Path) -> None:
     from posekit.architectures.hf_convnets import HF_HIERARCHICAL_TYPES
 
     hf = hf_config(pretrained.model_name, pretrained.revision)
+    if pretrained.model_name.startswith("timm/") or (hf or {}).get("model_type") == "timm_wrapper":
+        return  # timm builds it by name (and the cached config's `model_args`)
     if hf is None:
         raise PosekitError(
             f"{folder}: its pretrained backbone {pretrained.model_name!r} is not one posekit "
@@ -314,15 +317,16 @@ def save_sleap_nn_folder(model, out_dir: str | os.PathLike) -> Path:
             f"{backbone} models cannot be written as sleap-nn folders; only "
             f"{', '.join(FOLDER_BACKBONES)} backbones can"
         )
-    if backbone == "pretrained" and not _hugging_face(model):
-        raise PosekitError(
-            f"this model's pretrained encoder ({model.config.model.backbone.pretrained.model_name!r}) "
-            f"is a timm model; sleap-nn builds its 'pretrained' backbone from Hugging Face "
-            f"transformers, so only Hugging Face DINOv2, ConvNeXt(V2), ResNet and Swinv2 models "
-            f"can be written as sleap-nn folders; to use it in sleap-nn, train on such an id "
-            f"(e.g. facebook/convnextv2-nano-22k-224)"
+    config = model.config
+    if hasattr(model.backbone, "sleap_nn_model_name"):  # a timm encoder: its timm/ id
+        pretrained = config.model.backbone.pretrained.model_copy(
+            update={"model_name": model.backbone.sleap_nn_model_name()}
         )
-    text = to_sleap_nn_yaml(model.config, in_channels=model.in_channels)  # refuses first
+        backbone_cfg = config.model.backbone.model_copy(update={"pretrained": pretrained})
+        config = config.model_copy(
+            update={"model": config.model.model_copy(update={"backbone": backbone_cfg})}
+        )
+    text = to_sleap_nn_yaml(config, in_channels=model.in_channels)  # refuses first
     if any(
         isinstance(m, SameConvTranspose2d) and not isinstance(m, TorchPaddedConvTranspose2d)
         for m in model.modules()
