@@ -11,7 +11,8 @@ DINOv2 and the ConvNeXt. Per case it saves a tiny random Hugging Face model with
 hidden size 32, 2 layers, 2 heads, patch 14, image size 56; hierarchical ConvNeXt,
 ConvNeXtV2, ResNet (bottleneck): 4 stages of one block each, 8..32 channels; Swinv2:
 2 blocks a stage, 8..64 channels, window 3; timm's ConvNeXt V2 with the ConvNeXts' stages
-as transformers' `TimmWrapperModel`, which is how sleap-nn builds `timm/...` ids)
+as transformers' `TimmWrapperModel`, which is how sleap-nn builds `timm/...` ids, and a
+timm DINOv3 ViT of 2 blocks, width 32, the same way)
 into a Hugging Face cache layout
 (`hf_cache/models--posekit--<name>/snapshots/<rev>/`), has sleap-nn train a
 model of the case's type on it (`model_name: posekit/<name>`, read offline from that cache)
@@ -49,6 +50,8 @@ CASES = {
     "hfswinv2_single_instance": dict(neck={}),
     # a timm model as sleap-nn builds `timm/...` ids: transformers' TimmWrapperModel
     "timmconvnextv2_single_instance": dict(neck={}),
+    # and a timm plain ViT (DINOv3, EVA blocks with RoPE) under sleap-nn's ViT neck
+    "timmdinov3_single_instance": dict(neck={}),
 }
 #: The other pose model types on one ViT (DINOv2, "dpt" neck) and one hierarchical
 #: (ConvNeXt) model: same heads, strides and crops as the UNet cases of
@@ -84,6 +87,11 @@ def tiny_hierarchical(name: str):
         args = {"depths": [1, 1, 1, 1], "dims": [8, 16, 24, 32]}
         return tf.TimmWrapperModel(
             tf.TimmWrapperConfig(architecture="convnextv2_atto", model_args=args)
+        )
+    if name == "timmdinov3":  # 2 blocks of width 32, patch 16
+        args = {"depth": 2, "embed_dim": 32, "num_heads": 2}
+        return tf.TimmWrapperModel(
+            tf.TimmWrapperConfig(architecture="vit_small_patch16_dinov3", model_args=args)
         )
     if name == "hfconvnext":
         return tf.ConvNextModel(tf.ConvNextConfig(**stages, layer_scale_init_value=0.5))

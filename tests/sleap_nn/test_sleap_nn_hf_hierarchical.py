@@ -163,18 +163,25 @@ def test_a_hugging_face_swinv2_trains_in_posekit(freeze):
     assert any(k.startswith("enc.") for k in moved) is not freeze
 
 
-def test_timm_wrapper_folder_outputs_and_parameters_equal_sleap_nn(monkeypatch):
+@pytest.mark.parametrize("case", ["timmconvnextv2_single_instance", "timmdinov3_single_instance"])
+def test_timm_wrapper_folder_outputs_and_parameters_equal_sleap_nn(case, monkeypatch):
     """sleap-nn builds `timm/...` ids as transformers' TimmWrapperModel (timm's model under
     `timm_model`); posekit builds the same timm model by the cached config's
-    `architecture` and `model_args` (here a ConvNeXt V2 with tiny stages) and gives
-    sleap-nn's maps and parameter count."""
+    `architecture` and `model_args` (a ConvNeXt V2 with tiny stages under sleap-nn's
+    decoder; a 2-block DINOv3 ViT under its ViT neck) and gives sleap-nn's maps and
+    parameter count."""
     pytest.importorskip("timm")
     from posekit.architectures.timm_backbone import TimmPretrained
+    from posekit.architectures.vit_backbone import PretrainedViT, TimmViT
 
-    case = "timmconvnextv2_single_instance"
     model = _load(case, monkeypatch)
-    assert isinstance(model.backbone, TimmPretrained)
-    assert [int(f["num_chs"]) for f in model.backbone.enc.feature_info] == [8, 16, 24, 32]
+    if "dinov3" in case:
+        assert isinstance(model.backbone, PretrainedViT)
+        assert isinstance(model.backbone.enc, TimmViT) and model.backbone.enc.depth == 2
+    else:
+        assert isinstance(model.backbone, TimmPretrained)
+        chans = [int(f["num_chs"]) for f in model.backbone.enc.feature_info]
+        assert chans == [8, 16, 24, 32]
     ref = np.load(FIXTURES / case / "outputs.npz")
     with torch.no_grad():
         out = model(torch.from_numpy(ref["x"]))

@@ -75,6 +75,30 @@ def _create(
         ) from err
 
 
+def _plain_vit(config, wrapped: dict, in_channels: int):
+    """sleap-nn's plain-ViT path (its ViT neck, `vit_backbone.PretrainedViT`) on a timm ViT
+    saved as a `TimmWrapperModel`, or None when the timm model is hierarchical."""
+    weights = bool(config.weights) and not _SKIP_IMAGENET.get() and not torch.empty(0).is_meta
+    name = wrapped["architecture"] or config.timm_name
+    model = _create(name, weights, None, wrapped.get("model_args"))
+    if len({int(f["reduction"]) for f in model.feature_info}) > 1:
+        return None
+    from posekit.architectures.vit_backbone import PretrainedViT
+
+    names = ("layers", "vit_neck", "neck_channels", "token_stride", "normalize", "image_mean")
+    names += ("image_std", "filters_rate", "convs_per_block", "kernel_size", "up_interpolate")
+    names += ("revision", "freeze", "mode", "max_stride")
+    return PretrainedViT(
+        {},
+        model_name=config.model_name,
+        in_channels=in_channels,
+        output_stride=config.output_stride,
+        weights=False,  # timm loaded them
+        timm_model=model,
+        **{n: getattr(config, n) for n in names},
+    )
+
+
 class TimmPretrained(DecodedEncoder):
     """A timm encoder's stage maps under sleap-nn's decoder (see the module docstring)."""
 
@@ -151,6 +175,9 @@ class TimmPretrained(DecodedEncoder):
         wrapped: dict = {}  # a `timm/...` id as transformers' TimmWrapperModel saves it
         if hf is not None and hf.get("model_type") == "timm_wrapper":
             wrapped = dict(architecture=hf.get("architecture"), model_args=hf.get("model_args"))
+            vit = _plain_vit(config, wrapped, in_channels)
+            if vit is not None:
+                return vit
         elif hf is not None and hf.get("model_type") in DINOV2_TYPES:
             from posekit.architectures.vit_backbone import PretrainedViT
 

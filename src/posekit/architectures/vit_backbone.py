@@ -127,6 +127,41 @@ def _taps(layers: list[int] | None, depth: int, n_levels: int, mode: str) -> lis
     return sorted(out)
 
 
+class TimmViT(nn.Module):
+    """A timm plain ViT (DINOv3, EVA, ...) with what `PretrainedViT` asks of its encoder.
+
+    sleap-nn builds `timm/...` ViT ids as transformers' `TimmWrapperModel`: timm's model
+    as `timm_model` (so the checkpoint's keys are timm's under `enc.timm_model.`, as
+    here), run through `forward_intermediates` (NCHW grids, prefix tokens dropped, no
+    final norm; `dynamic_img_size` so any input size works).
+    """
+
+    def __init__(self, timm_model: nn.Module) -> None:
+        super().__init__()
+        self.timm_model = timm_model
+        patch = getattr(getattr(timm_model, "patch_embed", None), "patch_size", None)
+        patch = patch[0] if isinstance(patch, tuple | list) else patch
+        self.patch_size = int(patch or timm_model.feature_info[-1]["reduction"])
+        self.hidden_size = int(getattr(timm_model, "embed_dim", None) or timm_model.num_features)
+        self.depth = len(timm_model.blocks)
+
+    def forward(self, x: torch.Tensor, layers: list[int]) -> list[torch.Tensor]:  # noqa: D102
+        unique = sorted(set(layers))
+        maps = self.timm_model.forward_intermediates(
+            x,
+            indices=[layer - 1 for layer in unique],
+            output_fmt="NCHW",
+            intermediates_only=True,
+            stop_early=True,
+        )
+        by_layer = dict(zip(unique, maps, strict=True))
+        return [by_layer[layer] for layer in layers]
+
+    def load_hf_state_dict(self, state: Mapping[str, torch.Tensor], prefix: str = "") -> dict:
+        """The weights under `prefix` (sleap-nn's names are this module's)."""
+        return {k[len(prefix) :]: v for k, v in state.items() if k.startswith(prefix)}
+
+
 class PretrainedViT(DecodedEncoder):
     """A DINOv2 ViT under sleap-nn's ViT neck and decoder (see the module docstring)."""
 
@@ -154,13 +189,19 @@ class PretrainedViT(DecodedEncoder):
         freeze: bool = False,
         mode: str = "auto",
         max_stride: int = 32,
+        timm_model: nn.Module | None = None,
     ) -> None:
         super().__init__()
         self.in_channels = int(in_channels)
         if self.in_channels not in (1, 3):
-            raise PosekitError(f"in_channels={in_channels}: a DINOv2 ViT takes 1 or 3")
+            raise PosekitError(f"in_channels={in_channels}: a ViT takes 1 or 3 channels")
         self.model_name = model_name
-        self.enc = Dinov2(hf)
+        self.enc = Dinov2(hf) if timm_model is None else TimmViT(timm_model)
+        if timm_model is not None and mode == "encoder":
+            raise PosekitError(
+                f"pretrained mode 'encoder' on the timm ViT {model_name!r} is not built by "
+                f"posekit (Hugging Face DINOv2 ids are); use mode: auto or decoder"
+            )
         self.normalize = bool(normalize)
         mean = image_mean if image_mean and image_std else IMAGENET_MEAN
         std = image_std if image_mean and image_std else IMAGENET_STD
@@ -210,7 +251,8 @@ class PretrainedViT(DecodedEncoder):
                 f"output_stride={output_stride} is too coarse for a token stride of "
                 f"{self.token_stride}; use output_stride <= {self.token_stride}"
             )
-        self.layers = _taps(layers, len(self.enc.blocks), len(scales), vit_neck)
+        depth = self.enc.depth if isinstance(self.enc, TimmViT) else len(self.enc.blocks)
+        self.layers = _taps(layers, depth, len(scales), vit_neck)
         self.tap_norms = nn.ModuleList(nn.LayerNorm(hidden, eps=1e-6) for _ in self.layers)
         if neck_channels is None:
             neck_channels = [max(hidden // 8, 16), max(hidden // 4, 16), max(hidden // 2, 16)]
@@ -274,7 +316,10 @@ class PretrainedViT(DecodedEncoder):
     # ---- weights
 
     def load_hf_weights(self, revision: str | None = None) -> None:
-        """The encoder's weights from the model's Hugging Face files (`read_hf_weights`)."""
+        """The encoder's weights from the model's Hugging Face files (`read_hf_weights`);
+        a timm ViT got its weights from timm when it was built."""
+        if isinstance(self.enc, TimmViT):
+            return
         state = read_hf_weights(self.model_name, revision)
         prefix = "dinov2." if any(k.startswith("dinov2.") for k in state) else ""
         self.enc.load_state_dict(self.enc.load_hf_state_dict(state, prefix))
@@ -287,7 +332,7 @@ class PretrainedViT(DecodedEncoder):
         """The encoder's weights (posekit's names, relative to `enc`) in Hugging Face's."""
         from posekit.architectures.dinov2 import posekit_to_hf
 
-        return posekit_to_hf(state)
+        return dict(state) if isinstance(self.enc, TimmViT) else posekit_to_hf(state)
 
 
-__all__ = ["PretrainedViT", "ViTNeck"]
+__all__ = ["PretrainedViT", "TimmViT", "ViTNeck"]
