@@ -46,6 +46,7 @@ from make_sleapnn_fixtures import (  # noqa: E402
     make_dataset,
     unet,
 )
+from make_sleapnn_fixtures import train_case as base_train_case  # noqa: E402
 
 CROP = 64
 #: Tracklet positives need negatives from the same video (sleap-nn refuses otherwise).
@@ -94,28 +95,11 @@ CASES.update(HF_CASES)
 
 
 def train_case(name: str, spec: dict, labels: Path, runs: Path) -> Path:
-    from sleap_nn.train import train
-
-    train(
-        train_labels_path=[str(labels)],
-        val_labels_path=[str(labels.with_suffix(".val.slp"))],
-        backbone_config=spec["backbone"],
-        head_configs={"embedding": {"embedding": {**spec["head"], "objective": OBJECTIVE}}},
-        crop_size=CROP,
-        use_augmentations_train=True,  # two views per crop: the contrastive pairs
-        batch_size=4,
-        max_epochs=2,
-        train_steps_per_epoch=10,
-        min_train_steps_per_epoch=1,
-        learning_rate=2e-3,
-        save_ckpt=True,
-        ckpt_dir=str(runs),
-        run_name=name,
-        trainer_accelerator="cpu",
-        enable_progress_bar=False,
-        seed=0,
-    )
-    return runs / name
+    """Train case `name` as the pose fixtures are trained, with augmentation on: the two
+    augmented views of each crop are the contrastive pairs."""
+    head = {"embedding": {"embedding": {**spec["head"], "objective": OBJECTIVE}}}
+    run = dict(backbone=spec["backbone"], heads=head, crop_size=CROP, steps=10, augment=True)
+    return base_train_case(name, run, labels, runs)
 
 
 def network_outputs(folder: Path, frames: np.ndarray) -> dict:

@@ -294,7 +294,7 @@ def train_case(
     name: str, spec: dict, labels: Path, runs: Path, steps: int = 25, learning_rate: float = 2e-3
 ) -> Path:
     """Train case `name` with sleap-nn: two epochs of `spec["steps"]` (else `steps`) steps,
-    no augmentation; the run folder is `runs/name`."""
+    no augmentation unless `spec["augment"]`; the run folder is `runs/name`."""
     from sleap_nn.train import train
 
     train(
@@ -303,7 +303,7 @@ def train_case(
         backbone_config=spec["backbone"],
         head_configs=spec["heads"],
         crop_size=spec.get("crop_size"),
-        use_augmentations_train=False,
+        use_augmentations_train=spec.get("augment", False),
         batch_size=4,
         max_epochs=2,
         train_steps_per_epoch=spec.get("steps", steps),

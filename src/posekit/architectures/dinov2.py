@@ -188,6 +188,10 @@ class Dinov2(nn.Module):
     def patch_size(self) -> int:
         return self.embeddings.patch_size
 
+    @property
+    def depth(self) -> int:
+        return len(self.blocks)
+
     def forward(self, x: torch.Tensor, layers: list[int]) -> list[torch.Tensor]:  # noqa: D102
         b = x.shape[0]
         h, w = x.shape[-2] // self.patch_size, x.shape[-1] // self.patch_size

@@ -87,14 +87,22 @@ class HFPretrained(DecodedEncoder):
             )
             self.strides = [max_stride]
         else:
-            self._build_decoder(
-                out_indices,
+            self.enc = build_hf_hierarchical(hf, out_indices)
+            by_stride = {self.enc.strides[i]: self.enc.channels[i] for i in self.enc.indices}
+            self.strides = sorted(by_stride)
+            if len(self.strides) < 2:
+                raise PosekitError(
+                    f"out_indices={out_indices} give one stride ({self.strides[0]}); the "
+                    f"decoder needs maps at two strides or more"
+                )
+            self.decoder, self._features = sleap_nn_decoder(
+                self.strides,
+                [by_stride[s] for s in self.strides],
                 output_stride,
                 filters_rate,
                 convs_per_block,
                 kernel_size,
                 up_interpolate,
-                hf,
             )
         self.normalize = bool(normalize)
         if image_mean and image_std:
@@ -104,34 +112,6 @@ class HFPretrained(DecodedEncoder):
         else:
             mean, std = _processor_stats(model_name, revision) or (IMAGENET_MEAN, IMAGENET_STD)
         self.finish(mean, std, weights, revision, freeze)
-
-    def _build_decoder(
-        self,
-        out_indices,
-        output_stride,
-        filters_rate,
-        convs_per_block,
-        kernel_size,
-        up_interpolate,
-        hf,
-    ) -> None:
-        self.enc = build_hf_hierarchical(hf, out_indices)
-        by_stride = {self.enc.strides[i]: self.enc.channels[i] for i in self.enc.indices}
-        self.strides = sorted(by_stride)
-        if len(self.strides) < 2:
-            raise PosekitError(
-                f"out_indices={out_indices} give one stride ({self.strides[0]}); the decoder "
-                f"needs maps at two strides or more"
-            )
-        self.decoder, self._features = sleap_nn_decoder(
-            self.strides,
-            [by_stride[s] for s in self.strides],
-            output_stride,
-            filters_rate,
-            convs_per_block,
-            kernel_size,
-            up_interpolate,
-        )
 
     @classmethod
     def from_config(

@@ -75,14 +75,26 @@ def _create(
         ) from err
 
 
-def _plain_vit(config, wrapped: dict, in_channels: int):
-    """sleap-nn's plain-ViT path (its ViT neck, `vit_backbone.PretrainedViT`) on a timm ViT
-    saved as a `TimmWrapperModel`, or None when the timm model is hierarchical."""
-    weights = bool(config.weights) and not _SKIP_IMAGENET.get() and not torch.empty(0).is_meta
+def _fetch_weights(asked: bool) -> bool:
+    """Whether to fetch ImageNet weights: asked for, and not building a model whose
+    weights all come from a checkpoint (`skip_imagenet_weights`, the meta device)."""
+    return bool(asked) and not _SKIP_IMAGENET.get() and not torch.empty(0).is_meta
+
+
+def _wrapped_model(config, wrapped: dict) -> nn.Module:
+    """The timm model a `TimmWrapperModel` config describes (`architecture`, `model_args`)."""
     name = wrapped["architecture"] or config.timm_name
-    model = _create(name, weights, None, wrapped.get("model_args"))
-    if len({int(f["reduction"]) for f in model.feature_info}) > 1:
-        return None
+    return _create(name, _fetch_weights(config.weights), None, wrapped.get("model_args"))
+
+
+def _isotropic(model: nn.Module) -> bool:
+    """A plain ViT: every feature at one stride."""
+    return len({int(f["reduction"]) for f in model.feature_info}) <= 1
+
+
+def _plain_vit(config, model: nn.Module, in_channels: int):
+    """sleap-nn's plain-ViT path (its ViT neck, `vit_backbone.PretrainedViT`) on the timm
+    ViT `model`."""
     from posekit.architectures.vit_backbone import PretrainedViT
 
     names = ("layers", "vit_neck", "neck_channels", "token_stride", "normalize", "image_mean")
@@ -120,18 +132,19 @@ class TimmPretrained(DecodedEncoder):
         weights_file: str | None = None,
         model_args: dict | None = None,
         architecture: str | None = None,
+        timm_model: nn.Module | None = None,
     ) -> None:
         super().__init__()
         self.in_channels = int(in_channels)
         if self.in_channels not in (1, 3):
             raise PosekitError(f"in_channels={in_channels}: ImageNet encoders take 1 or 3")
-        weights = bool(weights) and not _SKIP_IMAGENET.get() and not torch.empty(0).is_meta
+        weights = _fetch_weights(weights)
         self.model_name = model_name
         self.wrapped = architecture is not None  # built from a TimmWrapperModel's config
         name = architecture or model_name.removeprefix("timm/")
-        self.enc = _create(name, weights, weights_file, model_args)
+        self.enc = timm_model or _create(name, weights, weights_file, model_args)
         info = self.enc.feature_info
-        if len({int(f["reduction"]) for f in info}) <= 1:
+        if _isotropic(self.enc):
             raise PosekitError(
                 f"{model_name} is a plain ViT (one stride); posekit builds only hierarchical "
                 f"encoders for the pretrained backbone (sleap-nn's ViT neck is not here)"
@@ -175,9 +188,9 @@ class TimmPretrained(DecodedEncoder):
         wrapped: dict = {}  # a `timm/...` id as transformers' TimmWrapperModel saves it
         if hf is not None and hf.get("model_type") == "timm_wrapper":
             wrapped = dict(architecture=hf.get("architecture"), model_args=hf.get("model_args"))
-            vit = _plain_vit(config, wrapped, in_channels)
-            if vit is not None:
-                return vit
+            wrapped["timm_model"] = _wrapped_model(config, wrapped)
+            if _isotropic(wrapped["timm_model"]):
+                return _plain_vit(config, wrapped["timm_model"], in_channels)
         elif hf is not None and hf.get("model_type") in DINOV2_TYPES:
             from posekit.architectures.vit_backbone import PretrainedViT
 

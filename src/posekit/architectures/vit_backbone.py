@@ -211,70 +211,44 @@ class PretrainedViT(DecodedEncoder):
             # input's own size (no resampling to a power-of-two grid, no neck)
             self.decoder, self._features = encoder_only(self.enc.hidden_size, max_stride)
             self.strides = [max_stride]
-            self.finish(mean, std, weights, revision, freeze)
-            return
-        self._build_neck_and_decoder(
-            output_stride,
-            layers,
-            vit_neck,
-            neck_channels,
-            token_stride,
-            filters_rate,
-            convs_per_block,
-            kernel_size,
-            up_interpolate,
-        )
+        else:
+            patch, hidden = self.enc.patch_size, self.enc.hidden_size
+            self.token_stride = int(token_stride or 2 ** round(math.log2(patch)))
+            if self.token_stride < 4 or self.token_stride & (self.token_stride - 1):
+                raise PosekitError(
+                    f"token_stride={self.token_stride} must be a power of two >= 4 (the neck "
+                    f"reaches token_stride / 4)"
+                )
+            scales = [s for s in PYRAMID_SCALES if self.token_stride / s >= output_stride]
+            if len(scales) < 2:
+                raise PosekitError(
+                    f"output_stride={output_stride} is too coarse for a token stride of "
+                    f"{self.token_stride}; use output_stride <= {self.token_stride}"
+                )
+            self.layers = _taps(layers, self.enc.depth, len(scales), vit_neck)
+            self.tap_norms = nn.ModuleList(nn.LayerNorm(hidden, eps=1e-6) for _ in self.layers)
+            if neck_channels is None:
+                neck_channels = [max(hidden // 8, 16), max(hidden // 4, 16), max(hidden // 2, 16)]
+                neck_channels.append(hidden)
+            neck_channels = [int(c) for c in neck_channels]
+            if len(neck_channels) == len(PYRAMID_SCALES):
+                neck_channels = neck_channels[len(PYRAMID_SCALES) - len(scales) :]
+            if len(neck_channels) != len(scales):
+                raise PosekitError(
+                    f"neck_channels={neck_channels}: give {len(PYRAMID_SCALES)} channel counts"
+                )
+            self.neck = ViTNeck(hidden, neck_channels, scales, vit_neck)
+            self.strides = [int(self.token_stride / s) for s in scales]
+            self.decoder, self._features = sleap_nn_decoder(
+                self.strides,
+                neck_channels,
+                output_stride,
+                filters_rate,
+                convs_per_block,
+                kernel_size,
+                up_interpolate,
+            )
         self.finish(mean, std, weights, revision, freeze)
-
-    def _build_neck_and_decoder(
-        self,
-        output_stride,
-        layers,
-        vit_neck,
-        neck_channels,
-        token_stride,
-        filters_rate,
-        convs_per_block,
-        kernel_size,
-        up_interpolate,
-    ) -> None:
-        patch, hidden = self.enc.patch_size, self.enc.hidden_size
-        self.token_stride = int(token_stride or 2 ** round(math.log2(patch)))
-        if self.token_stride < 4 or self.token_stride & (self.token_stride - 1):
-            raise PosekitError(
-                f"token_stride={self.token_stride} must be a power of two >= 4 (the neck "
-                f"reaches token_stride / 4)"
-            )
-        scales = [s for s in PYRAMID_SCALES if self.token_stride / s >= output_stride]
-        if len(scales) < 2:
-            raise PosekitError(
-                f"output_stride={output_stride} is too coarse for a token stride of "
-                f"{self.token_stride}; use output_stride <= {self.token_stride}"
-            )
-        depth = self.enc.depth if isinstance(self.enc, TimmViT) else len(self.enc.blocks)
-        self.layers = _taps(layers, depth, len(scales), vit_neck)
-        self.tap_norms = nn.ModuleList(nn.LayerNorm(hidden, eps=1e-6) for _ in self.layers)
-        if neck_channels is None:
-            neck_channels = [max(hidden // 8, 16), max(hidden // 4, 16), max(hidden // 2, 16)]
-            neck_channels.append(hidden)
-        neck_channels = [int(c) for c in neck_channels]
-        if len(neck_channels) == len(PYRAMID_SCALES):
-            neck_channels = neck_channels[len(PYRAMID_SCALES) - len(scales) :]
-        if len(neck_channels) != len(scales):
-            raise PosekitError(
-                f"neck_channels={neck_channels}: give {len(PYRAMID_SCALES)} channel counts"
-            )
-        self.neck = ViTNeck(hidden, neck_channels, scales, vit_neck)
-        self.strides = [int(self.token_stride / s) for s in scales]
-        self.decoder, self._features = sleap_nn_decoder(
-            self.strides,
-            neck_channels,
-            output_stride,
-            filters_rate,
-            convs_per_block,
-            kernel_size,
-            up_interpolate,
-        )
 
     @classmethod
     def from_config(

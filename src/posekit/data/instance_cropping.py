@@ -207,7 +207,7 @@ def sleap_nn_crops(
     size = torch.tensor(float(crop_size), dtype=f32, device=device)
     half = torch.tensor(0.5, dtype=f32, device=device)
     cents = centroids.to(device, f32)
-    pixels = torch.round(images[sample_inds].to(f32) * 255)
+    pixels = torch.round(images.to(f32) * 255)  # the frames once, not one copy per crop
     pixels = pixels * torch.tensor(1 / 255, dtype=f32, device=device)  # Skia's unorm
     centres = torch.arange(crop_size, dtype=f32, device=device) + half
 
@@ -232,8 +232,10 @@ def sleap_nn_crops(
 
     x0, fx, ax = axis(cents[:, 0], width)
     y0, fy, ay = axis(cents[:, 1], height)
-    rows = torch.arange(len(cents), device=device)[:, None, None]
-    total = torch.zeros(pixels.shape[:2] + (crop_size, crop_size), dtype=f32, device=device)
+    rows = sample_inds.to(device)[:, None, None]
+    total = torch.zeros(
+        (len(cents), pixels.shape[1], crop_size, crop_size), dtype=f32, device=device
+    )
     for dy in (0, 1):
         wy = fy if dy else 1 - fy
         yi = (y0 + dy).clamp(0, height - 1)

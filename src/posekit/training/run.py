@@ -324,16 +324,18 @@ def _build_model(config: Any, train_labels: Any) -> Any:
     from posekit.data.channels import frame_channels
     from posekit.model.network import Model
     from posekit.model.preprocessing import Preprocessor
+    from posekit.model.registry import model_type
 
     skeleton = train_labels.skeleton
     frame_c = frame_channels(train_labels)
     in_channels = Preprocessor.from_config(config.data.preprocessing).output_channels(frame_c)
     classes = config_names(config, "classes") or list(train_labels.class_names) or None
-    if config.model.heads.embedding is not None and not classes:
+    kind = config.model.heads.which_oneof_attrib_name()
+    if not classes and model_type(kind).multi_class:  # identities are its targets
         raise PosekitError(
-            "an embedding model learns from tracked animals, and the training labels have no "
-            "tracks: track them first (posekit track, or SLEAP's proofreading) or set "
-            "model.heads.embedding.embedding.classes"
+            f"a {kind} model learns identities from tracked animals, and the training labels "
+            f"have no tracks: track them first (posekit track, or SLEAP's proofreading) or set "
+            f"the classes in model.heads.{kind}"
         )
     return Model.from_config(
         config.model,
