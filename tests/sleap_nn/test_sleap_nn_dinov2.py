@@ -21,7 +21,7 @@ torch = pytest.importorskip("torch")
 pytest.importorskip("timm")
 
 FIXTURES = Path(__file__).resolve().parent.parent / "fixtures" / "sleapnn"
-CASES = ["dinov2_single_instance", "dinov2reg_single_instance"]
+CASES = ["dinov2_single_instance", "dinov2reg_single_instance", "dinov2detail_single_instance"]
 
 
 def _cache(case: str) -> Path:
@@ -160,3 +160,26 @@ def test_hierarchical_and_unknown_pretrained_folders_are_refused(tmp_path, monke
         with pytest.raises(PosekitError, match=match) as err:
             posekit.load_model(folder)
         assert "\n" not in str(err.value)
+
+
+def test_detail_stem_levels_follow_the_output_stride():
+    """sleap-nn's rules for the detail stream: its maps finer than `output_stride` are left
+    out (none of them at 16: ignored with a warning, as sleap-nn does), the others join the
+    neck's level at their stride or add one; three channel counts or one clear error."""
+    from posekit.architectures.vit_backbone import PretrainedViT
+    from posekit.errors import PosekitError
+
+    hf = json.loads((_snapshot("dinov2detail_single_instance") / "config.json").read_text())
+    x = torch.rand(1, 1, 64, 64)
+    for output_stride, strides in ((2, [2, 4, 8, 16, 32]), (4, [4, 8, 16, 32])):
+        net = PretrainedViT(hf, output_stride=output_stride, detail_stem=True, detail_channels=[8, 16, 24])
+        assert net.strides == strides
+        with torch.no_grad():
+            detail = net.stem(torch.rand(1, 3, 64, 64))
+            assert [tuple(d.shape[1:]) for d in detail] == [(8, 32, 32), (16, 16, 16), (24, 8, 8)]
+            assert net.forward_features(x)[0][output_stride].shape[-1] == 64 // output_stride
+    with pytest.warns(UserWarning, match="detail_stem ignored: output_stride=16"):
+        net = PretrainedViT(hf, output_stride=16, detail_stem=True)
+    assert not hasattr(net, "stem") and net.strides == [16, 32]
+    with pytest.raises(PosekitError, match="give 3 channel counts"):
+        PretrainedViT(hf, detail_stem=True, detail_channels=[8, 16])

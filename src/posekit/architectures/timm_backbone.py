@@ -95,11 +95,8 @@ def _isotropic(model: nn.Module) -> bool:
 def _plain_vit(config, model: nn.Module, in_channels: int):
     """sleap-nn's plain-ViT path (its ViT neck, `vit_backbone.PretrainedViT`) on the timm
     ViT `model`."""
-    from posekit.architectures.vit_backbone import PretrainedViT
+    from posekit.architectures.vit_backbone import CONFIG_FIELDS, PretrainedViT
 
-    names = ("layers", "vit_neck", "neck_channels", "token_stride", "normalize", "image_mean")
-    names += ("image_std", "filters_rate", "convs_per_block", "kernel_size", "up_interpolate")
-    names += ("revision", "freeze", "mode", "max_stride")
     return PretrainedViT(
         {},
         model_name=config.model_name,
@@ -107,7 +104,7 @@ def _plain_vit(config, model: nn.Module, in_channels: int):
         output_stride=config.output_stride,
         weights=False,  # timm loaded them
         timm_model=model,
-        **{n: getattr(config, n) for n in names},
+        **{n: getattr(config, n) for n in CONFIG_FIELDS},
     )
 
 

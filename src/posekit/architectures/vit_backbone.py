@@ -17,7 +17,12 @@ builds a feature pyramid from its token maps; posekit builds the same network:
    stride-2 conv; then a 1x1 conv, LayerNorm, 3x3 conv, LayerNorm (no biases). "dpt" feeds
    level j from tap j, "sfp" feeds every level from the last tap. Channels
    `neck_channels`, by default hidden/8, /4, /2, hidden (at least 16);
-5. sleap-nn's decoder (`sleap_nn_decoder.sleap_nn_decoder`) from the deepest level, with the
+5. with `detail_stem` (sleap-nn's ViTMatte-like "detail stream"), `DetailStem` reads the
+   normalised image (before the resize of point 2) and gives maps at strides 2, 4 and 8;
+   each one at least as coarse as `output_stride` is concatenated after the neck's level
+   at that stride, or becomes a new, finer level. The finest real detail of a ViT is at
+   its token stride; this stream gives the decoder's last blocks the image's own edges;
+6. sleap-nn's decoder (`sleap_nn_decoder.sleap_nn_decoder`) from the deepest level, with the
    others as skips.
 
 The maximum stride is 2 x token_stride. Module names below `enc` are posekit's (timm's
@@ -28,6 +33,7 @@ the encoder (`dinov2.hf_to_posekit`) and the decoder blocks.
 from __future__ import annotations
 
 import math
+import warnings
 from collections.abc import Mapping
 from typing import TYPE_CHECKING
 
@@ -70,6 +76,53 @@ def _resample(channels: int, scale: float) -> nn.Module:
     if scale == 1.0:
         return nn.Identity()
     return nn.Conv2d(channels, channels, kernel_size=3, stride=2, padding=1)
+
+
+#: `PretrainedConfig` fields that `PretrainedViT` takes as they are (beside the model
+#: name, channels, output stride and weights).
+CONFIG_FIELDS = (
+    *("layers", "vit_neck", "neck_channels", "token_stride", "normalize", "image_mean"),
+    *("image_std", "filters_rate", "convs_per_block", "kernel_size", "up_interpolate"),
+    *("revision", "freeze", "mode", "max_stride", "detail_stem", "detail_channels"),
+)
+#: The strides of `DetailStem`'s maps, finest first.
+DETAIL_STRIDES = (2, 4, 8)
+
+
+class DetailStem(nn.Module):
+    """sleap-nn's detail stream for plain ViTs: three stages, each a 3x3 stride-2 conv and a
+    3x3 conv, every conv followed by a channel LayerNorm (eps 1e-6) and ReLU; the output of
+    each stage (strides 2, 4, 8) is a map for the decoder. Names are sleap-nn's
+    (`stages.{i}.{k}`)."""
+
+    def __init__(self, in_channels: int, channels: list[int]) -> None:
+        from torchvision.models.convnext import LayerNorm2d
+
+        super().__init__()
+        if len(channels) != len(DETAIL_STRIDES):
+            raise PosekitError(
+                f"detail_channels={list(channels)}: give 3 channel counts (strides 2, 4, 8)"
+            )
+        self.stages = nn.ModuleList()
+        for c_out in channels:
+            self.stages.append(
+                nn.Sequential(
+                    nn.Conv2d(in_channels, c_out, kernel_size=3, stride=2, padding=1),
+                    LayerNorm2d(c_out, eps=1e-6),
+                    nn.ReLU(inplace=True),
+                    nn.Conv2d(c_out, c_out, kernel_size=3, padding=1),
+                    LayerNorm2d(c_out, eps=1e-6),
+                    nn.ReLU(inplace=True),
+                )
+            )
+            in_channels = c_out
+
+    def forward(self, x: torch.Tensor) -> list[torch.Tensor]:  # noqa: D102
+        maps = []
+        for stage in self.stages:
+            x = stage(x)
+            maps.append(x)
+        return maps
 
 
 class ViTNeck(nn.Module):
@@ -165,7 +218,7 @@ class TimmViT(nn.Module):
 class PretrainedViT(DecodedEncoder):
     """A DINOv2 ViT under sleap-nn's ViT neck and decoder (see the module docstring)."""
 
-    sleap_nn_kept = ("tap_norms.", "neck.")  # sleap-nn's names, kept as they are
+    sleap_nn_kept = ("tap_norms.", "neck.", "stem.")  # sleap-nn's names, kept as they are
 
     def __init__(
         self,
@@ -190,6 +243,8 @@ class PretrainedViT(DecodedEncoder):
         mode: str = "auto",
         max_stride: int = 32,
         timm_model: nn.Module | None = None,
+        detail_stem: bool = False,
+        detail_channels: list[int] | None = None,
     ) -> None:
         super().__init__()
         self.in_channels = int(in_channels)
@@ -238,10 +293,25 @@ class PretrainedViT(DecodedEncoder):
                     f"neck_channels={neck_channels}: give {len(PYRAMID_SCALES)} channel counts"
                 )
             self.neck = ViTNeck(hidden, neck_channels, scales, vit_neck)
-            self.strides = [int(self.token_stride / s) for s in scales]
+            self.neck_strides = [int(self.token_stride / s) for s in scales]
+            by_stride = dict(zip(self.neck_strides, neck_channels, strict=True))
+            # the detail stream's maps the decoder reads: none finer than its output
+            self.detail_strides = [s for s in DETAIL_STRIDES if s >= output_stride]
+            if detail_stem and self.detail_strides:
+                detail_channels = [int(c) for c in detail_channels or (32, 64, 128)]
+                self.stem = DetailStem(3, detail_channels)
+                for s, c in zip(DETAIL_STRIDES, detail_channels, strict=True):
+                    if s in self.detail_strides:
+                        by_stride[s] = by_stride.get(s, 0) + c
+            elif detail_stem:
+                warnings.warn(
+                    f"pretrained detail_stem ignored: output_stride={output_stride} is "
+                    f"coarser than its coarsest map (stride 8), as in sleap-nn"
+                )
+            self.strides = sorted(by_stride)
             self.decoder, self._features = sleap_nn_decoder(
                 self.strides,
-                neck_channels,
+                [by_stride[s] for s in self.strides],
                 output_stride,
                 filters_rate,
                 convs_per_block,
@@ -257,17 +327,13 @@ class PretrainedViT(DecodedEncoder):
         """Build from sleap-nn's `PretrainedConfig`; `hf`: the model's Hugging Face config
         (read by `dinov2.require_hf_config` when not given)."""
         hf = hf or require_hf_config(config.model_name, config.revision)
-        if config.detail_stem:
-            raise PosekitError("pretrained detail_stem: true is not built by posekit; set false")
-        names = ("layers", "vit_neck", "neck_channels", "token_stride", "normalize")
-        names += ("image_mean", "image_std", "filters_rate", "convs_per_block", "kernel_size")
-        names += ("up_interpolate", "weights", "revision", "freeze", "mode", "max_stride")
         return cls(
             hf,
             model_name=config.model_name,
             in_channels=in_channels,
             output_stride=config.output_stride,
-            **{n: getattr(config, n) for n in names},
+            weights=config.weights,
+            **{n: getattr(config, n) for n in CONFIG_FIELDS},
         )
 
     def forward_features(self, x: torch.Tensor) -> list[dict[int, torch.Tensor]]:
@@ -277,14 +343,19 @@ class PretrainedViT(DecodedEncoder):
             return [{self.strides[-1]: self.enc.last_normed(x)}]
         h, w = x.shape[-2] // self.token_stride, x.shape[-1] // self.token_stride
         size = (h * self.enc.patch_size, w * self.enc.patch_size)
+        tokens_in = x
         if tuple(x.shape[-2:]) != size:
-            x = F.interpolate(x, size=size, mode="bilinear", align_corners=False)
-        maps = self.enc(x, self.layers)
+            tokens_in = F.interpolate(x, size=size, mode="bilinear", align_corners=False)
+        maps = self.enc(tokens_in, self.layers)
         maps = [
             norm(m.permute(0, 2, 3, 1)).permute(0, 3, 1, 2)
             for norm, m in zip(self.tap_norms, maps, strict=True)
         ]
-        pyramid = dict(zip(self.strides, self.neck(maps), strict=True))
+        pyramid = dict(zip(self.neck_strides, self.neck(maps), strict=True))
+        if hasattr(self, "stem"):  # the detail stream, after the neck's level (sleap-nn's order)
+            for s, detail in zip(DETAIL_STRIDES, self.stem(x), strict=True):
+                if s in self.detail_strides:
+                    pyramid[s] = torch.cat([pyramid[s], detail], 1) if s in pyramid else detail
         return [run_decoder(self.decoder, pyramid)]
 
     # ---- weights

@@ -159,7 +159,8 @@ class PretrainedConfig(ConfigBase):
     and Swinv2 ids (`facebook/convnextv2-nano-22k-224`, `microsoft/resnet-50`: sleap-nn's
     AutoBackbone networks, whose checkpoints load). `mode: encoder` (no decoder: the
     encoder's last map, for pooled heads) is built for the Hugging Face models; other
-    Hugging Face ids and `detail_stem` are not;
+    Hugging Face ids are not; `detail_stem` (sleap-nn's detail stream beside a plain ViT) is
+    built for DINOv2 and timm ViTs;
     `gradient_checkpointing`, `encoder_lr_scale`, `layer_decay` and `revision` are kept
     for sleap-nn's files and not acted on.
     """
