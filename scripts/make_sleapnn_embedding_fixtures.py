@@ -25,7 +25,9 @@ crop centre (mean of the visible points)); `convnext_embedding` (tiny custom Con
 head at stride 32, average pooling, crops centred on the thorax); on sleap-nn's
 `pretrained` backbone with the tiny random Hugging Face models of
 `make_sleapnn_hf_fixtures.py` (their `config.json` under `<case>/hf_cache/`):
-`dinov2_embedding` (a frozen DINOv2, encoder-only) and `hfconvnextv2_embedding`.
+`dinov2_embedding` (a frozen DINOv2, encoder-only), `hfconvnextv2_embedding`,
+`timmconvnextv2_embedding` (timm's ConvNeXt V2, `mode: encoder`) and `timmdinov3_embedding`
+(timm's DINOv3, encoder-only).
 """
 
 from __future__ import annotations
@@ -90,6 +92,18 @@ HF_CASES = {
         backbone=_pretrained("hfconvnextv2"),
         head={"embedding_dim": 16, "num_fc_units": 32, "output_stride": 32},
     ),
+    # a timm plain ViT (DINOv3) in encoder mode: its last block's tokens through one fresh
+    # LayerNorm at the token stride (16), which is then the model's maximum stride
+    # timm's ConvNeXt V2 in encoder mode, asked for (`auto` gives a hierarchical encoder
+    # the decoder): the deepest stage map, pooled
+    "timmconvnextv2_embedding": dict(
+        backbone=_pretrained("timmconvnextv2", mode="encoder"),
+        head={"embedding_dim": 16, "num_fc_units": 32, "output_stride": 32},
+    ),
+    "timmdinov3_embedding": dict(
+        backbone=_pretrained("timmdinov3"),
+        head={"embedding_dim": 16, "num_fc_units": 32, "output_stride": 32},
+    ),
 }
 CASES.update(HF_CASES)
 
@@ -129,7 +143,18 @@ def embeddings(folder: Path, labels_path: Path) -> dict:
         skeletons=labels.skeletons,
         tracks=labels.tracks,
     )
-    embed_labels(str(folder), keep, device="cpu", batch_size=8)
+    from sleap_nn.architectures.pretrained import PretrainedBackbone
+
+    # sleap-nn 0.3.5's construction check of a timm ViT (`_probe_tokens`: a backward pass
+    # through the token taps) fails inside `embed_labels`, which builds the model under
+    # no_grad with frozen weights ("element 0 of tensors does not require grad"); the
+    # check only validates, so skip it there to get sleap-nn's own vectors
+    probe = PretrainedBackbone._probe_tokens
+    PretrainedBackbone._probe_tokens = lambda self: None
+    try:
+        embed_labels(str(folder), keep, device="cpu", batch_size=8)
+    finally:
+        PretrainedBackbone._probe_tokens = probe
     points = np.stack([np.stack([i.numpy() for i in lf.instances]) for lf in keep])
     vectors = np.stack(
         [np.stack([np.asarray(i.identity_embedding.vector) for i in lf.instances]) for lf in keep]

@@ -55,7 +55,9 @@ CASES = {
     # sleap-nn's detail stream beside the DINOv2 (`detail_stem`): at output stride 2 its
     # stride-2 map is a new level and its stride-4 and -8 maps join the neck's; at output
     # stride 4 (the centroid) the stride-2 map is left out
-    "dinov2detail_single_instance": dict(neck={"detail_stem": True, "detail_channels": [8, 16, 24]}),
+    "dinov2detail_single_instance": dict(
+        neck={"detail_stem": True, "detail_channels": [8, 16, 24]}
+    ),
     "dinov2detail_centroid": dict(neck={"detail_stem": True, "detail_channels": [8, 16, 24]}),
 }
 #: The other pose model types on one ViT (DINOv2, "dpt" neck) and one hierarchical

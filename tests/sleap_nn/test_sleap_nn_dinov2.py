@@ -172,7 +172,9 @@ def test_detail_stem_levels_follow_the_output_stride():
     hf = json.loads((_snapshot("dinov2detail_single_instance") / "config.json").read_text())
     x = torch.rand(1, 1, 64, 64)
     for output_stride, strides in ((2, [2, 4, 8, 16, 32]), (4, [4, 8, 16, 32])):
-        net = PretrainedViT(hf, output_stride=output_stride, detail_stem=True, detail_channels=[8, 16, 24])
+        net = PretrainedViT(
+            hf, output_stride=output_stride, detail_stem=True, detail_channels=[8, 16, 24]
+        )
         assert net.strides == strides
         with torch.no_grad():
             detail = net.stem(torch.rand(1, 3, 64, 64))

@@ -18,7 +18,14 @@ import pytest
 torch = pytest.importorskip("torch")
 
 FIXTURES = Path(__file__).resolve().parent.parent / "fixtures" / "sleapnn"
-CASES = ["embedding", "convnext_embedding", "dinov2_embedding", "hfconvnextv2_embedding"]
+CASES = [
+    "embedding",
+    "convnext_embedding",
+    "dinov2_embedding",
+    "hfconvnextv2_embedding",
+    "timmconvnextv2_embedding",
+    "timmdinov3_embedding",
+]
 HF_CASES = CASES[2:]
 
 

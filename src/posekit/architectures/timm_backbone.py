@@ -29,6 +29,7 @@ from torch import nn
 from posekit.architectures.common import _SKIP_IMAGENET
 from posekit.architectures.sleap_nn_decoder import (
     DecodedEncoder,
+    encoder_only,
     run_decoder,
     sleap_nn_decoder,
 )
@@ -130,6 +131,8 @@ class TimmPretrained(DecodedEncoder):
         model_args: dict | None = None,
         architecture: str | None = None,
         timm_model: nn.Module | None = None,
+        mode: str = "auto",
+        max_stride: int = 32,
     ) -> None:
         super().__init__()
         self.in_channels = int(in_channels)
@@ -158,15 +161,21 @@ class TimmPretrained(DecodedEncoder):
         self.register_buffer("image_mean", torch.tensor(mean).view(1, -1, 1, 1), persistent=False)
         self.register_buffer("image_std", torch.tensor(std).view(1, -1, 1, 1), persistent=False)
 
-        self.decoder, self._features = sleap_nn_decoder(
-            self.strides,
-            channels,
-            output_stride,
-            filters_rate,
-            convs_per_block,
-            kernel_size,
-            up_interpolate,
-        )
+        self.encoder_only = mode == "encoder"
+        if self.encoder_only:
+            # sleap-nn's "Case B": no decoder, the pooled head reads the deepest stage map
+            # (under `max_stride`, as sleap-nn's heads take it)
+            self.decoder, self._features = encoder_only(channels[-1], max_stride)
+        else:
+            self.decoder, self._features = sleap_nn_decoder(
+                self.strides,
+                channels,
+                output_stride,
+                filters_rate,
+                convs_per_block,
+                kernel_size,
+                up_interpolate,
+            )
         self.freeze = bool(freeze)
         if self.freeze:
             self.enc.requires_grad_(False)
@@ -196,14 +205,9 @@ class TimmPretrained(DecodedEncoder):
             from posekit.architectures.hf_backbone import HFPretrained
 
             return HFPretrained.from_config(config, in_channels=in_channels, hf=hf)
-        if config.mode == "encoder":
-            raise PosekitError(
-                f"pretrained mode 'encoder' is built for Hugging Face DINOv2, ConvNeXt(V2), "
-                f"ResNet and Swinv2 models, not for the timm model {config.model_name!r}; use "
-                f"mode: auto or decoder, or a Hugging Face id"
-            )
         names = ("weights", "out_indices", "normalize", "image_mean", "image_std")
         names += ("filters_rate", "convs_per_block", "kernel_size", "up_interpolate")
+        names += ("mode", "max_stride")
         return cls(
             config.model_name,
             in_channels=in_channels,
@@ -260,6 +264,8 @@ class TimmPretrained(DecodedEncoder):
         maps = self.enc.forward_intermediates(
             x, indices=self.indices, output_fmt="NCHW", intermediates_only=True
         )
+        if self.encoder_only:
+            return [{max(self._features): maps[-1]}]
         return [run_decoder(self.decoder, dict(zip(self.strides, maps, strict=True)))]
 
 

@@ -161,8 +161,9 @@ def _taps(layers: list[int] | None, depth: int, n_levels: int, mode: str) -> lis
     if layers is None:
         n = n_levels if mode == "dpt" else 1
         layers = [max(1, round(depth * (i + 1) / n)) for i in range(n)]
-    elif mode == "sfp" and len(layers) != 1:
-        raise PosekitError(f"layers={list(layers)}: vit_neck 'sfp' taps exactly one layer")
+    elif mode in ("sfp", "encoder") and len(layers) != 1:
+        what = "vit_neck 'sfp' taps" if mode == "sfp" else "mode 'encoder' pools"
+        raise PosekitError(f"layers={list(layers)}: {what} exactly one layer (e.g. [-1])")
     elif mode == "dpt" and len(layers) != n_levels:
         raise PosekitError(
             f"layers={list(layers)}: the 'dpt' ViT neck taps one layer per pyramid level "
@@ -252,72 +253,81 @@ class PretrainedViT(DecodedEncoder):
             raise PosekitError(f"in_channels={in_channels}: a ViT takes 1 or 3 channels")
         self.model_name = model_name
         self.enc = Dinov2(hf) if timm_model is None else TimmViT(timm_model)
-        if timm_model is not None and mode == "encoder":
-            raise PosekitError(
-                f"pretrained mode 'encoder' on the timm ViT {model_name!r} is not built by "
-                f"posekit (Hugging Face DINOv2 ids are); use mode: auto or decoder"
-            )
         self.normalize = bool(normalize)
         mean = image_mean if image_mean and image_std else IMAGENET_MEAN
         std = image_std if image_mean and image_std else IMAGENET_STD
         self.encoder_only = mode == "encoder"
-        if self.encoder_only:
-            # sleap-nn's "Case B": the last block's layer-normed patch tokens, at the
-            # input's own size (no resampling to a power-of-two grid, no neck)
+        if self.encoder_only and timm_model is None:
+            # sleap-nn's "Case B" on a DINOv2 (its `*Backbone` class): the last block's
+            # layer-normed patch tokens, at the input's own size (no resampling to a
+            # power-of-two grid, no neck)
             self.decoder, self._features = encoder_only(self.enc.hidden_size, max_stride)
             self.strides = [max_stride]
-        else:
-            patch, hidden = self.enc.patch_size, self.enc.hidden_size
-            self.token_stride = int(token_stride or 2 ** round(math.log2(patch)))
-            if self.token_stride < 4 or self.token_stride & (self.token_stride - 1):
-                raise PosekitError(
-                    f"token_stride={self.token_stride} must be a power of two >= 4 (the neck "
-                    f"reaches token_stride / 4)"
-                )
-            scales = [s for s in PYRAMID_SCALES if self.token_stride / s >= output_stride]
-            if len(scales) < 2:
-                raise PosekitError(
-                    f"output_stride={output_stride} is too coarse for a token stride of "
-                    f"{self.token_stride}; use output_stride <= {self.token_stride}"
-                )
-            self.layers = _taps(layers, self.enc.depth, len(scales), vit_neck)
-            self.tap_norms = nn.ModuleList(nn.LayerNorm(hidden, eps=1e-6) for _ in self.layers)
-            if neck_channels is None:
-                neck_channels = [max(hidden // 8, 16), max(hidden // 4, 16), max(hidden // 2, 16)]
-                neck_channels.append(hidden)
-            neck_channels = [int(c) for c in neck_channels]
-            if len(neck_channels) == len(PYRAMID_SCALES):
-                neck_channels = neck_channels[len(PYRAMID_SCALES) - len(scales) :]
-            if len(neck_channels) != len(scales):
-                raise PosekitError(
-                    f"neck_channels={neck_channels}: give {len(PYRAMID_SCALES)} channel counts"
-                )
-            self.neck = ViTNeck(hidden, neck_channels, scales, vit_neck)
-            self.neck_strides = [int(self.token_stride / s) for s in scales]
-            by_stride = dict(zip(self.neck_strides, neck_channels, strict=True))
-            # the detail stream's maps the decoder reads: none finer than its output
-            self.detail_strides = [s for s in DETAIL_STRIDES if s >= output_stride]
-            if detail_stem and self.detail_strides:
-                detail_channels = [int(c) for c in detail_channels or (32, 64, 128)]
-                self.stem = DetailStem(3, detail_channels)
-                for s, c in zip(DETAIL_STRIDES, detail_channels, strict=True):
-                    if s in self.detail_strides:
-                        by_stride[s] = by_stride.get(s, 0) + c
-            elif detail_stem:
-                warnings.warn(
-                    f"pretrained detail_stem ignored: output_stride={output_stride} is "
-                    f"coarser than its coarsest map (stride 8), as in sleap-nn"
-                )
-            self.strides = sorted(by_stride)
-            self.decoder, self._features = sleap_nn_decoder(
-                self.strides,
-                [by_stride[s] for s in self.strides],
-                output_stride,
-                filters_rate,
-                convs_per_block,
-                kernel_size,
-                up_interpolate,
+            self.finish(mean, std, weights, revision, freeze)
+            return
+        patch, hidden = self.enc.patch_size, self.enc.hidden_size
+        self.token_stride = int(token_stride or 2 ** round(math.log2(patch)))
+        if self.token_stride < 4 or self.token_stride & (self.token_stride - 1):
+            raise PosekitError(
+                f"token_stride={self.token_stride} must be a power of two >= 4 (the neck "
+                f"reaches token_stride / 4)"
             )
+        if self.encoder_only:
+            # sleap-nn's "Case B" on a timm ViT (no `*Backbone` class): one tapped block
+            # (the last by default) through a fresh LayerNorm on the token grid; the token
+            # stride is then the model's maximum stride, and the pooled head reads the map
+            # under `max_stride`, as sleap-nn's heads take it
+            self.layers = _taps(layers, self.enc.depth, 1, "encoder")
+            self.tap_norms = nn.ModuleList([nn.LayerNorm(hidden, eps=1e-6)])
+            self.decoder, self._features = encoder_only(hidden, max_stride)
+            self.strides = [self.token_stride]
+            self.finish(mean, std, weights, revision, freeze)
+            return
+        scales = [s for s in PYRAMID_SCALES if self.token_stride / s >= output_stride]
+        if len(scales) < 2:
+            raise PosekitError(
+                f"output_stride={output_stride} is too coarse for a token stride of "
+                f"{self.token_stride}; use output_stride <= {self.token_stride}"
+            )
+        self.layers = _taps(layers, self.enc.depth, len(scales), vit_neck)
+        self.tap_norms = nn.ModuleList(nn.LayerNorm(hidden, eps=1e-6) for _ in self.layers)
+        if neck_channels is None:
+            neck_channels = [max(hidden // 8, 16), max(hidden // 4, 16), max(hidden // 2, 16)]
+            neck_channels.append(hidden)
+        neck_channels = [int(c) for c in neck_channels]
+        if len(neck_channels) == len(PYRAMID_SCALES):
+            neck_channels = neck_channels[len(PYRAMID_SCALES) - len(scales) :]
+        if len(neck_channels) != len(scales):
+            raise PosekitError(
+                f"neck_channels={neck_channels}: give {len(PYRAMID_SCALES)} channel counts"
+            )
+        self.neck = ViTNeck(hidden, neck_channels, scales, vit_neck)
+        self.neck_strides = [int(self.token_stride / s) for s in scales]
+        by_stride = dict(zip(self.neck_strides, neck_channels, strict=True))
+        # the detail stream's maps the decoder reads: none finer than its output
+        self.detail_strides = [s for s in DETAIL_STRIDES if s >= output_stride]
+        if detail_stem and self.detail_strides:
+            detail_channels = [int(c) for c in detail_channels or (32, 64, 128)]
+            self.stem = DetailStem(3, detail_channels)
+            for s, c in zip(DETAIL_STRIDES, detail_channels, strict=True):
+                if s in self.detail_strides:
+                    by_stride[s] = by_stride.get(s, 0) + c
+        elif detail_stem:
+            warnings.warn(
+                f"pretrained detail_stem ignored: output_stride={output_stride} is "
+                f"coarser than its coarsest map (stride 8), as in sleap-nn",
+                stacklevel=2,
+            )
+        self.strides = sorted(by_stride)
+        self.decoder, self._features = sleap_nn_decoder(
+            self.strides,
+            [by_stride[s] for s in self.strides],
+            output_stride,
+            filters_rate,
+            convs_per_block,
+            kernel_size,
+            up_interpolate,
+        )
         self.finish(mean, std, weights, revision, freeze)
 
     @classmethod
@@ -339,7 +349,7 @@ class PretrainedViT(DecodedEncoder):
     def forward_features(self, x: torch.Tensor) -> list[dict[int, torch.Tensor]]:
         """`{stride: tensor}`: the deepest neck level and every decoder output."""
         x = self.encoder_input(x)
-        if self.encoder_only:
+        if self.encoder_only and isinstance(self.enc, Dinov2):
             return [{self.strides[-1]: self.enc.last_normed(x)}]
         h, w = x.shape[-2] // self.token_stride, x.shape[-1] // self.token_stride
         size = (h * self.enc.patch_size, w * self.enc.patch_size)
@@ -351,6 +361,8 @@ class PretrainedViT(DecodedEncoder):
             norm(m.permute(0, 2, 3, 1)).permute(0, 3, 1, 2)
             for norm, m in zip(self.tap_norms, maps, strict=True)
         ]
+        if self.encoder_only:
+            return [{max(self._features): maps[-1]}]
         pyramid = dict(zip(self.neck_strides, self.neck(maps), strict=True))
         if hasattr(self, "stem"):  # the detail stream, after the neck's level (sleap-nn's order)
             for s, detail in zip(DETAIL_STRIDES, self.stem(x), strict=True):

@@ -158,7 +158,7 @@ class PretrainedConfig(ConfigBase):
     folder or the Hugging Face cache), as are Hugging Face ConvNeXt, ConvNeXtV2, ResNet
     and Swinv2 ids (`facebook/convnextv2-nano-22k-224`, `microsoft/resnet-50`: sleap-nn's
     AutoBackbone networks, whose checkpoints load). `mode: encoder` (no decoder: the
-    encoder's last map, for pooled heads) is built for the Hugging Face models; other
+    encoder's last map, for pooled heads) is built for the Hugging Face and timm models; other
     Hugging Face ids are not; `detail_stem` (sleap-nn's detail stream beside a plain ViT) is
     built for DINOv2 and timm ViTs;
     `gradient_checkpointing`, `encoder_lr_scale`, `layer_decay` and `revision` are kept
