@@ -77,6 +77,27 @@ def test_fused_cnblock_keeps_outputs(channels_last):
         assert fused.mlp._op.calls == 2  # GELU and the residual add as post-ops
 
 
+def test_fused_mlp_in_row_blocks_keeps_outputs(monkeypatch):
+    """A hidden activation larger than `MLP_WHOLE_BYTES` runs in row blocks (thresholds
+    shrunk here so a small input takes that path; the last block is a partial one)."""
+    if _modules.linear_pointwise_op() is None:
+        pytest.skip("this torch has no oneDNN fused linear")
+    block = _cnblock()
+    x = torch.randn(2, 16, 13, 11)  # 286 rows of 64 hidden floats
+    holder = nn.Sequential(copy.deepcopy(block))
+    fuse_convnext_blocks(holder)
+    fused = holder[0]
+    with torch.inference_mode():
+        whole = fused(x)
+        monkeypatch.setattr(_modules, "MLP_WHOLE_BYTES", 1024)
+        monkeypatch.setattr(_modules, "MLP_CHUNK_BYTES", 64 * 4 * 100)  # 256 rows a block
+        fused.mlp._op = _Counting(fused.mlp._op)
+        blocked = fused(x)
+    assert fused.mlp._op.calls == 4  # two blocks of two calls
+    _close(block(x), blocked)
+    torch.testing.assert_close(blocked, whole, atol=1e-6, rtol=0)
+
+
 def test_fused_blocks_fall_back_to_plain_calls_with_gradients_or_without_onednn():
     block, swin = _cnblock(), _swin_block()
     holder = nn.Sequential(copy.deepcopy(block), copy.deepcopy(swin))

@@ -97,6 +97,17 @@ def onednn_linear_applies(op, weight, *tensors) -> bool:
     )
 
 
+#: `ResidualMLP` runs whole when its hidden activation (rows x 4 x width) is at most this
+#: many bytes, else in row blocks of about `MLP_CHUNK_BYTES` of hidden activation each:
+#: the hidden rows are then read back by the second Linear from the cache instead of
+#: memory. Measured (2-core AMD EPYC, Zen 4: 2 MiB L2 per core, 32 MiB L3; 2 threads):
+#: ConvNeXt-T's first-stage MLP (96 -> 384 -> 96) on 25,600 rows (160 px, batch 4; 39 MB
+#: hidden) 34.2 -> 24.2 ms, on 65,536 rows (256 px) 87.8 -> 60.6 ms with blocks of 2,048 to
+#: 4,096 rows; the second stage's (19.6 MB hidden) and smaller ones gained nothing.
+MLP_WHOLE_BYTES = 16 << 20
+MLP_CHUNK_BYTES = 4 << 20
+
+
 @functools.cache
 def residual_mlp_class():
     """The `ResidualMLP` module class (built once, on first use: torch loads lazily)."""
@@ -139,16 +150,32 @@ def residual_mlp_class():
 
         def forward(self, h: torch.Tensor, residual: torch.Tensor) -> torch.Tensor:
             """`h`, `residual`: (..., width); the result has their shape, contiguous."""
-            h = F.layer_norm(h, (self.width,), eps=self.eps)
             w1, w2 = self.fc1.weight, self.fc2.weight
             if not onednn_linear_applies(self._op, w1, h, residual):
+                h = F.layer_norm(h, (self.width,), eps=self.eps)
                 return residual + F.linear(
                     F.gelu(F.linear(h, w1, self.fc1.bias)), w2, self.fc2.bias
                 )
             flat = h.reshape(-1, self.width)
-            hidden = self._op(flat, w1, self.fc1.bias, "gelu", [], "none")
             res = residual.contiguous().reshape(-1, self.width)
-            out = self._op.binary(hidden, res, w2, self.fc2.bias, "add")
+            rows = flat.shape[0]
+            hidden_row = w1.shape[0] * w1.element_size()
+            # a hidden activation larger than the CPU's caches runs in row blocks, each
+            # block's normalised and hidden rows read back while still in cache (rows are
+            # independent: LayerNorm and both Linears act row by row)
+            step = (
+                rows
+                if rows * hidden_row <= MLP_WHOLE_BYTES
+                else max(MLP_CHUNK_BYTES // hidden_row, 256)
+            )
+            out = None if step >= rows else flat.new_empty(rows, self.width)
+            for i in range(0, rows, step):
+                x = F.layer_norm(flat[i : i + step], (self.width,), eps=self.eps)
+                hidden = self._op(x, w1, self.fc1.bias, "gelu", [], "none")
+                y = self._op.binary(hidden, res[i : i + step], w2, self.fc2.bias, "add")
+                if out is None:
+                    return y.view(residual.shape)
+                out[i : i + step] = y
             return out.view(residual.shape)
 
     def _bias(layer: nn.Linear) -> torch.Tensor:
