@@ -224,3 +224,24 @@ def test_an_embedding_model_on_a_pretrained_encoder_is_encoder_only():
     tree["model_config"]["backbone_config"]["pretrained"]["mode"] = "decoder"
     with pytest.raises(PosekitError, match="mode: encoder or auto"):
         from_sleap_nn(tree)
+
+
+def test_timm_vit_encoder_mode_taps_one_layer(tmp_path, monkeypatch):
+    """sleap-nn's encoder mode pools one tapped block: two are refused in one line."""
+    import shutil
+
+    import yaml
+
+    from posekit.errors import PosekitError
+
+    folder = tmp_path / "model"
+    shutil.copytree(FIXTURES / "timmdinov3_embedding", folder)
+    tree = yaml.safe_load((folder / "training_config.yaml").read_text())
+    tree["model_config"]["backbone_config"]["pretrained"]["layers"] = [1, 2]
+    (folder / "training_config.yaml").write_text(yaml.safe_dump(tree))
+    monkeypatch.setenv("HF_HUB_CACHE", str(folder / "hf_cache"))
+    monkeypatch.setenv("HF_HUB_OFFLINE", "1")
+    import posekit
+
+    with pytest.raises(PosekitError, match=r"mode 'encoder' pools exactly one layer"):
+        posekit.load_model(folder)
