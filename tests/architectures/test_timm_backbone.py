@@ -66,10 +66,19 @@ def test_what_is_not_built_says_so():
         build_backbone(PretrainedConfig(model_name="google/efficientnet-b0"))
     with pytest.raises(PosekitError, match="plain ViT"):
         build_backbone(PretrainedConfig(model_name="timm/vit_tiny_patch16_224", weights=False))
-    with pytest.raises(PosekitError, match="mode 'encoder'"):
-        build_backbone(PretrainedConfig(model_name=ATTO, weights=False, mode="encoder"))
     with pytest.raises(PosekitError, match="output_stride=32"):
         build_backbone(PretrainedConfig(model_name=ATTO, weights=False, output_stride=32))
+
+
+def test_encoder_mode_gives_the_deepest_stage_map_without_a_decoder():
+    """sleap-nn's "Case B" on a hierarchical timm model: no decoder; the pooled head reads
+    the stride-32 stage map (offered under `max_stride`)."""
+    net = build_backbone(PretrainedConfig(model_name=ATTO, weights=False, mode="encoder"))
+    assert len(net.decoder) == 0 and net.feature_channels == {32: 320}
+    net.eval()
+    with torch.no_grad():
+        (feats,) = net.forward_features(torch.rand(1, 3, 64, 96))
+    assert list(feats) == [32] and feats[32].shape == (1, 320, 2, 3)
 
 
 def test_summary_of_a_pretrained_backbone_builds_nothing_for_real():
