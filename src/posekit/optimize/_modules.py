@@ -160,23 +160,22 @@ def residual_mlp_class():
             res = residual.contiguous().reshape(-1, self.width)
             rows = flat.shape[0]
             hidden_row = w1.shape[0] * w1.element_size()
-            # a hidden activation larger than the CPU's caches runs in row blocks, each
-            # block's normalised and hidden rows read back while still in cache (rows are
-            # independent: LayerNorm and both Linears act row by row)
-            step = (
-                rows
-                if rows * hidden_row <= MLP_WHOLE_BYTES
-                else max(MLP_CHUNK_BYTES // hidden_row, 256)
-            )
-            out = None if step >= rows else flat.new_empty(rows, self.width)
-            for i in range(0, rows, step):
-                x = F.layer_norm(flat[i : i + step], (self.width,), eps=self.eps)
-                hidden = self._op(x, w1, self.fc1.bias, "gelu", [], "none")
-                y = self._op.binary(hidden, res[i : i + step], w2, self.fc2.bias, "add")
-                if out is None:
-                    return y.view(residual.shape)
-                out[i : i + step] = y
-            return out.view(residual.shape)
+            if rows * hidden_row > MLP_WHOLE_BYTES:
+                # larger than the CPU's caches: row blocks, each block's normalised and
+                # hidden rows read back while still in cache (LayerNorm and both Linears
+                # act row by row)
+                step = max(MLP_CHUNK_BYTES // hidden_row, 256)
+                out = flat.new_empty(rows, self.width)
+                for i in range(0, rows, step):
+                    out[i : i + step] = self._mlp(flat[i : i + step], res[i : i + step])
+                return out.view(residual.shape)
+            return self._mlp(flat, res).view(residual.shape)
+
+        def _mlp(self, rows: torch.Tensor, residual: torch.Tensor) -> torch.Tensor:
+            """The two oneDNN calls on (n, width) rows."""
+            x = F.layer_norm(rows, (self.width,), eps=self.eps)
+            hidden = self._op(x, self.fc1.weight, self.fc1.bias, "gelu", [], "none")
+            return self._op.binary(hidden, residual, self.fc2.weight, self.fc2.bias, "add")
 
     def _bias(layer: nn.Linear) -> torch.Tensor:
         if layer.bias is not None:
