@@ -26,7 +26,6 @@ CASES = [
     "timmconvnextv2_embedding",
     "timmdinov3_embedding",
 ]
-HF_CASES = CASES[2:]
 
 
 def _load(case: str, monkeypatch):

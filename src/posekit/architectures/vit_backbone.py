@@ -1,4 +1,4 @@
-"""sleap-nn's `pretrained` backbone on a plain ViT: DINOv2 tokens -> ViT neck -> decoder.
+"""sleap-nn's `pretrained` backbone on a plain ViT (DINOv2, timm's DINOv3): tokens -> neck -> decoder.
 
 sleap-nn 0.3.5 ("Case C" of its `PretrainedBackbone`) runs a plain ViT on the input and
 builds a feature pyramid from its token maps; posekit builds the same network:
@@ -25,9 +25,13 @@ builds a feature pyramid from its token maps; posekit builds the same network:
 6. sleap-nn's decoder (`sleap_nn_decoder.sleap_nn_decoder`) from the deepest level, with the
    others as skips.
 
-The maximum stride is 2 x token_stride. Module names below `enc` are posekit's (timm's
-blocks); everything else has sleap-nn's names, so `sleap_nn_state_dict` only renames
-the encoder (`dinov2.hf_to_posekit`) and the decoder blocks.
+The maximum stride is 2 x token_stride. In `mode: encoder` (sleap-nn's "Case B", for
+pooled heads) there is no neck or decoder: a DINOv2 gives its last block's tokens after
+its final LayerNorm at the input's own size, a timm ViT its one tapped block through one
+fresh LayerNorm after point 2 (the maximum stride is then the token stride). Module
+names below `enc` are posekit's (timm's blocks); everything else has sleap-nn's names,
+so `sleap_nn_state_dict` only renames the encoder (`dinov2.hf_to_posekit`) and the
+decoder blocks.
 """
 
 from __future__ import annotations
@@ -217,7 +221,8 @@ class TimmViT(nn.Module):
 
 
 class PretrainedViT(DecodedEncoder):
-    """A DINOv2 ViT under sleap-nn's ViT neck and decoder (see the module docstring)."""
+    """A DINOv2 or timm plain ViT under sleap-nn's ViT neck and decoder, or alone in
+    encoder mode (see the module docstring)."""
 
     sleap_nn_kept = ("tap_norms.", "neck.", "stem.")  # sleap-nn's names, kept as they are
 
